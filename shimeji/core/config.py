@@ -1,0 +1,368 @@
+"""Configuration: the keys shimeji understands, their defaults and their checks.
+
+A configuration is a plain mapping (nameko's shape), usually loaded from YAML
+with ``load_config``. ``Settings.from_config`` checks it once and turns it into
+typed values; every mistake is a ``ConfigurationError`` naming the key.
+
+Keys that belong to the application (read by its own dependency providers)
+are declared, so that a typo in a shimeji key is never silently ignored:
+pass ``extra_keys`` to ``load_config`` / ``Settings.from_config``, or list them
+in a provider's ``config_keys``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+import yaml
+
+from shimeji.core.exceptions import ConfigurationError
+from shimeji.core.serialization import Codec, codec_by_name
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "RetryPolicy",
+    "Settings",
+    "load_config",
+    "redact_uri",
+    "substitute_env",
+]
+
+DEFAULT_RETRY_POLICY: dict[str, Any] = {
+    "max_retries": 3,
+    "interval_start": 0.1,
+    "interval_step": 0.2,
+    "interval_max": 1.0,
+}
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "AMQP_URI": "amqp://guest:guest@localhost:5672//",
+    "rpc_exchange": "nameko-rpc",
+    "max_workers": 10,
+    "parent_calls_tracked": 10,
+    "serializer": "json",
+    "ACCEPT": None,  # None: only the serializer
+    "HEARTBEAT": 60,
+    "PREFETCH_COUNT": None,  # None: max_workers
+    "RPC_TIMEOUT": None,
+    "RPC_RETRY_POLICY": DEFAULT_RETRY_POLICY,
+    "RPC_REPLY_QUEUE_TTL": 300,
+    "AMQP_SSL": None,
+    "TRANSPORT_OPTIONS": {},
+    "LOGGING": None,
+}
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How publishing retries when the broker refuses (kombu's ``ensure`` shape).
+
+    The first retry waits ``interval_start`` seconds, each next one
+    ``interval_step`` longer, never more than ``interval_max``. ``max_retries``
+    None retries forever; 0 never retries.
+    """
+
+    max_retries: int | None = 3
+    interval_start: float = 0.1
+    interval_step: float = 0.2
+    interval_max: float = 1.0
+
+    @classmethod
+    def from_value(cls, value: Any, key: str = "RPC_RETRY_POLICY") -> RetryPolicy:
+        if isinstance(value, RetryPolicy):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(
+                f"{key} must be a mapping with max_retries, interval_start, interval_step "
+                f"and interval_max; got {value!r}"
+            )
+        fields = {f.name for f in attrs.fields(cls)}
+        for name in value:
+            if name not in fields:
+                raise ConfigurationError(
+                    f"{key} has an unknown key {name!r}{_suggest(name, fields)}; "
+                    f"allowed: {', '.join(sorted(fields))}"
+                )
+        merged = {**DEFAULT_RETRY_POLICY, **value}
+        max_retries = merged["max_retries"]
+        if max_retries is not None and (not _is_int(max_retries) or max_retries < 0):
+            raise ConfigurationError(
+                f"{key}.max_retries must be a whole number >= 0 or null; got {max_retries!r}"
+            )
+        for name in ("interval_start", "interval_step", "interval_max"):
+            if not _is_number(merged[name]) or merged[name] < 0:
+                raise ConfigurationError(
+                    f"{key}.{name} must be a number of seconds >= 0; got {merged[name]!r}"
+                )
+        return cls(
+            max_retries=max_retries,
+            interval_start=float(merged["interval_start"]),
+            interval_step=float(merged["interval_step"]),
+            interval_max=float(merged["interval_max"]),
+        )
+
+    def intervals(self) -> Iterator[float]:
+        """The waits before each retry, in order (endless when max_retries is None)."""
+        interval = self.interval_start
+        count = 0
+        while self.max_retries is None or count < self.max_retries:
+            yield min(interval, self.interval_max)
+            interval += self.interval_step
+            count += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if not close:
+        lowered = {k.lower(): k for k in known}
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_positive_int(key: str, value: Any, minimum: int) -> int:
+    if not _is_int(value) or value < minimum:
+        raise ConfigurationError(f"{key} must be a whole number >= {minimum}; got {value!r}")
+    return value
+
+
+def _check_optional_seconds(key: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if not _is_number(value) or value <= 0:
+        raise ConfigurationError(f"{key} must be a number of seconds > 0, or null; got {value!r}")
+    return float(value)
+
+
+def _check_type(key: str, value: Any, types: tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise ConfigurationError(f"{key} must be {what}; got {value!r}")
+    return value
+
+
+@attrs.frozen
+class Settings:
+    """The checked, typed form of a configuration mapping."""
+
+    config: Mapping[str, Any]
+    amqp_uri: str
+    rpc_exchange: str
+    max_workers: int
+    parent_calls_tracked: int
+    serializer: Codec
+    accept: Mapping[str, Codec]  # by content type
+    heartbeat: float
+    prefetch_count: int
+    rpc_timeout: float | None
+    retry_policy: RetryPolicy
+    reply_queue_ttl: float | None
+    amqp_ssl: Any
+    transport_options: Mapping[str, Any]
+    logging: Mapping[str, Any] | None
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any] | None = None, extra_keys: Iterable[str] = ()
+    ) -> Settings:
+        """Check ``config`` and fill in defaults; raise ConfigurationError naming the key."""
+        if config is None:
+            config = {}
+        if not isinstance(config, Mapping):
+            raise ConfigurationError(
+                "the configuration must be a mapping of keys to values; "
+                f"got {type(config).__name__}"
+            )
+        extra = set(extra_keys)
+        for key in config:
+            if not isinstance(key, str):
+                raise ConfigurationError(f"configuration keys must be strings; got {key!r}")
+            if key not in DEFAULT_CONFIG and key not in extra:
+                raise ConfigurationError(
+                    f"unknown configuration key {key!r}{_suggest(key, DEFAULT_CONFIG)}. "
+                    "Keys of your own application must be declared: list them in a "
+                    "DependencyProvider's config_keys or pass extra_keys=[...]"
+                )
+        merged = {**DEFAULT_CONFIG, **config}
+        max_workers = _check_positive_int("max_workers", merged["max_workers"], 1)
+        serializer = codec_by_name(
+            _check_type("serializer", merged["serializer"], (str,), "a serializer name")
+        )
+        accept_names = merged["ACCEPT"]
+        if accept_names is None:
+            accept_names = [serializer.name]
+        if isinstance(accept_names, str) or not isinstance(accept_names, (list, tuple)):
+            raise ConfigurationError(
+                f"ACCEPT must be a list of serializer names; got {accept_names!r}"
+            )
+        accept: dict[str, Codec] = {}
+        for name in accept_names:
+            codec = codec_by_name(name)
+            accept[codec.content_type] = codec
+        if serializer.content_type not in accept:
+            raise ConfigurationError(
+                f"ACCEPT {list(accept_names)!r} does not include the serializer "
+                f"{serializer.name!r}: replies in that format would be refused"
+            )
+        prefetch = merged["PREFETCH_COUNT"]
+        prefetch = (
+            max_workers if prefetch is None else _check_positive_int("PREFETCH_COUNT", prefetch, 1)
+        )
+        heartbeat = merged["HEARTBEAT"]
+        if heartbeat is None:
+            heartbeat = 0
+        if not _is_number(heartbeat) or heartbeat < 0:
+            raise ConfigurationError(f"HEARTBEAT must be seconds >= 0; got {heartbeat!r}")
+        logging_config = merged["LOGGING"]
+        if logging_config is not None:
+            _check_type("LOGGING", logging_config, (Mapping,), "a logging dictConfig mapping")
+        ssl = merged["AMQP_SSL"]
+        if ssl is not None:
+            _check_type("AMQP_SSL", ssl, (bool, Mapping), "true/false or a mapping of TLS options")
+        return cls(
+            config=merged,
+            amqp_uri=_check_type("AMQP_URI", merged["AMQP_URI"], (str,), "an amqp:// URI"),
+            rpc_exchange=_check_type(
+                "rpc_exchange", merged["rpc_exchange"], (str,), "an exchange name"
+            ),
+            max_workers=max_workers,
+            parent_calls_tracked=_check_positive_int(
+                "parent_calls_tracked", merged["parent_calls_tracked"], 0
+            ),
+            serializer=serializer,
+            accept=accept,
+            heartbeat=float(heartbeat),
+            prefetch_count=prefetch,
+            rpc_timeout=_check_optional_seconds("RPC_TIMEOUT", merged["RPC_TIMEOUT"]),
+            retry_policy=RetryPolicy.from_value(merged["RPC_RETRY_POLICY"]),
+            reply_queue_ttl=_check_optional_seconds(
+                "RPC_REPLY_QUEUE_TTL", merged["RPC_REPLY_QUEUE_TTL"]
+            ),
+            amqp_ssl=ssl,
+            transport_options=_check_type(
+                "TRANSPORT_OPTIONS", merged["TRANSPORT_OPTIONS"] or {}, (Mapping,), "a mapping"
+            ),
+            logging=logging_config,
+        )
+
+
+# -- loading YAML --------------------------------------------------------------
+
+_ENV_PATTERN = re.compile(r"\$\{([^}{:]+)(?::([^}{]*))?\}")
+
+
+def substitute_env(
+    text: str, environ: Mapping[str, str] | None = None, where: str = "value"
+) -> str:
+    """Replace ``${VAR}`` and ``${VAR:default}`` in ``text`` from the environment."""
+    env = os.environ if environ is None else environ
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1).strip(), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigurationError(
+            f"{where} uses ${{{name}}} but the environment variable {name} is not set; "
+            f"set it, or give a default as ${{{name}:default}}"
+        )
+
+    return _ENV_PATTERN.sub(replace, text)
+
+
+def _env_loader(environ: Mapping[str, str] | None, source: str) -> type[yaml.SafeLoader]:
+    class EnvLoader(yaml.SafeLoader):
+        pass
+
+    def construct_str(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        raw = loader.construct_scalar(node)
+        if "${" not in raw:
+            return raw
+        where = f"{source}, line {node.start_mark.line + 1}"
+        value = substitute_env(raw, environ, where)
+        if node.style is None and _ENV_PATTERN.fullmatch(raw.strip()):
+            # An unquoted value that is one whole ${...} takes the YAML type of
+            # what it became: ${PORT:5672} is the number 5672, ${DEBUG:false}
+            # a bool. Quote it to keep a string.
+            try:
+                return yaml.safe_load(value) if value.strip() else value
+            except yaml.YAMLError:
+                return value
+        return value
+
+    EnvLoader.add_constructor("tag:yaml.org,2002:str", construct_str)
+    return EnvLoader
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    extra_keys: Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Load a YAML configuration file, substituting ``${VAR}`` / ``${VAR:default}``.
+
+    The result is checked with ``Settings.from_config``; any problem raises
+    ``ConfigurationError`` naming the file and the key.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"configuration file {source} does not exist") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read configuration file {source}: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_env_loader(environ, source))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigurationError(
+            f"configuration file {source} is not valid YAML{line}: {exc.problem}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"configuration file {source} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(
+            f"configuration file {source} must hold a mapping of keys to values, "
+            f"not a {type(data).__name__}"
+        )
+    try:
+        Settings.from_config(data, extra_keys)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: {exc}") from None
+    return data
+
+
+def redact_uri(uri: str) -> str:
+    """The URI with its password replaced by ``***``, safe for logs and errors."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparseable URI>"
+    if parts.password is None:
+        return uri
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

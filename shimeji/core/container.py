@@ -1,0 +1,451 @@
+"""The service container: one running replica of a service, and its workers.
+
+A container binds the extensions its service class declares, starts them,
+and runs one *worker* per incoming call. A worker is a fresh instance of the
+service class, living for one call, in nameko's lifecycle order:
+
+    get_dependency -> worker_setup -> method -> handle_result
+                   -> worker_result -> worker_teardown
+
+An error in any of these hooks (anything but the method itself) means the
+replica can no longer be trusted: it is killed, loudly, and its unacked
+messages go back to the queue for another replica.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from shimeji.core import protocol
+from shimeji.core.config import Settings
+from shimeji.core.exceptions import ConfigurationError, ContainerBeingKilled, ReplicaCrashed
+from shimeji.core.extensions import (
+    DependencyProvider,
+    Entrypoint,
+    Extension,
+    SharedExtension,
+    iter_dependencies,
+    iter_entrypoints,
+)
+from shimeji.core.runtime import Runtime, Task, Waiter
+from shimeji.core.tracing import Tracer
+from shimeji.core.transport import Transport
+
+__all__ = ["ServiceContainer", "WorkerContext", "get_service_name", "redacted_arguments"]
+
+log = logging.getLogger("shimeji.container")
+
+ExcInfo = tuple[type[BaseException], BaseException, Any]
+HandleResult = Callable[["WorkerContext", Any, "ExcInfo | None"], tuple[Any, "ExcInfo | None"]]
+
+REDACTED = "********"
+
+
+def get_service_name(service_cls: Any) -> str:
+    """The ``name`` of a service class; ConfigurationError saying how to fix it."""
+    if not isinstance(service_cls, type):
+        raise ConfigurationError(f"a service must be a class, got {service_cls!r}")
+    name = getattr(service_cls, "name", None)
+    if name is None:
+        raise ConfigurationError(
+            f"service class {service_cls.__qualname__} has no `name` attribute; "
+            f"add e.g. name = {service_cls.__name__.lower()!r}"
+        )
+    problem = protocol.validate_service_name(name)
+    if problem:
+        raise ConfigurationError(f"service class {service_cls.__qualname__}: {problem}")
+    return name  # type: ignore[no-any-return]
+
+
+class WorkerContext:
+    """Everything about one call being handled by one worker."""
+
+    __slots__ = (
+        "args",
+        "call_id",
+        "call_id_stack",
+        "container",
+        "context_data",
+        "entrypoint",
+        "kwargs",
+        "service",
+    )
+
+    def __init__(
+        self,
+        container: ServiceContainer,
+        service: Any,
+        entrypoint: Entrypoint,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any],
+        context_data: Mapping[str, Any],
+        parent_call_id_stack: list[str],
+    ) -> None:
+        self.container = container
+        self.service = service
+        self.entrypoint = entrypoint
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+        self.context_data: Mapping[str, Any] = MappingProxyType(dict(context_data))
+        self.call_id = (
+            f"{container.service_name}.{entrypoint.method_name}.{container.runtime.new_id()}"
+        )
+        tracked = container.settings.parent_calls_tracked
+        parents = parent_call_id_stack[-tracked:] if tracked else []
+        self.call_id_stack: list[str] = [*parents, self.call_id]
+
+    @property
+    def service_name(self) -> str:
+        return self.container.service_name
+
+    @property
+    def method_name(self) -> str:
+        return self.entrypoint.method_name
+
+    @property
+    def origin_call_id(self) -> str:
+        """The first call of the chain that led here (as far as it is tracked)."""
+        return self.call_id_stack[0]
+
+    @property
+    def immediate_parent_call_id(self) -> str | None:
+        """The call that made this one, or None for a call from outside any service."""
+        return self.call_id_stack[-2] if len(self.call_id_stack) > 1 else None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Context data together with the call id stack, as it travels in headers."""
+        return {**self.context_data, protocol.CALL_ID_STACK_KEY: list(self.call_id_stack)}
+
+    def __repr__(self) -> str:
+        return f"<WorkerContext {self.call_id} on {self.container.replica_name}>"
+
+
+def redacted_arguments(
+    entrypoint: Entrypoint, fn: Callable[..., Any], args: Iterable[Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The call's arguments by name, sensitive ones (and ``arg.key`` paths) replaced."""
+    try:
+        bound = inspect.signature(fn).bind(None, *args, **kwargs)
+    except TypeError:
+        bound = None
+    if bound is None:
+        named: dict[str, Any] = {"args": list(args), **dict(kwargs)}
+    else:
+        named = dict(bound.arguments)
+        named.pop(next(iter(named)), None)  # self
+    if not entrypoint.sensitive_arguments:
+        return named
+    redacted = _deep_copy(named)
+    for path in entrypoint.sensitive_arguments:
+        _redact(redacted, path.split("."))
+    return redacted
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _redact(target: Any, path: list[str]) -> None:
+    key, rest = path[0], path[1:]
+    if isinstance(target, dict) and key in target:
+        if rest:
+            _redact(target[key], rest)
+        else:
+            target[key] = REDACTED
+    elif isinstance(target, list) and key.isdigit() and int(key) < len(target):
+        if rest:
+            _redact(target[int(key)], rest)
+        else:
+            target[int(key)] = REDACTED
+
+
+class ServiceContainer:
+    """One replica of a service: its bound extensions and its running workers."""
+
+    def __init__(
+        self,
+        service_cls: type,
+        settings: Settings,
+        *,
+        transport: Transport,
+        runtime: Runtime,
+        tracer: Tracer,
+        replica_name: str,
+    ) -> None:
+        self.service_cls = service_cls
+        self.service_name = get_service_name(service_cls)
+        try:
+            inspect.signature(service_cls).bind()
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"service class {service_cls.__qualname__} must be constructible with no "
+                "arguments: a fresh instance serves each call"
+            ) from None
+        self.settings = settings
+        self.config = settings.config
+        self.transport = transport
+        self.runtime = runtime
+        self.tracer = tracer
+        self.replica_name = replica_name
+        self.state = "created"  # -> running -> stopping -> stopped, or -> dead
+        self.crash: ReplicaCrashed | None = None
+        self.on_death: list[Callable[[ServiceContainer], None]] = []
+
+        self.shared_extensions: dict[Any, SharedExtension] = {}
+        self.entrypoints: list[Entrypoint] = [
+            template.bind(self, method_name)
+            for method_name, template in iter_entrypoints(service_cls)
+        ]
+        if not self.entrypoints:
+            raise ConfigurationError(
+                f"service class {service_cls.__qualname__} has no entrypoints: "
+                "decorate at least one method with @rpc"
+            )
+        self.dependencies: list[DependencyProvider] = [
+            template.bind(self, attr_name) for attr_name, template in iter_dependencies(service_cls)
+        ]
+        self._workers: dict[WorkerContext, Task] = {}
+        self._backlog: deque[tuple[WorkerContext, HandleResult]] = deque()
+        self._idle: Waiter | None = None
+
+    # -- extensions -----------------------------------------------------------
+
+    @property
+    def extensions(self) -> list[Extension]:
+        """Every bound extension: dependencies, entrypoints, then shared ones."""
+        return [*self.dependencies, *self.entrypoints, *self.shared_extensions.values()]
+
+    def config_keys(self) -> set[str]:
+        """Application configuration keys declared by this service's providers."""
+        return {key for dep in self.dependencies for key in dep.config_keys}
+
+    def _call_all(self, hook: str, extensions: Iterable[Extension]) -> None:
+        for extension in extensions:
+            getattr(extension, hook)()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Set up every extension, then start them; entrypoints last, so a call
+        never reaches a half-started replica."""
+        if self.state != "created":
+            raise RuntimeError(f"replica {self.replica_name} cannot start: it is {self.state}")
+        self._call_all("setup", self.extensions)
+        self._call_all("start", [*self.dependencies, *self.shared_extensions.values()])
+        self.state = "running"
+        self._call_all("start", self.entrypoints)
+        self.tracer.emit("replica_start", self.replica_name, self.service_name)
+
+    def stop(self) -> None:
+        """Stop taking calls, let running workers finish, then stop everything."""
+        if self.state != "running":
+            return
+        self.begin_stop()
+        if self._workers or self._backlog:
+            self._idle = self.runtime.new_waiter(
+                f"replica {self.replica_name} to finish its workers"
+            )
+            self._idle.wait()
+        self.end_stop()
+
+    def begin_stop(self) -> None:
+        """First half of a graceful stop: entrypoints stop taking new calls."""
+        if self.state == "running":
+            self.state = "stopping"
+            self._call_all("stop", self.entrypoints)
+
+    def end_stop(self) -> None:
+        """Second half, once no worker runs: stop dependencies and shared extensions."""
+        if self.state != "stopping":
+            return
+        self._call_all("stop", [*self.dependencies, *self.shared_extensions.values()])
+        self.state = "stopped"
+        self.tracer.emit("replica_stop", self.replica_name, self.service_name)
+
+    def kill(self, cause: BaseException | None = None) -> None:
+        """Die now: extensions killed, unacked messages requeued, workers stopped."""
+        if self.state in ("dead", "stopped"):
+            return
+        self.state = "dead"
+        if cause is not None:
+            self.crash = (
+                cause
+                if isinstance(cause, ReplicaCrashed)
+                else ReplicaCrashed(self.replica_name, cause)
+            )
+        detail = str(self.crash) if self.crash else "killed"
+        self.tracer.emit("replica_killed", self.replica_name, self.service_name, detail=detail)
+        for extension in self.extensions:
+            try:
+                extension.kill()
+            except Exception:
+                log.exception("%s: %r failed to die cleanly", self.replica_name, extension)
+        self._backlog.clear()
+        for task in list(self._workers.values()):
+            task.kill()
+        self._workers.clear()
+        if self._idle is not None:
+            self._idle.set_result(None)
+        for callback in self.on_death:
+            callback(self)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ("running", "stopping")
+
+    @property
+    def worker_count(self) -> int:
+        return len(self._workers)
+
+    # -- workers --------------------------------------------------------------
+
+    def spawn_worker(
+        self,
+        entrypoint: Entrypoint,
+        args: tuple[Any, ...] | list[Any],
+        kwargs: Mapping[str, Any],
+        context_data: Mapping[str, Any],
+        parent_call_id_stack: list[str],
+        handle_result: HandleResult,
+    ) -> WorkerContext:
+        """Run the entrypoint's method for one call, in a worker of its own.
+
+        At most ``max_workers`` run at once; others wait their turn in order.
+        Raises ContainerBeingKilled when the replica no longer takes work.
+        """
+        if self.state != "running":
+            raise ContainerBeingKilled(f"replica {self.replica_name} is {self.state}")
+        worker_ctx = WorkerContext(
+            self, self.service_cls(), entrypoint, args, kwargs, context_data, parent_call_id_stack
+        )
+        if len(self._workers) >= self.settings.max_workers:
+            self._backlog.append((worker_ctx, handle_result))
+        else:
+            self._start_worker(worker_ctx, handle_result)
+        return worker_ctx
+
+    def _start_worker(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
+        name = f"{self.replica_name}:{worker_ctx.method_name}"
+        self._workers[worker_ctx] = self.runtime.spawn(
+            self._run_worker, worker_ctx, handle_result, name=name
+        )
+
+    def _run_worker(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
+        try:
+            self._lifecycle(worker_ctx, handle_result)
+        finally:
+            self._worker_done(worker_ctx)
+
+    def _lifecycle(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
+        tracer = self.tracer
+        if tracer.enabled:
+            tracer.emit(
+                "worker_start",
+                self.replica_name,
+                self.service_name,
+                worker_ctx.method_name,
+                worker_ctx.call_id,
+            )
+        stage = "get_dependency"
+        provider: DependencyProvider | None = None
+        try:
+            for provider in self.dependencies:
+                setattr(worker_ctx.service, provider.attr_name, provider.get_dependency(worker_ctx))
+            stage = "worker_setup"
+            for provider in self.dependencies:
+                provider.worker_setup(worker_ctx)
+        except Exception as exc:
+            self._hook_failed(worker_ctx, stage, provider, exc)
+            return
+
+        result: Any = None
+        exc_info: ExcInfo | None = None
+        method = getattr(worker_ctx.service, worker_ctx.method_name)
+        try:
+            result = method(*worker_ctx.args, **worker_ctx.kwargs)
+        except Exception as exc:
+            exc_info = (type(exc), exc, exc.__traceback__)
+            self._log_worker_error(worker_ctx, exc)
+        if tracer.enabled:
+            detail = "ok" if exc_info is None else f"{type(exc_info[1]).__name__}: {exc_info[1]}"
+            tracer.emit(
+                "worker_end",
+                self.replica_name,
+                self.service_name,
+                worker_ctx.method_name,
+                worker_ctx.call_id,
+                detail=detail,
+            )
+
+        stage, provider = "handle_result", None
+        try:
+            result, exc_info = handle_result(worker_ctx, result, exc_info)
+            stage = "worker_result"
+            for provider in self.dependencies:
+                provider.worker_result(worker_ctx, result, exc_info)
+            stage = "worker_teardown"
+            for provider in self.dependencies:
+                provider.worker_teardown(worker_ctx)
+        except Exception as exc:
+            self._hook_failed(worker_ctx, stage, provider, exc)
+        finally:
+            exc_info = None  # no reference cycle through the traceback
+
+    def _log_worker_error(self, worker_ctx: WorkerContext, exc: Exception) -> None:
+        if isinstance(exc, worker_ctx.entrypoint.expected_exceptions):
+            log.warning(
+                "%s: %s raised expected %s: %s (call %s)",
+                self.replica_name,
+                worker_ctx.method_name,
+                type(exc).__name__,
+                exc,
+                worker_ctx.call_id,
+            )
+        else:
+            log.error(
+                "%s: %s failed (call %s)",
+                self.replica_name,
+                worker_ctx.method_name,
+                worker_ctx.call_id,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+
+    def _hook_failed(
+        self,
+        worker_ctx: WorkerContext,
+        stage: str,
+        provider: DependencyProvider | None,
+        exc: Exception,
+    ) -> None:
+        where = (
+            f"{stage} of {provider.attr_name!r} ({type(provider).__name__})" if provider else stage
+        )
+        log.error(
+            "%s: %s failed during call %s; killing the replica",
+            self.replica_name,
+            where,
+            worker_ctx.call_id,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        self.kill(ReplicaCrashed(self.replica_name, exc))
+
+    def _worker_done(self, worker_ctx: WorkerContext) -> None:
+        if self._workers.pop(worker_ctx, None) is None:
+            return  # killed: the container already forgot it
+        if self._backlog and self.state in ("running", "stopping"):
+            self._start_worker(*self._backlog.popleft())
+        elif not self._workers and not self._backlog and self._idle is not None:
+            self._idle.set_result(None)
+
+    def __repr__(self) -> str:
+        return f"<ServiceContainer {self.replica_name} ({self.state})>"

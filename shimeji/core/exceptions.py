@@ -1,0 +1,284 @@
+"""Every exception shimeji raises, and how exceptions cross the wire.
+
+A worker's exception travels to its caller as a small JSON-able mapping
+(``serialize``) and is rebuilt there (``deserialize``): as the original class
+when that class was registered with ``deserialize_to_instance``, otherwise as a
+``RemoteError`` carrying the original type name, arguments and module path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+__all__ = [
+    "BadRequest",
+    "ConfigurationError",
+    "ContainerBeingKilled",
+    "ExtensionNotFound",
+    "IncorrectSignature",
+    "MalformedReply",
+    "MalformedRequest",
+    "MethodNotFound",
+    "PublishFailed",
+    "RemoteError",
+    "ReplicaCrashed",
+    "RpcTimeout",
+    "ServiceNotFound",
+    "ShimejiError",
+    "UnknownService",
+    "UnserializableValueError",
+    "deserialize",
+    "deserialize_to_instance",
+    "exception_path",
+    "safe_for_serialization",
+    "serialize",
+]
+
+E = TypeVar("E", bound=type[BaseException])
+
+
+class ShimejiError(Exception):
+    """Base class of every exception defined by shimeji."""
+
+
+class RemoteError(ShimejiError):
+    """An exception raised by a remote worker, seen by its caller.
+
+    ``exc_type`` is the original class name, ``exc_args`` its arguments (made
+    JSON-safe), ``exc_path`` the dotted path of the class and ``value`` the
+    original ``str(exc)``.
+    """
+
+    def __init__(
+        self,
+        exc_type: str | None = None,
+        value: str = "",
+        exc_args: list[Any] | tuple[Any, ...] = (),
+        exc_path: str | None = None,
+    ) -> None:
+        self.exc_type = exc_type
+        self.value = value
+        self.exc_args = list(exc_args)
+        self.exc_path = exc_path
+        super().__init__(f"{exc_type} {value}")
+
+    def __str__(self) -> str:
+        return f"{self.exc_type} {self.value}"
+
+
+class BadRequest(ShimejiError):
+    """A request that can never succeed as sent; base of the three below."""
+
+
+class MethodNotFound(BadRequest):
+    """The target service has no RPC method of that name. ``str()`` is the name."""
+
+
+class IncorrectSignature(BadRequest):
+    """The arguments do not fit the target method's signature."""
+
+
+class MalformedRequest(BadRequest):
+    """The request could not be decoded, or lacks ``args`` / ``kwargs``."""
+
+
+class MalformedReply(ShimejiError):
+    """A reply could not be decoded; the caller cannot know the call's outcome."""
+
+
+class ServiceNotFound(ShimejiError):
+    """No queue is bound for the target service: the request was unroutable."""
+
+    def __init__(self, service_name: str) -> None:
+        self.service_name = service_name
+        super().__init__(service_name)
+
+    def __str__(self) -> str:
+        return (
+            f"Unknown service {self.service_name!r}: no queue is bound for it. "
+            "Check the service name, and that the service was started at least once."
+        )
+
+
+UnknownService = ServiceNotFound
+
+
+class RpcTimeout(ShimejiError):
+    """No reply arrived within the call's timeout."""
+
+    def __init__(
+        self, service: str, method: str, timeout: float, correlation_id: str | None = None
+    ) -> None:
+        self.service = service
+        self.method = method
+        self.timeout = timeout
+        self.correlation_id = correlation_id
+        super().__init__(service, method, timeout, correlation_id)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.service}.{self.method} got no reply within {self.timeout:g}s "
+            f"(correlation id {self.correlation_id}); raise the timeout or check the service"
+        )
+
+
+class UnserializableValueError(ShimejiError):
+    """A value cannot be encoded by the configured serializer."""
+
+    def __init__(self, value: Any, where: str = "value", reason: str = "") -> None:
+        self.value = value
+        self.where = where
+        self.reason = reason
+        try:
+            self.repr_value = repr(value)
+        except Exception:  # a broken __repr__ must not hide the real problem
+            self.repr_value = f"<{type(value).__name__} with failing repr>"
+        super().__init__(self.repr_value)
+
+    def __str__(self) -> str:
+        text = f"Unserializable value at {self.where}: {self.repr_value}"
+        if self.reason:
+            text += f" ({self.reason})"
+        return text
+
+
+class ConfigurationError(ShimejiError):
+    """The configuration, a service class or an argument is invalid."""
+
+
+class PublishFailed(ShimejiError):
+    """Publishing failed on every attempt the retry policy allowed; nothing was sent."""
+
+    def __init__(self, routing_key: str, attempts: int, cause: BaseException | str) -> None:
+        self.routing_key = routing_key
+        self.attempts = attempts
+        self.cause = cause
+        super().__init__(routing_key, attempts, str(cause))
+
+    def __str__(self) -> str:
+        return (
+            f"could not publish {self.routing_key!r}: {self.attempts} attempt(s) failed, last "
+            f"with: {self.cause}. Nothing was sent; check the broker, or raise "
+            "RPC_RETRY_POLICY max_retries"
+        )
+
+
+class ExtensionNotFound(ShimejiError):
+    """A named dependency does not exist on the service class."""
+
+
+class ContainerBeingKilled(ShimejiError):
+    """The replica is dying and cannot start new work; the message is requeued."""
+
+
+class ReplicaCrashed(ShimejiError):
+    """A replica died because one of its extensions failed (a lifecycle hook raised)."""
+
+    def __init__(self, replica: str, cause: BaseException) -> None:
+        self.replica = replica
+        self.cause = cause
+        super().__init__(replica, cause)
+
+    def __str__(self) -> str:
+        return f"replica {self.replica} crashed: {type(self.cause).__name__}: {self.cause}"
+
+
+# -- exceptions on the wire ---------------------------------------------------
+
+_registry: dict[str, type[BaseException]] = {}
+
+
+def exception_path(exc_type: type[BaseException]) -> str:
+    """The dotted path that identifies an exception class on the wire."""
+    wire_path = exc_type.__dict__.get("__wire_path__")
+    if isinstance(wire_path, str):
+        return wire_path
+    return f"{exc_type.__module__}.{exc_type.__qualname__}"
+
+
+def deserialize_to_instance(exc_type: E) -> E:
+    """Class decorator: callers receive this exception as itself, not as RemoteError.
+
+    The class must be importable under the same path on both sides, and must be
+    constructible from its ``args``.
+    """
+    _registry[exception_path(exc_type)] = exc_type
+    for alias in exc_type.__dict__.get("__wire_aliases__", ()):
+        _registry[alias] = exc_type
+    return exc_type
+
+
+def safe_for_serialization(value: Any) -> Any:
+    """A JSON-safe rendering of ``value``: containers recursed, other objects as text."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): safe_for_serialization(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_for_serialization(v) for v in value]
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__} with failing __str__>"
+
+
+def serialize(exc: BaseException) -> dict[str, Any]:
+    """The wire form of an exception: ``exc_type``, ``exc_path``, ``exc_args``, ``value``."""
+    if isinstance(exc, RemoteError):
+        # Re-raising a remote error keeps the original identity.
+        return {
+            "exc_type": exc.exc_type,
+            "exc_path": exc.exc_path,
+            "exc_args": safe_for_serialization(exc.exc_args),
+            "value": exc.value,
+        }
+    return {
+        "exc_type": type(exc).__name__,
+        "exc_path": exception_path(type(exc)),
+        "exc_args": safe_for_serialization(list(exc.args)),
+        "value": safe_for_serialization(str(exc)),
+    }
+
+
+def deserialize(data: Any) -> BaseException:
+    """Rebuild an exception from its wire form (see ``serialize``)."""
+    if not isinstance(data, Mapping):
+        return MalformedReply(f"error payload is not a mapping: {data!r}")
+    exc_path = data.get("exc_path")
+    exc_type = data.get("exc_type")
+    exc_args = data.get("exc_args") or []
+    value = data.get("value", "")
+    if not isinstance(exc_args, list):
+        exc_args = [exc_args]
+    registered = _registry.get(exc_path) if isinstance(exc_path, str) else None
+    if registered is not None:
+        try:
+            return registered(*exc_args)
+        except Exception:  # the class no longer accepts these args: fall back
+            pass
+    return RemoteError(
+        exc_type=exc_type if isinstance(exc_type, str) else str(exc_type),
+        value=value if isinstance(value, str) else str(value),
+        exc_args=exc_args,
+        exc_path=exc_path if isinstance(exc_path, str) else None,
+    )
+
+
+# Users import these from ``shimeji.exceptions``; name them so on the wire and
+# in tracebacks.
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, ShimejiError):
+        _cls.__module__ = "shimeji.exceptions"
+
+# The request errors come back to the caller as themselves, and are understood
+# by nameko peers under nameko's own paths.
+for _cls in (MethodNotFound, IncorrectSignature, MalformedRequest):
+    _cls.__wire_aliases__ = (f"nameko.exceptions.{_cls.__name__}",)  # type: ignore[attr-defined]
+    deserialize_to_instance(_cls)
+ServiceNotFound.__wire_aliases__ = ("nameko.exceptions.UnknownService",)  # type: ignore[attr-defined]
+deserialize_to_instance(ServiceNotFound)
+del _cls

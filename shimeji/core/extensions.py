@@ -1,0 +1,224 @@
+"""Extensions: the pieces a service container is made of (nameko's model).
+
+A service class declares extensions: entrypoints (decorators on methods, such
+as ``@rpc``) and dependency providers (class attributes, such as
+``RpcProxy("calculator")``). Those declarations are templates. Each replica's
+container *binds* its own copy of every extension, so no state is shared
+between replicas, except by a ``SharedExtension`` shared on purpose within one
+container.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shimeji.core.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from shimeji.core.container import ServiceContainer, WorkerContext
+
+__all__ = [
+    "DependencyProvider",
+    "Entrypoint",
+    "Extension",
+    "SharedExtension",
+    "iter_dependencies",
+    "iter_entrypoints",
+    "register_entrypoint",
+]
+
+T = TypeVar("T", bound="Extension")
+
+ENTRYPOINTS_ATTR = "__shimeji_entrypoints__"
+
+
+class Extension:
+    """Base of every extension: lifecycle hooks plus binding to a container.
+
+    ``setup`` runs before any extension starts, ``start`` when the container
+    starts, ``stop`` for a graceful stop and ``kill`` when the container dies.
+    Override the ones you need; each default does nothing.
+    """
+
+    container: ServiceContainer | None = None
+    _init_params: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Extension:
+        instance = super().__new__(cls)
+        # Kept so that ``bind`` can build a fresh copy for each container.
+        instance._init_params = (args, kwargs)
+        return instance
+
+    def setup(self) -> None:
+        """Called once, before any extension of the container starts."""
+
+    def start(self) -> None:
+        """Called when the container starts."""
+
+    def stop(self) -> None:
+        """Called for a graceful stop."""
+
+    def kill(self) -> None:
+        """Called when the container dies: stop at once, release everything."""
+
+    def clone(self: T) -> T:
+        args, kwargs = self._init_params
+        return type(self)(*args, **kwargs)
+
+    def bind(self: T, container: ServiceContainer) -> T:
+        """A copy of this extension bound to ``container``, with its sub-extensions bound."""
+        instance = self.clone()
+        instance.container = container
+        instance._bind_subextensions(container)
+        return instance
+
+    def _bind_subextensions(self, container: ServiceContainer) -> None:
+        # dir() is sorted, so binding order never depends on hashing.
+        for name in dir(type(self)):
+            template = getattr(type(self), name, None)
+            if isinstance(template, Extension):
+                setattr(self, name, template.bind(container))
+
+    def is_bound(self) -> bool:
+        return self.container is not None
+
+    def __repr__(self) -> str:
+        state = "bound" if self.is_bound() else "declared"
+        return f"<{type(self).__name__} ({state}) at 0x{id(self):x}>"
+
+
+class SharedExtension(Extension):
+    """An extension of which a container holds one instance, whoever declares it.
+
+    Instances are shared by ``sharing_key`` (the class, unless overridden).
+    """
+
+    @property
+    def sharing_key(self) -> Any:
+        return type(self)
+
+    def bind(self: T, container: ServiceContainer) -> T:
+        existing = container.shared_extensions.get(self.sharing_key)  # type: ignore[attr-defined]
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+        instance = super().bind(container)
+        container.shared_extensions[self.sharing_key] = instance  # type: ignore[attr-defined]
+        return instance
+
+
+class DependencyProvider(Extension):
+    """Provides a value to a service attribute for each worker.
+
+    ``get_dependency`` returns what the attribute holds while the worker runs.
+    ``worker_setup``, ``worker_result`` and ``worker_teardown`` see every worker
+    of the container. ``config_keys`` lists configuration keys of the
+    application that this provider reads (so that they are not refused as
+    unknown).
+    """
+
+    attr_name: str = ""
+    config_keys: tuple[str, ...] = ()
+
+    def bind(self: T, container: ServiceContainer, attr_name: str = "") -> T:  # type: ignore[override]
+        instance = super().bind(container)
+        instance.attr_name = attr_name  # type: ignore[attr-defined]
+        return instance
+
+    def get_dependency(self, worker_ctx: WorkerContext) -> Any:
+        """The value injected into the service instance for this worker."""
+        return None
+
+    def worker_setup(self, worker_ctx: WorkerContext) -> None:
+        """Before the service method runs."""
+
+    def worker_result(
+        self, worker_ctx: WorkerContext, result: Any = None, exc_info: Any = None
+    ) -> None:
+        """After the method returned (``result``) or raised (``exc_info``)."""
+
+    def worker_teardown(self, worker_ctx: WorkerContext) -> None:
+        """Last, whatever happened."""
+
+
+class Entrypoint(Extension):
+    """A way in to a service method (``@rpc`` is one).
+
+    ``expected_exceptions`` are errors the method raises on purpose: they are
+    logged at WARNING rather than ERROR. ``sensitive_arguments`` name arguments
+    (or ``"arg.key"`` paths inside them) redacted wherever calls are logged or
+    traced.
+    """
+
+    method_name: str = ""
+
+    def __init__(
+        self,
+        expected_exceptions: type[BaseException] | tuple[type[BaseException], ...] = (),
+        sensitive_arguments: str | tuple[str, ...] = (),
+    ) -> None:
+        if isinstance(expected_exceptions, type):
+            expected_exceptions = (expected_exceptions,)
+        if not isinstance(expected_exceptions, (tuple, list)) or not all(
+            isinstance(e, type) and issubclass(e, BaseException) for e in expected_exceptions
+        ):
+            raise ConfigurationError(
+                "expected_exceptions must be an exception class or a tuple of them, "
+                f"got {expected_exceptions!r}"
+            )
+        if isinstance(sensitive_arguments, str):
+            sensitive_arguments = (sensitive_arguments,)
+        if not all(isinstance(a, str) and a for a in sensitive_arguments):
+            raise ConfigurationError(
+                f"sensitive_arguments must be argument names, got {sensitive_arguments!r}"
+            )
+        self.expected_exceptions: tuple[type[BaseException], ...] = tuple(expected_exceptions)
+        self.sensitive_arguments: tuple[str, ...] = tuple(sensitive_arguments)
+
+    def bind(self: T, container: ServiceContainer, method_name: str = "") -> T:  # type: ignore[override]
+        instance = super().bind(container)
+        instance.method_name = method_name  # type: ignore[attr-defined]
+        return instance
+
+    @classmethod
+    def decorator(cls, *args: Any, **kwargs: Any) -> Any:
+        """Use as ``@entrypoint`` or ``@entrypoint(option=...)``."""
+
+        def registering(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if not callable(fn):
+                raise ConfigurationError(f"@{cls.__name__.lower()} decorates methods, not {fn!r}")
+            register_entrypoint(fn, cls(*args, **kwargs))
+            return fn
+
+        if len(args) == 1 and not kwargs and callable(args[0]) and not isinstance(args[0], type):
+            # bare @decorator: the single positional argument is the method
+            fn, args = args[0], ()
+            return registering(fn)
+        return registering
+
+
+def register_entrypoint(fn: Callable[..., Any], entrypoint: Entrypoint) -> None:
+    declared = fn.__dict__.get(ENTRYPOINTS_ATTR)
+    if declared is None:
+        declared = []
+        setattr(fn, ENTRYPOINTS_ATTR, declared)
+    declared.append(entrypoint)
+
+
+def iter_entrypoints(service_cls: type) -> Iterator[tuple[str, Entrypoint]]:
+    """``(method_name, entrypoint template)`` for each entrypoint, in name order."""
+    for name in dir(service_cls):
+        member = inspect.getattr_static(service_cls, name, None)
+        if isinstance(member, (staticmethod, classmethod)):
+            member = member.__func__
+        for entrypoint in getattr(member, ENTRYPOINTS_ATTR, None) or ():
+            yield name, entrypoint
+
+
+def iter_dependencies(service_cls: type) -> Iterator[tuple[str, DependencyProvider]]:
+    """``(attribute name, provider template)`` for each dependency, in name order."""
+    for name in dir(service_cls):
+        member = inspect.getattr_static(service_cls, name, None)
+        if isinstance(member, DependencyProvider):
+            yield name, member

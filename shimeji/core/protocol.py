@@ -1,0 +1,176 @@
+"""The RPC wire protocol, as nameko 2.x speaks it on RabbitMQ.
+
+- Requests go to the topic exchange (``rpc_exchange``, default ``nameko-rpc``)
+  with routing key ``<service>.<method>``. Each service has one durable queue
+  ``rpc-<service>`` bound with ``<service>.*``; its replicas compete on it.
+- A request body is ``{"args": [...], "kwargs": {...}}``; a reply body is
+  ``{"result": ..., "error": null}`` or ``{"result": null, "error": {...}}``
+  with the error as ``shimeji.core.exceptions.serialize`` makes it.
+- The caller sets ``reply_to`` (the routing key of its reply queue, bound on
+  the same exchange) and ``correlation_id``; the reply carries the same
+  correlation id.
+- Context data travels in headers prefixed ``nameko.``; ``nameko.call_id_stack``
+  holds the chain of call ids that led to the request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from shimeji.core.exceptions import MalformedRequest, deserialize, serialize
+from shimeji.core.serialization import Codec
+
+__all__ = [
+    "CALL_ID_STACK_KEY",
+    "HEADER_PREFIX",
+    "STANDALONE_SERVICE",
+    "context_from_headers",
+    "decode_reply",
+    "decode_request",
+    "encode_reply",
+    "encode_request",
+    "headers_from_context",
+    "reply_queue_name",
+    "request_routing_key",
+    "service_binding_key",
+    "service_queue_name",
+    "split_routing_key",
+    "validate_service_name",
+]
+
+HEADER_PREFIX = "nameko"
+CALL_ID_STACK_KEY = "call_id_stack"
+STANDALONE_SERVICE = "standalone_rpc_proxy"
+
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_][A-Za-z0-9_\-]*)*$")
+
+
+def validate_service_name(name: Any) -> str | None:
+    """None if ``name`` can be a service name, else what is wrong with it."""
+    if not isinstance(name, str) or not name:
+        return f"a service name must be a non-empty string, not {name!r}"
+    if not _SERVICE_NAME.match(name):
+        return (
+            f"service name {name!r} may hold only letters, digits, '_', '-' and single "
+            "dots between words (it becomes a routing key)"
+        )
+    return None
+
+
+def service_queue_name(service: str) -> str:
+    return f"rpc-{service}"
+
+
+def service_binding_key(service: str) -> str:
+    return f"{service}.*"
+
+
+def request_routing_key(service: str, method: str) -> str:
+    return f"{service}.{method}"
+
+
+def split_routing_key(routing_key: str) -> tuple[str, str]:
+    """``("service", "method")`` from ``"service.method"``; the method is the last word."""
+    service, _, method = routing_key.rpartition(".")
+    return service, method
+
+
+def reply_queue_name(owner: str, reply_id: str) -> str:
+    return f"rpc.reply-{owner}-{reply_id}"
+
+
+# -- headers ---------------------------------------------------------------------
+
+
+def headers_from_context(context_data: Mapping[str, Any], call_id_stack: list[str]) -> dict:
+    headers = {f"{HEADER_PREFIX}.{key}": value for key, value in context_data.items()}
+    headers[f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"] = list(call_id_stack)
+    return headers
+
+
+_PREFIX = HEADER_PREFIX + "."
+
+
+def context_from_headers(headers: Any) -> tuple[dict[str, Any], list[str]]:
+    """Context data and the parent call id stack carried by request headers.
+
+    Raises ``MalformedRequest`` for headers of the wrong shape.
+    """
+    if headers is None:
+        return {}, []
+    if not isinstance(headers, Mapping):
+        raise MalformedRequest(f"message headers must be a table, got {type(headers).__name__}")
+    context: dict[str, Any] = {}
+    stack: list[str] = []
+    for key, value in headers.items():
+        if not isinstance(key, str) or not key.startswith(_PREFIX):
+            continue
+        name = key[len(_PREFIX) :]
+        if name == CALL_ID_STACK_KEY:
+            if not isinstance(value, (list, tuple)) or not all(
+                isinstance(item, str) for item in value
+            ):
+                raise MalformedRequest(
+                    f"header {key!r} must be a list of call id strings, got {value!r}"
+                )
+            stack = list(value)
+        else:
+            context[name] = value
+    return context, stack
+
+
+# -- bodies ----------------------------------------------------------------------
+
+
+def encode_request(codec: Codec, args: tuple | list, kwargs: Mapping[str, Any]) -> bytes:
+    """Raises UnserializableValueError naming the argument that cannot be sent."""
+    return codec.dumps({"args": list(args), "kwargs": dict(kwargs)}, "the call's arguments")
+
+
+def decode_request(codec: Codec, body: bytes) -> tuple[list[Any], dict[str, Any]]:
+    """``(args, kwargs)`` from a request body; raises MalformedRequest explaining why not."""
+    try:
+        payload = codec.loads(body)
+    except Exception as exc:
+        raise MalformedRequest(f"request body cannot be decoded as {codec.name}: {exc}") from None
+    if not isinstance(payload, Mapping):
+        raise MalformedRequest(
+            f"request body must be a mapping with 'args' and 'kwargs', got {type(payload).__name__}"
+        )
+    missing = [key for key in ("args", "kwargs") if key not in payload]
+    if missing:
+        raise MalformedRequest(
+            f"request body lacks {' and '.join(repr(m) for m in missing)}; "
+            'send {"args": [...], "kwargs": {...}}'
+        )
+    args, kwargs = payload["args"], payload["kwargs"]
+    if not isinstance(args, (list, tuple)):
+        raise MalformedRequest(f"request 'args' must be a list, got {type(args).__name__}")
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise MalformedRequest(
+            f"request 'kwargs' must be a mapping of names to values, got {kwargs!r}"
+        )
+    return list(args), dict(kwargs)
+
+
+def encode_reply(codec: Codec, result: Any, exc: BaseException | None) -> bytes:
+    """A reply body; an unserializable result becomes an UnserializableValueError reply."""
+    if exc is not None:
+        return codec.dumps({"result": None, "error": serialize(exc)}, "the error")
+    try:
+        return codec.dumps({"result": result, "error": None}, "the result")
+    except Exception as unserializable:  # UnserializableValueError, or a codec's own error
+        return codec.dumps({"result": None, "error": serialize(unserializable)}, "the error")
+
+
+def decode_reply(codec: Codec, body: bytes) -> tuple[Any, BaseException | None]:
+    """``(result, error)`` from a reply body; raises ValueError when it is not one."""
+    payload = codec.loads(body)
+    if not isinstance(payload, Mapping) or ("result" not in payload and "error" not in payload):
+        raise ValueError(f"reply body is not a mapping with 'result' and 'error': {payload!r}")
+    error = payload.get("error")
+    if error is not None:
+        return None, deserialize(error)
+    return payload.get("result"), None

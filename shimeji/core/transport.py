@@ -1,0 +1,135 @@
+"""The transport contract: what a message broker must do for shimeji.
+
+A transport moves bytes and keeps broker state (exchanges, queues, bindings,
+consumers, prefetch, acks, redelivery). It knows nothing of RPC: every rule of
+the protocol lives in ``shimeji.core``. The simulator's bus and the kombu
+adapter implement this contract as equals, and raise only the exceptions named
+here, so the code above them cannot tell which one it runs on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import attrs
+
+from shimeji.core.exceptions import ShimejiError
+
+__all__ = [
+    "BrokerUnavailable",
+    "Consumer",
+    "Delivery",
+    "Message",
+    "Transport",
+    "Unroutable",
+]
+
+
+class Unroutable(ShimejiError):
+    """A mandatory publish matched no queue (the broker returned the message)."""
+
+    def __init__(self, exchange: str, routing_key: str) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        super().__init__(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")
+
+
+class BrokerUnavailable(ShimejiError):
+    """The broker cannot be reached or refused the operation; retrying may help."""
+
+
+@attrs.frozen(slots=True)
+class Message:
+    """One AMQP message as shimeji sends it: a body of bytes and its properties."""
+
+    body: bytes
+    routing_key: str
+    exchange: str = ""
+    content_type: str = "application/json"
+    content_encoding: str = "utf-8"
+    headers: Mapping[str, Any] = attrs.field(factory=dict)
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    delivery_mode: int = 2  # persistent
+
+
+@attrs.define(slots=True, eq=False)
+class Delivery:
+    """A message handed to a consumer, to be settled exactly once."""
+
+    message: Message
+    delivery_tag: int
+    redelivered: bool
+    consumer: Consumer
+
+    def ack(self) -> None:
+        """The message is done with; the broker forgets it."""
+        self.consumer.settle(self, "ack")
+
+    def requeue(self) -> None:
+        """Give the message back to its queue, to be redelivered."""
+        self.consumer.settle(self, "requeue")
+
+    def reject(self) -> None:
+        """Refuse the message for good (dead-lettered where the queue says so)."""
+        self.consumer.settle(self, "reject")
+
+
+class Consumer(Protocol):
+    """A subscription to one queue, created by ``Transport.consume``."""
+
+    label: str
+
+    def settle(self, delivery: Delivery, outcome: str) -> None:
+        """Ack, requeue or reject one of this consumer's deliveries."""
+
+    def cancel(self) -> None:
+        """Stop new deliveries. Deliveries already made stay unacked and can be settled."""
+
+    def close(self) -> None:
+        """Cancel and give every unsettled delivery back to the queue, as a dying
+        connection does."""
+
+
+class Transport(Protocol):
+    """What the RPC protocol needs from a broker."""
+
+    def declare_exchange(self, name: str) -> None:
+        """Declare a durable topic exchange (idempotent)."""
+
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        durable: bool = True,
+        auto_delete: bool = False,
+        expires: float | None = None,
+    ) -> None:
+        """Declare a queue (idempotent). ``expires``: seconds unused before the
+        broker deletes it."""
+
+    def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
+        """Route messages whose key matches ``routing_key`` (a topic pattern) to ``queue``."""
+
+    def delete_queue(self, name: str) -> None:
+        """Delete a queue and the messages in it (no error if it is gone)."""
+
+    def publish(self, message: Message, *, mandatory: bool) -> None:
+        """Publish and return once the broker has it. Raise ``Unroutable`` for a
+        mandatory message that matched no queue, ``BrokerUnavailable`` when the
+        broker cannot take it."""
+
+    def consume(
+        self,
+        queue: str,
+        on_delivery: Callable[[Delivery], None],
+        *,
+        prefetch: int,
+        label: str,
+        auto_ack: bool = False,
+    ) -> Consumer:
+        """Subscribe to ``queue``; at most ``prefetch`` deliveries unsettled at once
+        (0: no limit). ``label`` names the consumer in traces and logs. With
+        ``auto_ack`` a delivery is settled as it is handed over (``ack()`` is
+        then a no-op)."""

@@ -1,0 +1,380 @@
+"""SimCluster: a whole graph of services on the simulator, driven by a test.
+
+    with SimCluster(seed=0) as cluster:
+        cluster.add_service(CalculatorService, replicas=3)
+        assert cluster.rpc.calculator.multiply(6, 7) == 42
+        print(cluster.trace)
+
+Every replica is a real ``ServiceContainer`` on the simulated bus, so
+requests and replies are serialized, routed, load-balanced, acked and
+redelivered as on RabbitMQ, in virtual time, from one seeded RNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shimeji.core.config import DEFAULT_CONFIG, Settings
+from shimeji.core.container import ServiceContainer, get_service_name
+from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
+from shimeji.core.extensions import iter_dependencies
+from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient
+from shimeji.sim.bus import SimBus
+from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
+from shimeji.sim.scheduler import Scheduler, SimulationStalled, to_us
+from shimeji.sim.trace import Trace
+
+__all__ = ["Replica", "SimCluster"]
+
+
+class Replica:
+    """A handle on one replica (``calculator-1``) of a service in a SimCluster."""
+
+    def __init__(self, cluster: SimCluster, service_cls: type, service_name: str, index: int):
+        self.cluster = cluster
+        self.service_cls = service_cls
+        self.service_name = service_name
+        self.index = index
+        self.name = f"{service_name}-{index}"
+        self.container: ServiceContainer | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.container is not None and self.container.alive
+
+    def _make_container(self) -> ServiceContainer:
+        cluster = self.cluster
+        container = ServiceContainer(
+            self.service_cls,
+            cluster.settings,
+            transport=cluster.bus,
+            runtime=cluster.scheduler,
+            tracer=cluster.trace,
+            replica_name=self.name,
+        )
+        container.on_death.append(cluster._container_died)
+        return container
+
+    def start(self) -> None:
+        self.container = self._make_container()
+        self.container.start()
+
+    def __repr__(self) -> str:
+        state = self.container.state if self.container else "not started"
+        return f"<Replica {self.name} ({state})>"
+
+
+class SimCluster:
+    """A deterministic, in-memory cluster of services.
+
+    ``seed`` drives every choice (ids, and the faults and delays given to
+    it); ``config`` is a shimeji configuration mapping. ``latency`` is the
+    virtual time each message takes from broker to consumer. With
+    ``virtual_time`` (the default) service code reads the virtual clock via
+    ``time.time()`` / ``datetime.now()`` and ``time.sleep()`` sleeps in
+    virtual time, from ``start_time`` on. ``trace=False`` records nothing.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        config: Mapping[str, Any] | None = None,
+        *,
+        latency: float = 0.001,
+        start_time: Any = DEFAULT_START,
+        virtual_time: bool = True,
+        trace: bool = True,
+        extra_config_keys: Iterable[str] = (),
+    ) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigurationError(f"seed must be an integer, got {seed!r}")
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
+            raise ConfigurationError(f"latency must be seconds >= 0, got {latency!r}")
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.clock = VirtualClock(start_time)
+        self.scheduler = Scheduler(self.clock, self.rng)
+        self.scheduler.stall_reporter = self._describe_stall
+        self.trace = Trace(self.clock, enabled=trace)
+        self.bus = SimBus(self.scheduler, self.trace, latency)
+        self._raw_config = dict(config or {})
+        self._extra_config_keys = set(extra_config_keys)
+        # Unknown keys are judged at start(), once the services have declared theirs.
+        self.settings = Settings.from_config(
+            self._raw_config, extra_keys=set(self._raw_config) - set(DEFAULT_CONFIG)
+        )
+        self._virtual_time = VirtualTime(self.clock, self._sleep) if virtual_time else None
+        self._services: dict[str, tuple[type, list[Replica]]] = {}
+        self._clients: list[RpcClient] = []
+        self._rpc: ClusterProxy | None = None
+        self.crashes: list[ReplicaCrashed] = []
+        self.state = "created"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def __enter__(self) -> SimCluster:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.stop(raise_crashes=exc_type is None)
+
+    def start(self) -> None:
+        """Start virtual time and every replica added so far."""
+        if self.state != "created":
+            raise RuntimeError(f"this SimCluster is already {self.state}; create a new one")
+        self._check_config_keys()
+        if self._virtual_time is not None:
+            self._virtual_time.start()
+        self.state = "running"
+        try:
+            for _, replicas in self._services.values():
+                for replica in replicas:
+                    replica.start()
+        except BaseException:
+            self.stop(raise_crashes=False)
+            raise
+
+    def stop(self, raise_crashes: bool = True) -> None:
+        """Stop gracefully: no new calls are taken, running workers finish (or are
+        killed if they can never finish), virtual time is released.
+
+        Raises ReplicaCrashed if a replica died of an extension error during the
+        run (clear ``cluster.crashes`` first if that was expected).
+        """
+        if self.state != "running":
+            return
+        self.state = "stopping"
+        try:
+            containers = [r.container for r in self.replicas() if r.container and r.alive]
+            for container in containers:
+                container.begin_stop()
+            # Workers that can never finish (the loop stalls) are killed below.
+            with contextlib.suppress(SimulationStalled):
+                self.scheduler.run_root(
+                    lambda: all(c.worker_count == 0 for c in containers if c.alive),
+                    "stopping the cluster, waiting for running workers to finish",
+                )
+            for container in containers:
+                if container.alive and container.worker_count:
+                    container.kill()
+                else:
+                    container.end_stop()
+            for client in self._clients:
+                client.close()
+        finally:
+            if self._virtual_time is not None:
+                self._virtual_time.stop()
+            self.state = "stopped"
+        if raise_crashes:
+            self._raise_crashes()
+
+    def _raise_crashes(self) -> None:
+        crashes, self.crashes = self.crashes, []
+        if crashes:
+            raise crashes[0]
+        if self.scheduler.errors:
+            errors, self.scheduler.errors = self.scheduler.errors, []
+            raise ShimejiError(
+                f"simulated task(s) {', '.join(errors)} crashed; see the log for tracebacks"
+            )
+
+    def _container_died(self, container: ServiceContainer) -> None:
+        if container.crash is not None:
+            self.crashes.append(container.crash)
+
+    def _check_config_keys(self) -> None:
+        allowed = set(self._extra_config_keys)
+        for service_cls, _ in self._services.values():
+            for _, provider in iter_dependencies(service_cls):
+                allowed.update(provider.config_keys)
+        Settings.from_config(self._raw_config, extra_keys=allowed)
+
+    def _require_running(self, what: str) -> None:
+        if self.state != "running":
+            raise RuntimeError(
+                f"cannot {what}: the SimCluster is {self.state}. Use `with SimCluster() as "
+                "cluster:` or call cluster.start() first"
+            )
+
+    # -- services --------------------------------------------------------------------
+
+    def add_service(self, service_cls: type, replicas: int = 1) -> list[Replica]:
+        """Add ``replicas`` replicas of a service (started at once if the cluster runs).
+
+        Adding the same class again adds more replicas to it.
+        """
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ConfigurationError(f"replicas must be a whole number >= 1, got {replicas!r}")
+        name = get_service_name(service_cls)
+        known = self._services.get(name)
+        if known is not None and known[0] is not service_cls:
+            raise ConfigurationError(
+                f"a different class ({known[0].__qualname__}) already serves {name!r}; "
+                "give each service class its own name"
+            )
+        if known is None:
+            # Build one container now so that a broken class fails here, loudly.
+            ServiceContainer(
+                service_cls,
+                self.settings,
+                transport=self.bus,
+                runtime=self.scheduler,
+                tracer=self.trace,
+                replica_name=name,
+            )
+            known = self._services[name] = (service_cls, [])
+        added = []
+        for _ in range(replicas):
+            replica = Replica(self, service_cls, name, len(known[1]) + 1)
+            known[1].append(replica)
+            added.append(replica)
+            if self.state == "running":
+                replica.start()
+        return added
+
+    def replicas(self, service: str | None = None) -> list[Replica]:
+        """Every replica (of one service), in the order they were added."""
+        if service is not None:
+            if service not in self._services:
+                raise KeyError(
+                    f"no service {service!r} in this cluster; it has {sorted(self._services)}"
+                )
+            return list(self._services[service][1])
+        return [replica for _, replicas in self._services.values() for replica in replicas]
+
+    def replica(self, name: str) -> Replica:
+        """The replica named ``name`` (e.g. ``"calculator-2"``)."""
+        for replica in self.replicas():
+            if replica.name == name:
+                return replica
+        raise KeyError(f"no replica {name!r}; replicas: {[r.name for r in self.replicas()]}")
+
+    @property
+    def services(self) -> list[str]:
+        return list(self._services)
+
+    # -- clients ------------------------------------------------------------------------
+
+    def _new_client(self) -> RpcClient:
+        label = "client" if not self._clients else f"client-{len(self._clients) + 1}"
+        client = RpcClient(
+            self.settings,
+            transport=self.bus,
+            runtime=self.scheduler,
+            tracer=self.trace,
+            owner="standalone_rpc_proxy",
+            label=label,
+        )
+        self._clients.append(client)
+        return client
+
+    @property
+    def rpc(self) -> ClusterProxy:
+        """A client with no context data: ``cluster.rpc.service.method(...)``."""
+        self._require_running("make calls")
+        if self._rpc is None:
+            self._rpc = ClusterProxy(self._new_client())
+        return self._rpc
+
+    def rpc_proxy(
+        self,
+        context_data: Mapping[str, Any] | None = None,
+        timeout: Any = _UNSET,
+        retry_policy: Any = None,
+    ) -> ClusterProxy:
+        """A new client (its own reply queue) sending ``context_data`` with every call.
+
+        ``timeout`` (seconds, or None for none) overrides RPC_TIMEOUT.
+        """
+        self._require_running("make calls")
+        return ClusterProxy(
+            self._new_client(),
+            context_data=context_data,
+            timeout=timeout,
+            retry_policy=retry_policy,
+        )
+
+    # -- time --------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Virtual time, in epoch seconds."""
+        return self.clock.time()
+
+    def elapsed(self) -> float:
+        """Virtual seconds since the simulation started."""
+        return self.clock.elapsed()
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass, running everything that falls due."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ConfigurationError(f"advance() takes seconds >= 0, got {seconds!r}")
+        self._require_root("advance()")
+        self.scheduler.run_root_until(self.clock.now_us + to_us(seconds))
+
+    def run_until_idle(self) -> None:
+        """Run until no event is left (workers blocked forever stay blocked)."""
+        self._require_root("run_until_idle()")
+        self.scheduler.run()
+
+    def _require_root(self, what: str) -> None:
+        if self.scheduler.running or self.scheduler.current_task() is not None:
+            raise RuntimeError(f"{what} is for the test itself, not for service code")
+
+    def _sleep(self, seconds: float) -> bool:
+        """time.sleep() on the cluster's thread: virtual in a worker or in the test."""
+        if self.scheduler.current_task() is not None or not self.scheduler.running:
+            self.scheduler.sleep(seconds)
+            return True
+        return False
+
+    # -- diagnosis -----------------------------------------------------------------------
+
+    def _describe_stall(self) -> list[str]:
+        lines: list[str] = []
+        clients = list(self._clients)
+        for replica in self.replicas():
+            container = replica.container
+            if container is None:
+                continue
+            listener = next(
+                (
+                    ext
+                    for ext in container.shared_extensions.values()
+                    if getattr(ext, "client", None) is not None
+                ),
+                None,
+            )
+            if listener is not None:
+                clients.append(listener.client)
+            for worker_ctx, task in container._workers.items():
+                if task.waiting_on:  # type: ignore[attr-defined]
+                    lines.append(
+                        f"worker {worker_ctx.call_id} on {container.replica_name} is "
+                        f"{task.waiting_on}"
+                    )  # type: ignore[attr-defined]
+        for client in clients:
+            for call in client.pending:
+                lines.append(
+                    f"{client.label} waits for a reply from {call.describe()}, sent at "
+                    f"t={call.since - self.clock.start:.6f}s"
+                )
+        for queue, ready, consumers in self.bus.queue_stats():
+            if ready:
+                who = (
+                    f"its consumers {', '.join(consumers)} are all at their prefetch limit "
+                    f"(max_workers={self.settings.max_workers})"
+                    if consumers
+                    else "no replica consumes it"
+                )
+                lines.append(f"queue {queue} holds {ready} message(s): {who}")
+        return lines
+
+    def __repr__(self) -> str:
+        return (
+            f"<SimCluster seed={self.seed} {self.state} t={self.elapsed():.6f}s "
+            f"services={self.services}>"
+        )

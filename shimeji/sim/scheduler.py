@@ -1,0 +1,391 @@
+"""The simulator's runtime: a discrete-event scheduler running greenlets.
+
+Everything happens on one OS thread. Each task (a worker, a reply to send)
+is a greenlet. A task runs until it blocks (waits for a reply, sleeps) and
+then switches back to the event loop, which picks the next event. Events are
+ordered by (virtual time, sequence number): ties break on the order in which
+they were scheduled, never on ``id()`` or hashing, so a run is a pure
+function of its seed and its code.
+
+Who runs the loop: the test itself. A blocking call made by the test (the
+*root*, outside any task) runs the loop until what it waits for is done.
+When nothing is left to run and the root still waits with no deadline, the
+simulation has stalled, and ``SimulationStalled`` says what was stuck.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import greenlet
+
+from shimeji.core.exceptions import ShimejiError
+from shimeji.sim.clock import VirtualClock
+
+__all__ = ["Scheduler", "SimTask", "SimTimer", "SimWaiter", "SimulationStalled"]
+
+log = logging.getLogger("shimeji.sim")
+
+GreenletExit = greenlet.GreenletExit
+
+
+class SimulationStalled(ShimejiError):
+    """A caller waits with no deadline, and nothing left in the simulation can
+    ever answer it."""
+
+
+_VARIANT = "89ab"
+
+
+def to_us(seconds: float) -> int:
+    """Seconds to whole microseconds (how the scheduler counts time)."""
+    return round(seconds * 1_000_000)
+
+
+class SimTimer:
+    """A scheduled call; cancelling it leaves it in the heap, skipped when reached."""
+
+    __slots__ = ("args", "cancelled", "fn")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _TaskGreenlet(greenlet.greenlet):  # type: ignore[misc]
+    """A greenlet that runs tasks one after another (creating greenlets is costly)."""
+
+    task: SimTask | None = None
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        super().__init__(run=self._serve)
+        self.scheduler = scheduler
+
+    def _serve(self, task: SimTask) -> None:
+        while True:
+            self.task = task
+            task._run()
+            self.task = None
+            scheduler = self.scheduler
+            if scheduler._hub is None or len(scheduler._idle) >= _POOL_SIZE:
+                return  # let it end
+            scheduler._idle.append(self)
+            task = scheduler._hub.switch()  # parked idle until handed the next task
+
+
+_POOL_SIZE = 64
+
+
+class SimTask:
+    """A unit of concurrent work, run by a greenlet, parked while it waits."""
+
+    __slots__ = (
+        "_glet",
+        "_park_token",
+        "args",
+        "done",
+        "fn",
+        "killed",
+        "name",
+        "scheduler",
+        "waiting_on",
+    )
+
+    def __init__(
+        self, scheduler: Scheduler, fn: Callable[..., Any], args: tuple[Any, ...], name: str
+    ) -> None:
+        self.scheduler = scheduler
+        self.fn = fn
+        self.args = args
+        self.name = name
+        self.done = False
+        self.killed = False
+        self.waiting_on: str | None = None
+        self._glet: _TaskGreenlet | None = None
+        self._park_token = 0
+
+    def _start(self) -> None:
+        if self.done:
+            return
+        scheduler = self.scheduler
+        hub = greenlet.getcurrent()
+        glet = scheduler._idle.pop() if scheduler._idle else _TaskGreenlet(scheduler)
+        if glet.parent is not hub:
+            glet.parent = hub
+        self._glet = glet
+        glet.switch(self)
+
+    def _run(self) -> None:
+        try:
+            if not self.killed:
+                self.fn(*self.args)
+        except GreenletExit:
+            pass
+        except Exception:
+            # Workers catch their own errors; reaching here is a bug in an
+            # extension or in shimeji, and must not pass silently.
+            log.exception("simulated task %s crashed", self.name)
+            self.scheduler.errors.append(self.name)
+        finally:
+            self.done = True
+            self.waiting_on = None
+            self.fn = self.args = None  # type: ignore[assignment]
+
+    def park(self, description: str) -> Any:
+        """Block this task (it must be the current one) until ``resume(token)``."""
+        if self.killed:
+            raise GreenletExit
+        self.waiting_on = description
+        hub = self.scheduler._hub
+        assert hub is not None, "a task runs only inside the event loop"
+        value = hub.switch()
+        self.waiting_on = None
+        if self.killed:
+            raise GreenletExit
+        return value
+
+    def next_token(self) -> int:
+        """A token for the next park: a resume with an older token is ignored."""
+        self._park_token += 1
+        return self._park_token
+
+    def resume(self, token: int, value: Any = None) -> None:
+        glet = self._glet
+        if self.done or glet is None or glet.task is not self or token != self._park_token:
+            return
+        self._park_token += 1  # one resume per park
+        hub = greenlet.getcurrent()
+        if glet.parent is not hub:
+            glet.parent = hub
+        glet.switch(value)
+
+    def kill(self) -> None:
+        """Unwind the task with GreenletExit (at once if parked, at its next block
+        if it is the task calling kill)."""
+        if self.done or self.killed:
+            return
+        self.killed = True
+        if self._glet is not None and greenlet.getcurrent() is self._glet:
+            return  # it stops at its next blocking call
+        self.scheduler.call_urgent(self._throw)
+
+    def _throw(self) -> None:
+        glet = self._glet
+        if glet is None:
+            self.done = True  # never started: it never will
+            return
+        if not self.done and glet.task is self:
+            hub = greenlet.getcurrent()
+            if glet.parent is not hub:
+                glet.parent = hub
+            glet.throw(GreenletExit)
+
+    def __repr__(self) -> str:
+        state = (
+            "done"
+            if self.done
+            else (f"waiting on {self.waiting_on}" if self.waiting_on else "ready")
+        )
+        return f"<SimTask {self.name} {state}>"
+
+
+class SimWaiter:
+    """A one-shot result. Tasks park on it; the root runs the loop until it is done."""
+
+    __slots__ = ("_exc", "_parked", "_value", "description", "done", "scheduler")
+
+    def __init__(self, scheduler: Scheduler, description: str) -> None:
+        self.scheduler = scheduler
+        self.description = description
+        self.done = False
+        self._value: Any = None
+        self._exc: BaseException | None = None
+        self._parked: list[tuple[SimTask, int]] = []
+
+    def set_result(self, value: Any) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._value = value
+        self._wake()
+
+    def set_exception(self, exc: BaseException) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._exc = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        for task, token in self._parked:
+            self.scheduler.call_soon(task.resume, token)
+        self._parked.clear()
+
+    def wait(self) -> Any:
+        if not self.done:
+            task = self.scheduler.current_task()
+            if task is None:
+                self.scheduler.run_root(lambda: self.done, self.description)
+            else:
+                self._parked.append((task, task.next_token()))
+                task.park(self.description)
+        if self._exc is not None:
+            raise self._exc
+        return self._value
+
+
+class Scheduler:
+    """The simulator's Runtime: virtual clock, seeded ids, tasks and timers."""
+
+    def __init__(self, clock: VirtualClock, rng: random.Random) -> None:
+        self.clock = clock
+        self.rng = rng
+        self.errors: list[str] = []
+        #: called to describe what is stuck when the root stalls
+        self.stall_reporter: Callable[[], list[str]] = lambda: []
+        self._heap: list[tuple[int, int, SimTimer]] = []
+        self._seq = 0
+        self._urgent: deque[Callable[[], None]] = deque()
+        self._hub: greenlet.greenlet | None = None
+        self._idle: list[_TaskGreenlet] = []
+        self.tasks_started = 0
+        self.events_run = 0
+
+    # -- the Runtime contract ---------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock.time()
+
+    def new_id(self) -> str:
+        # A version-4 UUID drawn from the seeded RNG (formatted by hand: uuid.UUID
+        # is several times slower, and ids are made for every call).
+        h = f"{self.rng.getrandbits(128):032x}"
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> SimTask:
+        task = SimTask(self, fn, args, name)
+        self.tasks_started += 1
+        self.call_soon(task._start)
+        return task
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> SimTimer:
+        return self.call_at(self.clock.now_us + max(0, to_us(delay)), fn, *args)
+
+    def new_waiter(self, description: str) -> SimWaiter:
+        return SimWaiter(self, description)
+
+    def sleep(self, seconds: float) -> None:
+        target = self.clock.now_us + max(0, to_us(seconds))
+        task = self.current_task()
+        if task is not None:
+            token = task.next_token()
+            self.call_at(target, task.resume, token)
+            task.park(f"sleeping until t={target / 1e6:.6f}")
+            return
+        self.run_root_until(target)
+
+    # -- scheduling ----------------------------------------------------------------
+
+    def call_at(self, when_us: int, fn: Callable[..., Any], *args: Any) -> SimTimer:
+        timer = SimTimer(fn, args)
+        self._seq += 1
+        heapq.heappush(self._heap, (when_us, self._seq, timer))
+        return timer
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> SimTimer:
+        return self.call_at(self.clock.now_us, fn, *args)
+
+    def call_urgent(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` before any other event (used to unwind killed tasks)."""
+        self._urgent.append(fn)
+        if self._hub is None and self.current_task() is None:
+            # Called by the root between runs: unwind now, so that a killed
+            # replica's workers are gone when kill() returns.
+            self.run(lambda: not self._urgent)
+
+    def current_task(self) -> SimTask | None:
+        current = greenlet.getcurrent()
+        if isinstance(current, _TaskGreenlet) and current.scheduler is self:
+            return current.task
+        return None
+
+    @property
+    def running(self) -> bool:
+        return self._hub is not None
+
+    def idle(self) -> bool:
+        return not self._urgent and all(timer.cancelled for _, _, timer in self._heap)
+
+    # -- the event loop ------------------------------------------------------------
+
+    def run(self, until: Callable[[], bool] | None = None, limit_us: int | None = None) -> bool:
+        """Run events in order until ``until()`` holds (True), or until nothing
+        is left or the next event lies beyond ``limit_us`` (False)."""
+        if self._hub is not None:
+            raise RuntimeError(
+                "blocking call from inside the simulation's event loop: only service code "
+                "(in a worker) and the test itself (outside the loop) may block"
+            )
+        if self.current_task() is not None:
+            raise RuntimeError("a simulated task cannot run the event loop itself")
+        self._hub = greenlet.getcurrent()
+        heap, urgent, clock = self._heap, self._urgent, self.clock
+        try:
+            # This while loop is the event loop. Each turn runs exactly one
+            # thing: an urgent call (unwinding a killed task) first, else the
+            # earliest timer. Time jumps straight to that timer: no event, no
+            # time passing, which is why a 60 s timeout costs nothing.
+            while True:
+                if until is not None and until():
+                    return True
+                if urgent:
+                    urgent.popleft()()
+                    continue
+                if not heap:
+                    return False
+                when, _, timer = heap[0]
+                if limit_us is not None and when > limit_us:
+                    return False
+                heapq.heappop(heap)
+                if timer.cancelled:
+                    continue  # a cancelled timer never moves the clock
+                if when > clock.now_us:
+                    clock.advance_to(when)
+                self.events_run += 1
+                timer.fn(*timer.args)
+        finally:
+            self._hub = None
+
+    def run_root(self, done: Callable[[], bool], description: str) -> None:
+        """The root waits for ``done()``: run the loop; stalled if it never holds."""
+        if self.run(done):
+            return
+        stuck = self.stall_reporter()
+        lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
+        raise SimulationStalled(
+            f"the simulation stalled at t={self.clock.elapsed():.6f}s: the test is {description}, "
+            f"and nothing left to run can ever answer it.\nStuck:\n{lines}\n"
+            "Give the call a timeout, or check for a replica waiting on itself "
+            "(max_workers) or a service that is not running."
+        )
+
+    def run_root_until(self, target_us: int) -> None:
+        """The root lets virtual time pass up to ``target_us``, running what falls due."""
+        self.run(limit_us=target_us)
+        if target_us > self.clock.now_us:
+            self.clock.advance_to(target_us)
+
+    def close(self) -> None:
+        """End the idle greenlets kept for reuse."""
+        idle, self._idle = self._idle, []
+        for glet in idle:
+            glet.throw(GreenletExit)
