@@ -1,0 +1,1 @@
+"""Runnable examples: the specification's services on the simulator."""
