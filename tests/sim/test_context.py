@@ -31,7 +31,7 @@ def test_call_id_stack_grows_one_per_hop(sim_cluster):
     stacks = [h["call_id_stack"] for h in hops]
     assert [len(s) for s in stacks] == [2, 3, 4]
     assert re.fullmatch(rf"standalone_rpc_proxy\.call\.{UUID}", stacks[0][0])
-    for hop, stack in zip(hops, stacks):
+    for hop, stack in zip(hops, stacks, strict=True):
         assert re.fullmatch(rf"chain\.hop\.{UUID}", hop["call_id"])
         assert stack[-1] == hop["call_id"]
         assert hop["origin"] == stacks[0][0]
@@ -104,8 +104,7 @@ def test_context_travels_in_nameko_headers(sim_cluster):
     publish = sim_cluster.trace.filter("publish")[-1]
     headers = publish.message.headers
     assert headers["nameko.user_id"] == "u1"
-    assert re.fullmatch(rf"standalone_rpc_proxy\.call\.{UUID}",
-                        headers["nameko.call_id_stack"][0])
+    assert re.fullmatch(rf"standalone_rpc_proxy\.call\.{UUID}", headers["nameko.call_id_stack"][0])
     message = publish.message
     assert message.routing_key == "keyed.show"
     assert message.exchange == "nameko-rpc"

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shimeji.exceptions import ConfigurationError, RemoteError, ReplicaCrashed
+from shimeji.exceptions import ConfigurationError, RemoteError, ReplicaCrashed, RpcTimeout
 from shimeji.extensions import DependencyProvider, SharedExtension
 from shimeji.rpc import rpc
 from shimeji.sim import SimCluster
@@ -163,7 +163,7 @@ def test_hook_error_kills_the_replica_loudly(stage, caplog):
     # the bad call kills one replica; its request is redelivered to the other,
     # which dies too: the call cannot complete
     if stage == "worker_setup":
-        with pytest.raises(Exception):
+        with pytest.raises(RpcTimeout):
             client.fragile.run("bad")
     else:
         client.fragile.run("bad")  # the reply was sent before teardown failed
@@ -198,7 +198,9 @@ def test_requests_of_a_killed_replica_are_redelivered():
     assert cluster.rpc.picky.run() == "served"
     delivers = [e for e in cluster.trace.filter("deliver", method="run") if not e.is_reply]
     assert [(e.replica, e.detail) for e in delivers] == [
-        ("picky-1", ""), ("picky-2", "redelivered")]
+        ("picky-1", ""),
+        ("picky-2", "redelivered"),
+    ]
     assert cluster.crashes
     cluster.crashes.clear()
     cluster.stop()

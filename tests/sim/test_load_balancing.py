@@ -21,8 +21,7 @@ def test_round_robin_over_replicas(sim_cluster):
     sim_cluster.add_service(CalculatorService, replicas=3)
     for i in range(9):
         sim_cluster.rpc.calculator.add(i, i)
-    assert _delivered_to(sim_cluster, "add") == ["calculator-1", "calculator-2",
-                                                 "calculator-3"] * 3
+    assert _delivered_to(sim_cluster, "add") == ["calculator-1", "calculator-2", "calculator-3"] * 3
 
 
 def test_round_robin_with_parallel_calls(sim_cluster):
@@ -44,8 +43,10 @@ def test_prefetch_bounds_unacked_per_replica():
         # 4 are running (2 per replica), 4 still wait in the queue
         running = [r.container.worker_count for r in cluster.replicas("calculator")]
         assert running == [2, 2]
-        assert cluster.bus.queues["rpc-calculator"].ready and len(
-            cluster.bus.queues["rpc-calculator"].ready) == 4
+        assert (
+            cluster.bus.queues["rpc-calculator"].ready
+            and len(cluster.bus.queues["rpc-calculator"].ready) == 4
+        )
         assert [r.result() for r in replies] == list(range(8))
         # two waves of one second each
         assert cluster.elapsed() == pytest.approx(2.004, abs=0.003)

@@ -6,6 +6,9 @@ import logging
 
 import pytest
 
+from shimeji.core.protocol import decode_reply
+from shimeji.core.serialization import codec_by_name
+from shimeji.core.transport import Message
 from shimeji.exceptions import (
     BadRequest,
     IncorrectSignature,
@@ -16,9 +19,6 @@ from shimeji.exceptions import (
     UnknownService,
     UnserializableValueError,
 )
-from shimeji.core.protocol import decode_reply
-from shimeji.core.serialization import codec_by_name
-from shimeji.core.transport import Message
 from shimeji.sim import SimCluster
 
 from .services import CalculatorService, InsufficientFunds, UserService
@@ -147,8 +147,14 @@ def test_expected_exceptions_log_warning_others_error(cluster, caplog):
     assert explode[0].exc_info is not None and explode[0].exc_info[0] is KeyError
 
 
-def _raw_request(cluster, body: bytes, *, content_type="application/json", headers=None,
-                 routing_key="calculator.add"):
+def _raw_request(
+    cluster,
+    body: bytes,
+    *,
+    content_type="application/json",
+    headers=None,
+    routing_key="calculator.add",
+):
     """Publish a hand-made request and return the decoded error reply."""
     waiter = cluster.scheduler.new_waiter("raw reply")
     correlation_id = "raw-" + str(len(cluster.trace))
@@ -158,12 +164,17 @@ def _raw_request(cluster, body: bytes, *, content_type="application/json", heade
 
     cluster.bus.declare_queue("raw-replies", durable=False)
     cluster.bus.bind_queue("raw-replies", "nameko-rpc", "raw-replies")
-    consumer = cluster.bus.consume("raw-replies", on_reply, prefetch=0, label="raw",
-                                   auto_ack=True)
+    consumer = cluster.bus.consume("raw-replies", on_reply, prefetch=0, label="raw", auto_ack=True)
     cluster.bus.publish(
-        Message(body=body, routing_key=routing_key, exchange="nameko-rpc",
-                content_type=content_type, headers=headers or {},
-                correlation_id=correlation_id, reply_to="raw-replies"),
+        Message(
+            body=body,
+            routing_key=routing_key,
+            exchange="nameko-rpc",
+            content_type=content_type,
+            headers=headers or {},
+            correlation_id=correlation_id,
+            reply_to="raw-replies",
+        ),
         mandatory=True,
     )
     reply = waiter.wait()
@@ -177,12 +188,16 @@ def _raw_request(cluster, body: bytes, *, content_type="application/json", heade
         (b'{"args": [1, 2]}', "application/json", None, "lacks 'kwargs'"),
         (b'{"kwargs": {}}', "application/json", None, "lacks 'args'"),
         (b"not json", "application/json", None, "cannot be decoded as json"),
-        (b'[1, 2]', "application/json", None, "must be a mapping"),
+        (b"[1, 2]", "application/json", None, "must be a mapping"),
         (b'{"args": 1, "kwargs": {}}', "application/json", None, "'args' must be a list"),
         (b"\x80\x04K\x01.", "application/x-python-serialize", None, "is not accepted"),
         (b'{"args": [1, 2], "kwargs": {}}', "text/plain", None, "is not accepted"),
-        (b'{"args": [1, 2], "kwargs": {}}', "application/json",
-         {"nameko.call_id_stack": "not-a-list"}, "must be a list of call id strings"),
+        (
+            b'{"args": [1, 2], "kwargs": {}}',
+            "application/json",
+            {"nameko.call_id_stack": "not-a-list"},
+            "must be a list of call id strings",
+        ),
     ],
 )
 def test_malformed_requests_get_an_error_reply(cluster, body, content_type, headers, expected):
@@ -197,16 +212,19 @@ def test_malformed_requests_get_an_error_reply(cluster, body, content_type, head
 
 def test_unknown_method_raw(cluster):
     """A raw request for an unknown method gets MethodNotFound."""
-    _, error = _raw_request(cluster, b'{"args": [], "kwargs": {}}',
-                            routing_key="calculator.nope")
+    _, error = _raw_request(cluster, b'{"args": [], "kwargs": {}}', routing_key="calculator.nope")
     assert isinstance(error, MethodNotFound)
 
 
 def test_request_without_reply_to_runs_and_is_acked(cluster):
     """A request nobody waits for still runs, and is acked."""
     cluster.bus.publish(
-        Message(body=b'{"args": [1, 2], "kwargs": {}}', routing_key="calculator.add",
-                exchange="nameko-rpc", correlation_id="fire-and-forget"),
+        Message(
+            body=b'{"args": [1, 2], "kwargs": {}}',
+            routing_key="calculator.add",
+            exchange="nameko-rpc",
+            correlation_id="fire-and-forget",
+        ),
         mandatory=True,
     )
     cluster.run_until_idle()

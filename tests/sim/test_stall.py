@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shimeji.exceptions import RpcTimeout
+from shimeji.exceptions import ContainerBeingKilled, RpcTimeout
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster, SimulationStalled
 
@@ -56,8 +56,11 @@ def test_service_with_no_running_replica_stalls():
     with SimCluster() as cluster:
         (replica,) = cluster.add_service(Lonely)
         replica.container.kill()
-        with pytest.raises(SimulationStalled, match="queue rpc-lonely holds 1 message.*no "
-                                                    "replica consumes it"):
+        with pytest.raises(
+            SimulationStalled,
+            match=r"queue rpc-lonely holds 1 message.*no "
+            r"replica consumes it",
+        ):
             cluster.rpc.lonely.ping()
 
 
@@ -71,4 +74,5 @@ def test_stop_after_a_stall_kills_stuck_workers():
     cluster.stop()
     assert cluster.state == "stopped"
     assert cluster.trace.filter("replica_killed")
-    assert not reply._call.waiter.done or True
+    with pytest.raises(ContainerBeingKilled, match=r"closed while waiting for self_caller\.outer"):
+        reply.result()

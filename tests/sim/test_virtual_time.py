@@ -18,8 +18,11 @@ class Clocky:
 
     @rpc
     def now(self):
-        return {"time": time.time(), "datetime": datetime.datetime.now().isoformat(),
-                "utc": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+        return {
+            "time": time.time(),
+            "datetime": datetime.datetime.now().isoformat(),
+            "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        }
 
     @rpc
     def nap(self, seconds):
