@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shimeji.rpc import RpcProxy, rpc  # noqa: E402
-from shimeji.sim import SimCluster  # noqa: E402
-from shimeji.sim.clock import real_perf_counter as clock  # noqa: E402
-from shimeji.testing import worker_factory  # noqa: E402
+from shimeji.rpc import RpcProxy, rpc
+from shimeji.sim import SimCluster
+from shimeji.sim.clock import real_perf_counter as clock
+from shimeji.testing import worker_factory
 
 
 class Calculator:
@@ -122,8 +122,12 @@ print(json.dumps({{"start_s": started, "peak_rss_kb": peak, "before_rss_kb": bef
 
 def big_cluster() -> dict[str, float]:
     root = str(Path(__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, "-c", BIG_CLUSTER.format(root=root)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", BIG_CLUSTER.format(root=root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -136,14 +140,20 @@ def main() -> None:
     gc.collect()
     baseline = best_rate(direct, calls * 10, repeats)
     rows = [
-        ("sequential round trips (client -> service)",
-         best_rate(lambda n: sequential("calculator", n), calls, repeats)),
-        ("two-hop chain (client -> front -> calculator)",
-         best_rate(lambda n: sequential("front", n), calls // 2, repeats)),
+        (
+            "sequential round trips (client -> service)",
+            best_rate(lambda n: sequential("calculator", n), calls, repeats),
+        ),
+        (
+            "two-hop chain (client -> front -> calculator)",
+            best_rate(lambda n: sequential("front", n), calls // 2, repeats),
+        ),
         (f"{burst} concurrent call_async", best_rate(concurrent, burst, repeats)),
     ]
-    print(f"shimeji simulator benchmark  (Python {platform.python_version()}, "
-          f"{platform.machine()}, tracing on, JSON serialization)")
+    print(
+        f"shimeji simulator benchmark  (Python {platform.python_version()}, "
+        f"{platform.machine()}, tracing on, JSON serialization)"
+    )
     print(f"baseline: direct call through worker_factory: {baseline:,.0f} calls/s")
     print()
     print(f"{'scenario':<48} {'calls/s':>12} {'vs direct':>10}")
@@ -152,9 +162,11 @@ def main() -> None:
     big = big_cluster()
     rss_mb = (big["peak_rss_kb"] - big["before_rss_kb"]) / 1024
     print()
-    print(f"100 services x 3 replicas: started in {big['start_s'] * 1000:,.0f} ms, "
-          f"peak RSS {big['peak_rss_kb'] / 1024:,.1f} MB "
-          f"({rss_mb:,.1f} MB above the interpreter with shimeji imported)")
+    print(
+        f"100 services x 3 replicas: started in {big['start_s'] * 1000:,.0f} ms, "
+        f"peak RSS {big['peak_rss_kb'] / 1024:,.1f} MB "
+        f"({rss_mb:,.1f} MB above the interpreter with shimeji imported)"
+    )
 
 
 if __name__ == "__main__":

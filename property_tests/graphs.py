@@ -48,8 +48,11 @@ def expected(plan: Plan) -> Any:
     children = []
     for call in plan.calls:
         outcome = expected(call.plan)
-        children.append({"error": f"ValueError failed {call.plan.value}"}
-                        if isinstance(outcome, Failure) else outcome)
+        children.append(
+            {"error": f"ValueError failed {call.plan.value}"}
+            if isinstance(outcome, Failure)
+            else outcome
+        )
     if plan.fail:
         return Failure(plan.value)
     return {"value": plan.value, "children": children}
@@ -105,8 +108,7 @@ def _run(self: Any, plan: dict[str, Any]) -> Any:
             pending.append(proxy.run.call_async(subplan))
         else:
             pending.append(_outcome(lambda p=proxy, s=subplan: p.run(s)))
-    children = [item if not hasattr(item, "result") else _outcome(item.result)
-                for item in pending]
+    children = [item if not hasattr(item, "result") else _outcome(item.result) for item in pending]
     if plan["sleep"]:
         time.sleep(plan["sleep"])
     if plan["fail"]:

@@ -28,9 +28,11 @@ def test_quickstart_runs_as_written(tmp_path):
     for name, code in files.items():
         (tmp_path / name).write_text(code)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-         "test_services.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_services.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     readme = (ROOT / "README.md").read_text()
