@@ -42,6 +42,7 @@ class Replica:
         self.index = index
         self.name = f"{service_name}-{index}"
         self.container: ServiceContainer | None = None
+        self.waiting = False  # its start waits for the broker to come back
 
     @property
     def alive(self) -> bool:
@@ -61,10 +62,34 @@ class Replica:
         return container
 
     def start(self) -> None:
-        if self.alive:
+        if self.alive or self.waiting:
             raise RuntimeError(f"replica {self.name} is already running")
+        cluster = self.cluster
+        if not cluster.bus.reachable(self.name):
+            # A replica cannot reach the broker: it connects once it can, as a
+            # client library retrying its connection would (after the outage
+            # ends, or when its partition heals).
+            self.waiting = True
+            outage_end = cluster.bus.outage_end_us
+            why = "the broker is down" if outage_end is not None else "it is cut off"
+            cluster.trace.emit(
+                "replica_waiting",
+                self.name,
+                self.service_name,
+                detail=f"{why}; starting once it can connect",
+            )
+            if outage_end is not None:
+                cluster.scheduler.call_at(outage_end, self._start_when_back)
+            return
         self.container = self._make_container()
         self.container.start()
+
+    def _start_when_back(self) -> None:
+        if not self.waiting:
+            return
+        self.waiting = False
+        if self.cluster.state == "running" and not self.alive:
+            self.start()
 
     def __repr__(self) -> str:
         state = self.container.state if self.container else "not started"
@@ -310,10 +335,12 @@ class SimCluster:
         """Start a killed replica again (a fresh container under the same name)."""
         self._require_running("restart a replica")
         target = self._replica(replica)
-        target.start()
+        if target.alive or target.waiting:
+            raise RuntimeError(f"replica {target.name} is already running")
         self.trace.emit(
             "fault_restart", target.name, target.service_name, detail="replica restarted"
         )
+        target.start()
         return target
 
     def partition(self, name: str | Replica) -> None:
@@ -334,6 +361,9 @@ class SimCluster:
             raise KeyError(f"no replica or client {label!r}")
         self.trace.emit("fault_heal", label, detail="reconnected to the broker")
         self.bus.reconnect(label)
+        for replica in self.replicas():
+            if replica.name == label:
+                replica._start_when_back()
 
     def broker_outage(self, seconds: float) -> None:
         """Take the broker down for ``seconds`` of virtual time, from now."""
@@ -357,7 +387,8 @@ class SimCluster:
             self.scheduler.call_later(restart_after, self._restart_later, name)
 
     def _restart_later(self, name: str) -> None:
-        if self.state == "running" and not self.replica(name).alive:
+        replica = self.replica(name)
+        if self.state == "running" and not replica.alive and not replica.waiting:
             self.restart(name)
 
     # -- clients ------------------------------------------------------------------------
