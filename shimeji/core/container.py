@@ -71,6 +71,7 @@ class WorkerContext:
         "call_id_stack",
         "container",
         "context_data",
+        "correlation_id",
         "entrypoint",
         "kwargs",
         "service",
@@ -85,6 +86,7 @@ class WorkerContext:
         kwargs: Mapping[str, Any],
         context_data: Mapping[str, Any],
         parent_call_id_stack: list[str],
+        correlation_id: str | None = None,
     ) -> None:
         self.container = container
         self.service = service
@@ -92,6 +94,9 @@ class WorkerContext:
         self.args = tuple(args)
         self.kwargs = dict(kwargs)
         self.context_data: Mapping[str, Any] = MappingProxyType(dict(context_data))
+        #: The correlation id of the request this worker answers (None when the
+        #: entrypoint was not reached by a message).
+        self.correlation_id = correlation_id
         self.call_id = (
             f"{container.service_name}.{entrypoint.method_name}.{container.runtime.new_id()}"
         )
@@ -317,6 +322,7 @@ class ServiceContainer:
         context_data: Mapping[str, Any],
         parent_call_id_stack: list[str],
         handle_result: HandleResult,
+        correlation_id: str | None = None,
     ) -> WorkerContext:
         """Run the entrypoint's method for one call, in a worker of its own.
 
@@ -326,7 +332,14 @@ class ServiceContainer:
         if self.state != "running":
             raise ContainerBeingKilled(f"replica {self.replica_name} is {self.state}")
         worker_ctx = WorkerContext(
-            self, self.service_cls(), entrypoint, args, kwargs, context_data, parent_call_id_stack
+            self,
+            self.service_cls(),
+            entrypoint,
+            args,
+            kwargs,
+            context_data,
+            parent_call_id_stack,
+            correlation_id,
         )
         if len(self._workers) >= self.settings.max_workers:
             self._backlog.append((worker_ctx, handle_result))
@@ -355,6 +368,7 @@ class ServiceContainer:
                 self.service_name,
                 worker_ctx.method_name,
                 worker_ctx.call_id,
+                worker_ctx.correlation_id,
             )
         stage = "get_dependency"
         provider: DependencyProvider | None = None
@@ -384,6 +398,7 @@ class ServiceContainer:
                 self.service_name,
                 worker_ctx.method_name,
                 worker_ctx.call_id,
+                worker_ctx.correlation_id,
                 detail=detail,
             )
 

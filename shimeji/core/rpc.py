@@ -296,6 +296,7 @@ class Rpc(Entrypoint):
                 context_data,
                 parent_stack,
                 partial(self.handle_result, delivery, codec),
+                correlation_id=message.correlation_id,
             )
         except ContainerBeingKilled:
             delivery.requeue()
