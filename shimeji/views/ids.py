@@ -53,7 +53,7 @@ class IdNamer:
             new = str(self._next(call_prefix.group(1)))
         elif role == "correlation":
             new = f"c{self._next('c')}"
-        elif role == "reply" or before.endswith("-") and "rpc.reply-" in before:
+        elif role == "reply" or (before.endswith("-") and "rpc.reply-" in before):
             new = f"r{self._next('r')}"
         else:
             new = f"id{self._next('id')}"
@@ -114,5 +114,7 @@ def _canonical_message(message: MessageRecord, namer: IdNamer) -> MessageRecord:
         reply_to=reply_to,
         routing_key=routing_key,
         headers=namer.rewrite_value(dict(message.headers)),
-        body=namer.rewrite_value(message.body) if message.body_encoding != "base64" else message.body,
+        body=(
+            message.body if message.body_encoding == "base64" else namer.rewrite_value(message.body)
+        ),
     )

@@ -1,7 +1,7 @@
 """The text view: an aligned timeline, one line per event, for a terminal.
 
-    time      replica          event         target               call                   corr  detail
-    0.001000  calculator-1     deliver       calculator.multiply  -                      c1    from client
+        time  replica       event    target               call  corr  detail
+    0.001000  calculator-1  deliver  calculator.multiply  -     c1    from client
 
 Columns: virtual seconds since the start, the replica (or client) that took
 the step, the event's kind, ``service.method``, the worker's call id, the
