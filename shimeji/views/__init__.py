@@ -44,9 +44,23 @@ def _mermaid(log: EventLog, title: str) -> str:
     return render_mermaid(log)
 
 
+def _perfetto(log: EventLog, title: str) -> str:
+    from shimeji.views.perfetto import render_perfetto
+
+    return render_perfetto(log, title)
+
+
+def _html(log: EventLog, title: str) -> str:
+    from shimeji.views.html import render_html
+
+    return render_html(log, title)
+
+
 _RENDERERS: dict[str, Callable[[EventLog, str], str]] = {
     "text": _text,
     "mermaid": _mermaid,
+    "perfetto": _perfetto,
+    "html": _html,
     "jsonl": _jsonl,
 }
 
