@@ -228,9 +228,14 @@ class EventLog:
     # -- jsonl ---------------------------------------------------------------------
 
     def to_jsonl(self) -> str:
-        """One JSON object per event, one per line, keys sorted: byte-stable."""
+        """One JSON object per event, one per line: byte-stable.
+
+        Keys come in a fixed order; bodies and headers keep the order they had
+        on the wire (which the simulation makes deterministic), so that the
+        views read from this text show them as they were.
+        """
         return "".join(
-            json.dumps(record.as_dict(), sort_keys=True, ensure_ascii=False) + "\n"
+            json.dumps(record.as_dict(), ensure_ascii=False) + "\n"
             for record in self.records
         )
 
