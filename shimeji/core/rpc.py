@@ -312,6 +312,8 @@ class Rpc(Entrypoint):
         """Publish the reply, then ack the request: never the other way round."""
         container = self.container
         assert container is not None
+        if not container.alive:
+            return result, exc_info  # killed mid-call: no reply, the request is redelivered
         request = delivery.message
         if exc_info is not None:
             body = protocol.encode_reply(codec, None, exc_info[1])
@@ -340,16 +342,28 @@ class Rpc(Entrypoint):
                     request.correlation_id,
                     message=reply,
                 )
-            publish_with_retry(
-                container.transport,
-                container.runtime,
-                tracer,
-                reply,
-                mandatory=False,
-                policy=container.settings.retry_policy,
-                label=container.replica_name,
-                call_id=worker_ctx.call_id,
-            )
+            try:
+                publish_with_retry(
+                    container.transport,
+                    container.runtime,
+                    tracer,
+                    reply,
+                    mandatory=False,
+                    policy=container.settings.retry_policy,
+                    label=container.replica_name,
+                    call_id=worker_ctx.call_id,
+                )
+            except PublishFailed as exc:
+                # The request goes back to its queue (if our consumer still holds
+                # it) to be answered again, by us or by another replica.
+                log.error(
+                    "%s: the reply to %s was not sent: %s",
+                    container.replica_name,
+                    worker_ctx.call_id,
+                    exc,
+                )
+                delivery.requeue()
+                return result, exc_info
         delivery.ack()
         return result, exc_info
 
@@ -436,8 +450,10 @@ class RpcClient:
         queue = protocol.reply_queue_name(self.owner, reply_id)
         exchange = self.settings.rpc_exchange
         self.transport.declare_exchange(exchange)
+        # Not auto-deleted: a client that reconnects finds the replies sent while
+        # it was away, unless it stayed away longer than the queue's expiry.
         self.transport.declare_queue(
-            queue, durable=False, auto_delete=True, expires=self.settings.reply_queue_ttl
+            queue, durable=False, auto_delete=False, expires=self.settings.reply_queue_ttl
         )
         self.transport.bind_queue(queue, exchange, reply_id)
         self._consumer = self.transport.consume(
@@ -445,13 +461,19 @@ class RpcClient:
         )
         self.reply_to, self.reply_queue = reply_id, queue
 
-    def close(self) -> None:
-        """Stop receiving replies; calls still waiting fail with ContainerBeingKilled."""
+    def close(self, delete_queue: bool = False) -> None:
+        """Stop receiving replies; calls still waiting fail with ContainerBeingKilled.
+
+        ``delete_queue`` (a graceful stop) removes the reply queue; otherwise it is
+        left to expire (RPC_REPLY_QUEUE_TTL), as after a crash.
+        """
         if self.closed:
             return
         self.closed = True
         if self._consumer is not None:
             self._consumer.close()
+            if delete_queue and self.reply_queue:
+                self.transport.delete_queue(self.reply_queue)
         pending, self._pending = self._pending, {}
         for call in pending.values():
             if call.timer is not None:
@@ -793,7 +815,7 @@ class ReplyListener(SharedExtension):
 
     def stop(self) -> None:
         assert self.client is not None
-        self.client.close()
+        self.client.close(delete_queue=True)
 
     def kill(self) -> None:
         if self.client is not None:

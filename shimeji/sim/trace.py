@@ -88,7 +88,9 @@ class Trace:
 
     def __init__(self, clock: VirtualClock, enabled: bool = True) -> None:
         self.clock = clock
-        self.enabled = enabled
+        self.recording = enabled
+        #: called with (kind, replica, service, method) before each event is recorded
+        self.listener: Any = None
         # Events are recorded as plain tuples (cheap, and mostly invisible to the
         # garbage collector) and turned into TraceEvent objects when read.
         self._rows: list[tuple[Any, ...]] = []
@@ -96,6 +98,7 @@ class Trace:
         self._events: list[TraceEvent] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
+        self._repliers: dict[str, str] = {}  # correlation id -> replica that replied
 
     def emit(
         self,
@@ -108,12 +111,16 @@ class Trace:
         detail: str = "",
         message: Message | None = None,
     ) -> None:
-        if not self.enabled:
+        if self.listener is not None:
+            self.listener(kind, replica, service, method)
+        if not self.recording:
             return
         if correlation_id is not None:
             if kind == "publish":
                 self._calls[correlation_id] = (service, method, replica, call_id)
-            elif service is None:
+            elif kind == "reply":
+                self._repliers[correlation_id] = replica
+            if service is None:
                 known = self._calls.get(correlation_id)
                 if known is not None:
                     service, method = known[0], known[1]
@@ -150,6 +157,11 @@ class Trace:
             message = None if row[8] is None else self._messages[row[8]]
             events.append(TraceEvent(seq, row[0] / 1_000_000, *row[1:8], message))
         return events
+
+    @property
+    def enabled(self) -> bool:
+        """Whether events are wanted (recorded, or watched by a listener)."""
+        return self.recording or self.listener is not None
 
     def caller_of(self, correlation_id: str | None) -> str | None:
         """The label of whoever published the request with this correlation id."""
@@ -227,16 +239,15 @@ class Trace:
         for event in self.events:
             kind = event.kind
             if kind == "deliver":
-                target = alias(event.replica)
                 if event.is_reply:
-                    sender = self._replier(event) or "broker"
-                    body.append(f"    {alias(sender)}-->>{target}: {_label(event, 'reply')}")
+                    sender = alias(self._replier(event) or "broker")
+                    target = alias(event.replica)
+                    body.append(f"    {sender}-->>{target}: {_label(event, 'reply')}")
                 else:
-                    sender = self.caller_of(event.correlation_id) or "broker"
+                    sender = alias(self.caller_of(event.correlation_id) or "broker")
+                    target = alias(event.replica)
                     redelivered = " (redelivered)" if event.detail == "redelivered" else ""
-                    body.append(
-                        f"    {alias(sender)}->>{target}: {event.method or '?'}{redelivered}"
-                    )
+                    body.append(f"    {sender}->>{target}: {event.method or '?'}{redelivered}")
             elif kind in (
                 "timeout",
                 "retry",
@@ -260,10 +271,7 @@ class Trace:
         return "\n".join(head + body) + "\n"
 
     def _replier(self, event: TraceEvent) -> str | None:
-        for candidate in reversed(self.events[: event.seq]):
-            if candidate.kind == "reply" and candidate.correlation_id == event.correlation_id:
-                return candidate.replica
-        return None
+        return self._repliers.get(event.correlation_id or "")
 
 
 def _label(event: TraceEvent, default: str) -> str:
