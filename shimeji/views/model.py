@@ -42,12 +42,18 @@ NOTE_KINDS = frozenset(
         "replica_killed",
         "requeue",
         "reject",
+        "publish_refused",
     }
 )
-#: Kinds that mean a message was lost on its way.
-LOST_KINDS = frozenset({"drop", "reply_dropped"})
+#: Kinds that mean a message was lost on its way (fault_drop: lost by a fault plan).
+LOST_KINDS = frozenset({"drop", "reply_dropped", "fault_drop"})
 
 _LIFECYCLE_ONLY = frozenset({"replica_start", "replica_stop"})
+
+
+def _drawn(kind: str) -> bool:
+    """Whether diagrams show an event of this kind on its participant's lifeline."""
+    return kind in NOTE_KINDS or kind in LOST_KINDS or kind.startswith("fault")
 
 
 @attrs.define(slots=True)
@@ -180,9 +186,9 @@ class TraceModel:
                 self.replicas.append(label)
             else:
                 self.clients.append(label)
-        self.uses_broker = any(
-            sender == BROKER for sender in self.senders.values()
-        ) or any(r.kind == "drop" for r in self.records)
+        self.uses_broker = any(sender == BROKER for sender in self.senders.values()) or any(
+            record.replica == BROKER and _drawn(record.kind) for record in self.records
+        )
 
     @staticmethod
     def _is_request(record: EventRecord, call: Call | None) -> bool:
