@@ -50,10 +50,12 @@ def describe_exception(exc: BaseException, near: str | None = None) -> str:
 
 
 def _relative(path: str) -> str:
+    """``path`` relative to the current directory when it lies below it."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:  # another drive
         return path
+    return path if relative.startswith(os.pardir) else relative
 
 
 def _looks_like_path(spec: str) -> bool:
