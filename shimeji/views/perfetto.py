@@ -71,12 +71,13 @@ def trace_events(log: EventLog) -> list[dict[str, Any]]:
     participants = model.participants
     pids = {label: index + 1 for index, (label, _) in enumerate(participants)}
     roles = dict(participants)
+    for record in log.records:  # labels only lifecycle events mention come last
+        if record.replica not in pids:
+            pids[record.replica] = len(pids) + 1
+            roles[record.replica] = BROKER if record.replica == BROKER else "replica"
     last_us = log.records[-1].time_us if log.records else 0
 
     def pid(label: str) -> int:
-        if label not in pids:  # a label only lifecycle events mention
-            pids[label] = len(pids) + 1
-            roles[label] = BROKER if label == BROKER else "replica"
         return pids[label]
 
     # -- slices: workers on replicas, calls on clients --------------------------------
