@@ -92,7 +92,7 @@ def _svg(log: EventLog, model: TraceModel) -> str:
         y = _row_y(index_of[record.seq])
         if kind in ("publish", "reply") and record.correlation_id:
             sources[(record.correlation_id, kind)] = record.seq
-        if kind == "deliver":
+        if kind == "deliver" and record.seq not in model.unclaimed:
             request = model.is_request(record)
             sender = model.sender(record)
             source = sources.get((record.correlation_id or "", "publish" if request else "reply"))

@@ -85,6 +85,8 @@ def render_mermaid(log: EventLog) -> str:
     started: set[str] = set()
     for record in log.records:
         kind, label = record.kind, record.replica
+        if kind == "deliver" and record.seq in model.unclaimed:
+            continue  # drawn as lost at its reply_dropped event
         if kind == "deliver":
             sender = model.sender(record)
             if model.is_request(record):

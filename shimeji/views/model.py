@@ -104,6 +104,8 @@ class TraceModel:
         self.senders: dict[int, str] = {}  # seq of a deliver / lost event -> sender label
         self.requests: set[int] = set()  # seqs of deliver events that hand over a request
         self.reply_owner: dict[str, str] = {}  # reply queue id -> client label
+        #: seqs of deliver events whose reply nobody took (a reply_dropped follows)
+        self.unclaimed: set[int] = set()
         self._analyse()
 
     # -- analysis ------------------------------------------------------------------
@@ -113,6 +115,7 @@ class TraceModel:
         labels: dict[str, None] = {}
         open_workers: dict[str, Worker] = {}
         repliers: dict[str, str] = {}
+        delivered: dict[tuple[str, str], int] = {}  # (corr, receiver) -> last deliver seq
         for record in self.records:
             kind, label = record.kind, record.replica
             if kind == "replica_start":
@@ -138,6 +141,7 @@ class TraceModel:
             elif kind == "reply" and corr is not None:
                 repliers[corr] = label
             elif kind == "deliver":
+                delivered[(corr or "", label)] = record.seq
                 call = self.calls.get(corr or "")
                 if self._is_request(record, call):
                     self.requests.add(record.seq)
@@ -151,6 +155,8 @@ class TraceModel:
                 call = self.calls.get(corr or "")
                 if kind == "reply_dropped":
                     self.senders[record.seq] = repliers.get(corr or "", BROKER)
+                    if (corr or "", label) in delivered:
+                        self.unclaimed.add(delivered[(corr or "", label)])
                 elif corr in repliers:
                     self.senders[record.seq] = repliers[corr or ""]
                 else:

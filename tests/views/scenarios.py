@@ -11,7 +11,7 @@ from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
 from shimeji.views import EventLog
 
-EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit")
+EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit", "timeouts")
 
 
 def run_example(name: str, seed: int = 0) -> SimCluster:

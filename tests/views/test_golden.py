@@ -28,7 +28,7 @@ def test_example_timelines(name):
     assert_golden(render(example_log(name), "text"), GOLDEN / f"{name}.txt")
 
 
-@pytest.mark.parametrize("name", ["orders", "user_score"])
+@pytest.mark.parametrize("name", ["orders", "user_score", "timeouts"])
 def test_example_diagrams(name):
     """The mermaid diagram of the nested and the parallel calls."""
     assert_golden(render(example_log(name), "mermaid"), GOLDEN / f"{name}.mmd")

@@ -63,7 +63,18 @@ LOGS = {
     "timeout": lambda: EventLog.from_cluster(timeout_cluster(), canonical_ids=True),
     "concurrent": lambda: EventLog.from_cluster(concurrent_cluster(), canonical_ids=True),
     "secret": lambda: EventLog.from_cluster(secret_cluster(), canonical_ids=True),
+    "crash": lambda: EventLog.from_jsonl(_crash_log()),
 }
+
+
+def _crash_log() -> str:
+    from examples.user_score import scenario
+    from shimeji.sim import SimCluster
+    from shimeji.sim.faults import CrashDuring
+
+    with SimCluster(faults=[CrashDuring(service="calculator", method="multiply")]) as cluster:
+        scenario(cluster)
+    return EventLog.from_cluster(cluster, canonical_ids=True).to_jsonl()
 
 
 def test_every_diagram_renders_with_the_mermaid_cli(tmp_path):
