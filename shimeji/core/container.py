@@ -91,14 +91,12 @@ class WorkerContext:
         correlation_id: str | None = None,
     ) -> None:
         self.container = container
+        self.correlation_id = correlation_id  # of the request that started this worker
         self.service = service
         self.entrypoint = entrypoint
         self.args = tuple(args)
         self.kwargs = dict(kwargs)
         self.context_data: Mapping[str, Any] = MappingProxyType(dict(context_data))
-        #: The correlation id of the request this worker answers (None when the
-        #: entrypoint was not reached by a message).
-        self.correlation_id = correlation_id
         self.call_id = (
             f"{container.service_name}.{entrypoint.method_name}.{container.runtime.new_id()}"
         )
@@ -401,7 +399,7 @@ class ServiceContainer:
                 worker_ctx.method_name,
                 worker_ctx.call_id,
                 worker_ctx.correlation_id,
-                detail=detail,
+                detail,
             )
 
         stage, provider = "handle_result", None

@@ -54,12 +54,59 @@ __all__ = [
     "ServiceProxy",
     "publish_with_retry",
     "rpc",
+    "with_retry",
 ]
 
 log = logging.getLogger("shimeji.rpc")
 
 _UNSET: Any = object()
 _NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
+
+
+def with_retry(
+    operation: Callable[[], Any],
+    *,
+    runtime: Runtime,
+    tracer: Tracer,
+    policy: RetryPolicy,
+    label: str,
+    what: str,
+    correlation_id: str | None = None,
+    call_id: str | None = None,
+) -> Any:
+    """Run ``operation``, retrying on ``BrokerUnavailable`` as ``policy`` says.
+
+    Raises ``PublishFailed`` naming ``what`` when every attempt failed. Other
+    errors (``Unroutable`` among them: retrying cannot create a queue) pass
+    through at once.
+    """
+    attempts = 0
+    waits = None
+    while True:
+        attempts += 1
+        try:
+            return operation()
+        except BrokerUnavailable as exc:
+            if waits is None:
+                waits = policy.intervals()
+            wait = next(waits, None)
+            if wait is None:
+                tracer.emit(
+                    "publish_failed",
+                    label,
+                    call_id=call_id,
+                    correlation_id=correlation_id,
+                    detail=f"{what}: gave up after {attempts} attempt(s): {exc}",
+                )
+                raise PublishFailed(what, attempts, exc) from None
+            tracer.emit(
+                "retry",
+                label,
+                call_id=call_id,
+                correlation_id=correlation_id,
+                detail=f"{what}: attempt {attempts} failed ({exc}); next in {wait:g}s",
+            )
+            runtime.sleep(wait)
 
 
 def publish_with_retry(
@@ -73,40 +120,18 @@ def publish_with_retry(
     label: str,
     call_id: str | None = None,
 ) -> None:
-    """Publish, retrying on ``BrokerUnavailable`` as ``policy`` says.
-
-    Raises ``PublishFailed`` when every attempt failed (nothing was sent) and
-    lets ``Unroutable`` through at once: retrying cannot create a queue.
-    """
-    attempts = 0
-    waits = None
-    while True:
-        attempts += 1
-        try:
-            transport.publish(message, mandatory=mandatory)
-            return
-        except BrokerUnavailable as exc:
-            if waits is None:
-                waits = policy.intervals()
-            wait = next(waits, None)
-            if wait is None:
-                tracer.emit(
-                    "publish_failed",
-                    label,
-                    call_id=call_id,
-                    correlation_id=message.correlation_id,
-                    detail=f"{message.routing_key}: gave up after {attempts} attempt(s): {exc}",
-                )
-                raise PublishFailed(message.routing_key, attempts, exc) from None
-            tracer.emit(
-                "retry",
-                label,
-                call_id=call_id,
-                correlation_id=message.correlation_id,
-                detail=f"{message.routing_key}: attempt {attempts} failed ({exc}); "
-                f"next in {wait:g}s",
-            )
-            runtime.sleep(wait)
+    """Publish, retrying as ``policy`` says; ``PublishFailed`` if it never works
+    (then nothing was sent)."""
+    with_retry(
+        lambda: transport.publish(message, mandatory=mandatory),
+        runtime=runtime,
+        tracer=tracer,
+        policy=policy,
+        label=label,
+        what=message.routing_key,
+        correlation_id=message.correlation_id,
+        call_id=call_id,
+    )
 
 
 # -- server side ---------------------------------------------------------------
@@ -503,7 +528,14 @@ class RpcClient:
         if self.closed:
             raise ContainerBeingKilled(f"{self.label} is closed and cannot make calls")
         if self._consumer is None:
-            self.start()
+            with_retry(
+                self.start,
+                runtime=self.runtime,
+                tracer=self.tracer,
+                policy=retry_policy,
+                label=self.label,
+                what=protocol.request_routing_key(service, method),
+            )
         codec = self.settings.serializer
         body = protocol.encode_request(codec, args, kwargs)
         correlation_id = self.runtime.new_id()
@@ -771,6 +803,11 @@ class ClusterProxy:
             if retry_policy is None
             else RetryPolicy.from_value(retry_policy, "retry_policy")
         )
+
+    @property
+    def label(self) -> str:
+        """The client's name in traces and for faults (``"client"``, ``"client-2"``...)."""
+        return self._client.label
 
     def __getattr__(self, name: str) -> ServiceProxy:
         if name.startswith("_"):

@@ -315,7 +315,11 @@ class FaultPlan:
     @property
     def may_redeliver(self) -> bool:
         """Whether a call may legitimately run more than once under this plan."""
-        return bool(self.kinds() & {"Duplicate", "Crash", "CrashDuring", "Partition"})
+        # A crash or a cut connection requeues unacked requests; an outage can make
+        # a reply unpublishable, and its request is requeued to be answered again.
+        return bool(
+            self.kinds() & {"Duplicate", "Crash", "CrashDuring", "Partition", "BrokerOutage"}
+        )
 
     @classmethod
     def from_python(cls, text: str) -> FaultPlan:
