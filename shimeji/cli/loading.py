@@ -83,6 +83,9 @@ def load_module(spec: str) -> ModuleType:
             parts.insert(0, root.name)
             root = root.parent
         name = ".".join(parts)
+        # The current directory too, as for a dotted name: a file may import the
+        # project it sits in (``from examples.calculator import ...``).
+        _add_to_path(os.getcwd())
         _add_to_path(str(root))
         module = _import(name, spec)
         loaded = getattr(module, "__file__", None)

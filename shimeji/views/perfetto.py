@@ -27,7 +27,14 @@ from typing import Any
 import attrs
 
 from shimeji.views.log import EventLog, EventRecord
-from shimeji.views.model import BROKER, CLIENT, TraceModel, describe_reply, describe_request
+from shimeji.views.model import (
+    BROKER,
+    CLIENT,
+    TraceModel,
+    Worker,
+    describe_reply,
+    describe_request,
+)
 
 __all__ = ["render_perfetto", "trace_events"]
 
@@ -128,6 +135,10 @@ def trace_events(log: EventLog) -> list[dict[str, Any]]:
 
     # -- message ends: zero-length slices bound by flows ---------------------------------
     flow_ids = 0
+    workers_by_request: dict[tuple[str, str], list[Worker]] = {}
+    for worker in model.workers:
+        key = (worker.correlation_id or "", worker.replica)
+        workers_by_request.setdefault(key, []).append(worker)
     sources: dict[int, tuple[str, int, _Slice | None]] = {}  # publish/reply seq -> end
     for record in log.records:
         if record.kind in ("publish", "reply"):
@@ -146,10 +157,10 @@ def trace_events(log: EventLog) -> list[dict[str, Any]]:
             continue
         sender, sent_us, sender_host = sources[source_seq]
         if request:
-            receiver_host = _worker_for(model, record, by_worker)
+            receiver_host = _worker_for(workers_by_request, record, by_worker)
             name = describe_request(record.method, record.message, limit=80)
         else:
-            receiver_host = _enclosing(record, slices)
+            receiver_host = _reply_host(model, record, by_call, by_worker)
             name = "reply: " + describe_reply(record.message, limit=80)
         flow_ids += 1
         args = {"correlation_id": record.correlation_id, "seq": record.seq}
@@ -207,31 +218,28 @@ def trace_events(log: EventLog) -> list[dict[str, Any]]:
 
 
 def _worker_for(
-    model: TraceModel, record: EventRecord, by_worker: dict[str, _Slice]
+    workers: dict[tuple[str, str], list[Worker]],
+    record: EventRecord,
+    by_worker: dict[str, _Slice],
 ) -> _Slice | None:
     """The worker that handled the request a deliver event handed over."""
-    for worker in model.workers:
-        if (
-            worker.correlation_id == record.correlation_id
-            and worker.replica == record.replica
-            and worker.start_seq > record.seq
-        ):
+    for worker in workers.get((record.correlation_id or "", record.replica), ()):
+        if worker.start_seq > record.seq:
             return by_worker.get(worker.call_id)
     return None
 
 
-def _enclosing(record: EventRecord, slices: list[_Slice]) -> _Slice | None:
-    """A worker or call slice of the receiver that is open when a reply arrives."""
-    best = None
-    for item in slices:
-        if item.participant != record.replica or not item.start <= record.time_us <= item.end:
-            continue
-        mine = item.cat == "worker" or (
-            item.cat == "call" and item.args.get("correlation_id") == record.correlation_id
-        )
-        if mine and (best is None or item.start >= best.start):
-            best = item
-    return best
+def _reply_host(
+    model: TraceModel,
+    record: EventRecord,
+    by_call: dict[str, _Slice],
+    by_worker: dict[str, _Slice],
+) -> _Slice | None:
+    """The slice waiting for a reply: the client's call, or the worker that called."""
+    call = model.call(record.correlation_id)
+    if call is None or call.caller != record.replica:
+        return None
+    return by_call.get(call.correlation_id) or by_worker.get(call.caller_call_id or "")
 
 
 def _free_lane(piece: _Slice, slices: list[_Slice]) -> int:
