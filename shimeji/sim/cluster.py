@@ -23,6 +23,7 @@ from shimeji.core.container import ServiceContainer, get_service_name
 from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
 from shimeji.core.extensions import iter_dependencies
 from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient
+from shimeji.core.tracing import Tracer, Tracers
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
 from shimeji.sim.faults import FaultInjector, FaultPlan
@@ -55,7 +56,7 @@ class Replica:
             cluster.settings,
             transport=cluster.bus.connect(self.name),
             runtime=cluster.scheduler,
-            tracer=cluster.trace,
+            tracer=cluster.tracer,
             replica_name=self.name,
         )
         container.on_death.append(cluster._container_died)
@@ -105,6 +106,8 @@ class SimCluster:
     ``virtual_time`` (the default) service code reads the virtual clock via
     ``time.time()`` / ``datetime.now()`` and ``time.sleep()`` sleeps in
     virtual time, from ``start_time`` on. ``trace=False`` records nothing.
+    ``tracer`` is one more tracer that sees every event as the trace does
+    (e.g. ``shimeji.otel.OpenTelemetryTracer``).
 
     ``faults`` is a ``FaultPlan`` (or a list of faults) armed at start.
     ``schedule`` is a sequence of choices deciding which of several events due
@@ -125,6 +128,7 @@ class SimCluster:
         extra_config_keys: Iterable[str] = (),
         faults: Any = None,
         schedule: Sequence[int] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigurationError(f"seed must be an integer, got {seed!r}")
@@ -136,7 +140,9 @@ class SimCluster:
         self.scheduler = Scheduler(self.clock, self.rng)
         self.scheduler.stall_reporter = self._describe_stall
         self.trace = Trace(self.clock, enabled=trace)
-        self.bus = SimBus(self.scheduler, self.trace, latency)
+        # What containers, clients and the bus report to: the trace, and the extra tracer.
+        self.tracer: Tracer = self.trace if tracer is None else Tracers(self.trace, tracer)
+        self.bus = SimBus(self.scheduler, self.tracer, latency)
         self._raw_config = dict(config or {})
         self._extra_config_keys = set(extra_config_keys)
         # Unknown keys are judged at start(), once the services have declared theirs.
@@ -269,7 +275,7 @@ class SimCluster:
                 self.settings,
                 transport=self.bus.connect(name),
                 runtime=self.scheduler,
-                tracer=self.trace,
+                tracer=self.tracer,
                 replica_name=name,
             )
             known = self._services[name] = (service_cls, [])
@@ -399,7 +405,7 @@ class SimCluster:
             self.settings,
             transport=self.bus.connect(label),
             runtime=self.scheduler,
-            tracer=self.trace,
+            tracer=self.tracer,
             owner="standalone_rpc_proxy",
             label=label,
         )
