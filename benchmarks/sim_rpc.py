@@ -7,6 +7,9 @@ Prints, with tracing on and full serialization:
 - sequential round trips per second (client -> service -> reply);
 - the same through a two-hop chain (client -> front -> calculator);
 - 1,000 concurrent call_async calls;
+- a fault-heavy run: 10% of messages dropped (calls time out after 1 s of
+  virtual time) and one replica crash per 1,000 calls, against the same calls
+  with no faults;
 and, as the baseline measured in the same run, a direct Python call of the same
 method on a ``worker_factory`` instance, with the ratio. Then the peak RSS and
 start time of a cluster of 100 services x 3 replicas (in a fresh process).
@@ -25,9 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from shimeji.exceptions import RpcTimeout
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
 from shimeji.sim.clock import real_perf_counter as clock
+from shimeji.sim.faults import Crash, Drop
 from shimeji.testing import worker_factory
 
 
@@ -79,6 +84,27 @@ def concurrent(calls: int) -> float:
     return elapsed
 
 
+def with_faults(calls: int, faulty: bool) -> float:
+    plan = [Drop(direction="any", count=None, probability=0.1)] if faulty else None
+    with SimCluster(trace=True, faults=plan) as cluster:
+        cluster.add_service(Calculator, replicas=3)
+        method = cluster.rpc_proxy(timeout=1.0).calculator.multiply
+        lost = 0
+        start = clock()
+        for i in range(calls):
+            if faulty and i % 1_000 == 999:  # one crash per 1,000 calls
+                victim = f"calculator-{i // 1_000 % 3 + 1}"
+                cluster.add_faults(Crash(victim, at=cluster.elapsed(), restart_after=0.5))
+            try:
+                method(i, 2)
+            except RpcTimeout:
+                lost += 1
+        elapsed = clock() - start
+        if faulty:
+            assert lost and cluster.trace.filter("fault_crash")
+    return elapsed
+
+
 def direct(calls: int) -> float:
     service = worker_factory(Calculator)
     start = clock()
@@ -93,6 +119,7 @@ sys.path.insert(0, {root!r})
 from shimeji.rpc import rpc
 from shimeji.sim import SimCluster
 from shimeji.sim.clock import real_perf_counter as clock
+from shimeji.sim.faults import Crash, Drop
 
 def make(i):
     def ping(self, x):
@@ -150,6 +177,8 @@ def main() -> None:
         ),
         (f"{burst} concurrent call_async", best_rate(concurrent, burst, repeats)),
     ]
+    clean = best_rate(lambda n: with_faults(n, False), calls // 2, repeats)
+    faulty = best_rate(lambda n: with_faults(n, True), calls // 2, repeats)
     print(
         f"shimeji simulator benchmark  (Python {platform.python_version()}, "
         f"{platform.machine()}, tracing on, JSON serialization)"
@@ -159,6 +188,13 @@ def main() -> None:
     print(f"{'scenario':<48} {'calls/s':>12} {'vs direct':>10}")
     for label, rate in rows:
         print(f"{label:<48} {rate:>12,.0f} {baseline / rate:>9,.0f}x")
+    print()
+    print("faults (3 replicas, 1 s timeouts in virtual time):")
+    print(f"  no faults:                                    {clean:>12,.0f} calls/s")
+    print(
+        f"  10% of messages dropped, a crash per 1,000:   {faulty:>12,.0f} calls/s "
+        f"({faulty / clean:.2f}x the fault-free rate)"
+    )
     big = big_cluster()
     rss_mb = (big["peak_rss_kb"] - big["before_rss_kb"]) / 1024
     print()
