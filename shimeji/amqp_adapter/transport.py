@@ -1,0 +1,861 @@
+"""The kombu transport: shimeji's Transport contract on RabbitMQ.
+
+Threads and channels (kombu channels are not thread-safe, so each one is
+used by one thread at a time, and this is how):
+
+- **The consumer connection** belongs to one thread, the *loop*
+  (``_ConsumerLoop``). It opens one channel per consumer (its prefetch is
+  that channel's QoS; closing it gives unacked messages back), reads every
+  frame, and calls ``on_delivery`` on that thread. Other threads never touch
+  it: acks, rejects, new consumers and cancellations are handed to the loop
+  as commands in a queue, and the loop is woken through a pipe. A worker
+  therefore never waits for its ack; the ack of a request is queued only
+  after its reply was confirmed, so the order (reply, then ack) holds.
+- **The publisher connection** (``_Publisher``) is shared by every thread
+  under a lock. It has one channel in confirm mode: ``publish`` writes the
+  message and waits for the broker's confirm on the calling thread, so a
+  reply or a request costs no thread hand-off. Declarations (exchanges,
+  queues, bindings) go through it too. The loop services its heartbeats
+  when it is idle.
+
+Mandatory publishing: a message no queue takes comes back as ``basic.return``
+before its confirm; the publisher registers a return handler and raises
+``Unroutable`` once the confirm has arrived.
+
+Connection loss: the loop reconnects with the retry policy's intervals
+(forever: a service outlives a broker restart), re-declares the queues its
+consumers use and consumes again. Deliveries of the lost channels were given
+back by the broker; settling one of them later is a no-op. When a queue had
+vanished with the connection (a broker restart drops non-durable queues), the
+consumer's ``on_lost`` callbacks are told, so that calls waiting on a lost
+reply queue fail at once instead of waiting forever. The publisher reconnects
+on its next publish, one attempt per publish (the caller's retry policy,
+``publish_with_retry`` in core, paces the attempts).
+
+Queues declared ``auto_delete`` with ``expires`` (reply queues) are declared
+on the broker with the expiry only, and deleted by this transport when their
+consumer is cancelled or closed: the broker would otherwise delete them, and
+the replies in them, whenever the connection drops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import amqp
+import amqp.exceptions
+import kombu
+
+from shimeji.amqp_adapter.errors import (
+    CONNECTION_ERRORS,
+    broker_errors,
+    describe_error,
+)
+from shimeji.core.config import Settings, redact_uri
+from shimeji.core.exceptions import UnserializableValueError
+from shimeji.core.tracing import NullTracer, Tracer
+from shimeji.core.transport import BrokerUnavailable, Delivery, Message, Unroutable
+
+__all__ = ["AmqpConsumer", "AmqpTransport", "connection_for"]
+
+log = logging.getLogger("shimeji.amqp")
+
+#: TRANSPORT_OPTIONS keys read by this transport (the others go to kombu / py-amqp).
+ADAPTER_OPTIONS = ("confirm_timeout",)
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_CONFIRM_TIMEOUT = 30.0
+
+
+def connection_for(settings: Settings) -> kombu.Connection:
+    """A (not yet connected) kombu connection as the settings describe it.
+
+    ``AMQP_SSL`` is handed to kombu as it is (``true`` or a mapping of
+    ``ssl`` options: ``ca_certs``, ``certfile``, ``keyfile``, ``cert_reqs``,
+    ``server_hostname``...); ``TRANSPORT_OPTIONS`` too, but for the keys this
+    transport reads itself (``confirm_timeout``).
+    """
+    options = {k: v for k, v in settings.transport_options.items() if k not in ADAPTER_OPTIONS}
+    connect_timeout = options.pop("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    ssl = settings.amqp_ssl
+    if isinstance(ssl, Mapping):
+        ssl = dict(ssl)
+    return kombu.Connection(
+        settings.amqp_uri,
+        heartbeat=settings.heartbeat,
+        ssl=ssl if ssl is not None else False,
+        connect_timeout=connect_timeout,
+        transport_options=options,
+    )
+
+
+def _declare_exchange(channel: Any, name: str) -> None:
+    # nameko's exchange: a durable topic exchange that is never auto-deleted.
+    channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
+
+
+def _to_amqp(message: Message) -> amqp.Message:
+    properties: dict[str, Any] = {
+        "content_type": message.content_type,
+        "content_encoding": message.content_encoding,
+        "delivery_mode": message.delivery_mode,
+    }
+    if message.headers:
+        properties["application_headers"] = dict(message.headers)
+    if message.correlation_id is not None:
+        properties["correlation_id"] = message.correlation_id
+    if message.reply_to is not None:
+        properties["reply_to"] = message.reply_to
+    return amqp.Message(message.body, **properties)
+
+
+def _from_amqp(raw: amqp.Message) -> Message:
+    properties = raw.properties
+    info = raw.delivery_info
+    body = raw.body
+    if isinstance(body, str):  # py-amqp hands bytes; be safe with any version
+        body = body.encode(properties.get("content_encoding") or "utf-8", "surrogateescape")
+    headers = properties.get("application_headers")
+    return Message(
+        body=bytes(body),
+        routing_key=info.get("routing_key", ""),
+        exchange=info.get("exchange", ""),
+        content_type=properties.get("content_type") or "",
+        content_encoding=properties.get("content_encoding") or "",
+        headers=headers if headers is not None else {},
+        correlation_id=properties.get("correlation_id"),
+        reply_to=properties.get("reply_to"),
+        delivery_mode=properties.get("delivery_mode") or 1,
+    )
+
+
+# -- the publisher ---------------------------------------------------------------------
+
+
+class _Publisher:
+    """One connection and one confirm-mode channel, shared by all threads under a lock."""
+
+    def __init__(self, transport: AmqpTransport) -> None:
+        self.transport = transport
+        self.lock = threading.Lock()
+        self._conn: kombu.Connection | None = None
+        self._channel: Any = None
+        self._returned = False
+        self.confirm_timeout = float(
+            transport.settings.transport_options.get("confirm_timeout", DEFAULT_CONFIRM_TIMEOUT)
+        )
+
+    def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
+        self._returned = True
+
+    def _ensure_channel(self, retry: bool = False) -> Any:
+        # Called with the lock held.
+        if self._channel is not None:
+            return self._channel
+        if self._conn is None:
+            conn = self.transport.new_connection()
+            if retry:
+                self.transport.connect_with_policy(conn, "publisher")
+            else:
+                conn.ensure_connection(max_retries=0)  # one attempt: the caller paces retries
+            self._conn = conn
+        channel = self._conn.channel()
+        channel.confirm_select()
+        channel.events["basic_return"].add(self._on_return)
+        self._channel = channel
+        return channel
+
+    def _reset(self, connection_too: bool) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                channel.close()
+        if connection_too:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.release()
+
+    def connect(self) -> None:
+        with self.lock, broker_errors("connecting the publisher", self.transport.uri):
+            self._ensure_channel(retry=True)
+
+    def run(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(channel)`` under the lock, translating errors; one attempt."""
+        with self.lock, broker_errors(what, self.transport.uri):
+            channel = self._ensure_channel()
+            try:
+                return fn(channel)
+            except amqp.exceptions.ChannelError:
+                self._reset(connection_too=False)
+                raise
+            except CONNECTION_ERRORS:
+                self._reset(connection_too=True)
+                raise
+
+    def publish(self, message: Message, mandatory: bool) -> None:
+        raw = _to_amqp(message)
+        what = f"publishing {message.routing_key!r}"
+        with self.lock, broker_errors(what, self.transport.uri):
+            channel = self._ensure_channel()
+            self._returned = False
+            try:
+                channel.basic_publish_confirm(
+                    raw,
+                    exchange=message.exchange,
+                    routing_key=message.routing_key,
+                    mandatory=mandatory,
+                    confirm_timeout=self.confirm_timeout,
+                )
+            except amqp.exceptions.NotFound:
+                # The exchange does not exist: no queue can take the message.
+                self._reset(connection_too=False)
+                self._returned = True
+            except amqp.exceptions.FrameSyntaxError as exc:
+                self._reset(connection_too=True)
+                raise UnserializableValueError(
+                    dict(message.headers), "the message headers (context data)", str(exc)
+                ) from None
+            except amqp.exceptions.ChannelError:
+                self._reset(connection_too=False)
+                raise
+            except (*CONNECTION_ERRORS, amqp.exceptions.MessageNacked):
+                self._reset(connection_too=True)
+                raise
+            returned = self._returned
+        if returned and mandatory:
+            raise Unroutable(message.exchange, message.routing_key)
+
+    def service_heartbeat(self) -> None:
+        """Read what the broker sent while idle (heartbeats) and send ours; never blocks."""
+        if not self.lock.acquire(blocking=False):
+            return  # busy publishing: the connection is alive
+        try:
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                while True:
+                    conn.drain_events(timeout=0)
+            except TimeoutError:
+                pass
+            conn.heartbeat_check()
+        except Exception as exc:
+            log.info(
+                "publisher connection to %s lost (%s); it reconnects on the next publish",
+                self.transport.redacted_uri,
+                describe_error(exc),
+            )
+            self._reset(connection_too=True)
+        finally:
+            self.lock.release()
+
+    def close(self) -> None:
+        with self.lock:
+            self._reset(connection_too=True)
+
+
+# -- consumers ---------------------------------------------------------------------------
+
+
+class AmqpConsumer:
+    """A subscription to one queue on its own channel of the consumer connection."""
+
+    def __init__(
+        self,
+        loop: _ConsumerLoop,
+        queue: str,
+        on_delivery: Callable[[Delivery], None],
+        prefetch: int,
+        label: str,
+        auto_ack: bool,
+    ) -> None:
+        self.loop = loop
+        self.queue = queue
+        self.on_delivery = on_delivery
+        self.prefetch = prefetch
+        self.label = label
+        self.auto_ack = auto_ack
+        #: called with a reason when the queue vanished with a lost connection
+        self.on_lost: list[Callable[[str], None]] = []
+        self.active = True
+        self.closed = False
+        self._channel: Any = None
+        self._tag: str | None = None
+        self._unsettled: dict[int, Delivery] = {}
+        self._auto_ack_upto = 0
+
+    # -- the Consumer contract (any thread) ---------------------------------------------
+
+    def settle(self, delivery: Delivery, outcome: str) -> None:
+        self.loop.submit(lambda: self._settle_now(delivery, outcome))
+
+    def cancel(self) -> None:
+        if self.active:
+            self.loop.call(self._cancel_now)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.loop.call(self._close_now)
+
+    # -- on the loop thread ------------------------------------------------------------
+
+    def _start(self, conn: kombu.Connection) -> None:
+        channel = conn.channel()
+        if self.prefetch:
+            channel.basic_qos(0, self.prefetch, False)
+        self._channel = channel
+        self._unsettled = {}
+        self._auto_ack_upto = 0
+        self._tag = channel.basic_consume(queue=self.queue, callback=self._on_message, no_ack=False)
+
+    def _on_message(self, raw: amqp.Message) -> None:
+        tag = raw.delivery_info["delivery_tag"]
+        message = _from_amqp(raw)
+        delivery = Delivery(message, tag, bool(raw.delivery_info.get("redelivered")), self)
+        if self.auto_ack:
+            self._auto_ack_upto = tag
+        else:
+            self._unsettled[tag] = delivery
+        tracer = self.loop.transport.tracer
+        if tracer.enabled:
+            tracer.emit(
+                "deliver",
+                self.label,
+                correlation_id=message.correlation_id,
+                detail="redelivered" if delivery.redelivered else "",
+                message=message,
+            )
+        try:
+            self.on_delivery(delivery)
+        except Exception:
+            log.exception(
+                "%s: handling a message from %s failed; rejecting it", self.label, self.queue
+            )
+            if not self.auto_ack:
+                self._settle_now(delivery, "reject")
+
+    def _flush_auto_acks(self) -> None:
+        if self._auto_ack_upto and self._channel is not None:
+            upto, self._auto_ack_upto = self._auto_ack_upto, 0
+            self._channel.basic_ack(upto, multiple=True)
+
+    def _settle_now(self, delivery: Delivery, outcome: str) -> None:
+        if self._unsettled.get(delivery.delivery_tag) is not delivery:
+            # Already settled, or its channel is gone (the broker gave it back).
+            return
+        del self._unsettled[delivery.delivery_tag]
+        channel = self._channel
+        if outcome == "ack":
+            channel.basic_ack(delivery.delivery_tag)
+        elif outcome == "requeue":
+            channel.basic_reject(delivery.delivery_tag, requeue=True)
+        elif outcome == "reject":
+            channel.basic_reject(delivery.delivery_tag, requeue=False)
+        else:
+            raise ValueError(f"unknown outcome {outcome!r}: use ack, requeue or reject")
+        tracer = self.loop.transport.tracer
+        if tracer.enabled:
+            tracer.emit(outcome, self.label, correlation_id=delivery.message.correlation_id)
+
+    def _cancel_now(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        channel, tag = self._channel, self._tag
+        if channel is not None and tag is not None and self.loop.connected:
+            channel.basic_cancel(tag)
+        self.loop.forget(self)
+        if not self._unsettled:
+            self.loop.transport._consumer_gone(self.queue)
+
+    def _close_now(self) -> None:
+        if self.closed:
+            return
+        self._flush_auto_acks_quietly()
+        self._cancel_now()
+        self.closed = True
+        channel, self._channel = self._channel, None
+        self._unsettled = {}
+        if channel is not None and self.loop.connected:
+            channel.close()  # the broker gives every unacked delivery back
+        self.loop.transport._consumer_gone(self.queue)
+
+    def _flush_auto_acks_quietly(self) -> None:
+        with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+            self._flush_auto_acks()
+
+    def _connection_lost(self) -> None:
+        self._channel = None
+        self._tag = None
+        self._unsettled = {}
+        self._auto_ack_upto = 0
+
+    def __repr__(self) -> str:
+        return f"<AmqpConsumer {self.label} on {self.queue} unacked={len(self._unsettled)}>"
+
+
+class _Stopping(Exception):
+    pass
+
+
+class _ConsumerLoop:
+    """The thread that owns the consumer connection (see the module docstring)."""
+
+    def __init__(self, transport: AmqpTransport, conn: kombu.Connection) -> None:
+        self.transport = transport
+        self._conn: kombu.Connection | None = conn
+        self._consumers: list[AmqpConsumer] = []
+        self._commands: deque[Callable[[], None]] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._woken = False
+        self._stopping = False
+        self.connected = True
+        self._thread = threading.Thread(
+            target=self._run, name=f"{transport.name}-amqp-loop", daemon=True
+        )
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- commands from other threads -------------------------------------------------
+
+    def submit(self, command: Callable[[], None]) -> None:
+        """Run ``command`` on the loop thread, soon; do not wait for it."""
+        self._commands.append(command)
+        if threading.current_thread() is not self._thread and not self._woken:
+            self._woken = True
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"x")
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the loop thread and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        if not self._thread.is_alive():
+            raise BrokerUnavailable(
+                f"the connection to {self.transport.redacted_uri} is closed; create a new transport"
+            )
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def command() -> None:
+            try:
+                outcome.append((True, fn()))
+            except BaseException as exc:
+                outcome.append((False, exc))
+                if isinstance(exc, (*CONNECTION_ERRORS, amqp.exceptions.ChannelError)):
+                    done.set()
+                    raise  # the loop reconnects
+            done.set()
+
+        self.submit(command)
+        while not done.wait(0.5):
+            if not self._thread.is_alive():
+                raise BrokerUnavailable(
+                    f"the connection to {self.transport.redacted_uri} was closed"
+                )
+        ok, value = outcome[0]
+        if ok:
+            return value
+        with broker_errors("consuming", self.transport.uri):
+            raise value
+
+    def add(self, consumer: AmqpConsumer) -> None:
+        """Register and start a consumer (on the loop thread)."""
+        self._consumers.append(consumer)
+        if self._conn is not None and self.connected:
+            consumer._start(self._conn)
+
+    def forget(self, consumer: AmqpConsumer) -> None:
+        if consumer in self._consumers:
+            self._consumers.remove(consumer)
+
+    def stop(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if threading.current_thread() is not self._thread:
+            self._thread.join(10)
+        with contextlib.suppress(OSError):
+            os.close(self._wake_r)
+        with contextlib.suppress(OSError):
+            os.close(self._wake_w)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                if self._conn is None:
+                    try:
+                        self._reconnect()
+                    except _Stopping:
+                        break
+                    continue
+                try:
+                    self._serve(self._conn)
+                except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
+                    if self._stopping:
+                        break
+                    log.warning(
+                        "%s: connection to %s lost (%s); reconnecting",
+                        self.transport.name,
+                        self.transport.redacted_uri,
+                        describe_error(exc),
+                    )
+                    self._drop_connection()
+        finally:
+            self._drop_connection()
+            self.connected = False
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self.connected = False
+        for consumer in self._consumers:
+            consumer._connection_lost()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.release()
+
+    def _reconnect(self) -> None:
+        def stop_check() -> None:
+            if self._stopping:
+                raise _Stopping
+
+        conn = self.transport.new_connection()
+        policy = self.transport.settings.retry_policy
+        attempts = [0]
+
+        def errback(exc: BaseException, interval: float) -> None:
+            attempts[0] += 1
+            log.warning(
+                "%s: cannot reach %s (%s); attempt %d, next in %.1fs",
+                self.transport.name,
+                self.transport.redacted_uri,
+                describe_error(exc),
+                attempts[0],
+                interval,
+            )
+            stop_check()
+
+        try:
+            conn.ensure_connection(
+                errback=errback,
+                max_retries=None,
+                interval_start=policy.interval_start or 0.1,
+                interval_step=policy.interval_step,
+                interval_max=max(policy.interval_max, 0.1),
+                callback=stop_check,
+            )
+        except _Stopping:
+            raise
+        except Exception as exc:  # not recoverable (a refused login): keep trying, slowly
+            log.error(
+                "%s: cannot connect to %s: %s",
+                self.transport.name,
+                self.transport.redacted_uri,
+                describe_error(exc),
+            )
+            for _ in range(50):
+                stop_check()
+                time.sleep(0.1)
+            return
+        self._conn = conn
+        self.connected = True
+        try:
+            for consumer in list(self._consumers):
+                lost = self.transport._restore_queue(conn, consumer.queue)
+                consumer._start(conn)
+                if lost:
+                    reason = (
+                        f"queue {consumer.queue} vanished while the connection to "
+                        f"{self.transport.redacted_uri} was down (the broker restarted?); "
+                        "messages in it were lost"
+                    )
+                    log.warning("%s: %s", consumer.label, reason)
+                    for callback in list(consumer.on_lost):
+                        try:
+                            callback(reason)
+                        except Exception:
+                            log.exception("%s: on_lost callback failed", consumer.label)
+        except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
+            log.warning(
+                "%s: reconnected to %s but could not resume consuming (%s); retrying",
+                self.transport.name,
+                self.transport.redacted_uri,
+                describe_error(exc),
+            )
+            self._drop_connection()
+            return
+        log.info("%s: reconnected to %s", self.transport.name, self.transport.redacted_uri)
+
+    def _serve(self, conn: kombu.Connection) -> None:
+        sock = conn.connection.sock
+        wake = self._wake_r
+        commands = self._commands
+        heartbeat = conn.heartbeat or 0
+        tick = heartbeat / 4 if heartbeat else 5.0
+        next_tick = time.monotonic() + tick
+        readers = [sock, wake]
+        while True:
+            self._woken = False
+            while commands:
+                commands.popleft()()
+            self._flush_auto_acks()
+            if self._stopping:
+                return  # settled what was asked before stopping
+            if commands:
+                continue
+            timeout = max(0.0, next_tick - time.monotonic())
+            readable, _, _ = select.select(readers, [], [], timeout)
+            if wake in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake, 4096)
+            if sock in readable:
+                try:
+                    while True:
+                        conn.drain_events(timeout=0)
+                except TimeoutError:
+                    pass
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + tick
+                if heartbeat:
+                    conn.heartbeat_check()
+                self.transport._publisher.service_heartbeat()
+
+    def _flush_auto_acks(self) -> None:
+        for consumer in self._consumers:
+            if consumer._auto_ack_upto:
+                consumer._flush_auto_acks()
+
+
+# -- the transport ------------------------------------------------------------------------
+
+
+class AmqpTransport:
+    """shimeji's Transport on RabbitMQ, through kombu.
+
+    ``settings`` gives the broker (``AMQP_URI``, ``AMQP_SSL``, ``HEARTBEAT``,
+    ``TRANSPORT_OPTIONS``) and the reconnection intervals
+    (``RPC_RETRY_POLICY``). ``connect()`` connects at once, or raises
+    ``BrokerUnavailable`` after the retry policy's attempts; otherwise the
+    first operation connects. ``close()`` releases both connections.
+    """
+
+    def __init__(
+        self, settings: Settings, *, tracer: Tracer | None = None, name: str = "shimeji"
+    ) -> None:
+        self.settings = settings
+        self.uri = settings.amqp_uri
+        self.redacted_uri = redact_uri(settings.amqp_uri)
+        self.tracer: Tracer = tracer if tracer is not None else NullTracer()
+        self.name = name
+        self._publisher = _Publisher(self)
+        self._loop: _ConsumerLoop | None = None
+        self._start_lock = threading.Lock()
+        self._queues: dict[str, tuple[bool, bool, float | None]] = {}
+        self._bindings: dict[str, list[tuple[str, str]]] = {}
+        self._emulated_auto_delete: set[str] = set()
+        self._exchanges: set[str] = set()
+        self.closed = False
+
+    # -- connections ---------------------------------------------------------------------
+
+    def new_connection(self) -> kombu.Connection:
+        return connection_for(self.settings)
+
+    def connect_with_policy(self, conn: kombu.Connection, role: str) -> None:
+        policy = self.settings.retry_policy
+
+        def errback(exc: BaseException, interval: float) -> None:
+            log.warning(
+                "%s: cannot reach %s for the %s (%s); next attempt in %.1fs",
+                self.name,
+                self.redacted_uri,
+                role,
+                describe_error(exc),
+                interval,
+            )
+
+        conn.ensure_connection(
+            errback=errback,
+            max_retries=policy.max_retries,
+            interval_start=policy.interval_start,
+            interval_step=policy.interval_step,
+            interval_max=policy.interval_max,
+        )
+
+    def connect(self) -> None:
+        """Connect both connections now, retrying as ``RPC_RETRY_POLICY`` says."""
+        if self.closed:
+            raise BrokerUnavailable(f"this transport to {self.redacted_uri} is closed")
+        self._publisher.connect()
+        self._ensure_loop()
+
+    def _ensure_loop(self) -> _ConsumerLoop:
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._start_lock:
+            if self._loop is None:
+                if self.closed:
+                    raise BrokerUnavailable(f"this transport to {self.redacted_uri} is closed")
+                conn = self.new_connection()
+                with broker_errors("connecting the consumer", self.uri):
+                    self.connect_with_policy(conn, "consumer")
+                loop = _ConsumerLoop(self, conn)
+                loop.start()
+                self._loop = loop
+            return self._loop
+
+    def close(self) -> None:
+        """Stop consuming (unacked deliveries go back to their queues) and disconnect."""
+        if self.closed:
+            return
+        self.closed = True
+        loop = self._loop
+        if loop is not None:
+            loop.stop()
+        self._publisher.close()
+
+    @property
+    def loop_thread(self) -> threading.Thread | None:
+        return self._loop.thread if self._loop is not None else None
+
+    # -- the Transport contract ------------------------------------------------------------
+
+    def declare_exchange(self, name: str) -> None:
+        if name in self._exchanges:
+            return
+        self._publisher.run(
+            f"declaring exchange {name!r}",
+            lambda channel: channel.exchange_declare(
+                name, "topic", durable=True, auto_delete=False
+            ),
+        )
+        self._exchanges.add(name)
+
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        durable: bool = True,
+        auto_delete: bool = False,
+        expires: float | None = None,
+    ) -> None:
+        self._queues[name] = (durable, auto_delete, expires)
+        if auto_delete and expires is not None:
+            self._emulated_auto_delete.add(name)
+        self._publisher.run(
+            f"declaring queue {name!r}", lambda channel: self._declare_on(channel, name)
+        )
+
+    def _declare_on(self, channel: Any, name: str) -> None:
+        durable, auto_delete, expires = self._queues[name]
+        arguments = {}
+        if expires is not None:
+            arguments["x-expires"] = max(1, round(expires * 1000))
+        broker_auto_delete = auto_delete and name not in self._emulated_auto_delete
+        channel.queue_declare(
+            name,
+            durable=durable,
+            auto_delete=broker_auto_delete,
+            arguments=arguments or None,
+        )
+
+    def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
+        bindings = self._bindings.setdefault(queue, [])
+        if (exchange, routing_key) not in bindings:
+            bindings.append((exchange, routing_key))
+        self._publisher.run(
+            f"binding queue {queue!r} to {exchange!r} with {routing_key!r}",
+            lambda channel: channel.queue_bind(queue, exchange, routing_key),
+        )
+
+    def delete_queue(self, name: str) -> None:
+        self._forget_queue(name)
+
+        def delete(channel: Any) -> None:
+            with contextlib.suppress(amqp.exceptions.NotFound):
+                channel.queue_delete(name)
+
+        self._publisher.run(f"deleting queue {name!r}", delete)
+
+    def _forget_queue(self, name: str) -> None:
+        self._queues.pop(name, None)
+        self._bindings.pop(name, None)
+        self._emulated_auto_delete.discard(name)
+
+    def publish(self, message: Message, *, mandatory: bool) -> None:
+        if self.closed:
+            raise BrokerUnavailable(f"this transport to {self.redacted_uri} is closed")
+        self._publisher.publish(message, mandatory)
+
+    def consume(
+        self,
+        queue: str,
+        on_delivery: Callable[[Delivery], None],
+        *,
+        prefetch: int,
+        label: str,
+        auto_ack: bool = False,
+    ) -> AmqpConsumer:
+        loop = self._ensure_loop()
+        consumer = AmqpConsumer(loop, queue, on_delivery, prefetch, label, auto_ack)
+        loop.call(lambda: loop.add(consumer))
+        return consumer
+
+    # -- helpers for the loop ------------------------------------------------------------------
+
+    def _restore_queue(self, conn: kombu.Connection, queue: str) -> bool:
+        """Declare ``queue`` again after a reconnection; True if it had vanished."""
+        lost = False
+        probe = conn.channel()
+        try:
+            probe.queue_declare(queue, passive=True)
+        except amqp.exceptions.NotFound:
+            lost = queue in self._queues
+        finally:
+            with contextlib.suppress(Exception):
+                probe.close()
+        if queue in self._queues:
+            channel = conn.channel()
+            try:
+                self._declare_on(channel, queue)
+                for exchange, routing_key in self._bindings.get(queue, ()):
+                    _declare_exchange(channel, exchange)
+                    channel.queue_bind(queue, exchange, routing_key)
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+        return lost
+
+    def _consumer_gone(self, queue: str) -> None:
+        """A consumer was cancelled or closed: delete its queue if we emulate auto-delete."""
+        if queue not in self._emulated_auto_delete:
+            return
+        self._forget_queue(queue)
+        try:
+            self._publisher.run(
+                f"deleting queue {queue!r}",
+                lambda channel: channel.queue_delete(queue),
+            )
+        except Exception as exc:  # it expires on its own anyway
+            log.debug("could not delete queue %s: %s", queue, exc)
+
+    def __repr__(self) -> str:
+        return f"<AmqpTransport {self.name} {self.redacted_uri}>"
