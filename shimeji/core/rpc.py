@@ -459,6 +459,20 @@ class RpcClient:
                 ContainerBeingKilled(f"{self.label} closed while waiting for {call.describe()}")
             )
 
+    def fail_pending(self, make_error: Callable[[str, str, str], BaseException]) -> int:
+        """Fail every call still waiting for a reply, which can no longer come (its
+        reply queue was lost with a broker connection, say).
+
+        ``make_error(service, method, correlation_id)`` builds each call's error.
+        Returns how many calls were failed.
+        """
+        pending, self._pending = self._pending, {}
+        for call in pending.values():
+            if call.timer is not None:
+                call.timer.cancel()
+            call.waiter.set_exception(make_error(call.service, call.method, call.correlation_id))
+        return len(pending)
+
     def call(
         self,
         service: str,
