@@ -48,7 +48,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import amqp
 import amqp.exceptions
@@ -64,7 +64,10 @@ from shimeji.core.exceptions import UnserializableValueError
 from shimeji.core.tracing import NullTracer, Tracer
 from shimeji.core.transport import BrokerUnavailable, Delivery, Message, Unroutable
 
-__all__ = ["AmqpConsumer", "AmqpTransport", "connection_for"]
+if TYPE_CHECKING:
+    from shimeji.core.rpc import RpcClient
+
+__all__ = ["AmqpConsumer", "AmqpTransport", "connection_for", "watch_reply_queue"]
 
 log = logging.getLogger("shimeji.amqp")
 
@@ -283,8 +286,6 @@ class AmqpConsumer:
         self.prefetch = prefetch
         self.label = label
         self.auto_ack = auto_ack
-        #: called with a reason when the queue vanished with a lost connection
-        self.on_lost: list[Callable[[str], None]] = []
         self.active = True
         self.closed = False
         self._channel: Any = None
@@ -587,11 +588,7 @@ class _ConsumerLoop:
                         "messages in it were lost"
                     )
                     log.warning("%s: %s", consumer.label, reason)
-                    for callback in list(consumer.on_lost):
-                        try:
-                            callback(reason)
-                        except Exception:
-                            log.exception("%s: on_lost callback failed", consumer.label)
+                    self.transport._queue_lost(consumer.queue, reason)
         except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
             log.warning(
                 "%s: reconnected to %s but could not resume consuming (%s); retrying",
@@ -671,6 +668,7 @@ class AmqpTransport:
         self._bindings: dict[str, list[tuple[str, str]]] = {}
         self._emulated_auto_delete: set[str] = set()
         self._exchanges: set[str] = set()
+        self._loss_listeners: dict[str, list[Callable[[str], None]]] = {}
         self.closed = False
 
     # -- connections ---------------------------------------------------------------------
@@ -796,6 +794,7 @@ class AmqpTransport:
         self._publisher.run(f"deleting queue {name!r}", delete)
 
     def _forget_queue(self, name: str) -> None:
+        self._loss_listeners.pop(name, None)
         self._queues.pop(name, None)
         self._bindings.pop(name, None)
         self._emulated_auto_delete.discard(name)
@@ -819,7 +818,19 @@ class AmqpTransport:
         loop.call(lambda: loop.add(consumer))
         return consumer
 
+    def on_queue_lost(self, queue: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(reason)`` if ``queue`` turns out to have vanished, with the
+        messages in it, while a connection was down (on the loop thread)."""
+        self._loss_listeners.setdefault(queue, []).append(callback)
+
     # -- helpers for the loop ------------------------------------------------------------------
+
+    def _queue_lost(self, queue: str, reason: str) -> None:
+        for callback in list(self._loss_listeners.get(queue, ())):
+            try:
+                callback(reason)
+            except Exception:
+                log.exception("%s: a queue-loss listener failed", self.name)
 
     def _restore_queue(self, conn: kombu.Connection, queue: str) -> bool:
         """Declare ``queue`` again after a reconnection; True if it had vanished."""
@@ -859,3 +870,24 @@ class AmqpTransport:
 
     def __repr__(self) -> str:
         return f"<AmqpTransport {self.name} {self.redacted_uri}>"
+
+
+def watch_reply_queue(transport: AmqpTransport, client: RpcClient) -> None:
+    """Fail ``client``'s waiting calls at once if its reply queue is lost with a
+    connection (their replies can no longer come), instead of leaving them to
+    wait forever."""
+    queue = client.reply_queue
+    if queue is None:
+        return
+
+    def lost(reason: str) -> None:
+        failed = client.fail_pending(
+            lambda service, method, correlation_id: BrokerUnavailable(
+                f"no reply can come for {service}.{method} (correlation id {correlation_id}): "
+                f"{reason}. The call may or may not have run; retry it if it is safe to"
+            )
+        )
+        if failed:
+            log.warning("%s: %d call(s) failed: %s", client.label, failed, reason)
+
+    transport.on_queue_lost(queue, lost)
