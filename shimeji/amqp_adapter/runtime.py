@@ -32,7 +32,14 @@ from typing import Any
 
 from shimeji.core.exceptions import ConfigurationError
 
-__all__ = ["ThreadRuntime", "ThreadTask", "ThreadTimer", "ThreadWaiter", "WorkerKilled"]
+__all__ = [
+    "ThreadRuntime",
+    "ThreadTask",
+    "ThreadTimer",
+    "ThreadWaiter",
+    "WorkerKilled",
+    "current_task",
+]
 
 log = logging.getLogger("shimeji.amqp.runtime")
 
@@ -43,8 +50,12 @@ class WorkerKilled(BaseException):
     """Unwinds a task whose replica was killed, at its next blocking call."""
 
 
-def _current_task() -> ThreadTask | None:
+def current_task() -> ThreadTask | None:
+    """The task the calling thread runs, if it is one of a ThreadRuntime's."""
     return getattr(_local, "task", None)
+
+
+_current_task = current_task
 
 
 class ThreadTask:

@@ -59,6 +59,7 @@ from shimeji.amqp_adapter.errors import (
     broker_errors,
     describe_error,
 )
+from shimeji.amqp_adapter.runtime import WorkerKilled, current_task
 from shimeji.core.config import Settings, redact_uri
 from shimeji.core.exceptions import UnserializableValueError
 from shimeji.core.tracing import NullTracer, Tracer
@@ -800,6 +801,12 @@ class AmqpTransport:
         self._emulated_auto_delete.discard(name)
 
     def publish(self, message: Message, *, mandatory: bool) -> None:
+        task = current_task()
+        if task is not None and task.killed:
+            # A worker of a killed replica: its request went back to the queue,
+            # and another replica answers it. Publishing is a blocking call, where
+            # a killed task unwinds.
+            raise WorkerKilled
         if self.closed:
             raise BrokerUnavailable(f"this transport to {self.redacted_uri} is closed")
         self._publisher.publish(message, mandatory)

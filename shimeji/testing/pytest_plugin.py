@@ -18,6 +18,9 @@ from shimeji.sim import SimCluster
 
 __all__ = ["pytest_addoption", "pytest_runtest_makereport", "sim_cluster"]
 
+# The `cluster` fixture on either transport, and its options.
+pytest_plugins = ["shimeji.testing.transports"]
+
 _CLUSTER = pytest.StashKey[SimCluster]()
 TRACE_TAIL = 40
 
