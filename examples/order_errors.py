@@ -1,9 +1,8 @@
 """Exception handling from the specification: RemoteError and ServiceNotFound."""
 
+from examples.orders import PaymentService
 from shimeji.exceptions import RemoteError, ServiceNotFound
 from shimeji.rpc import RpcProxy, rpc
-
-from examples.orders import PaymentService
 
 
 class OrderService:

@@ -1,8 +1,7 @@
 """The user score example of the specification: one service calling another."""
 
-from shimeji.rpc import RpcProxy, rpc
-
 from examples.calculator import CalculatorService
+from shimeji.rpc import RpcProxy, rpc
 
 
 class UserService:

@@ -50,7 +50,9 @@ REDACTED = "********"
 def get_service_name(service_cls: Any) -> str:
     """The ``name`` of a service class; ConfigurationError saying how to fix it."""
     if not isinstance(service_cls, type):
-        raise ConfigurationError(f"a service must be a class, got {service_cls!r}")
+        raise ConfigurationError(
+            f"a service must be a class (pass the class itself), got {service_cls!r}"
+        )
     name = getattr(service_cls, "name", None)
     if name is None:
         raise ConfigurationError(

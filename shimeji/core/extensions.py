@@ -195,6 +195,7 @@ class Entrypoint(Extension):
             # bare @decorator: the single positional argument is the method
             fn, args = args[0], ()
             return registering(fn)
+        cls(*args, **kwargs)  # check the options now, where the mistake is
         return registering
 
 

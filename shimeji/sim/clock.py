@@ -130,8 +130,9 @@ class VirtualTime:
         global _owner
         if self._freezer is None:
             return
-        for module, name in self._patched:
-            setattr(module, name, _REAL[0])
+        for namespace, name in self._patched:
+            if namespace.get(name) is _virtual_sleep:
+                namespace[name] = _REAL[0]
         self._patched.clear()
         self._freezer.stop()
         self._freezer = self._factory = None
@@ -162,14 +163,16 @@ class VirtualTime:
 
     def _patch_sleep(self) -> None:
         real_sleep = _REAL[0]
-        # The time module itself, and every module that did `from time import sleep`.
+        # The time module itself, and every module holding time.sleep under any
+        # name (`from time import sleep`), as freezegun does for time.time.
         for module in list(sys.modules.values()):
-            try:
-                if getattr(module, "sleep", None) is real_sleep:
-                    module.sleep = _virtual_sleep
-                    self._patched.append((module, "sleep"))
-            except Exception:  # lazy modules may refuse attribute access
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
                 continue
+            for name, value in list(namespace.items()):
+                if value is real_sleep:
+                    namespace[name] = _virtual_sleep
+                    self._patched.append((namespace, name))
 
 
 def _virtual_sleep(seconds: float) -> None:

@@ -96,6 +96,7 @@ class Trace:
         self._events: list[TraceEvent] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
+        self._repliers: dict[str, str] = {}  # correlation id -> replica that replied
 
     def emit(
         self,
@@ -113,7 +114,9 @@ class Trace:
         if correlation_id is not None:
             if kind == "publish":
                 self._calls[correlation_id] = (service, method, replica, call_id)
-            elif service is None:
+            elif kind == "reply":
+                self._repliers[correlation_id] = replica
+            if service is None:
                 known = self._calls.get(correlation_id)
                 if known is not None:
                     service, method = known[0], known[1]
@@ -223,16 +226,15 @@ class Trace:
         for event in self.events:
             kind = event.kind
             if kind == "deliver":
-                target = alias(event.replica)
                 if event.is_reply:
-                    sender = self._replier(event) or "broker"
-                    body.append(f"    {alias(sender)}-->>{target}: {_label(event, 'reply')}")
+                    sender = alias(self._replier(event) or "broker")
+                    target = alias(event.replica)
+                    body.append(f"    {sender}-->>{target}: {_label(event, 'reply')}")
                 else:
-                    sender = self.caller_of(event.correlation_id) or "broker"
+                    sender = alias(self.caller_of(event.correlation_id) or "broker")
+                    target = alias(event.replica)
                     redelivered = " (redelivered)" if event.detail == "redelivered" else ""
-                    body.append(
-                        f"    {alias(sender)}->>{target}: {event.method or '?'}{redelivered}"
-                    )
+                    body.append(f"    {sender}->>{target}: {event.method or '?'}{redelivered}")
             elif kind in (
                 "timeout",
                 "retry",
@@ -256,10 +258,7 @@ class Trace:
         return "\n".join(head + body) + "\n"
 
     def _replier(self, event: TraceEvent) -> str | None:
-        for candidate in reversed(self.events[: event.seq]):
-            if candidate.kind == "reply" and candidate.correlation_id == event.correlation_id:
-                return candidate.replica
-        return None
+        return self._repliers.get(event.correlation_id or "")
 
 
 def _label(event: TraceEvent, default: str) -> str:

@@ -1,0 +1,123 @@
+"""Random service graphs and call plans, for property tests.
+
+A graph is ``n`` services ``s0 .. s<n-1>``; service ``i`` may call any
+service ``j > i`` (a DAG: no call can wait on itself). Each call carries a
+``Plan``: what the called worker does (calls of its own, synchronous or with
+``call_async``, a virtual sleep, then return a value or fail). ``expected``
+computes, without any simulation, what a plan must return.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from hypothesis import strategies as st
+
+from shimeji.exceptions import RemoteError
+from shimeji.rpc import RpcProxy, rpc
+
+__all__ = ["Call", "Plan", "expected", "make_services", "plans"]
+
+
+@attrs.frozen
+class Call:
+    target: int
+    mode: str  # "sync" | "async"
+    plan: Plan
+
+
+@attrs.frozen
+class Plan:
+    value: int
+    calls: tuple[Call, ...] = ()
+    sleep: float = 0.0
+    fail: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "sleep": self.sleep,
+            "fail": self.fail,
+            "calls": [[c.target, c.mode, c.plan.to_wire()] for c in self.calls],
+        }
+
+
+def expected(plan: Plan) -> Any:
+    """What a worker running ``plan`` returns (or the error text it raises)."""
+    children = []
+    for call in plan.calls:
+        outcome = expected(call.plan)
+        children.append(
+            {"error": f"ValueError failed {call.plan.value}"}
+            if isinstance(outcome, Failure)
+            else outcome
+        )
+    if plan.fail:
+        return Failure(plan.value)
+    return {"value": plan.value, "children": children}
+
+
+@attrs.frozen
+class Failure:
+    value: int
+
+
+def plans(service: int, services: int, depth: int) -> st.SearchStrategy[Plan]:
+    """Plans for a worker of ``service`` that may call services above it."""
+    callees = list(range(service + 1, services))
+    if depth == 0 or not callees:
+        calls: st.SearchStrategy[tuple[Call, ...]] = st.just(())
+    else:
+        call = st.sampled_from(callees).flatmap(
+            lambda target: st.builds(
+                Call,
+                target=st.just(target),
+                mode=st.sampled_from(["sync", "async"]),
+                plan=plans(target, services, depth - 1),
+            )
+        )
+        calls = st.lists(call, max_size=3).map(tuple)
+    return st.builds(
+        Plan,
+        value=st.integers(0, 99),
+        calls=calls,
+        sleep=st.sampled_from([0.0, 0.0, 0.01, 0.5]),
+        fail=st.sampled_from([False, False, False, True]),
+    )
+
+
+def make_services(count: int) -> list[type]:
+    """Service classes s0..s<count-1>, each able to run plans."""
+    classes = []
+    for index in range(count):
+        namespace: dict[str, Any] = {"name": f"s{index}", "run": rpc(_run)}
+        for target in range(index + 1, count):
+            namespace[f"p{target}"] = RpcProxy(f"s{target}")
+        classes.append(type(f"S{index}", (), namespace))
+    return classes
+
+
+def _run(self: Any, plan: dict[str, Any]) -> Any:
+    import time
+
+    pending = []
+    for target, mode, subplan in plan["calls"]:
+        proxy = getattr(self, f"p{target}")
+        if mode == "async":
+            pending.append(proxy.run.call_async(subplan))
+        else:
+            pending.append(_outcome(lambda p=proxy, s=subplan: p.run(s)))
+    children = [item if not hasattr(item, "result") else _outcome(item.result) for item in pending]
+    if plan["sleep"]:
+        time.sleep(plan["sleep"])
+    if plan["fail"]:
+        raise ValueError(f"failed {plan['value']}")
+    return {"value": plan["value"], "children": children}
+
+
+def _outcome(fn: Any) -> Any:
+    try:
+        return fn()
+    except RemoteError as exc:
+        return {"error": str(exc)}

@@ -1,0 +1,103 @@
+"""The specification's examples run unchanged on the simulator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from examples import audit, calculator, order_errors, orders, run_all, user_score
+from shimeji.config import load_config
+from shimeji.sim import SimCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cluster():
+    with SimCluster(config=load_config(ROOT / "examples" / "config.yaml")) as cluster:
+        yield cluster
+
+
+def test_calculator(cluster):
+    """add, multiply, and divide with its expected ValueError."""
+    results = calculator.scenario(cluster)
+    assert results == {
+        "add(2, 3)": 5,
+        "multiply(6, 7)": 42,
+        "divide(10, 4)": 2.5,
+        "divide(1, 0)": "RemoteError: ValueError Division by zero",
+    }
+
+
+def test_user_score(cluster):
+    """A service calling the calculator through RpcProxy."""
+    assert user_score.scenario(cluster) == {"user_id": "u1", "score": 30}
+
+
+def test_orders_parallel(cluster):
+    """Parallel call_async to payment, inventory and email."""
+    assert orders.scenario(cluster) == {
+        "status": "success",
+        "payment": {"charged": 42.5, "currency": "EUR"},
+        "inventory": {"reserved": ["apple", "pear"]},
+        "email_sent": True,
+    }
+    starts = [
+        e
+        for e in cluster.trace.filter("deliver")
+        if not e.is_reply and e.service in ("payment_service", "inventory_service", "email_service")
+    ]
+    assert len({e.time for e in starts}) == 1  # the three calls were in flight together
+
+
+def test_orders_failure_and_summary(cluster):
+    """A declined card fails the parallel order; the summary gathers three services."""
+    orders.scenario(cluster)
+    declined = dict(orders.ORDER, payment_info={"amount": 1, "card": "declined"})
+    assert cluster.rpc.order_service.process_order_parallel(declined) == {
+        "status": "failed",
+        "error": "ValueError card declined",
+    }
+    assert cluster.rpc.order_service.get_order_summary_async(7) == {
+        "order": {"order_id": 7, "total": 42.5},
+        "customer": {"customer_id": "c-7", "name": "Ada"},
+        "shipping": {"carrier": "post", "tracking": "T7"},
+    }
+
+
+def test_order_errors(cluster):
+    """RemoteError and ServiceNotFound handled inside a service."""
+    assert order_errors.scenario(cluster) == {
+        "no payment service": {"status": "service_unavailable"},
+        "paid": {"status": "success", "payment": {"charged": 10, "currency": "EUR"}},
+        "declined": {"status": "payment_failed", "error": "ValueError card declined"},
+    }
+
+
+def test_audit_reads_context(cluster):
+    """Context data reaches the audit service; time is virtual."""
+    result = audit.scenario(cluster)
+    assert result == {
+        "action": "login",
+        "user_id": "u-42",
+        "correlation_id": "req-7",
+        "timestamp": 1704067200.001,
+    }
+
+
+def test_run_all_script():
+    """python -m examples.run_all runs every example and prints results and traces."""
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.run_all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    for name in run_all.EXAMPLES:
+        assert f"=== {name}:" in done.stdout
+    assert "worker_start" in done.stdout

@@ -1,0 +1,98 @@
+"""The simulated broker on its own: routing, prefetch, requeue, expiry."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shimeji.core.transport import Message, Unroutable
+from shimeji.sim.bus import SimBus, topic_matches
+from shimeji.sim.clock import VirtualClock
+from shimeji.sim.scheduler import Scheduler
+from shimeji.sim.trace import Trace
+
+
+@pytest.mark.parametrize(
+    ("pattern", "key", "matches"),
+    [
+        ("svc.*", "svc.add", True),
+        ("svc.*", "svc.a.b", False),
+        ("svc.*", "svc", False),
+        ("svc.#", "svc", True),
+        ("svc.#", "svc.a.b", True),
+        ("#.add", "x.y.add", True),
+        ("#", "anything.at.all", True),
+        ("a.*.c", "a.b.c", True),
+        ("a.*.c", "a.c", False),
+    ],
+)
+def test_topic_matching(pattern, key, matches):
+    """AMQP topic rules: * is one word, # is zero or more."""
+    assert topic_matches(pattern, key) is matches
+
+
+@pytest.fixture
+def bus():
+    clock = VirtualClock()
+    scheduler = Scheduler(clock, random.Random(0))
+    bus = SimBus(scheduler, Trace(clock), latency=0.001)
+    bus.declare_exchange("ex")
+    bus.declare_queue("q")
+    bus.bind_queue("q", "ex", "k.*")
+    return bus
+
+
+def msg(key="k.x", corr="c"):
+    return Message(body=b"{}", routing_key=key, exchange="ex", correlation_id=corr)
+
+
+def test_mandatory_unroutable_raises(bus):
+    """A mandatory message no queue takes raises Unroutable; otherwise it is dropped."""
+    with pytest.raises(Unroutable):
+        bus.publish(msg("other.x"), mandatory=True)
+    bus.publish(msg("other.x"), mandatory=False)
+    assert bus.tracer.filter("drop")
+
+
+def test_close_requeues_unacked_as_redelivered(bus):
+    """Closing a consumer gives its unacked messages back, marked redelivered."""
+    got = []
+    first = bus.consume("q", got.append, prefetch=2, label="one")
+    for i in range(3):
+        bus.publish(msg(corr=f"m{i}"), mandatory=True)
+    bus.scheduler.run()
+    assert [d.message.correlation_id for d in got] == ["m0", "m1"]
+    first.close()
+    second_got = []
+    bus.consume("q", second_got.append, prefetch=5, label="two")
+    bus.scheduler.run()
+    assert [(d.message.correlation_id, d.redelivered) for d in second_got] == [
+        ("m0", True),
+        ("m1", True),
+        ("m2", False),
+    ]
+
+
+def test_cancel_keeps_deliveries_ackable(bus):
+    """After cancel(), deliveries in hand can still be acked; no new ones arrive."""
+    got = []
+    consumer = bus.consume("q", got.append, prefetch=1, label="one")
+    bus.publish(msg(corr="a"), mandatory=True)
+    bus.publish(msg(corr="b"), mandatory=True)
+    bus.scheduler.run()
+    consumer.cancel()
+    got[0].ack()
+    bus.scheduler.run()
+    assert [d.message.correlation_id for d in got] == ["a"]
+    assert len(bus.queues["q"].ready) == 1
+
+
+def test_expiring_queue_is_deleted_when_unused(bus):
+    """A queue with an expiry is deleted after that long without consumers."""
+    bus.declare_queue("temp", durable=False, expires=2.0)
+    bus.scheduler.run_root_until(1_000_000)
+    assert "temp" in bus.queues
+    bus.scheduler.run()
+    assert "temp" not in bus.queues
+    assert bus.scheduler.clock.now_us == 2_000_000

@@ -1,0 +1,84 @@
+"""The public modules are thin, declare __all__, and export what users import."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import shimeji
+
+PUBLIC = {
+    "shimeji.rpc": {"rpc", "RpcProxy", "ServiceRpc", "RpcReply"},
+    "shimeji.exceptions": {
+        "RemoteError",
+        "ServiceNotFound",
+        "UnknownService",
+        "MethodNotFound",
+        "IncorrectSignature",
+        "MalformedRequest",
+        "BadRequest",
+        "RpcTimeout",
+        "UnserializableValueError",
+        "ConfigurationError",
+        "ContainerBeingKilled",
+        "deserialize_to_instance",
+        "serialize",
+        "deserialize",
+    },
+    "shimeji.contextdata": {"ContextDataProvider", "Language", "UserId", "UserAgent", "AuthToken"},
+    "shimeji.extensions": {"Extension", "Entrypoint", "DependencyProvider", "SharedExtension"},
+    "shimeji.sim": {"SimCluster", "SimulationStalled"},
+    "shimeji.testing": {"worker_factory"},
+    "shimeji.config": {"load_config"},
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC))
+def test_public_names(module_name):
+    """Each public module's __all__ holds the documented names, all importable."""
+    module = importlib.import_module(module_name)
+    assert PUBLIC[module_name] <= set(module.__all__)
+    for name in module.__all__:
+        assert hasattr(module, name), f"{module_name}.{name}"
+
+
+def test_every_module_declares_all():
+    """Every module of the package declares __all__."""
+    missing = []
+    for info in pkgutil.walk_packages(shimeji.__path__, "shimeji."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        if not isinstance(getattr(module, "__all__", None), (list, tuple)):
+            missing.append(info.name)
+    assert missing == []
+
+
+def test_aliases():
+    """ServiceRpc and UnknownService are the nameko-era names of the same classes."""
+    from shimeji.exceptions import ServiceNotFound, UnknownService
+    from shimeji.rpc import RpcProxy, ServiceRpc
+
+    assert ServiceRpc is RpcProxy and UnknownService is ServiceNotFound
+
+
+def test_core_and_sim_never_import_kombu():
+    """The rules and the simulator never depend on the broker library."""
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    root = pathlib.Path(shimeji.__file__).parent
+    pattern = re.compile(r"^\s*(import|from)\s+(kombu|amqp)\b", re.MULTILINE)
+    for folder in ("core", "sim"):
+        for path in (root / folder).rglob("*.py"):
+            assert not pattern.search(path.read_text()), path
+    probe = (
+        "import sys, shimeji.sim, shimeji.rpc, shimeji.testing; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kombu', 'amqp')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
