@@ -319,7 +319,9 @@ def test_redelivery_after_a_replica_dies(cluster):
     reply = cluster.rpc.slow.sleep.call_async(0.3, "job")
     wait_until(
         cluster,
-        lambda: any(e.kind == "worker_start" and e.replica == "slow-1" for e in cluster.trace.events),
+        lambda: any(
+            e.kind == "worker_start" and e.replica == "slow-1" for e in cluster.trace.events
+        ),
     )
     cluster.add_service(Slow)
     first.container.kill()
@@ -327,7 +329,9 @@ def test_redelivery_after_a_replica_dies(cluster):
     redelivered = [
         e
         for e in cluster.trace.events
-        if e.kind == "deliver" and e.replica == "slow-2" and e.correlation_id == reply.correlation_id
+        if e.kind == "deliver"
+        and e.replica == "slow-2"
+        and e.correlation_id == reply.correlation_id
     ]
     assert [e.detail for e in redelivered] == ["redelivered"]
 
