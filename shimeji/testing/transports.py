@@ -195,8 +195,11 @@ class AmqpCluster:
         from shimeji.runner import ServiceRunner
 
         self.uri = uri
-        self.exchange = f"shimeji-test-{uuid.uuid4().hex[:12]}"
-        self.config = {"AMQP_URI": uri, "rpc_exchange": self.exchange, **dict(config or {})}
+        config = dict(config or {})
+        # An exchange of its own, deleted afterwards, unless the test names one.
+        self._own_exchange = "rpc_exchange" not in config
+        self.exchange = config.get("rpc_exchange") or f"shimeji-test-{uuid.uuid4().hex[:12]}"
+        self.config = {"AMQP_URI": uri, **config, "rpc_exchange": self.exchange}
         self.trace = RecordingTracer()
         self.runner = ServiceRunner(
             self.config, extra_config_keys=extra_config_keys, tracer=self.trace
@@ -250,10 +253,11 @@ class AmqpCluster:
         try:
             for queue in queues:
                 cleaner.delete_queue(queue)
-            cleaner._publisher.run(
-                f"deleting exchange {self.exchange!r}",
-                lambda channel: channel.exchange_delete(self.exchange),
-            )
+            if self._own_exchange:
+                cleaner._publisher.run(
+                    f"deleting exchange {self.exchange!r}",
+                    lambda channel: channel.exchange_delete(self.exchange),
+                )
         finally:
             cleaner.close()
 
