@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import traceback
+
 import amqp.exceptions
 import pytest
 
 from shimeji.amqp_adapter import AmqpTransport, connection_for
 from shimeji.amqp_adapter.errors import broker_errors, describe_error
 from shimeji.config import Settings
+from shimeji.core.transport import BrokerUnavailable
 from shimeji.exceptions import ConfigurationError, PublishFailed
 from shimeji.runner import ServiceRunner
 from shimeji.standalone import ClusterRpcProxy
@@ -20,16 +23,15 @@ FAST = {"AMQP_URI": CLOSED, "RPC_RETRY_POLICY": {"max_retries": 0}}
 def test_unreachable_broker_raises_broker_unavailable_without_the_password(caplog):
     """Connecting to a closed port raises BrokerUnavailable naming the redacted URI."""
     transport = AmqpTransport(Settings.from_config(FAST))
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(BrokerUnavailable) as caught:
         transport.connect()
     assert type(caught.value).__name__ == "BrokerUnavailable"
     text = str(caught.value)
     assert "amqp://admin:***@127.0.0.1:1/prod" in text
     assert "connection refused" in text
     assert "s3cr3t-pw" not in text and "s3cr3t-pw" not in caplog.text
-    assert (caught.value.__cause__ is None and caught.value.__context__ is None) or (
-        "s3cr3t-pw" not in repr(caught.value.__context__)
-    )
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "s3cr3t-pw" not in shown
 
 
 def test_publish_to_unreachable_broker_fails_after_the_retry_policy(caplog):
