@@ -584,9 +584,9 @@ class _ConsumerLoop:
                 consumer._start(conn)
                 if lost:
                     reason = (
-                        f"queue {consumer.queue} vanished while the connection to "
-                        f"{self.transport.redacted_uri} was down (the broker restarted?); "
-                        "messages in it were lost"
+                        f"queue {consumer.queue} vanished, with the messages in it (it was "
+                        f"deleted, or a restart of the broker at {self.transport.redacted_uri} "
+                        "dropped it)"
                     )
                     log.warning("%s: %s", consumer.label, reason)
                     self.transport._queue_lost(consumer.queue, reason)
