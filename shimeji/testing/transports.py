@@ -111,9 +111,24 @@ def broker_problem(uri: str) -> str | None:
     return _reachable[uri]
 
 
+def amqp_configured(config: pytest.Config) -> bool:
+    """Whether this run asked for RabbitMQ (the default run is the simulator only)."""
+    return (
+        transport_name(config) == "amqp"
+        or config.getoption("--amqp-uri", default=None) is not None
+        or bool(os.environ.get("SHIMEJI_AMQP_URI"))
+        or os.environ.get("SHIMEJI_REQUIRE_AMQP") == "1"
+    )
+
+
 def require_broker(config: pytest.Config) -> str:
-    """The broker's URI; skips the test (fails it with SHIMEJI_REQUIRE_AMQP=1) if the
-    broker cannot be reached."""
+    """The broker's URI; skips the test when the run is not configured for RabbitMQ
+    or the broker cannot be reached (with SHIMEJI_REQUIRE_AMQP=1, the latter fails)."""
+    if not amqp_configured(config):
+        pytest.skip(
+            "AMQP test: runs with --shimeji-transport=amqp or --amqp-uri URI "
+            "(or SHIMEJI_TRANSPORT=amqp / SHIMEJI_AMQP_URI)"
+        )
     uri = _option(config, "--amqp-uri", "SHIMEJI_AMQP_URI", DEFAULT_AMQP_URI)
     problem = broker_problem(uri)
     if problem is not None:
