@@ -170,6 +170,15 @@ class _Publisher:
             else:
                 conn.ensure_connection(max_retries=0)  # one attempt: the caller paces retries
             self._conn = conn
+        # py-amqp reads the socket before every publish to notice a
+        # connection.blocked notice early; this connection also reads while it
+        # waits for each confirm, where such a notice is handled all the same,
+        # so the extra read (and its system calls) is skipped.
+        properties = self._conn.connection.client_properties
+        properties["capabilities"] = {
+            **properties.get("capabilities", {}),
+            "connection.blocked": False,
+        }
         channel = self._conn.channel()
         channel.confirm_select()
         channel.events["basic_return"].add(self._on_return)
