@@ -74,6 +74,7 @@ class WorkerContext:
         "call_id_stack",
         "container",
         "context_data",
+        "correlation_id",
         "entrypoint",
         "kwargs",
         "service",
@@ -88,8 +89,10 @@ class WorkerContext:
         kwargs: Mapping[str, Any],
         context_data: Mapping[str, Any],
         parent_call_id_stack: list[str],
+        correlation_id: str | None = None,
     ) -> None:
         self.container = container
+        self.correlation_id = correlation_id  # of the request that started this worker
         self.service = service
         self.entrypoint = entrypoint
         self.args = tuple(args)
@@ -331,6 +334,7 @@ class ServiceContainer:
         context_data: Mapping[str, Any],
         parent_call_id_stack: list[str],
         handle_result: HandleResult,
+        correlation_id: str | None = None,
     ) -> WorkerContext:
         """Run the entrypoint's method for one call, in a worker of its own.
 
@@ -340,7 +344,14 @@ class ServiceContainer:
         if self.state != "running":
             raise ContainerBeingKilled(f"replica {self.replica_name} is {self.state}")
         worker_ctx = WorkerContext(
-            self, self.service_cls(), entrypoint, args, kwargs, context_data, parent_call_id_stack
+            self,
+            self.service_cls(),
+            entrypoint,
+            args,
+            kwargs,
+            context_data,
+            parent_call_id_stack,
+            correlation_id,
         )
         with self._lock:
             if len(self._workers) >= self.settings.max_workers:
@@ -372,6 +383,7 @@ class ServiceContainer:
                 self.service_name,
                 worker_ctx.method_name,
                 worker_ctx.call_id,
+                worker_ctx.correlation_id,
             )
         stage = "get_dependency"
         provider: DependencyProvider | None = None
@@ -401,7 +413,8 @@ class ServiceContainer:
                 self.service_name,
                 worker_ctx.method_name,
                 worker_ctx.call_id,
-                detail=detail,
+                worker_ctx.correlation_id,
+                detail,
             )
 
         stage, provider = "handle_result", None

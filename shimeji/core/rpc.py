@@ -54,12 +54,59 @@ __all__ = [
     "ServiceProxy",
     "publish_with_retry",
     "rpc",
+    "with_retry",
 ]
 
 log = logging.getLogger("shimeji.rpc")
 
 _UNSET: Any = object()
 _NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
+
+
+def with_retry(
+    operation: Callable[[], Any],
+    *,
+    runtime: Runtime,
+    tracer: Tracer,
+    policy: RetryPolicy,
+    label: str,
+    what: str,
+    correlation_id: str | None = None,
+    call_id: str | None = None,
+) -> Any:
+    """Run ``operation``, retrying on ``BrokerUnavailable`` as ``policy`` says.
+
+    Raises ``PublishFailed`` naming ``what`` when every attempt failed. Other
+    errors (``Unroutable`` among them: retrying cannot create a queue) pass
+    through at once.
+    """
+    attempts = 0
+    waits = None
+    while True:
+        attempts += 1
+        try:
+            return operation()
+        except BrokerUnavailable as exc:
+            if waits is None:
+                waits = policy.intervals()
+            wait = next(waits, None)
+            if wait is None:
+                tracer.emit(
+                    "publish_failed",
+                    label,
+                    call_id=call_id,
+                    correlation_id=correlation_id,
+                    detail=f"{what}: gave up after {attempts} attempt(s): {exc}",
+                )
+                raise PublishFailed(what, attempts, exc) from None
+            tracer.emit(
+                "retry",
+                label,
+                call_id=call_id,
+                correlation_id=correlation_id,
+                detail=f"{what}: attempt {attempts} failed ({exc}); next in {wait:g}s",
+            )
+            runtime.sleep(wait)
 
 
 def publish_with_retry(
@@ -73,40 +120,18 @@ def publish_with_retry(
     label: str,
     call_id: str | None = None,
 ) -> None:
-    """Publish, retrying on ``BrokerUnavailable`` as ``policy`` says.
-
-    Raises ``PublishFailed`` when every attempt failed (nothing was sent) and
-    lets ``Unroutable`` through at once: retrying cannot create a queue.
-    """
-    attempts = 0
-    waits = None
-    while True:
-        attempts += 1
-        try:
-            transport.publish(message, mandatory=mandatory)
-            return
-        except BrokerUnavailable as exc:
-            if waits is None:
-                waits = policy.intervals()
-            wait = next(waits, None)
-            if wait is None:
-                tracer.emit(
-                    "publish_failed",
-                    label,
-                    call_id=call_id,
-                    correlation_id=message.correlation_id,
-                    detail=f"{message.routing_key}: gave up after {attempts} attempt(s): {exc}",
-                )
-                raise PublishFailed(message.routing_key, attempts, exc) from None
-            tracer.emit(
-                "retry",
-                label,
-                call_id=call_id,
-                correlation_id=message.correlation_id,
-                detail=f"{message.routing_key}: attempt {attempts} failed ({exc}); "
-                f"next in {wait:g}s",
-            )
-            runtime.sleep(wait)
+    """Publish, retrying as ``policy`` says; ``PublishFailed`` if it never works
+    (then nothing was sent)."""
+    with_retry(
+        lambda: transport.publish(message, mandatory=mandatory),
+        runtime=runtime,
+        tracer=tracer,
+        policy=policy,
+        label=label,
+        what=message.routing_key,
+        correlation_id=message.correlation_id,
+        call_id=call_id,
+    )
 
 
 # -- server side ---------------------------------------------------------------
@@ -296,6 +321,7 @@ class Rpc(Entrypoint):
                 context_data,
                 parent_stack,
                 partial(self.handle_result, delivery, codec),
+                correlation_id=message.correlation_id,
             )
         except ContainerBeingKilled:
             delivery.requeue()
@@ -311,6 +337,8 @@ class Rpc(Entrypoint):
         """Publish the reply, then ack the request: never the other way round."""
         container = self.container
         assert container is not None
+        if not container.alive:
+            return result, exc_info  # killed mid-call: no reply, the request is redelivered
         request = delivery.message
         if exc_info is not None:
             body = protocol.encode_reply(codec, None, exc_info[1])
@@ -339,16 +367,28 @@ class Rpc(Entrypoint):
                     request.correlation_id,
                     message=reply,
                 )
-            publish_with_retry(
-                container.transport,
-                container.runtime,
-                tracer,
-                reply,
-                mandatory=False,
-                policy=container.settings.retry_policy,
-                label=container.replica_name,
-                call_id=worker_ctx.call_id,
-            )
+            try:
+                publish_with_retry(
+                    container.transport,
+                    container.runtime,
+                    tracer,
+                    reply,
+                    mandatory=False,
+                    policy=container.settings.retry_policy,
+                    label=container.replica_name,
+                    call_id=worker_ctx.call_id,
+                )
+            except PublishFailed as exc:
+                # The request goes back to its queue (if our consumer still holds
+                # it) to be answered again, by us or by another replica.
+                log.error(
+                    "%s: the reply to %s was not sent: %s",
+                    container.replica_name,
+                    worker_ctx.call_id,
+                    exc,
+                )
+                delivery.requeue()
+                return result, exc_info
         delivery.ack()
         return result, exc_info
 
@@ -435,8 +475,10 @@ class RpcClient:
         queue = protocol.reply_queue_name(self.owner, reply_id)
         exchange = self.settings.rpc_exchange
         self.transport.declare_exchange(exchange)
+        # Not auto-deleted: a client that reconnects finds the replies sent while
+        # it was away, unless it stayed away longer than the queue's expiry.
         self.transport.declare_queue(
-            queue, durable=False, auto_delete=True, expires=self.settings.reply_queue_ttl
+            queue, durable=False, auto_delete=False, expires=self.settings.reply_queue_ttl
         )
         self.transport.bind_queue(queue, exchange, reply_id)
         self._consumer = self.transport.consume(
@@ -444,13 +486,19 @@ class RpcClient:
         )
         self.reply_to, self.reply_queue = reply_id, queue
 
-    def close(self) -> None:
-        """Stop receiving replies; calls still waiting fail with ContainerBeingKilled."""
+    def close(self, delete_queue: bool = False) -> None:
+        """Stop receiving replies; calls still waiting fail with ContainerBeingKilled.
+
+        ``delete_queue`` (a graceful stop) removes the reply queue; otherwise it is
+        left to expire (RPC_REPLY_QUEUE_TTL), as after a crash.
+        """
         if self.closed:
             return
         self.closed = True
         if self._consumer is not None:
             self._consumer.close()
+            if delete_queue and self.reply_queue:
+                self.transport.delete_queue(self.reply_queue)
         pending, self._pending = self._pending, {}
         for call in pending.values():
             if call.timer is not None:
@@ -494,7 +542,14 @@ class RpcClient:
         if self.closed:
             raise ContainerBeingKilled(f"{self.label} is closed and cannot make calls")
         if self._consumer is None:
-            self.start()
+            with_retry(
+                self.start,
+                runtime=self.runtime,
+                tracer=self.tracer,
+                policy=retry_policy,
+                label=self.label,
+                what=protocol.request_routing_key(service, method),
+            )
         codec = self.settings.serializer
         body = protocol.encode_request(codec, args, kwargs)
         correlation_id = self.runtime.new_id()
@@ -754,6 +809,11 @@ class ClusterProxy:
             else RetryPolicy.from_value(retry_policy, "retry_policy")
         )
 
+    @property
+    def label(self) -> str:
+        """The client's name in traces and for faults (``"client"``, ``"client-2"``...)."""
+        return self._client.label
+
     def __getattr__(self, name: str) -> ServiceProxy:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -797,7 +857,7 @@ class ReplyListener(SharedExtension):
 
     def stop(self) -> None:
         assert self.client is not None
-        self.client.close()
+        self.client.close(delete_queue=True)
 
     def kill(self) -> None:
         if self.client is not None:

@@ -8,10 +8,16 @@ What it models, because RPC depends on it:
   ``prefetch`` unacked deliveries; the rest wait in the queue;
 - ack / requeue / reject; a closing consumer gives its unacked messages back,
   marked redelivered, ahead of the messages that never left the queue;
-- auto-delete and expiring queues.
+- auto-delete and expiring queues;
+- connections: each replica and client talks to the broker through its own
+  ``SimConnection``. A connection can be cut (its consumers vanish and their
+  unacked messages are requeued; its publishes fail) and restored (its
+  queues, bindings and consumers are declared again, as kombu does on
+  reconnection); the whole broker can be down for a while.
 
-Every delivery takes ``latency`` of virtual time. All state belongs to one
-bus, owned by one cluster; nothing is global.
+Every delivery takes ``latency`` of virtual time. Faults (``shimeji.sim.faults``)
+hook into publishing to drop, delay or copy messages. All state belongs to
+one bus, owned by one cluster; nothing is global.
 """
 
 from __future__ import annotations
@@ -21,13 +27,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shimeji.core.tracing import Tracer
-from shimeji.core.transport import Delivery, Message, Unroutable
+from shimeji.core.transport import BrokerUnavailable, Delivery, Message, Unroutable
 
 if TYPE_CHECKING:
     from shimeji.sim.faults import FaultInjector
     from shimeji.sim.scheduler import Scheduler, SimTimer
 
-__all__ = ["SimBus", "SimConsumer", "SimQueue", "topic_matches"]
+__all__ = ["SimBus", "SimConnection", "SimConsumer", "SimQueue", "topic_matches"]
 
 
 def _match_words(pattern: list[str], words: list[str]) -> bool:
@@ -81,41 +87,45 @@ class SimQueue:
 
 
 class SimConsumer:
-    """One subscription to a queue."""
+    """One subscription to a queue, made through a connection."""
 
     __slots__ = (
         "active",
         "auto_ack",
+        "bindings",
         "bus",
         "closed",
+        "connection",
         "label",
         "on_delivery",
         "prefetch",
         "queue",
+        "suspended",
         "unacked",
     )
 
     def __init__(
         self,
         bus: SimBus,
+        connection: SimConnection | None,
         queue: SimQueue,
         on_delivery: Callable[[Delivery], None],
         prefetch: int,
         label: str,
         auto_ack: bool,
     ) -> None:
-        self.auto_ack = auto_ack
         self.bus = bus
+        self.connection = connection
         self.queue = queue
         self.on_delivery = on_delivery
         self.prefetch = prefetch
         self.label = label
+        self.auto_ack = auto_ack
         self.unacked: dict[int, Delivery] = {}
-        self.active = True
-        self.closed = False
-
-    def has_room(self) -> bool:
-        return self.prefetch == 0 or len(self.unacked) < self.prefetch
+        self.active = True  # receiving deliveries
+        self.closed = False  # for good
+        self.suspended = False  # its connection is cut; it comes back on reconnect
+        self.bindings: list[tuple[str, str]] = []  # remembered while suspended
 
     def settle(self, delivery: Delivery, outcome: str) -> None:
         self.bus._settle(self, delivery, outcome)
@@ -153,6 +163,12 @@ class _Exchange:
         if queue not in targets:
             targets.append(queue)
 
+    def bindings_of(self, queue: str) -> list[str]:
+        found = [key for key, targets in self.exact.items() if queue in targets]
+        found += [f"{prefix}.*" for prefix, targets in self.one_word.items() if queue in targets]
+        found += [pattern for pattern, target in self.patterns if target == queue]
+        return found
+
     def unbind_queue(self, queue: str) -> None:
         for table in (self.exact, self.one_word):
             for targets in table.values():
@@ -173,8 +189,88 @@ class _Exchange:
         return found
 
 
+class SimConnection:
+    """One client's or replica's connection to the SimBus: a Transport of its own.
+
+    While the connection is cut (``SimBus.disconnect``) every operation on it
+    raises ``BrokerUnavailable``.
+    """
+
+    __slots__ = ("bus", "connected", "consumers", "label")
+
+    def __init__(self, bus: SimBus, label: str) -> None:
+        self.bus = bus
+        self.label = label
+        self.connected = True
+        self.consumers: list[SimConsumer] = []
+
+    def _check(self, what: str) -> None:
+        if not self.connected:
+            raise BrokerUnavailable(f"{self.label} cannot {what}: its connection is cut")
+        if self.bus.outage:
+            raise BrokerUnavailable(f"{self.label} cannot {what}: the broker is down")
+
+    def declare_exchange(self, name: str) -> None:
+        self._check("declare an exchange")
+        self.bus.declare_exchange(name)
+
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        durable: bool = True,
+        auto_delete: bool = False,
+        expires: float | None = None,
+    ) -> None:
+        self._check("declare a queue")
+        self.bus.declare_queue(name, durable=durable, auto_delete=auto_delete, expires=expires)
+
+    def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
+        self._check("bind a queue")
+        self.bus.bind_queue(queue, exchange, routing_key)
+
+    def delete_queue(self, name: str) -> None:
+        if self.connected and not self.bus.outage:
+            self.bus.delete_queue(name)
+
+    def publish(self, message: Message, *, mandatory: bool) -> None:
+        if not self.connected or self.bus.outage:
+            self.bus.tracer.emit(
+                "publish_refused",
+                self.label,
+                None,
+                None,
+                None,
+                message.correlation_id,
+                "connection cut" if not self.connected else "broker down",
+            )
+        self._check("publish")
+        self.bus.publish(message, mandatory=mandatory)
+
+    def consume(
+        self,
+        queue: str,
+        on_delivery: Callable[[Delivery], None],
+        *,
+        prefetch: int,
+        label: str,
+        auto_ack: bool = False,
+    ) -> SimConsumer:
+        self._check("consume")
+        consumer = self.bus.consume(
+            queue, on_delivery, prefetch=prefetch, label=label, auto_ack=auto_ack
+        )
+        consumer.connection = self
+        self.consumers.append(consumer)
+        return consumer
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "cut"
+        return f"<SimConnection {self.label} {state}>"
+
+
 class SimBus:
-    """The simulator's Transport."""
+    """The simulator's broker. ``connect(label)`` gives each party its Transport."""
 
     def __init__(self, scheduler: Scheduler, tracer: Tracer, latency: float) -> None:
         self.scheduler = scheduler
@@ -182,12 +278,35 @@ class SimBus:
         self.latency_us = round(latency * 1_000_000)
         self.exchanges: dict[str, _Exchange] = {}
         self.queues: dict[str, SimQueue] = {}
+        self.connections: dict[str, SimConnection] = {}
         self.faults: FaultInjector | None = None
+        self.outage_end_us: int | None = None  # set while the broker is down
         self._next_tag = 0
         self.published = 0
         self.delivered = 0
 
-    # -- the Transport contract -------------------------------------------------
+    @property
+    def outage(self) -> bool:
+        """Whether the broker is down (publishes fail, nothing is delivered)."""
+        return self.outage_end_us is not None
+
+    def begin_outage(self, seconds: float) -> None:
+        self.outage_end_us = self.scheduler.clock.now_us + round(seconds * 1_000_000)
+        self.tracer.emit("fault_outage", "broker", detail=f"broker down for {seconds:g}s")
+        self.scheduler.call_at(self.outage_end_us, self._end_outage, self.outage_end_us)
+
+    def _end_outage(self, end_us: int) -> None:
+        if self.outage_end_us == end_us:
+            self.outage_end_us = None
+            self.tracer.emit("fault_outage_end", "broker", detail="broker back")
+
+    def connect(self, label: str) -> SimConnection:
+        """A new connection for ``label`` (replacing any earlier one of that label)."""
+        connection = SimConnection(self, label)
+        self.connections[label] = connection
+        return connection
+
+    # -- broker-wide operations (the Transport contract, without a connection) ---------
 
     def declare_exchange(self, name: str) -> None:
         if name not in self.exchanges:
@@ -239,9 +358,6 @@ class SimBus:
         return exchange.route(message.routing_key) if exchange is not None else []
 
     def publish(self, message: Message, *, mandatory: bool) -> None:
-        if self.faults is not None:
-            # Raises BrokerUnavailable during an outage; may drop, delay or copy.
-            self.faults.before_publish(message)
         targets = self.route(message)
         if not targets:
             if mandatory:
@@ -256,11 +372,33 @@ class SimBus:
                 )
             return
         self.published += 1
-        copies = 1 if self.faults is None else self.faults.copies(message)
+        copies, delay_us = 1, 0
+        if self.faults is not None:
+            copies, delay_us = self.faults.on_publish(message)
+        if copies == 0:
+            return
+        if delay_us:
+            self.scheduler.call_at(
+                self.scheduler.clock.now_us + delay_us, self._enqueue, message, copies
+            )
+        else:
+            self._enqueue(message, copies)
+
+    def _enqueue(self, message: Message, copies: int) -> None:
+        targets = self.route(message)
+        if not targets and self.tracer.enabled:
+            self.tracer.emit(
+                "drop",
+                "broker",
+                correlation_id=message.correlation_id,
+                detail=f"no queue bound for {message.routing_key} any more",
+                message=message,
+            )
         for name in targets:
             queue = self.queues[name]
-            for _ in range(copies):
-                queue.ready.append(_Queued(message, False))
+            queue.ready.append(_Queued(message, False))
+            for _ in range(copies - 1):  # a duplicate arrives as a redelivery would
+                queue.ready.append(_Queued(message, True))
             self._dispatch(queue)
 
     def consume(
@@ -275,15 +413,64 @@ class SimBus:
         target = self.queues.get(queue)
         if target is None:
             raise KeyError(f"cannot consume from queue {queue!r}: it was never declared")
-        consumer = SimConsumer(self, target, on_delivery, prefetch, label, auto_ack)
-        target.consumers.append(consumer)
-        if target.expiry_timer is not None:
-            target.expiry_timer.cancel()
-            target.expiry_timer = None
-        self._dispatch(target)
+        consumer = SimConsumer(self, None, target, on_delivery, prefetch, label, auto_ack)
+        self._attach(consumer, target)
         return consumer
 
-    # -- delivery --------------------------------------------------------------
+    def _attach(self, consumer: SimConsumer, queue: SimQueue) -> None:
+        consumer.queue = queue
+        consumer.active = True
+        queue.consumers.append(consumer)
+        if queue.expiry_timer is not None:
+            queue.expiry_timer.cancel()
+            queue.expiry_timer = None
+        self._dispatch(queue)
+
+    # -- connections cut and restored -------------------------------------------------
+
+    def disconnect(self, label: str) -> None:
+        """Cut ``label``'s connection: its consumers vanish, their unacked messages
+        are requeued (marked redelivered), and its operations fail until reconnect."""
+        connection = self.connections.get(label)
+        if connection is None or not connection.connected:
+            return
+        connection.connected = False
+        for consumer in connection.consumers:
+            if consumer.closed or consumer.suspended:
+                continue
+            consumer.bindings = [
+                (exchange.name, key)
+                for exchange in self.exchanges.values()
+                for key in exchange.bindings_of(consumer.queue.name)
+            ]
+            self._close(consumer, reason="its connection was cut")
+            consumer.closed = False
+            consumer.suspended = True
+
+    def reconnect(self, label: str) -> None:
+        """Restore ``label``'s connection: declare its queues and bindings again and
+        resume its consumers, as a client library does after reconnecting."""
+        connection = self.connections.get(label)
+        if connection is None or connection.connected:
+            return
+        connection.connected = True
+        for consumer in connection.consumers:
+            if not consumer.suspended:
+                continue
+            consumer.suspended = False
+            old = consumer.queue
+            queue = self.queues.get(old.name)
+            if queue is None:
+                expires = None if old.expires_us is None else old.expires_us / 1_000_000
+                self.declare_queue(
+                    old.name, durable=old.durable, auto_delete=old.auto_delete, expires=expires
+                )
+                queue = self.queues[old.name]
+            for exchange, key in consumer.bindings:
+                self.bind_queue(queue.name, exchange, key)
+            self._attach(consumer, queue)
+
+    # -- delivery ---------------------------------------------------------------------
 
     def _dispatch(self, queue: SimQueue) -> None:
         """Hand ready messages to consumers with room, round-robin, as RabbitMQ does."""
@@ -302,21 +489,21 @@ class SimBus:
             self._next_tag += 1
             delivery = Delivery(item.message, self._next_tag, item.redelivered, consumer)
             consumer.unacked[delivery.delivery_tag] = delivery
-            delay = self.latency_us
-            if self.faults is not None:
-                delay += self.faults.extra_delay_us(item.message, consumer)
-            self.scheduler.call_at(self.scheduler.clock.now_us + delay, self._deliver, delivery)
+            self.scheduler.call_at(
+                self.scheduler.clock.now_us + self.latency_us,
+                self._deliver,
+                delivery,
+                lane=consumer,
+            )
 
     def _deliver(self, delivery: Delivery) -> None:
         consumer = delivery.consumer
         assert isinstance(consumer, SimConsumer)
         if consumer.closed or delivery.delivery_tag not in consumer.unacked:
-            return  # the consumer died in flight: the message went back to its queue
-        if self.faults is not None and self.faults.lose_delivery(delivery):
-            # The message vanished on its way (a simulated network loss): it is
-            # settled as if the consumer had rejected it.
-            consumer.unacked.pop(delivery.delivery_tag, None)
-            self._dispatch(consumer.queue)
+            return  # the consumer went away in flight: the message went back to its queue
+        if self.outage_end_us is not None:
+            # Nothing reaches consumers while the broker is down: after it is back.
+            self.scheduler.call_at(self.outage_end_us, self._deliver, delivery, lane=consumer)
             return
         self.delivered += 1
         if self.tracer.enabled:
@@ -348,6 +535,7 @@ class SimBus:
         self._dispatch(queue)
 
     def _cancel(self, consumer: SimConsumer) -> None:
+        consumer.suspended = False
         if not consumer.active:
             return
         consumer.active = False
@@ -363,7 +551,7 @@ class SimBus:
                 return
             self._arm_expiry(queue)
 
-    def _close(self, consumer: SimConsumer) -> None:
+    def _close(self, consumer: SimConsumer, reason: str = "its consumer closed") -> None:
         if consumer.closed:
             return
         self._cancel(consumer)
@@ -371,7 +559,7 @@ class SimBus:
         queue = consumer.queue
         given_back = list(consumer.unacked.values())
         consumer.unacked.clear()
-        if queue.name not in self.queues:
+        if self.queues.get(queue.name) is not queue:
             return
         # Back at the head of the queue, in the order they were first delivered.
         for delivery in reversed(given_back):
@@ -382,7 +570,7 @@ class SimBus:
                     "requeue",
                     consumer.label,
                     correlation_id=delivery.message.correlation_id,
-                    detail="unacked when its consumer closed",
+                    detail=f"unacked when {reason}",
                 )
         if not queue.consumers and queue.auto_delete:
             self.delete_queue(queue.name, "auto-deleted (its last consumer left)")

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shimeji.core.config import DEFAULT_CONFIG, Settings
@@ -24,6 +25,7 @@ from shimeji.core.extensions import iter_dependencies
 from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
+from shimeji.sim.faults import FaultInjector, FaultPlan
 from shimeji.sim.scheduler import Scheduler, SimulationStalled, to_us
 from shimeji.sim.trace import Trace
 
@@ -50,7 +52,7 @@ class Replica:
         container = ServiceContainer(
             self.service_cls,
             cluster.settings,
-            transport=cluster.bus,
+            transport=cluster.bus.connect(self.name),
             runtime=cluster.scheduler,
             tracer=cluster.trace,
             replica_name=self.name,
@@ -59,6 +61,8 @@ class Replica:
         return container
 
     def start(self) -> None:
+        if self.alive:
+            raise RuntimeError(f"replica {self.name} is already running")
         self.container = self._make_container()
         self.container.start()
 
@@ -76,6 +80,12 @@ class SimCluster:
     ``virtual_time`` (the default) service code reads the virtual clock via
     ``time.time()`` / ``datetime.now()`` and ``time.sleep()`` sleeps in
     virtual time, from ``start_time`` on. ``trace=False`` records nothing.
+
+    ``faults`` is a ``FaultPlan`` (or a list of faults) armed at start.
+    ``schedule`` is a sequence of choices deciding which of several events due
+    at the same instant runs first (each choice is taken modulo the number of
+    candidates; when they run out, the first scheduled runs first): property
+    tests draw it to explore interleavings.
     """
 
     def __init__(
@@ -88,6 +98,8 @@ class SimCluster:
         virtual_time: bool = True,
         trace: bool = True,
         extra_config_keys: Iterable[str] = (),
+        faults: Any = None,
+        schedule: Sequence[int] | None = None,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigurationError(f"seed must be an integer, got {seed!r}")
@@ -107,6 +119,11 @@ class SimCluster:
             self._raw_config, extra_keys=set(self._raw_config) - set(DEFAULT_CONFIG)
         )
         self._virtual_time = VirtualTime(self.clock, self._sleep) if virtual_time else None
+        self.faults = FaultInjector(self)
+        self._pending_faults = FaultPlan(faults) if faults is not None else FaultPlan()
+        self.schedule = tuple(schedule) if schedule is not None else None
+        if self.schedule is not None:
+            self.scheduler.chooser = _Choices(self.schedule)
         self._services: dict[str, tuple[type, list[Replica]]] = {}
         self._clients: list[RpcClient] = []
         self._rpc: ClusterProxy | None = None
@@ -134,6 +151,8 @@ class SimCluster:
             for _, replicas in self._services.values():
                 for replica in replicas:
                     replica.start()
+            if self._pending_faults:
+                self.add_faults(self._pending_faults)
         except BaseException:
             self.stop(raise_crashes=False)
             raise
@@ -164,11 +183,13 @@ class SimCluster:
                 else:
                     container.end_stop()
             for client in self._clients:
-                client.close()
+                client.close(delete_queue=True)
         finally:
             if self._virtual_time is not None:
                 self._virtual_time.stop()
+            self.scheduler.close()
             self.state = "stopped"
+            _note_for_hypothesis(self)
         if raise_crashes:
             self._raise_crashes()
 
@@ -221,7 +242,7 @@ class SimCluster:
             ServiceContainer(
                 service_cls,
                 self.settings,
-                transport=self.bus,
+                transport=self.bus.connect(name),
                 runtime=self.scheduler,
                 tracer=self.trace,
                 replica_name=name,
@@ -257,13 +278,95 @@ class SimCluster:
     def services(self) -> list[str]:
         return list(self._services)
 
+    # -- faults ----------------------------------------------------------------------
+
+    @property
+    def fault_plan(self) -> FaultPlan:
+        """Every fault armed so far (from ``faults=`` and ``add_faults``)."""
+        return self.faults.plan if self.state != "created" else self._pending_faults
+
+    def add_faults(self, plan: Any) -> None:
+        """Arm more faults (a FaultPlan, a fault, or a list of faults)."""
+        plan = FaultPlan(plan)
+        if self.state == "created":
+            self._pending_faults = self._pending_faults + plan
+            return
+        self._require_running("add faults")
+        self.faults.add(plan)
+        if self.faults._rules:
+            self.bus.faults = self.faults
+        if self.faults._crash_during:
+            self.trace.listener = self._on_event
+
+    def _on_event(self, kind: str, replica: str, service: str | None, method: str | None) -> None:
+        self.faults.on_event(kind, replica, service, method)
+
+    def kill(self, replica: str | Replica) -> None:
+        """Kill a replica now, as a crash would: its unacked requests are redelivered."""
+        self._require_running("kill a replica")
+        self._crash(self._replica(replica).name, "killed by the test", None)
+
+    def restart(self, replica: str | Replica) -> Replica:
+        """Start a killed replica again (a fresh container under the same name)."""
+        self._require_running("restart a replica")
+        target = self._replica(replica)
+        target.start()
+        self.trace.emit(
+            "fault_restart", target.name, target.service_name, detail="replica restarted"
+        )
+        return target
+
+    def partition(self, name: str | Replica) -> None:
+        """Cut a replica or a client (``"client"``) off the broker until ``heal``."""
+        label = name.name if isinstance(name, Replica) else name
+        if label not in self.bus.connections:
+            raise KeyError(
+                f"no replica or client {label!r} is connected; connections: "
+                f"{list(self.bus.connections)}"
+            )
+        self.trace.emit("fault_partition", label, detail="cut off from the broker")
+        self.bus.disconnect(label)
+
+    def heal(self, name: str | Replica) -> None:
+        """Reconnect a partitioned replica or client."""
+        label = name.name if isinstance(name, Replica) else name
+        if label not in self.bus.connections:
+            raise KeyError(f"no replica or client {label!r}")
+        self.trace.emit("fault_heal", label, detail="reconnected to the broker")
+        self.bus.reconnect(label)
+
+    def broker_outage(self, seconds: float) -> None:
+        """Take the broker down for ``seconds`` of virtual time, from now."""
+        self._require_running("stop the broker")
+        self.bus.begin_outage(seconds)
+
+    def _replica(self, replica: str | Replica) -> Replica:
+        return replica if isinstance(replica, Replica) else self.replica(replica)
+
+    def _crash(self, name: str, reason: str, restart_after: float | None) -> None:
+        replica = self.replica(name)
+        if not replica.alive:
+            self.trace.emit(
+                "fault_crash", name, replica.service_name, detail=f"{reason} (already down)"
+            )
+            return
+        self.trace.emit("fault_crash", name, replica.service_name, detail=reason)
+        assert replica.container is not None
+        replica.container.kill()
+        if restart_after is not None:
+            self.scheduler.call_later(restart_after, self._restart_later, name)
+
+    def _restart_later(self, name: str) -> None:
+        if self.state == "running" and not self.replica(name).alive:
+            self.restart(name)
+
     # -- clients ------------------------------------------------------------------------
 
     def _new_client(self) -> RpcClient:
         label = "client" if not self._clients else f"client-{len(self._clients) + 1}"
         client = RpcClient(
             self.settings,
-            transport=self.bus,
+            transport=self.bus.connect(label),
             runtime=self.scheduler,
             tracer=self.trace,
             owner="standalone_rpc_proxy",
@@ -378,3 +481,48 @@ class SimCluster:
             f"<SimCluster seed={self.seed} {self.state} t={self.elapsed():.6f}s "
             f"services={self.services}>"
         )
+
+
+class _Choices:
+    """Feeds a fixed sequence of choices to the scheduler (see ``schedule``)."""
+
+    def __init__(self, choices: tuple[int, ...]) -> None:
+        self.choices = choices
+        self.used = 0
+
+    def __call__(self, candidates: int) -> int:
+        if self.used >= len(self.choices):
+            return 0
+        choice = self.choices[self.used]
+        self.used += 1
+        return choice % candidates
+
+
+class _Report:
+    """What a failing Hypothesis example prints about its simulation (built only
+    if Hypothesis asks, for the minimal example)."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self.cluster = cluster
+
+    def __repr__(self) -> str:
+        cluster = self.cluster
+        lines = [
+            f"shimeji: seed={cluster.seed}",
+            f"fault plan: {cluster.fault_plan!r}",
+        ]
+        if cluster.schedule is not None:
+            lines.append(f"schedule: {cluster.schedule!r}")
+        lines.append(f"trace ({len(cluster.trace)} events):")
+        lines.append(cluster.trace.to_text())
+        return "\n".join(lines)
+
+
+def _note_for_hypothesis(cluster: SimCluster) -> None:
+    control = sys.modules.get("hypothesis.control")
+    if control is None:
+        return
+    try:
+        control.note(_Report(cluster))
+    except Exception:  # not inside a Hypothesis test
+        return

@@ -48,14 +48,20 @@ def to_us(seconds: float) -> int:
 
 
 class SimTimer:
-    """A scheduled call; cancelling it leaves it in the heap, skipped when reached."""
+    """A scheduled call; cancelling it leaves it in the heap, skipped when reached.
 
-    __slots__ = ("args", "cancelled", "fn")
+    ``lane`` groups events whose order must be kept among themselves (the
+    deliveries to one consumer, the wake-ups of one task); a schedule chooser
+    may reorder events of different lanes that fall due at the same instant.
+    """
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    __slots__ = ("args", "cancelled", "fn", "lane")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], lane: Any = None) -> None:
         self.fn = fn
         self.args = args
         self.cancelled = False
+        self.lane = lane
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -227,7 +233,7 @@ class SimWaiter:
 
     def _wake(self) -> None:
         for task, token in self._parked:
-            self.scheduler.call_soon(task.resume, token)
+            self.scheduler.call_soon(task.resume, token, lane=task)
         self._parked.clear()
 
     def wait(self) -> Any:
@@ -259,6 +265,9 @@ class Scheduler:
         self._idle: list[_TaskGreenlet] = []
         self.tasks_started = 0
         self.events_run = 0
+        #: picks which of k events due at the same instant runs next (None: the
+        #: first scheduled). Hypothesis drives it to explore interleavings.
+        self.chooser: Callable[[int], int] | None = None
 
     # -- the Runtime contract ---------------------------------------------------
 
@@ -288,21 +297,23 @@ class Scheduler:
         task = self.current_task()
         if task is not None:
             token = task.next_token()
-            self.call_at(target, task.resume, token)
+            self.call_at(target, task.resume, token, lane=task)
             task.park(f"sleeping until t={target / 1e6:.6f}")
             return
         self.run_root_until(target)
 
     # -- scheduling ----------------------------------------------------------------
 
-    def call_at(self, when_us: int, fn: Callable[..., Any], *args: Any) -> SimTimer:
-        timer = SimTimer(fn, args)
+    def call_at(
+        self, when_us: int, fn: Callable[..., Any], *args: Any, lane: Any = None
+    ) -> SimTimer:
+        timer = SimTimer(fn, args, lane)
         self._seq += 1
         heapq.heappush(self._heap, (when_us, self._seq, timer))
         return timer
 
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> SimTimer:
-        return self.call_at(self.clock.now_us, fn, *args)
+    def call_soon(self, fn: Callable[..., Any], *args: Any, lane: Any = None) -> SimTimer:
+        return self.call_at(self.clock.now_us, fn, *args, lane=lane)
 
     def call_urgent(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` before any other event (used to unwind killed tasks)."""
@@ -355,15 +366,37 @@ class Scheduler:
                 when, _, timer = heap[0]
                 if limit_us is not None and when > limit_us:
                     return False
-                heapq.heappop(heap)
-                if timer.cancelled:
-                    continue  # a cancelled timer never moves the clock
+                if self.chooser is not None and not timer.cancelled:
+                    timer = self._choose(when)
+                    timer.cancelled = True  # it runs now; its heap entry is left behind
+                else:
+                    heapq.heappop(heap)
+                    if timer.cancelled:
+                        continue  # a cancelled timer never moves the clock
                 if when > clock.now_us:
                     clock.advance_to(when)
                 self.events_run += 1
                 timer.fn(*timer.args)
         finally:
             self._hub = None
+
+    def _choose(self, when: int) -> SimTimer:
+        """Let the chooser pick among the events due at ``when``: the first event of
+        each lane is a candidate, so each lane keeps its own order."""
+        due = sorted(entry for entry in self._heap if entry[0] == when and not entry[2].cancelled)
+        candidates: list[SimTimer] = []
+        lanes: list[Any] = []
+        for _, _, timer in due:
+            lane = timer.lane
+            if lane is None:
+                candidates.append(timer)
+            elif not any(seen is lane for seen in lanes):
+                lanes.append(lane)
+                candidates.append(timer)
+        if len(candidates) == 1:
+            return candidates[0]
+        assert self.chooser is not None
+        return candidates[self.chooser(len(candidates)) % len(candidates)]
 
     def run_root(self, done: Callable[[], bool], description: str) -> None:
         """The root waits for ``done()``: run the loop; stalled if it never holds."""

@@ -88,7 +88,9 @@ class Trace:
 
     def __init__(self, clock: VirtualClock, enabled: bool = True) -> None:
         self.clock = clock
-        self.enabled = enabled
+        self.recording = enabled
+        #: called with (kind, replica, service, method) before each event is recorded
+        self.listener: Any = None
         # Events are recorded as plain tuples (cheap, and mostly invisible to the
         # garbage collector) and turned into TraceEvent objects when read.
         self._rows: list[tuple[Any, ...]] = []
@@ -109,7 +111,9 @@ class Trace:
         detail: str = "",
         message: Message | None = None,
     ) -> None:
-        if not self.enabled:
+        if self.listener is not None:
+            self.listener(kind, replica, service, method)
+        if not self.recording:
             return
         if correlation_id is not None:
             if kind == "publish":
@@ -149,6 +153,11 @@ class Trace:
             message = None if row[8] is None else self._messages[row[8]]
             events.append(TraceEvent(seq, row[0] / 1_000_000, *row[1:8], message))
         return events
+
+    @property
+    def enabled(self) -> bool:
+        """Whether events are wanted (recorded, or watched by a listener)."""
+        return self.recording or self.listener is not None
 
     def caller_of(self, correlation_id: str | None) -> str | None:
         """The label of whoever published the request with this correlation id."""

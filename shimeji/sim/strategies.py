@@ -1,0 +1,164 @@
+"""Hypothesis strategies for property tests of failure paths.
+
+    from hypothesis import given
+    from shimeji.sim import SimCluster
+    from shimeji.sim.strategies import fault_plans, schedules
+
+    @given(plan=fault_plans({"payment_service": 2, "order_service": 1}),
+           schedule=schedules())
+    def test_orders_survive(plan, schedule):
+        with SimCluster(faults=plan, schedule=schedule) as cluster:
+            ...
+
+Hypothesis owns every choice: which faults, which message or replica, when,
+and (with ``schedules``) which of several events due at the same instant runs
+first. Nothing is left to a hidden random generator, so a failure shrinks to
+a minimal plan: fewer faults, earlier times, the first replica, the default
+order. The failing example prints the plan as Python, and the SimCluster adds
+its seed, schedule and trace to Hypothesis' report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+from hypothesis import strategies as st
+
+from shimeji.core.exceptions import ConfigurationError
+from shimeji.sim.faults import (
+    BrokerOutage,
+    Crash,
+    CrashDuring,
+    Delay,
+    Drop,
+    Duplicate,
+    FaultPlan,
+    Partition,
+)
+
+__all__ = ["FAULT_KINDS", "fault_plans", "faults", "schedules", "seeds"]
+
+#: The kinds of fault ``fault_plans`` can draw, by name.
+FAULT_KINDS = ("drop", "delay", "duplicate", "crash", "crash_during", "partition", "outage")
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Cluster seeds (they decide ids, and faults given a probability)."""
+    return st.integers(0, 2**32 - 1)
+
+
+def schedules(max_choices: int = 64) -> st.SearchStrategy[tuple[int, ...]]:
+    """Choices of which event runs first among those due at the same instant.
+
+    Shrinks towards ``()``: every tie broken in scheduling order.
+    """
+    return st.lists(st.integers(0, 15), max_size=max_choices).map(tuple)
+
+
+def _times(horizon: float) -> st.SearchStrategy[float]:
+    # Tenths of a second: shrinks towards 0 and prints short.
+    return st.integers(0, max(0, round(horizon * 10))).map(lambda tenths: tenths / 10)
+
+
+def _durations(horizon: float) -> st.SearchStrategy[float]:
+    return st.integers(1, max(1, round(horizon * 10))).map(lambda tenths: tenths / 10)
+
+
+def _normalise(services: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
+    if isinstance(services, Mapping):
+        counts = dict(services)
+    else:
+        counts = {name: 1 for name in services}
+    if not counts:
+        raise ConfigurationError("fault_plans needs at least one service name")
+    for name, count in counts.items():
+        if not isinstance(name, str) or not isinstance(count, int) or count < 1:
+            raise ConfigurationError(
+                f"fault_plans takes service names, or a mapping of names to replica counts "
+                f"(>= 1); got {name!r}: {count!r}"
+            )
+    return counts
+
+
+def faults(
+    services: Mapping[str, int] | Sequence[str],
+    *,
+    kinds: Collection[str] = FAULT_KINDS,
+    methods: Mapping[str, Sequence[str]] | None = None,
+    clients: Sequence[str] = ("client",),
+    horizon: float = 5.0,
+    restarts: bool = True,
+) -> st.SearchStrategy[object]:
+    """One fault of the given ``kinds``, aimed at ``services`` (names, or a mapping
+    of names to replica counts: replicas are ``<name>-1`` ... ``<name>-<n>``)."""
+    counts = _normalise(services)
+    unknown = set(kinds) - set(FAULT_KINDS)
+    if unknown or not kinds:
+        raise ConfigurationError(
+            f"fault kinds must be some of {FAULT_KINDS}; got {sorted(kinds)}"
+        )
+    names = sorted(counts)
+    replicas = [f"{name}-{i}" for name in names for i in range(1, counts[name] + 1)]
+    service = st.sampled_from(names)
+    maybe_service = st.none() | service
+
+    def maybe_method(chosen: str | None) -> st.SearchStrategy[str | None]:
+        options = (methods or {}).get(chosen or "", ())
+        return st.none() | st.sampled_from(list(options)) if options else st.none()
+
+    restart = st.none() | _durations(horizon) if restarts else st.none()
+    options: list[st.SearchStrategy[object]] = []
+    if "drop" in kinds:
+        options.append(maybe_service.flatmap(lambda s: st.builds(
+            Drop, direction=st.sampled_from(["request", "reply"]), service=st.just(s),
+            method=maybe_method(s), skip=st.integers(0, 3), count=st.integers(1, 3))))
+    if "delay" in kinds:
+        options.append(maybe_service.flatmap(lambda s: st.builds(
+            Delay, seconds=_durations(horizon), direction=st.sampled_from(["reply", "request"]),
+            service=st.just(s), method=maybe_method(s), skip=st.integers(0, 3),
+            count=st.integers(1, 3))))
+    if "duplicate" in kinds:
+        options.append(maybe_service.flatmap(lambda s: st.builds(
+            Duplicate, service=st.just(s), method=maybe_method(s), skip=st.integers(0, 3),
+            count=st.integers(1, 2))))
+    if "crash" in kinds:
+        options.append(st.builds(Crash, replica=st.sampled_from(replicas),
+                                 at=_times(horizon), restart_after=restart))
+    if "crash_during" in kinds:
+        options.append(service.flatmap(lambda s: st.builds(
+            CrashDuring, service=st.just(s), method=maybe_method(s),
+            nth=st.integers(1, 3), restart_after=restart)))
+    if "partition" in kinds:
+        options.append(st.builds(Partition, replica=st.sampled_from([*replicas, *clients]),
+                                 at=_times(horizon), duration=_durations(horizon)))
+    if "outage" in kinds:
+        options.append(st.builds(BrokerOutage, at=_times(horizon),
+                                 duration=_durations(min(horizon, 2.0))))
+    return st.one_of(options)
+
+
+def fault_plans(
+    services: Mapping[str, int] | Sequence[str],
+    *,
+    kinds: Collection[str] = FAULT_KINDS,
+    min_faults: int = 0,
+    max_faults: int = 3,
+    methods: Mapping[str, Sequence[str]] | None = None,
+    clients: Sequence[str] = ("client",),
+    horizon: float = 5.0,
+    restarts: bool = True,
+) -> st.SearchStrategy[FaultPlan]:
+    """Fault plans of ``min_faults`` to ``max_faults`` faults (see ``faults``).
+
+    ``kinds`` picks which faults may appear (``FAULT_KINDS``); ``methods`` maps
+    service names to method names that faults may single out; ``clients`` are
+    the client labels partitions may cut; times fall within ``horizon`` seconds;
+    ``restarts=False`` keeps crashed replicas down.
+    """
+    if not 0 <= min_faults <= max_faults:
+        raise ConfigurationError(
+            f"need 0 <= min_faults <= max_faults, got {min_faults} and {max_faults}"
+        )
+    one = faults(services, kinds=kinds, methods=methods, clients=clients, horizon=horizon,
+                 restarts=restarts)
+    return st.lists(one, min_size=min_faults, max_size=max_faults).map(FaultPlan)
