@@ -110,7 +110,7 @@ class ClusterRpcProxy:
         self._proxy = None
         if client is not None:
             with contextlib.suppress(ShimejiError):  # the connection may be gone already
-                client.close()
+                client.close(delete_queue=True)
         if self._transport is not None:
             self._transport.close()
         if self._runtime is not None:
