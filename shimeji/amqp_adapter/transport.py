@@ -213,6 +213,23 @@ class _Publisher:
                 self._reset(connection_too=True)
                 raise
 
+    def probe(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(channel)`` on a throwaway channel (one a channel error may close)."""
+        with self.lock, broker_errors(what, self.transport.uri):
+            self._ensure_channel()
+            assert self._conn is not None
+            try:
+                channel = self._conn.channel()
+            except CONNECTION_ERRORS:
+                self._reset(connection_too=True)
+                raise
+            try:
+                return fn(channel)
+            finally:
+                with contextlib.suppress(Exception):
+                    if channel.is_open:
+                        channel.close()
+
     def publish(self, message: Message, mandatory: bool) -> None:
         raw = _to_amqp(message)
         what = f"publishing {message.routing_key!r}"
@@ -801,7 +818,7 @@ class AmqpTransport:
             with contextlib.suppress(amqp.exceptions.NotFound):
                 channel.queue_delete(name)
 
-        self._publisher.run(f"deleting queue {name!r}", delete)
+        self._publisher.probe(f"deleting queue {name!r}", delete)
 
     def _forget_queue(self, name: str) -> None:
         self._loss_listeners.pop(name, None)
@@ -833,6 +850,25 @@ class AmqpTransport:
         consumer = AmqpConsumer(loop, queue, on_delivery, prefetch, label, auto_ack)
         loop.call(lambda: loop.add(consumer))
         return consumer
+
+    def inspect_queue(self, name: str) -> tuple[int, int] | None:
+        """``(ready messages, consumers)`` of a queue, or None if there is no such queue."""
+
+        def probe(channel: Any) -> tuple[int, int] | None:
+            try:
+                ok = channel.queue_declare(name, passive=True)
+            except amqp.exceptions.NotFound:
+                return None
+            return ok.message_count, ok.consumer_count
+
+        return self._publisher.probe(f"inspecting queue {name!r}", probe)  # type: ignore[no-any-return]
+
+    def delete_exchange(self, name: str) -> None:
+        """Delete an exchange (no error if it is gone)."""
+        self._exchanges.discard(name)
+        self._publisher.probe(
+            f"deleting exchange {name!r}", lambda channel: channel.exchange_delete(name)
+        )
 
     def on_queue_lost(self, queue: str, callback: Callable[[str], None]) -> None:
         """Call ``callback(reason)`` if ``queue`` turns out to have vanished, with the

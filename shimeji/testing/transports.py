@@ -51,6 +51,8 @@ _AMQP_CLUSTER = pytest.StashKey["AmqpCluster"]()
 TRACE_TAIL = 40
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672//"
+#: RPC_TIMEOUT of an AmqpCluster whose configuration sets none (seconds).
+STALL_TIMEOUT = 60.0
 TRANSPORTS = ("sim", "amqp")
 
 
@@ -214,6 +216,9 @@ class AmqpCluster:
         # An exchange of its own, deleted afterwards, unless the test names one.
         self._own_exchange = "rpc_exchange" not in config
         self.exchange = config.get("rpc_exchange") or f"shimeji-test-{uuid.uuid4().hex[:12]}"
+        # What the simulator reports as a stall (a call nothing can answer) would
+        # hang on a broker: calls that set no timeout are bounded instead.
+        config.setdefault("RPC_TIMEOUT", STALL_TIMEOUT)
         self.config = {"AMQP_URI": uri, **config, "rpc_exchange": self.exchange}
         self.trace = RecordingTracer()
         self.runner = ServiceRunner(
@@ -269,10 +274,7 @@ class AmqpCluster:
             for queue in queues:
                 cleaner.delete_queue(queue)
             if self._own_exchange:
-                cleaner._publisher.run(
-                    f"deleting exchange {self.exchange!r}",
-                    lambda channel: channel.exchange_delete(self.exchange),
-                )
+                cleaner.delete_exchange(self.exchange)
         finally:
             cleaner.close()
 
@@ -289,15 +291,27 @@ class AmqpCluster:
 
         name = get_service_name(service_cls)
         if name not in self.runner.services:
-            # A queue left by an interrupted earlier run must not feed this test.
-            from shimeji.amqp_adapter import AmqpTransport
-
-            cleaner = AmqpTransport(self.settings, name="cleanup")
-            try:
-                cleaner.delete_queue(service_queue_name(name))
-            finally:
-                cleaner.close()
+            self._claim_queue(service_queue_name(name))
         return self.runner.add_service(service_cls, replicas)
+
+    def _claim_queue(self, queue: str) -> None:
+        """Refuse a service queue another program consumes (its requests would be
+        answered elsewhere); delete one left by an interrupted run."""
+        from shimeji.amqp_adapter import AmqpTransport
+
+        cleaner = AmqpTransport(self.settings, name="cleanup")
+        try:
+            state = cleaner.inspect_queue(queue)
+            consumers = state[1] if state else 0
+            if consumers:
+                raise RuntimeError(
+                    f"queue {queue} on {redact_uri(self.uri)} already has {consumers} "
+                    "consumer(s) outside this test: they would take its requests. Stop them, "
+                    "or run the tests on a vhost of their own (--amqp-uri amqp://.../tests)"
+                )
+            cleaner.delete_queue(queue)
+        finally:
+            cleaner.close()
 
     def replicas(self, service: str | None = None) -> list[Any]:
         return self.runner.replicas(service)

@@ -71,10 +71,7 @@ def nameko_service(broker_uri: str, nameko_python: str, interop_exchange: str):
         transport = AmqpTransport(cleaner.settings, name="cleanup")
         try:
             transport.delete_queue("rpc-nameko_greeter")
-            transport._publisher.run(
-                "deleting the interop exchange",
-                lambda channel: channel.exchange_delete(interop_exchange),
-            )
+            transport.delete_exchange(interop_exchange)
         finally:
             transport.close()
 

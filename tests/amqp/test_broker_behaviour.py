@@ -114,9 +114,7 @@ def test_bad_requests_get_an_error_reply_and_leave_the_service_alive(
     amqp_cluster.runner.stop()
     probe = AmqpTransport(amqp_cluster.settings, name="probe")
     try:
-        count = probe._publisher.run(
-            "counting", lambda channel: channel.queue_declare("rpc-calculator", passive=True)
-        ).message_count
+        count = probe.inspect_queue("rpc-calculator")[0]
     finally:
         probe.close()
     assert count == 0

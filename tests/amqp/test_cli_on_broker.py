@@ -106,9 +106,7 @@ def test_second_interrupt_kills(config_file):
 
         probe = AmqpTransport(Settings.from_config(config), name="probe")
         try:
-            count = probe._publisher.run(
-                "counting", lambda channel: channel.queue_declare("rpc-slow", passive=True)
-            ).message_count
+            count = probe.inspect_queue("rpc-slow")[0]
         finally:
             probe.close()
         assert count == 1
