@@ -267,3 +267,15 @@ def test_services_and_clients_reconnect_and_calls_in_flight_complete(amqp_cluste
     assert reply.result()[0] == "in flight"
     assert client.calculator.add(20, 22) == 42
     assert amqp_cluster.rpc.calculator.add(1, 2) == 3
+
+
+def test_context_data_the_broker_cannot_carry_is_refused(amqp_cluster):
+    """A context value AMQP headers cannot hold raises UnserializableValueError before
+    anything is sent (the simulator carries headers without encoding them)."""
+    from shimeji.exceptions import UnserializableValueError
+
+    amqp_cluster.add_service(Calculator)
+    client = amqp_cluster.rpc_proxy(context_data={"roles": {"admin", "ops"}})
+    with pytest.raises(UnserializableValueError, match="context data"):
+        client.calculator.add(1, 2)
+    assert amqp_cluster.rpc.calculator.add(1, 2) == 3
