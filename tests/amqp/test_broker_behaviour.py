@@ -279,3 +279,22 @@ def test_context_data_the_broker_cannot_carry_is_refused(amqp_cluster):
     with pytest.raises(UnserializableValueError, match="context data"):
         client.calculator.add(1, 2)
     assert amqp_cluster.rpc.calculator.add(1, 2) == 3
+
+
+def test_heartbeats_keep_idle_connections_open(amqp_uri, caplog):
+    """With a 1 s heartbeat, idle consumer and publisher connections stay open: the
+    broker would close them after two missed beats."""
+    with (
+        caplog.at_level(logging.INFO, logger="shimeji.amqp"),
+        AmqpCluster(amqp_uri, {"HEARTBEAT": 1}) as made,
+    ):
+        made.add_service(Calculator)
+        assert made.rpc.calculator.add(1, 2) == 3
+        time.sleep(5)
+        assert made.rpc.calculator.add(2, 2) == 4
+        # A connection the broker had closed would show as a failed publish
+        # attempt (a retry) or a reconnection.
+        retries = [e for e in made.trace.events if e.kind in ("retry", "publish_failed")]
+    lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+    assert lost == []
+    assert retries == []
