@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -45,18 +46,24 @@ def shimeji(*args: str, **kwargs) -> subprocess.Popen:
 
 
 def wait_for_line(proc: subprocess.Popen, text: str, timeout: float = 20) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
+    """Read the process's stderr until a line holds ``text``; fail after ``timeout``."""
     assert proc.stderr is not None
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if text in line:
-            return lines
-    proc.kill()
-    raise AssertionError(f"never saw {text!r}; got:\n{''.join(lines)}")
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        proc.kill()
+        raise AssertionError(f"never saw {text!r} within {timeout}s; got:\n{''.join(lines)}")
+    return lines
 
 
 def test_run_serves_until_sigterm_and_finishes_calls_in_progress(config_file):
