@@ -76,6 +76,8 @@ log = logging.getLogger("shimeji.amqp")
 ADAPTER_OPTIONS = ("confirm_timeout",)
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_CONFIRM_TIMEOUT = 30.0
+#: How often the loop reads confirms still due when no thread publishes (seconds).
+CONFIRM_POLL = 0.05
 
 
 def connection_for(settings: Settings) -> kombu.Connection:
@@ -144,7 +146,19 @@ def _from_amqp(raw: amqp.Message) -> Message:
 
 
 class _Publisher:
-    """One connection and one confirm-mode channel, shared by all threads under a lock."""
+    """One connection and one confirm-mode channel, shared by all threads under a lock.
+
+    Confirms are tracked by delivery tag. A reply (not mandatory) waits for its
+    confirm. A request (mandatory) waits only for a round trip on the channel
+    when the transport has ``request_lost`` listeners: a ``basic.return`` is
+    sent before the answer to any later method, so once the round trip is back
+    the request is known to be routed (``Unroutable`` otherwise), and its
+    confirm, which for a persistent message in a durable queue waits for the
+    disk, arrives while the caller already waits for the reply. A nack, or a
+    channel or connection lost before the confirm, is then reported to the
+    listeners, which fail that call. Without listeners every publish waits for
+    its confirm.
+    """
 
     def __init__(self, transport: AmqpTransport) -> None:
         self.transport = transport
@@ -152,12 +166,44 @@ class _Publisher:
         self._conn: kombu.Connection | None = None
         self._channel: Any = None
         self._returned = False
+        self._tag = 0  # delivery tag of the last message published on the channel
+        # tag -> the request awaiting its confirm lazily, or None for one awaited now
+        self._unconfirmed: dict[int, Message | None] = {}
+        self._nacked: set[int] = set()
         self.confirm_timeout = float(
             transport.settings.transport_options.get("confirm_timeout", DEFAULT_CONFIRM_TIMEOUT)
         )
 
+    @property
+    def unconfirmed(self) -> int:
+        return len(self._unconfirmed)
+
     def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
         self._returned = True
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._confirmed(tag, multiple, None)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self._confirmed(tag, multiple, "the broker refused it (nacked)")
+
+    def _confirmed(self, tag: int, multiple: bool, failure: str | None) -> None:
+        if multiple:
+            tags = []
+            for pending in self._unconfirmed:  # in publishing order
+                if pending > tag:
+                    break
+                tags.append(pending)
+        else:
+            tags = [tag] if tag in self._unconfirmed else []
+        for done in tags:
+            request = self._unconfirmed.pop(done)
+            if failure is None:
+                continue
+            if request is None:
+                self._nacked.add(done)
+            else:
+                self.transport._request_lost(request, failure)
 
     def _ensure_channel(self, retry: bool = False) -> Any:
         # Called with the lock held.
@@ -172,8 +218,8 @@ class _Publisher:
             self._conn = conn
         # py-amqp reads the socket before every publish to notice a
         # connection.blocked notice early; this connection also reads while it
-        # waits for each confirm, where such a notice is handled all the same,
-        # so the extra read (and its system calls) is skipped.
+        # waits for each round trip or confirm, where such a notice is handled
+        # all the same, so the extra read (and its system calls) is skipped.
         properties = self._conn.connection.client_properties
         properties["capabilities"] = {
             **properties.get("capabilities", {}),
@@ -182,11 +228,16 @@ class _Publisher:
         channel = self._conn.channel()
         channel.confirm_select()
         channel.events["basic_return"].add(self._on_return)
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
         self._channel = channel
+        self._tag = 0
         return channel
 
     def _reset(self, connection_too: bool) -> None:
         channel, self._channel = self._channel, None
+        lost, self._unconfirmed = self._unconfirmed, {}
+        self._nacked = set()
         if channel is not None:
             with contextlib.suppress(Exception):
                 channel.close()
@@ -195,6 +246,13 @@ class _Publisher:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.release()
+        for request in lost.values():
+            if request is not None:
+                self.transport._request_lost(
+                    request,
+                    f"the connection to {self.transport.redacted_uri} was lost before the "
+                    "broker confirmed it",
+                )
 
     def connect(self) -> None:
         with self.lock, broker_errors("connecting the publisher", self.transport.uri):
@@ -232,41 +290,74 @@ class _Publisher:
 
     def publish(self, message: Message, mandatory: bool) -> None:
         raw = _to_amqp(message)
+        lazy = mandatory and bool(self.transport.request_lost)
         what = f"publishing {message.routing_key!r}"
         with self.lock, broker_errors(what, self.transport.uri):
             channel = self._ensure_channel()
             self._returned = False
+            tag = None
             try:
-                channel.basic_publish_confirm(
+                channel.basic_publish(
                     raw,
                     exchange=message.exchange,
                     routing_key=message.routing_key,
                     mandatory=mandatory,
-                    confirm_timeout=self.confirm_timeout,
                 )
+                self._tag += 1
+                tag = self._tag
+                self._unconfirmed[tag] = message if lazy else None
+                if lazy:
+                    # A round trip: a basic.return of this message comes before its answer.
+                    channel.basic_qos(0, 0, False)
+                else:
+                    self._await_confirm(tag)
             except amqp.exceptions.NotFound:
                 # The exchange does not exist: no queue can take the message.
+                self._forget(tag)
                 self._reset(connection_too=False)
                 self._returned = True
             except amqp.exceptions.FrameSyntaxError as exc:
+                self._forget(tag)
                 self._reset(connection_too=True)
                 raise UnserializableValueError(
                     dict(message.headers), "the message headers (context data)", str(exc)
                 ) from None
             except amqp.exceptions.ChannelError:
+                self._forget(tag)  # its caller learns of it by this exception
                 self._reset(connection_too=False)
                 raise
             except (*CONNECTION_ERRORS, amqp.exceptions.MessageNacked):
+                self._forget(tag)
                 self._reset(connection_too=True)
                 raise
             returned = self._returned
+            if returned and tag is not None:
+                self._unconfirmed.pop(tag, None)  # nothing to confirm: it went nowhere
         if returned and mandatory:
             raise Unroutable(message.exchange, message.routing_key)
 
-    def service_heartbeat(self) -> None:
-        """Read what the broker sent while idle (heartbeats) and send ours; never blocks."""
+    def _forget(self, tag: int | None) -> None:
+        if tag is not None:
+            self._unconfirmed.pop(tag, None)
+            self._nacked.discard(tag)
+
+    def _await_confirm(self, tag: int) -> None:
+        assert self._conn is not None
+        deadline = time.monotonic() + self.confirm_timeout
+        while tag in self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no confirm within {self.confirm_timeout:g}s")
+            self._conn.drain_events(timeout=remaining)
+        if tag in self._nacked:
+            self._nacked.discard(tag)
+            raise amqp.exceptions.MessageNacked()
+
+    def service(self, heartbeat: bool) -> None:
+        """Read what the broker sent while no thread publishes (confirms, heartbeats)
+        and send our heartbeat if due; never blocks."""
         if not self.lock.acquire(blocking=False):
-            return  # busy publishing: the connection is alive
+            return  # busy publishing: that thread reads what arrives
         try:
             conn = self._conn
             if conn is None:
@@ -276,7 +367,8 @@ class _Publisher:
                     conn.drain_events(timeout=0)
             except TimeoutError:
                 pass
-            conn.heartbeat_check()
+            if heartbeat:
+                conn.heartbeat_check()
         except Exception as exc:
             log.info(
                 "publisher connection to %s lost (%s); it reconnects on the next publish",
@@ -645,6 +737,11 @@ class _ConsumerLoop:
             if commands:
                 continue
             timeout = max(0.0, next_tick - time.monotonic())
+            publisher = self.transport._publisher
+            if publisher.unconfirmed:
+                # Confirms still due: read them soon even if no thread publishes,
+                # so that a nack fails its call promptly.
+                timeout = min(timeout, CONFIRM_POLL)
             readable, _, _ = select.select(readers, [], [], timeout)
             if wake in readable:
                 with contextlib.suppress(BlockingIOError):
@@ -659,7 +756,9 @@ class _ConsumerLoop:
                 next_tick = time.monotonic() + tick
                 if heartbeat:
                     conn.heartbeat_check()
-                self.transport._publisher.service_heartbeat()
+                publisher.service(heartbeat=True)
+            elif publisher.unconfirmed:
+                publisher.service(heartbeat=False)
 
     def _flush_auto_acks(self) -> None:
         for consumer in self._consumers:
@@ -696,6 +795,10 @@ class AmqpTransport:
         self._emulated_auto_delete: set[str] = set()
         self._exchanges: set[str] = set()
         self._loss_listeners: dict[str, list[Callable[[str], None]]] = {}
+        #: told ``(request, reason)`` of a mandatory message the broker refused or
+        #: may have lost after ``publish`` returned; with none, publishing waits
+        #: for every confirm (see ``_Publisher``)
+        self.request_lost: list[Callable[[Message, str], None]] = []
         self.closed = False
 
     # -- connections ---------------------------------------------------------------------
@@ -877,6 +980,20 @@ class AmqpTransport:
 
     # -- helpers for the loop ------------------------------------------------------------------
 
+    def _request_lost(self, request: Message, reason: str) -> None:
+        log.warning(
+            "%s: request %s (correlation id %s) may not have reached the broker: %s",
+            self.name,
+            request.routing_key,
+            request.correlation_id,
+            reason,
+        )
+        for callback in list(self.request_lost):
+            try:
+                callback(request, reason)
+            except Exception:
+                log.exception("%s: a request-loss listener failed", self.name)
+
     def _queue_lost(self, queue: str, reason: str) -> None:
         for callback in list(self._loss_listeners.get(queue, ())):
             try:
@@ -925,9 +1042,24 @@ class AmqpTransport:
 
 
 def watch_reply_queue(transport: AmqpTransport, client: RpcClient) -> None:
-    """Fail ``client``'s waiting calls at once if its reply queue is lost with a
-    connection (their replies can no longer come), instead of leaving them to
-    wait forever."""
+    """Fail ``client``'s calls at once when their outcome can no longer come: their
+    request was refused or lost before the broker confirmed it, or their reply
+    queue was lost with a connection. (Registering makes requests wait only for
+    routing, not for their confirm: see ``_Publisher``.)"""
+
+    def request_lost(request: Message, reason: str) -> None:
+        if request.correlation_id is None:
+            return
+        client.fail_pending(
+            lambda service, method, correlation_id: BrokerUnavailable(
+                f"{service}.{method} (correlation id {correlation_id}) may not have reached "
+                f"the broker: {reason}. The call may or may not have run; retry it if it "
+                "is safe to"
+            ),
+            [request.correlation_id],
+        )
+
+    transport.request_lost.append(request_lost)
     queue = client.reply_queue
     if queue is None:
         return

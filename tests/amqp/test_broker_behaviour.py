@@ -298,3 +298,30 @@ def test_heartbeats_keep_idle_connections_open(amqp_uri, caplog):
     lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
     assert lost == []
     assert retries == []
+
+
+def test_a_request_the_broker_refuses_fails_its_call(amqp_cluster, inbox):
+    """A request the broker nacks after routing it (a full queue that rejects
+    publishes) fails its call with BrokerUnavailable, promptly, not by timing out."""
+
+    def declare_full_queue(channel):
+        channel.queue_declare(
+            "rpc-full",
+            durable=True,
+            auto_delete=False,
+            arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+        )
+        channel.queue_bind("rpc-full", amqp_cluster.exchange, "full.*")
+
+    inbox.transport._publisher.probe("declaring a full queue", declare_full_queue)
+    try:
+        client = amqp_cluster.rpc_proxy(timeout=30)
+        first = client.full.method.call_async(1)
+        second = client.full.method.call_async(2)
+        began = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match="nacked"):
+            second.result()
+        assert time.monotonic() - began < 5
+        assert repr(first).endswith("pending>")
+    finally:
+        inbox.transport.delete_queue("rpc-full")
