@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -218,40 +219,63 @@ def delete_queues(uri: str, *queues: str) -> None:
                     channel.close()
 
 
-def run_system(
-    label: str,
-    server: list[str],
-    client: list[str],
-    uri: str,
-    queues: list[str],
-    env: dict[str, str] | None = None,
-) -> dict:
-    delete_queues(uri, *queues)
-    proc = subprocess.Popen(
-        server,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for queue in queues:
-            wait_for_consumer(uri, queue, proc)
-        time.sleep(1.0)
-        idle_rss = rss_mb(proc.pid)
-        done = subprocess.run(client, cwd=ROOT, capture_output=True, text=True, timeout=900)
+class System:
+    """One system under test: its service process and the command of its client."""
+
+    def __init__(
+        self,
+        label: str,
+        server: list[str],
+        client: list[str],
+        queues: list[str],
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.label = label
+        self.server = server
+        self.client = client
+        self.queues = queues
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.idle_rss_mb = 0.0
+        self.rounds: list[dict] = []
+
+    def start(self, uri: str) -> None:
+        delete_queues(uri, *self.queues)
+        self.proc = subprocess.Popen(
+            self.server,
+            cwd=ROOT,
+            env={**os.environ, **(self.env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for queue in self.queues:
+            wait_for_consumer(uri, queue, self.proc)
+
+    def measure_rss(self) -> None:
+        assert self.proc is not None
+        self.idle_rss_mb = rss_mb(self.proc.pid)
+
+    def run_round(self) -> None:
+        done = subprocess.run(self.client, cwd=ROOT, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
-            raise RuntimeError(f"{label} client failed:\n{done.stderr}")
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
-        figures["idle_rss_mb"] = idle_rss
-        return figures
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        delete_queues(uri, *queues)
+            raise RuntimeError(f"{self.label} client failed:\n{done.stderr}")
+        self.rounds.append(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    def stop(self, uri: str) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        delete_queues(uri, *self.queues)
+
+    def figures(self) -> dict:
+        """The median of each figure over the rounds, and the idle RSS."""
+        keys = self.rounds[0].keys()
+        merged = {key: statistics.median(r[key] for r in self.rounds) for key in keys}
+        merged["idle_rss_mb"] = self.idle_rss_mb
+        return merged
 
 
 def fmt(value: float | None, digits: int) -> str:
@@ -268,13 +292,16 @@ def main() -> None:
         or str(ROOT / ".ci" / ".nameko-venv" / "bin" / "python"),
         help="python of nameko's virtualenv (.ci/nameko-venv.sh makes one)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds per system (3); medians kept"
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--arg", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = (
         {"calls": 300, "warmup": 50, "pipelined": 1000}
         if args.quick
-        else {"calls": 3000, "warmup": 300, "pipelined": 10000}
+        else {"calls": 2000, "warmup": 200, "pipelined": 5000}
     )
     if args.role:
         sizes = json.loads(args.arg[-1])
@@ -290,23 +317,23 @@ def main() -> None:
 
     me = [sys.executable, str(Path(__file__).resolve()), "--uri", args.uri]
     size_arg = ["--arg", json.dumps(sizes)]
-    results: dict[str, dict] = {}
+    systems: list[System] = []
     for label, mode in (("kombu (guaranteed)", "guaranteed"), ("kombu (none)", "none")):
         queue = f"bench-raw-{mode}"
-        results[label] = run_system(
-            label,
-            [*me, "--role", "raw-server", "--arg", queue, "--arg", mode, *size_arg],
-            [*me, "--role", "raw-client", "--arg", queue, "--arg", mode, *size_arg],
-            args.uri,
-            [queue],
+        systems.append(
+            System(
+                label,
+                [*me, "--role", "raw-server", "--arg", queue, "--arg", mode, *size_arg],
+                [*me, "--role", "raw-client", "--arg", queue, "--arg", mode, *size_arg],
+                [queue],
+            )
         )
-        print(f"measured {label}", file=sys.stderr, flush=True)
-
     exchange = "shimeji-bench"
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config:
-        config.write(f"AMQP_URI: '{args.uri}'\nrpc_exchange: {exchange}\n")
-    try:
-        results["shimeji"] = run_system(
+    config_dir = tempfile.mkdtemp()
+    shimeji_config = Path(config_dir, "shimeji.yaml")
+    shimeji_config.write_text(f"AMQP_URI: '{args.uri}'\nrpc_exchange: {exchange}\n")
+    systems.append(
+        System(
             "shimeji",
             [
                 sys.executable,
@@ -315,22 +342,22 @@ def main() -> None:
                 "run",
                 "benchmarks.amqp_services",
                 "--config",
-                config.name,
+                str(shimeji_config),
                 "--log-level",
                 "warning",
             ],
             [*me, "--role", "shimeji-client", "--arg", exchange, *size_arg],
-            args.uri,
             ["rpc-bench_echo", "rpc-bench_front"],
         )
-        print("measured shimeji", file=sys.stderr, flush=True)
-        nameko_python = Path(args.nameko_python)
-        if nameko_python.exists():
-            nameko_exchange = "nameko-bench"
-            with open(config.name, "w") as handle:
-                handle.write(f"AMQP_URI: '{args.uri}'\nrpc_exchange: {nameko_exchange}\n")
-            results["nameko 2.14.1"] = run_system(
-                "nameko",
+    )
+    nameko_python = Path(args.nameko_python)
+    if nameko_python.exists():
+        nameko_exchange = "nameko-bench"
+        nameko_config = Path(config_dir, "nameko.yaml")
+        nameko_config.write_text(f"AMQP_URI: '{args.uri}'\nrpc_exchange: {nameko_exchange}\n")
+        systems.append(
+            System(
+                "nameko 2.14.1",
                 [
                     str(nameko_python),
                     "-W",
@@ -340,7 +367,7 @@ def main() -> None:
                     "run",
                     "benchmarks.nameko_bench",
                     "--config",
-                    config.name,
+                    str(nameko_config),
                 ],
                 [
                     str(nameko_python),
@@ -354,20 +381,39 @@ def main() -> None:
                     str(sizes["warmup"]),
                     str(sizes["pipelined"]),
                 ],
-                args.uri,
                 ["rpc-nbench_echo", "rpc-nbench_front"],
                 env={"PYTHONPATH": str(ROOT)},
             )
-            print("measured nameko", file=sys.stderr, flush=True)
-        else:
-            print(f"nameko skipped: no {nameko_python} (run .ci/nameko-venv.sh)", file=sys.stderr)
+        )
+    else:
+        print(f"nameko skipped: no {nameko_python} (run .ci/nameko-venv.sh)", file=sys.stderr)
+
+    try:
+        for system in systems:
+            system.start(args.uri)
+        time.sleep(1.0)  # every service started and idle
+        for system in systems:
+            system.measure_rss()
+        # Rounds interleave the systems, so that a change in the machine's load
+        # during the run weighs on all of them alike; each figure is the median
+        # over the rounds.
+        for number in range(1, args.rounds + 1):
+            for system in systems:
+                system.run_round()
+            print(f"round {number} of {args.rounds} done", file=sys.stderr, flush=True)
     finally:
-        os.unlink(config.name)
+        for system in systems:
+            system.stop(args.uri)
+        for path in Path(config_dir).iterdir():
+            path.unlink()
+        os.rmdir(config_dir)
+    results = {system.label: system.figures() for system in systems}
 
     print(
         f"\nRabbitMQ RPC, {platform.python_implementation()} {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs, {sizes['calls']} sequential calls, "
-        f"{sizes['pipelined']} pipelined (200 in flight)\n"
+        f"{os.cpu_count()} CPUs; medians of {args.rounds} interleaved rounds of "
+        f"{sizes['calls']} sequential calls and {sizes['pipelined']} pipelined "
+        "(200 in flight)\n"
     )
     print(
         "| system | p50 ms | p99 ms | sequential calls/s | pipelined calls/s | "

@@ -78,6 +78,8 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_CONFIRM_TIMEOUT = 30.0
 #: How often the loop reads confirms still due when no thread publishes (seconds).
 CONFIRM_POLL = 0.05
+#: How late auto-acked deliveries (replies) may be acked on the broker (seconds).
+AUTO_ACK_DELAY = 0.05
 
 
 def connection_for(settings: Settings) -> kombu.Connection:
@@ -290,7 +292,8 @@ class _Publisher:
 
     def publish(self, message: Message, mandatory: bool) -> None:
         raw = _to_amqp(message)
-        lazy = mandatory and bool(self.transport.request_lost)
+        loop = self.transport._loop
+        lazy = mandatory and bool(self.transport.request_lost) and loop is not None
         what = f"publishing {message.routing_key!r}"
         with self.lock, broker_errors(what, self.transport.uri):
             channel = self._ensure_channel()
@@ -333,6 +336,8 @@ class _Publisher:
             returned = self._returned
             if returned and tag is not None:
                 self._unconfirmed.pop(tag, None)  # nothing to confirm: it went nowhere
+            elif lazy and loop is not None:
+                loop.confirms_pending()
         if returned and mandatory:
             raise Unroutable(message.exchange, message.routing_key)
 
@@ -441,6 +446,8 @@ class AmqpConsumer:
         message = _from_amqp(raw)
         delivery = Delivery(message, tag, bool(raw.delivery_info.get("redelivered")), self)
         if self.auto_ack:
+            if not self._auto_ack_upto:
+                self.loop.auto_acks_pending()
             self._auto_ack_upto = tag
         else:
             self._unsettled[tag] = delivery
@@ -538,6 +545,8 @@ class _ConsumerLoop:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._woken = False
+        self._auto_acks_due: float | None = None
+        self.polling_confirms = False
         self._stopping = False
         self.connected = True
         self._thread = threading.Thread(
@@ -556,10 +565,8 @@ class _ConsumerLoop:
     def submit(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the loop thread, soon; do not wait for it."""
         self._commands.append(command)
-        if threading.current_thread() is not self._thread and not self._woken:
-            self._woken = True
-            with contextlib.suppress(BlockingIOError):
-                os.write(self._wake_w, b"x")
+        if threading.current_thread() is not self._thread:
+            self.wake()
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the loop thread and return its result (or raise its error)."""
@@ -645,6 +652,7 @@ class _ConsumerLoop:
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         self.connected = False
+        self._auto_acks_due = None
         for consumer in self._consumers:
             consumer._connection_lost()
         if conn is not None:
@@ -727,28 +735,45 @@ class _ConsumerLoop:
         tick = heartbeat / 4 if heartbeat else 5.0
         next_tick = time.monotonic() + tick
         readers = [sock, wake]
+        pending = getattr(sock, "pending", None)  # TLS sockets only
         while True:
             self._woken = False
             while commands:
                 commands.popleft()()
-            self._flush_auto_acks()
             if self._stopping:
+                self._flush_auto_acks()
                 return  # settled what was asked before stopping
             if commands:
                 continue
             timeout = max(0.0, next_tick - time.monotonic())
+            # Cleared before the publisher is looked at: a request published
+            # after that look sees it cleared, and wakes us (confirms_pending).
+            self.polling_confirms = False
+            due = self._auto_acks_due
+            if due is not None:
+                left = due - time.monotonic()
+                if left <= 0:
+                    self._flush_auto_acks()
+                else:
+                    timeout = min(timeout, left)
             publisher = self.transport._publisher
             if publisher.unconfirmed:
                 # Confirms still due: read them soon even if no thread publishes,
                 # so that a nack fails its call promptly.
+                self.polling_confirms = True
                 timeout = min(timeout, CONFIRM_POLL)
             readable, _, _ = select.select(readers, [], [], timeout)
             if wake in readable:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake, 4096)
             if sock in readable:
+                # One method per wake-up: whatever else the kernel holds makes
+                # the socket readable again at once, and the next select is
+                # cheaper than a read that finds nothing. A TLS socket may hold
+                # decrypted bytes the kernel no longer shows: drain those too.
                 try:
-                    while True:
+                    conn.drain_events(timeout=0)
+                    while pending is not None and pending():
                         conn.drain_events(timeout=0)
                 except TimeoutError:
                     pass
@@ -760,7 +785,29 @@ class _ConsumerLoop:
             elif publisher.unconfirmed:
                 publisher.service(heartbeat=False)
 
+    def confirms_pending(self) -> None:
+        """A request awaits its confirm: make sure the loop reads it soon (any thread)."""
+        if not self.polling_confirms and threading.current_thread() is not self._thread:
+            self.wake()
+
+    def wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"x")
+
+    def auto_acks_pending(self) -> None:
+        """A delivery of an auto-ack consumer awaits its ack (on the loop thread).
+
+        Auto-acked deliveries (replies) are acked on the broker in batches, at
+        most ``AUTO_ACK_DELAY`` late: one frame for many replies. Until then a
+        lost connection gives them back, to be delivered again.
+        """
+        if self._auto_acks_due is None:
+            self._auto_acks_due = time.monotonic() + AUTO_ACK_DELAY
+
     def _flush_auto_acks(self) -> None:
+        self._auto_acks_due = None
         for consumer in self._consumers:
             if consumer._auto_ack_upto:
                 consumer._flush_auto_acks()
