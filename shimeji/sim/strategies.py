@@ -65,10 +65,7 @@ def _durations(horizon: float) -> st.SearchStrategy[float]:
 
 
 def _normalise(services: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
-    if isinstance(services, Mapping):
-        counts = dict(services)
-    else:
-        counts = {name: 1 for name in services}
+    counts = dict(services) if isinstance(services, Mapping) else {name: 1 for name in services}
     if not counts:
         raise ConfigurationError("fault_plans needs at least one service name")
     for name, count in counts.items():
