@@ -27,7 +27,7 @@ from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.amqp_adapter.transport import watch_reply_queue
 from shimeji.core.config import DEFAULT_CONFIG, Settings
 from shimeji.core.container import ServiceContainer, get_service_name
-from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed
+from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
 from shimeji.core.extensions import iter_dependencies
 from shimeji.core.rpc import ReplyListener
 from shimeji.core.tracing import NullTracer, Tracer
@@ -240,7 +240,12 @@ class ServiceRunner:
                     container.kill()
                     break
                 time.sleep(0.01)
-            container.end_stop()
+            try:
+                container.end_stop()
+            except ShimejiError as exc:  # the broker is out of reach: nothing left to tidy
+                log.warning(
+                    "%s: stopped, but could not tidy up on the broker: %s", replica.name, exc
+                )
         for replica in self.replicas():
             replica.release()
         self._finish("stopped")

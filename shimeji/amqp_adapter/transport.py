@@ -423,12 +423,25 @@ class AmqpConsumer:
         self.loop.submit(lambda: self._settle_now(delivery, outcome))
 
     def cancel(self) -> None:
-        if self.active:
+        if not self.active:
+            return
+        if self.loop.connected:
             self.loop.call(self._cancel_now)
+        else:
+            # The broker is out of reach: there is nothing to cancel on it. Mark
+            # the consumer so that a reconnection does not resume it.
+            self.active = False
+            self.loop.submit(lambda: self._forget_after_outage(close=False))
 
     def close(self) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        if self.loop.connected:
             self.loop.call(self._close_now)
+        else:
+            self.active = False
+            self.closed = True
+            self.loop.submit(lambda: self._forget_after_outage(close=True))
 
     # -- on the loop thread ------------------------------------------------------------
 
@@ -513,6 +526,17 @@ class AmqpConsumer:
         self._unsettled = {}
         if channel is not None and self.loop.connected:
             channel.close()  # the broker gives every unacked delivery back
+        self.loop.transport._consumer_gone(self.queue)
+
+    def _forget_after_outage(self, close: bool) -> None:
+        self.loop.forget(self)
+        channel = self._channel
+        if channel is not None:  # resumed by a reconnection that raced with us
+            if close:
+                self._channel = None
+                channel.close()
+            elif self._tag is not None:
+                channel.basic_cancel(self._tag)
         self.loop.transport._consumer_gone(self.queue)
 
     def _flush_auto_acks_quietly(self) -> None:
@@ -706,6 +730,8 @@ class _ConsumerLoop:
         self.connected = True
         try:
             for consumer in list(self._consumers):
+                if not consumer.active:
+                    continue
                 lost = self.transport._restore_queue(conn, consumer.queue)
                 consumer._start(conn)
                 if lost:
