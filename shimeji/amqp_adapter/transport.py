@@ -12,30 +12,34 @@ used by one thread at a time, and this is how):
   therefore never waits for its ack; the ack of a request is queued only
   after its reply was confirmed, so the order (reply, then ack) holds.
 - **The publisher connection** (``_Publisher``) is shared by every thread
-  under a lock. It has one channel in confirm mode: ``publish`` writes the
-  message and waits for the broker's confirm on the calling thread, so a
-  reply or a request costs no thread hand-off. Declarations (exchanges,
-  queues, bindings) go through it too. The loop services its heartbeats
-  when it is idle.
+  under a lock. It has one channel in confirm mode, and the publishing
+  thread itself writes and reads it, so a reply or a request costs no thread
+  hand-off. A reply waits for its confirm. A request waits for a round trip
+  on the channel only (see ``_Publisher``); its confirm is read later, by the
+  next publishing thread or by the loop (every ``CONFIRM_POLL`` while some
+  are due). Declarations (exchanges, queues, bindings) go through this
+  connection too, and the loop services its heartbeats when it is idle.
 
-Mandatory publishing: a message no queue takes comes back as ``basic.return``
-before its confirm; the publisher registers a return handler and raises
-``Unroutable`` once the confirm has arrived.
+Mandatory publishing: a message no queue takes comes back as
+``basic.return``, before the answer to any later method on the channel; the
+publisher registers a return handler and raises ``Unroutable``.
 
 Connection loss: the loop reconnects with the retry policy's intervals
 (forever: a service outlives a broker restart), re-declares the queues its
 consumers use and consumes again. Deliveries of the lost channels were given
 back by the broker; settling one of them later is a no-op. When a queue had
 vanished with the connection (a broker restart drops non-durable queues), the
-consumer's ``on_lost`` callbacks are told, so that calls waiting on a lost
-reply queue fail at once instead of waiting forever. The publisher reconnects
-on its next publish, one attempt per publish (the caller's retry policy,
-``publish_with_retry`` in core, paces the attempts).
+``on_queue_lost`` listeners are told, and ``watch_reply_queue`` fails the
+calls waiting on a lost reply queue at once instead of leaving them to wait
+forever. The publisher reconnects on its next publish, one attempt per
+publish (the caller's retry policy, ``publish_with_retry`` in core, paces the
+attempts); requests it had not seen confirmed are reported to the
+``request_lost`` listeners.
 
-Queues declared ``auto_delete`` with ``expires`` (reply queues) are declared
-on the broker with the expiry only, and deleted by this transport when their
-consumer is cancelled or closed: the broker would otherwise delete them, and
-the replies in them, whenever the connection drops.
+Queues declared ``auto_delete`` with ``expires`` are declared on the broker
+with the expiry only, and deleted by this transport when their consumer is
+cancelled or closed: the broker would otherwise delete them, and the
+messages in them, whenever the connection drops.
 """
 
 from __future__ import annotations
