@@ -52,6 +52,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import amqp
@@ -84,6 +85,10 @@ DEFAULT_CONFIRM_TIMEOUT = 30.0
 CONFIRM_POLL = 0.05
 #: How late auto-acked deliveries (replies) may be acked on the broker (seconds).
 AUTO_ACK_DELAY = 0.05
+#: How often the loop picks up acks queued by workers while it expects them, and
+#: for how long after the last delivery it expects them (seconds).
+ACK_POLL = 0.005
+ACK_POLL_SPAN = 1.0
 
 
 def connection_for(settings: Settings) -> kombu.Connection:
@@ -424,7 +429,14 @@ class AmqpConsumer:
     # -- the Consumer contract (any thread) ---------------------------------------------
 
     def settle(self, delivery: Delivery, outcome: str) -> None:
-        self.loop.submit(lambda: self._settle_now(delivery, outcome))
+        loop = self.loop
+        command = partial(self._settle_now, delivery, outcome)
+        if outcome == "ack" and loop.polling_acks and len(self._unsettled) < self.prefetch:
+            # The loop picks acks up within ACK_POLL; one consumer at its
+            # prefetch limit waits for this ack to receive more: wake it then.
+            loop.enqueue(command)
+        else:
+            loop.submit(command)
 
     def cancel(self) -> None:
         if not self.active:
@@ -460,6 +472,7 @@ class AmqpConsumer:
 
     def _on_message(self, raw: amqp.Message) -> None:
         tag = raw.delivery_info["delivery_tag"]
+        self.loop._last_delivery = time.monotonic()
         message = _from_amqp(raw)
         delivery = Delivery(message, tag, bool(raw.delivery_info.get("redelivered")), self)
         if self.auto_ack:
@@ -575,6 +588,8 @@ class _ConsumerLoop:
         self._woken = False
         self._auto_acks_due: float | None = None
         self.polling_confirms = False
+        self.polling_acks = False
+        self._last_delivery = 0.0
         self._stopping = False
         self.connected = True
         self._thread = threading.Thread(
@@ -589,6 +604,10 @@ class _ConsumerLoop:
         self._thread.start()
 
     # -- commands from other threads -------------------------------------------------
+
+    def enqueue(self, command: Callable[[], None]) -> None:
+        """Queue ``command`` for the loop without waking it (it polls soon)."""
+        self._commands.append(command)
 
     def submit(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the loop thread, soon; do not wait for it."""
@@ -773,12 +792,21 @@ class _ConsumerLoop:
             if self._stopping:
                 self._flush_auto_acks()
                 return  # settled what was asked before stopping
-            if commands:
-                continue
             timeout = max(0.0, next_tick - time.monotonic())
-            # Cleared before the publisher is looked at: a request published
-            # after that look sees it cleared, and wakes us (confirms_pending).
+            # Both flags are cleared before what they depend on is looked at:
+            # a request published, or an ack queued, after that look sees them
+            # cleared, and wakes us (confirms_pending, settle).
             self.polling_confirms = False
+            self.polling_acks = False
+            now = time.monotonic()
+            if now - self._last_delivery < ACK_POLL_SPAN and any(
+                consumer._unsettled for consumer in self._consumers
+            ):
+                # Workers are answering recent requests: pick their acks up
+                # within ACK_POLL, or with the next request, rather than be
+                # woken for each one.
+                self.polling_acks = True
+                timeout = min(timeout, ACK_POLL)
             due = self._auto_acks_due
             if due is not None:
                 left = due - time.monotonic()
@@ -792,6 +820,8 @@ class _ConsumerLoop:
                 # so that a nack fails its call promptly.
                 self.polling_confirms = True
                 timeout = min(timeout, CONFIRM_POLL)
+            if commands:
+                continue  # queued while we looked: run it before sleeping
             readable, _, _ = select.select(readers, [], [], timeout)
             if wake in readable:
                 with contextlib.suppress(BlockingIOError):
