@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 from hypothesis import strategies as st
 
-from shimeji.exceptions import RemoteError
+from shimeji.exceptions import PublishFailed, RemoteError, RpcTimeout, ServiceNotFound
 from shimeji.rpc import RpcProxy, rpc
 
-__all__ = ["Call", "Plan", "expected", "make_services", "plans"]
+__all__ = ["Call", "Failure", "Plan", "consistent", "expected", "make_services", "plans"]
 
 
 @attrs.frozen
@@ -63,6 +63,23 @@ class Failure:
     value: int
 
 
+def consistent(plan: Plan, outcome: Any) -> bool:
+    """Whether ``outcome`` is what ``plan`` returns when some nested calls failed
+    on the way: every value is the right one, and a call whose plan fails is
+    never reported as a success."""
+    if not isinstance(outcome, dict) or outcome.get("value") != plan.value or plan.fail:
+        return False
+    children = outcome.get("children")
+    if not isinstance(children, list) or len(children) != len(plan.calls):
+        return False
+    for call, child in zip(plan.calls, children, strict=True):
+        if isinstance(child, dict) and set(child) == {"error"}:
+            continue
+        if not consistent(call.plan, child):
+            return False
+    return True
+
+
 def plans(service: int, services: int, depth: int) -> st.SearchStrategy[Plan]:
     """Plans for a worker of ``service`` that may call services above it."""
     callees = list(range(service + 1, services))
@@ -91,7 +108,15 @@ def make_services(count: int) -> list[type]:
     """Service classes s0..s<count-1>, each able to run plans."""
     classes = []
     for index in range(count):
-        namespace: dict[str, Any] = {"name": f"s{index}", "run": rpc(_run)}
+
+        def run(self: Any, plan: dict[str, Any]) -> Any:
+            return _run(self, plan)
+
+        # A fresh function per class: entrypoints are registered on the function.
+        namespace: dict[str, Any] = {
+            "name": f"s{index}",
+            "run": rpc(expected_exceptions=(ValueError,))(run),
+        }
         for target in range(index + 1, count):
             namespace[f"p{target}"] = RpcProxy(f"s{target}")
         classes.append(type(f"S{index}", (), namespace))
@@ -117,7 +142,10 @@ def _run(self: Any, plan: dict[str, Any]) -> Any:
 
 
 def _outcome(fn: Any) -> Any:
+    """A nested call's result, or a record of how it failed."""
     try:
         return fn()
     except RemoteError as exc:
         return {"error": str(exc)}
+    except (RpcTimeout, PublishFailed, ServiceNotFound) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}

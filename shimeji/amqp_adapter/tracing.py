@@ -8,6 +8,8 @@ arguments, some of which may be ``sensitive_arguments``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from shimeji.core.transport import Message
 
@@ -23,6 +25,10 @@ class LoggingTracer:
     @property
     def enabled(self) -> bool:  # type: ignore[override]
         return self.logger.isEnabledFor(logging.DEBUG)
+
+    def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
+        """Adds nothing to the context data of requests."""
+        return context_data
 
     def emit(
         self,

@@ -566,6 +566,17 @@ class RpcClient:
         codec = self.settings.serializer
         body = protocol.encode_request(codec, args, kwargs)
         correlation_id = self.runtime.new_id()
+        caller_call_id = call_id_stack[-1] if call_id_stack else None
+        tracer = self.tracer
+        if tracer.enabled:
+            context_data = tracer.request_context(
+                context_data,
+                caller=self.label,
+                service=service,
+                method=method,
+                call_id=caller_call_id,
+                correlation_id=correlation_id,
+            )
         message = Message(
             body=body,
             routing_key=protocol.request_routing_key(service, method),
@@ -576,14 +587,12 @@ class RpcClient:
             correlation_id=correlation_id,
             reply_to=self.reply_to,
         )
-        caller_call_id = call_id_stack[-1] if call_id_stack else None
         waiter = self.runtime.new_waiter(f"{self.label} waiting for {service}.{method}")
         call = _PendingCall(
             service, method, correlation_id, caller_call_id, waiter, timeout, self.runtime.now()
         )
         # Registered before publishing: a reply can be faster than our return.
         self._pending[correlation_id] = call
-        tracer = self.tracer
         if tracer.enabled:
             tracer.emit(
                 "publish",

@@ -3,15 +3,21 @@
 Every step of a call (publish, worker start and end, reply, timeout, retry...)
 is reported here with the replica that took it. The simulator records the
 events with virtual time; in production the default tracer drops them.
+
+A tracer may also carry a trace context across services: just before a
+request is published, ``request_context`` returns the context data to send
+with it, so a tracer such as ``shimeji.otel.OpenTelemetryTracer`` adds its
+``traceparent`` and the worker at the other end finds it in its context data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from shimeji.core.transport import Message
 
-__all__ = ["NullTracer", "Tracer"]
+__all__ = ["NullTracer", "Tracer", "Tracers"]
 
 
 class Tracer(Protocol):
@@ -30,6 +36,24 @@ class Tracer(Protocol):
     ) -> None:
         """Record one event."""
 
+    def request_context(
+        self,
+        context_data: Mapping[str, Any],
+        *,
+        caller: str,
+        service: str,
+        method: str,
+        call_id: str | None,
+        correlation_id: str,
+    ) -> Mapping[str, Any]:
+        """The context data to send with a request that is about to be published.
+
+        ``caller`` is the replica or client label, ``call_id`` the caller's
+        call id. Return ``context_data`` itself to add nothing; never change it
+        in place.
+        """
+        ...
+
 
 class NullTracer:
     """A tracer that records nothing."""
@@ -38,3 +62,43 @@ class NullTracer:
 
     def emit(self, kind: str, replica: str, *args: Any, **kwargs: Any) -> None:
         return None
+
+    def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
+        return context_data
+
+
+class Tracers:
+    """Several tracers as one: each event goes to every enabled tracer, in order."""
+
+    def __init__(self, *tracers: Tracer) -> None:
+        self.tracers: tuple[Tracer, ...] = tracers
+
+    @property
+    def enabled(self) -> bool:
+        return any(tracer.enabled for tracer in self.tracers)
+
+    def emit(
+        self,
+        kind: str,
+        replica: str,
+        service: str | None = None,
+        method: str | None = None,
+        call_id: str | None = None,
+        correlation_id: str | None = None,
+        detail: str = "",
+        message: Message | None = None,
+    ) -> None:
+        for tracer in self.tracers:
+            if tracer.enabled:
+                tracer.emit(
+                    kind, replica, service, method, call_id, correlation_id, detail, message
+                )
+
+    def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
+        for tracer in self.tracers:
+            if tracer.enabled:
+                context_data = tracer.request_context(context_data, **call)
+        return context_data
+
+    def __repr__(self) -> str:
+        return f"<Tracers {list(self.tracers)!r}>"

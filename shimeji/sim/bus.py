@@ -279,6 +279,7 @@ class SimBus:
         self.exchanges: dict[str, _Exchange] = {}
         self.queues: dict[str, SimQueue] = {}
         self.connections: dict[str, SimConnection] = {}
+        self.cut_off: list[str] = []  # labels whose connection is cut
         self.faults: FaultInjector | None = None
         self.outage_end_us: int | None = None  # set while the broker is down
         self._next_tag = 0
@@ -301,10 +302,18 @@ class SimBus:
             self.tracer.emit("fault_outage_end", "broker", detail="broker back")
 
     def connect(self, label: str) -> SimConnection:
-        """A new connection for ``label`` (replacing any earlier one of that label)."""
+        """A new connection for ``label`` (replacing any earlier one of that label).
+
+        A label that is cut off stays cut off: its new connection is down too.
+        """
         connection = SimConnection(self, label)
+        connection.connected = label not in self.cut_off
         self.connections[label] = connection
         return connection
+
+    def reachable(self, label: str) -> bool:
+        """Whether ``label`` can reach the broker now."""
+        return self.outage_end_us is None and label not in self.cut_off
 
     # -- broker-wide operations (the Transport contract, without a connection) ---------
 
@@ -431,6 +440,8 @@ class SimBus:
     def disconnect(self, label: str) -> None:
         """Cut ``label``'s connection: its consumers vanish, their unacked messages
         are requeued (marked redelivered), and its operations fail until reconnect."""
+        if label not in self.cut_off:
+            self.cut_off.append(label)
         connection = self.connections.get(label)
         if connection is None or not connection.connected:
             return
@@ -450,6 +461,8 @@ class SimBus:
     def reconnect(self, label: str) -> None:
         """Restore ``label``'s connection: declare its queues and bindings again and
         resume its consumers, as a client library does after reconnecting."""
+        if label in self.cut_off:
+            self.cut_off.remove(label)
         connection = self.connections.get(label)
         if connection is None or connection.connected:
             return

@@ -23,6 +23,7 @@ from shimeji.core.container import ServiceContainer, get_service_name
 from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
 from shimeji.core.extensions import iter_dependencies
 from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient
+from shimeji.core.tracing import Tracer, Tracers
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
 from shimeji.sim.faults import FaultInjector, FaultPlan
@@ -42,6 +43,7 @@ class Replica:
         self.index = index
         self.name = f"{service_name}-{index}"
         self.container: ServiceContainer | None = None
+        self.waiting = False  # its start waits for the broker to come back
 
     @property
     def alive(self) -> bool:
@@ -54,17 +56,41 @@ class Replica:
             cluster.settings,
             transport=cluster.bus.connect(self.name),
             runtime=cluster.scheduler,
-            tracer=cluster.trace,
+            tracer=cluster.tracer,
             replica_name=self.name,
         )
         container.on_death.append(cluster._container_died)
         return container
 
     def start(self) -> None:
-        if self.alive:
+        if self.alive or self.waiting:
             raise RuntimeError(f"replica {self.name} is already running")
+        cluster = self.cluster
+        if not cluster.bus.reachable(self.name):
+            # A replica cannot reach the broker: it connects once it can, as a
+            # client library retrying its connection would (after the outage
+            # ends, or when its partition heals).
+            self.waiting = True
+            outage_end = cluster.bus.outage_end_us
+            why = "the broker is down" if outage_end is not None else "it is cut off"
+            cluster.trace.emit(
+                "replica_waiting",
+                self.name,
+                self.service_name,
+                detail=f"{why}; starting once it can connect",
+            )
+            if outage_end is not None:
+                cluster.scheduler.call_at(outage_end, self._start_when_back)
+            return
         self.container = self._make_container()
         self.container.start()
+
+    def _start_when_back(self) -> None:
+        if not self.waiting:
+            return
+        self.waiting = False
+        if self.cluster.state == "running" and not self.alive:
+            self.start()
 
     def __repr__(self) -> str:
         state = self.container.state if self.container else "not started"
@@ -80,6 +106,8 @@ class SimCluster:
     ``virtual_time`` (the default) service code reads the virtual clock via
     ``time.time()`` / ``datetime.now()`` and ``time.sleep()`` sleeps in
     virtual time, from ``start_time`` on. ``trace=False`` records nothing.
+    ``tracer`` is one more tracer that sees every event as the trace does
+    (e.g. ``shimeji.otel.OpenTelemetryTracer``).
 
     ``faults`` is a ``FaultPlan`` (or a list of faults) armed at start.
     ``schedule`` is a sequence of choices deciding which of several events due
@@ -100,6 +128,7 @@ class SimCluster:
         extra_config_keys: Iterable[str] = (),
         faults: Any = None,
         schedule: Sequence[int] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigurationError(f"seed must be an integer, got {seed!r}")
@@ -111,7 +140,9 @@ class SimCluster:
         self.scheduler = Scheduler(self.clock, self.rng)
         self.scheduler.stall_reporter = self._describe_stall
         self.trace = Trace(self.clock, enabled=trace)
-        self.bus = SimBus(self.scheduler, self.trace, latency)
+        # What containers, clients and the bus report to: the trace, and the extra tracer.
+        self.tracer: Tracer = self.trace if tracer is None else Tracers(self.trace, tracer)
+        self.bus = SimBus(self.scheduler, self.tracer, latency)
         self._raw_config = dict(config or {})
         self._extra_config_keys = set(extra_config_keys)
         # Unknown keys are judged at start(), once the services have declared theirs.
@@ -244,7 +275,7 @@ class SimCluster:
                 self.settings,
                 transport=self.bus.connect(name),
                 runtime=self.scheduler,
-                tracer=self.trace,
+                tracer=self.tracer,
                 replica_name=name,
             )
             known = self._services[name] = (service_cls, [])
@@ -310,10 +341,12 @@ class SimCluster:
         """Start a killed replica again (a fresh container under the same name)."""
         self._require_running("restart a replica")
         target = self._replica(replica)
-        target.start()
+        if target.alive or target.waiting:
+            raise RuntimeError(f"replica {target.name} is already running")
         self.trace.emit(
             "fault_restart", target.name, target.service_name, detail="replica restarted"
         )
+        target.start()
         return target
 
     def partition(self, name: str | Replica) -> None:
@@ -334,6 +367,9 @@ class SimCluster:
             raise KeyError(f"no replica or client {label!r}")
         self.trace.emit("fault_heal", label, detail="reconnected to the broker")
         self.bus.reconnect(label)
+        for replica in self.replicas():
+            if replica.name == label:
+                replica._start_when_back()
 
     def broker_outage(self, seconds: float) -> None:
         """Take the broker down for ``seconds`` of virtual time, from now."""
@@ -357,7 +393,8 @@ class SimCluster:
             self.scheduler.call_later(restart_after, self._restart_later, name)
 
     def _restart_later(self, name: str) -> None:
-        if self.state == "running" and not self.replica(name).alive:
+        replica = self.replica(name)
+        if self.state == "running" and not replica.alive and not replica.waiting:
             self.restart(name)
 
     # -- clients ------------------------------------------------------------------------
@@ -368,7 +405,7 @@ class SimCluster:
             self.settings,
             transport=self.bus.connect(label),
             runtime=self.scheduler,
-            tracer=self.trace,
+            tracer=self.tracer,
             owner="standalone_rpc_proxy",
             label=label,
         )

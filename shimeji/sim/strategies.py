@@ -91,9 +91,7 @@ def faults(
     counts = _normalise(services)
     unknown = set(kinds) - set(FAULT_KINDS)
     if unknown or not kinds:
-        raise ConfigurationError(
-            f"fault kinds must be some of {FAULT_KINDS}; got {sorted(kinds)}"
-        )
+        raise ConfigurationError(f"fault kinds must be some of {FAULT_KINDS}; got {sorted(kinds)}")
     names = sorted(counts)
     replicas = [f"{name}-{i}" for name in names for i in range(1, counts[name] + 1)]
     service = st.sampled_from(names)
@@ -106,31 +104,75 @@ def faults(
     restart = st.none() | _durations(horizon) if restarts else st.none()
     options: list[st.SearchStrategy[object]] = []
     if "drop" in kinds:
-        options.append(maybe_service.flatmap(lambda s: st.builds(
-            Drop, direction=st.sampled_from(["request", "reply"]), service=st.just(s),
-            method=maybe_method(s), skip=st.integers(0, 3), count=st.integers(1, 3))))
+        options.append(
+            maybe_service.flatmap(
+                lambda s: st.builds(
+                    Drop,
+                    direction=st.sampled_from(["request", "reply"]),
+                    service=st.just(s),
+                    method=maybe_method(s),
+                    skip=st.integers(0, 3),
+                    count=st.integers(1, 3),
+                )
+            )
+        )
     if "delay" in kinds:
-        options.append(maybe_service.flatmap(lambda s: st.builds(
-            Delay, seconds=_durations(horizon), direction=st.sampled_from(["reply", "request"]),
-            service=st.just(s), method=maybe_method(s), skip=st.integers(0, 3),
-            count=st.integers(1, 3))))
+        options.append(
+            maybe_service.flatmap(
+                lambda s: st.builds(
+                    Delay,
+                    seconds=_durations(horizon),
+                    direction=st.sampled_from(["reply", "request"]),
+                    service=st.just(s),
+                    method=maybe_method(s),
+                    skip=st.integers(0, 3),
+                    count=st.integers(1, 3),
+                )
+            )
+        )
     if "duplicate" in kinds:
-        options.append(maybe_service.flatmap(lambda s: st.builds(
-            Duplicate, service=st.just(s), method=maybe_method(s), skip=st.integers(0, 3),
-            count=st.integers(1, 2))))
+        options.append(
+            maybe_service.flatmap(
+                lambda s: st.builds(
+                    Duplicate,
+                    service=st.just(s),
+                    method=maybe_method(s),
+                    skip=st.integers(0, 3),
+                    count=st.integers(1, 2),
+                )
+            )
+        )
     if "crash" in kinds:
-        options.append(st.builds(Crash, replica=st.sampled_from(replicas),
-                                 at=_times(horizon), restart_after=restart))
+        options.append(
+            st.builds(
+                Crash, replica=st.sampled_from(replicas), at=_times(horizon), restart_after=restart
+            )
+        )
     if "crash_during" in kinds:
-        options.append(service.flatmap(lambda s: st.builds(
-            CrashDuring, service=st.just(s), method=maybe_method(s),
-            nth=st.integers(1, 3), restart_after=restart)))
+        options.append(
+            service.flatmap(
+                lambda s: st.builds(
+                    CrashDuring,
+                    service=st.just(s),
+                    method=maybe_method(s),
+                    nth=st.integers(1, 3),
+                    restart_after=restart,
+                )
+            )
+        )
     if "partition" in kinds:
-        options.append(st.builds(Partition, replica=st.sampled_from([*replicas, *clients]),
-                                 at=_times(horizon), duration=_durations(horizon)))
+        options.append(
+            st.builds(
+                Partition,
+                replica=st.sampled_from([*replicas, *clients]),
+                at=_times(horizon),
+                duration=_durations(horizon),
+            )
+        )
     if "outage" in kinds:
-        options.append(st.builds(BrokerOutage, at=_times(horizon),
-                                 duration=_durations(min(horizon, 2.0))))
+        options.append(
+            st.builds(BrokerOutage, at=_times(horizon), duration=_durations(min(horizon, 2.0)))
+        )
     return st.one_of(options)
 
 
@@ -156,6 +198,7 @@ def fault_plans(
         raise ConfigurationError(
             f"need 0 <= min_faults <= max_faults, got {min_faults} and {max_faults}"
         )
-    one = faults(services, kinds=kinds, methods=methods, clients=clients, horizon=horizon,
-                 restarts=restarts)
+    one = faults(
+        services, kinds=kinds, methods=methods, clients=clients, horizon=horizon, restarts=restarts
+    )
     return st.lists(one, min_size=min_faults, max_size=max_faults).map(FaultPlan)

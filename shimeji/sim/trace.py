@@ -15,7 +15,7 @@ the fault kinds of ``shimeji.sim.faults``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -143,6 +143,10 @@ class Trace:
                 message,
             )
         )
+
+    def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
+        """The trace records requests as they are; it adds no context data."""
+        return context_data
 
     @property
     def events(self) -> list[TraceEvent]:

@@ -180,6 +180,10 @@ class RecordingTracer:
                 )
             )
 
+    def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
+        """Adds nothing to the context data of requests."""
+        return context_data
+
     def to_text(self, events: Iterable[TraceEvent] | None = None) -> str:
         rows = self.events if events is None else list(events)
         return "\n".join(

@@ -99,3 +99,94 @@ def test_crash(sim_cluster):
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*ReplicaCrashed*svc-1 crashed: RuntimeError: broken provider*"])
+
+
+def test_faults_option_arms_a_plan_and_the_report_replays_it(pytester: pytest.Pytester):
+    """--shimeji-faults arms the plan; a failure prints it and a replay line with it."""
+    pytester.makepyfile(
+        SERVICE
+        + """
+from shimeji.exceptions import RpcTimeout
+
+def test_timeouts(sim_cluster):
+    sim_cluster.add_service(Calculator)
+    assert sim_cluster.rpc_proxy(timeout=1).calculator.add(1, 2) == 3
+"""
+    )
+    plan = "FaultPlan([Drop(service='calculator')])"
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--shimeji-seed=4", f"--shimeji-faults={plan}"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*RpcTimeout*",
+            "seed: 4",
+            f"fault plan: {plan}",
+            "replay: pytest test_faults_option_arms_a_plan_and_the_report_replays_it.py::"
+            "test_timeouts --shimeji-seed=4 "
+            f'--shimeji-faults="{plan}"',
+            "*fault_drop*",
+        ]
+    )
+
+
+def test_faults_option_reads_a_file_and_rejects_nonsense(pytester: pytest.Pytester):
+    """--shimeji-faults takes a file; an invalid plan is a usage error."""
+    pytester.makepyfile("""
+def test_plan(sim_cluster):
+    assert repr(sim_cluster.fault_plan) == "FaultPlan([Crash(replica='a-1', at=2.0)])"
+""")
+    path = pytester.path / "plan.py"
+    path.write_text("FaultPlan([Crash('a-1', at=2.0)])\n")
+    pytester.runpytest("-p", "no:cacheprovider", f"--shimeji-faults={path}").assert_outcomes(
+        passed=1
+    )
+    bad = pytester.runpytest("-p", "no:cacheprovider", "--shimeji-faults=os.system('x')")
+    bad.stderr.fnmatch_lines(["*--shimeji-faults: fault plan may only call*"])
+
+
+def test_check_determinism_passes_a_deterministic_test(pytester: pytest.Pytester):
+    """--shimeji-check-determinism runs each sim test twice; same traces pass."""
+    pytester.makepyfile(
+        SERVICE
+        + """
+runs = []
+
+def test_same(sim_cluster):
+    runs.append(1)
+    sim_cluster.add_service(Calculator, replicas=2)
+    for i in range(3):
+        sim_cluster.rpc.calculator.add(i, i)
+
+def test_ran_twice():
+    assert runs == [1, 1]
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--shimeji-check-determinism")
+    result.assert_outcomes(passed=2)
+
+
+def test_check_determinism_catches_state_leaking_between_runs(pytester: pytest.Pytester):
+    """A test whose simulation changes from one run to the next fails, with a diff."""
+    pytester.makepyfile(
+        SERVICE
+        + """
+calls = []
+
+def test_leaky(sim_cluster):
+    calls.append(1)
+    sim_cluster.add_service(Calculator)
+    for _ in calls:
+        sim_cluster.rpc.calculator.add(1, 1)
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--shimeji-check-determinism")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the simulation is not deterministic: two runs with seed 0 gave different traces*",
+            "*+++ second run*",
+            "*+*client*publish*calculator.add*",
+        ]
+    )

@@ -1,0 +1,187 @@
+"""Properties of RPC under faults, over random service graphs and fault plans.
+
+Graphs: services s0..s3 with 1..4 replicas, plans with chains, fan-out with
+call_async, sleeps and failures (see graphs.py). Faults: every kind, drawn by
+``shimeji.sim.strategies.fault_plans``; interleavings drawn by ``schedules``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shimeji.exceptions import (
+    PublishFailed,
+    RemoteError,
+    RpcTimeout,
+    ServiceNotFound,
+)
+from shimeji.sim import SimCluster
+from shimeji.sim.faults import FaultPlan
+from shimeji.sim.strategies import fault_plans, schedules, seeds
+
+from .graphs import Failure, consistent, expected, make_services, plans
+
+CLIENT_TIMEOUT = 8.0
+NESTED_TIMEOUT = 2.0
+# A client call publishes (retried at most 0.1 + 0.3 + 0.5 s under the default
+# RPC_RETRY_POLICY), then waits at most its timeout.
+RETRY_BOUND = 0.1 + 0.3 + 0.5
+ENDINGS = (RemoteError, RpcTimeout, ServiceNotFound, PublishFailed)
+
+
+@st.composite
+def worlds(draw, kinds=None, max_faults=3, min_replicas=1):
+    count = draw(st.integers(1, 4))
+    replicas = draw(st.lists(st.integers(min_replicas, 4), min_size=count, max_size=count))
+    calls = draw(
+        st.lists(
+            st.tuples(st.sampled_from(["sync", "async"]), plans(0, count, depth=2)),
+            min_size=1,
+            max_size=2,
+        )
+    )
+    ghost = draw(st.booleans())
+    services = {f"s{i}": n for i, n in enumerate(replicas)}
+    plan = draw(
+        fault_plans(
+            services,
+            kinds=kinds
+            or ("drop", "delay", "duplicate", "crash", "crash_during", "partition", "outage"),
+            max_faults=max_faults,
+            horizon=4.0,
+        )
+    )
+    return {
+        "seed": draw(seeds()),
+        "replicas": replicas,
+        "calls": calls,
+        "ghost": ghost,
+        "plan": plan,
+        "schedule": draw(schedules()),
+    }
+
+
+def simulate(world, config=None):
+    """Run a world; return each call's outcome and duration, and the cluster."""
+    config = {"RPC_TIMEOUT": NESTED_TIMEOUT, **(config or {})}
+    outcomes = []
+    cluster = SimCluster(
+        seed=world["seed"], config=config, faults=world["plan"], schedule=world["schedule"]
+    )
+    with cluster:
+        for service, count in zip(
+            make_services(len(world["replicas"])), world["replicas"], strict=True
+        ):
+            cluster.add_service(service, replicas=count)
+        client = cluster.rpc_proxy(timeout=CLIENT_TIMEOUT)
+        pending = []
+        for mode, plan in world["calls"]:
+            start = cluster.elapsed()
+            if mode == "async":
+                try:
+                    pending.append((plan, start, client.s0.run.call_async(plan.to_wire())))
+                except ENDINGS as exc:
+                    outcomes.append((plan, exc, cluster.elapsed() - start))
+                continue
+            try:
+                outcome = client.s0.run(plan.to_wire())
+            except ENDINGS as exc:
+                outcome = exc
+            outcomes.append((plan, outcome, cluster.elapsed() - start))
+        for plan, start, reply in pending:
+            try:
+                outcome = reply.result()
+            except ENDINGS as exc:
+                outcome = exc
+            outcomes.append((plan, outcome, cluster.elapsed() - start))
+        if world["ghost"]:
+            start = cluster.elapsed()
+            try:
+                client.ghost.run({})
+                outcomes.append((None, "answered", 0.0))
+            except (ServiceNotFound, PublishFailed) as exc:
+                outcomes.append((None, exc, cluster.elapsed() - start))
+        cluster.advance(NESTED_TIMEOUT * 4)  # let every nested call end before stopping
+    return outcomes, cluster
+
+
+def check_replies_reach_their_callers(cluster):
+    trace = cluster.trace
+    for event in trace.filter("deliver"):
+        if event.is_reply:
+            assert event.replica == trace.caller_of(event.correlation_id), event
+
+
+def executions_per_request(cluster):
+    return Counter(e.correlation_id for e in cluster.trace.filter("worker_start"))
+
+
+@given(worlds())
+def test_every_call_ends_rightly_and_in_time(world):
+    """Every call ends within its timeout plus the retry bound, with the right
+    result or one of the documented errors; replies reach only their callers;
+    a method runs twice for one call only under a plan that can redeliver."""
+    outcomes, cluster = simulate(world)
+    for plan, outcome, took in outcomes:
+        assert took <= CLIENT_TIMEOUT + RETRY_BOUND + 1e-9
+        if plan is None:  # the ghost service
+            assert isinstance(outcome, (ServiceNotFound, PublishFailed))
+            continue
+        if isinstance(outcome, ENDINGS):
+            if isinstance(outcome, RemoteError) and not world["plan"]:
+                assert isinstance(expected(plan), Failure)
+            continue
+        assert consistent(plan, outcome), (plan, outcome)
+        if not world["plan"]:
+            assert outcome == expected(plan)
+    check_replies_reach_their_callers(cluster)
+    if not world["plan"].may_redeliver:
+        runs = executions_per_request(cluster)
+        assert max(runs.values(), default=1) == 1, runs
+
+
+@given(worlds(kinds=("crash", "crash_during"), max_faults=2, min_replicas=3))
+def test_crashes_mid_call_still_complete_with_a_healthy_replica(world):
+    """Crashes of at most two replicas of services that have three: every call
+    still completes, with the exact result, through redelivery."""
+    outcomes, _ = simulate(world, config={"RPC_TIMEOUT": 60})
+    for plan, outcome, _ in outcomes:
+        if plan is None:
+            continue
+        want = expected(plan)
+        if isinstance(want, Failure):
+            assert isinstance(outcome, RemoteError)
+        else:
+            assert outcome == want
+
+
+@given(worlds(kinds=("drop",), max_faults=0))
+def test_round_robin_keeps_replicas_even_without_faults(world):
+    """With no faults, each service's replicas get within one delivery of each other."""
+    _, cluster = simulate(world, config={"max_workers": 1000})
+    per_replica = Counter(e.replica for e in cluster.trace.filter("deliver") if not e.is_reply)
+    for index, count in enumerate(world["replicas"]):
+        got = [per_replica.get(f"s{index}-{i}", 0) for i in range(1, count + 1)]
+        assert max(got) - min(got) <= 1, got
+
+
+@given(worlds())
+def test_same_seed_and_plan_replay_byte_for_byte(world):
+    """The same seed, plan and schedule give a byte-identical trace."""
+    _, first = simulate(world)
+    _, second = simulate(world)
+    assert first.trace.to_text() == second.trace.to_text()
+    assert first.trace.to_jsonl() == second.trace.to_jsonl()
+
+
+def test_plans_print_as_python():
+    """Plans drawn by the strategy print as Python that rebuilds them."""
+
+    @given(fault_plans({"a": 2, "b": 1}, max_faults=5))
+    def check(plan):
+        assert FaultPlan.from_python(repr(plan)) == plan
+
+    check()

@@ -1,0 +1,170 @@
+"""A state machine that grows, breaks and heals a cluster while calls fly,
+checking the cluster's invariants after every step."""
+
+from __future__ import annotations
+
+import contextlib
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from shimeji.exceptions import PublishFailed, RemoteError, RpcTimeout
+from shimeji.rpc import RpcProxy, rpc
+from shimeji.sim import SimCluster
+
+TIMEOUT = 3.0
+RETRY_BOUND = 0.1 + 0.3 + 0.5
+
+
+class Store:
+    name = "store"
+
+    @rpc
+    def double(self, x, pause):
+        import time
+
+        time.sleep(pause)
+        return 2 * x
+
+
+class Front:
+    name = "front"
+    store = RpcProxy("store")
+
+    @rpc
+    def quadruple(self, x):
+        return 2 * self.store.double(x, 0.0)
+
+
+class ClusterMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cluster = SimCluster(seed=0, config={"RPC_TIMEOUT": TIMEOUT})
+        self.cluster.start()
+        self.cluster.add_service(Store)
+        self.cluster.add_service(Front)
+        self.client = self.cluster.rpc_proxy(timeout=TIMEOUT)
+        self.pending: list = []  # (reply, expected, deadline)
+        self.partitioned: list[str] = []
+        self.checked_events = 0
+
+    def teardown(self) -> None:
+        self.cluster.stop(raise_crashes=False)
+
+    # -- rules --------------------------------------------------------------------------
+
+    @rule(service=st.sampled_from(["store", "front"]))
+    def add_replica(self, service):
+        self.cluster.add_service(Store if service == "store" else Front)
+
+    @rule(data=st.data())
+    def kill(self, data):
+        alive = [r.name for r in self.cluster.replicas() if r.alive]
+        if alive:
+            self.cluster.kill(data.draw(st.sampled_from(alive)))
+
+    @rule(data=st.data())
+    def restart(self, data):
+        dead = [r.name for r in self.cluster.replicas() if not r.alive and not r.waiting]
+        if dead:
+            self.cluster.restart(data.draw(st.sampled_from(dead)))
+
+    @rule(data=st.data())
+    def partition(self, data):
+        labels = [
+            r.name for r in self.cluster.replicas() if r.alive and r.name not in self.partitioned
+        ]
+        if labels:
+            label = data.draw(st.sampled_from(labels))
+            self.cluster.partition(label)
+            self.partitioned.append(label)
+
+    @precondition(lambda self: self.partitioned)
+    @rule(data=st.data())
+    def heal(self, data):
+        label = data.draw(st.sampled_from(self.partitioned))
+        self.partitioned.remove(label)
+        self.cluster.heal(label)
+
+    @rule(seconds=st.sampled_from([0.2, 1.0]))
+    def outage(self, seconds):
+        if not self.cluster.bus.outage:
+            self.cluster.broker_outage(seconds)
+
+    @rule(x=st.integers(0, 1000), through_front=st.booleans())
+    def call(self, x, through_front):
+        start = self.cluster.elapsed()
+        try:
+            if through_front:
+                assert self.client.front.quadruple(x) == 4 * x
+            else:
+                assert self.client.store.double(x, 0.0) == 2 * x
+        except (RpcTimeout, PublishFailed, RemoteError):
+            pass
+        assert self.cluster.elapsed() - start <= TIMEOUT + RETRY_BOUND + 1e-9
+
+    @rule(x=st.integers(0, 1000), pause=st.sampled_from([0.0, 0.5, 2.0]))
+    def call_async(self, x, pause):
+        start = self.cluster.elapsed()
+        try:
+            reply = self.client.store.double.call_async(x, pause)
+        except PublishFailed:
+            return
+        self.pending.append((reply, 2 * x, start + TIMEOUT + RETRY_BOUND))
+
+    @precondition(lambda self: self.pending)
+    @rule()
+    def collect(self):
+        reply, want, deadline = self.pending.pop(0)
+        asked = self.cluster.elapsed()
+        with contextlib.suppress(RpcTimeout):
+            assert reply.result() == want
+        assert self.cluster.elapsed() <= max(asked, deadline) + 1e-9
+
+    @rule(seconds=st.sampled_from([0.001, 0.5, 4.0]))
+    def advance(self, seconds):
+        self.cluster.advance(seconds)
+
+    # -- invariants -----------------------------------------------------------------------
+
+    @invariant()
+    def no_caller_waits_past_its_deadline(self):
+        now = self.cluster.elapsed()
+        for reply, _, deadline in self.pending:
+            if now > deadline:
+                assert reply._call.waiter.done, reply
+
+    @invariant()
+    def replies_reach_only_their_callers(self):
+        trace = self.cluster.trace
+        events = trace.events
+        for event in events[self.checked_events :]:
+            if event.kind == "deliver" and event.is_reply:
+                assert event.replica == trace.caller_of(event.correlation_id)
+        self.checked_events = len(events)
+
+    @invariant()
+    def only_live_connected_replicas_consume(self):
+        alive = {r.name for r in self.cluster.replicas() if r.alive}
+        for queue in self.cluster.bus.queues.values():
+            for consumer in queue.consumers:
+                if consumer.label.startswith(("store-", "front-")):
+                    assert consumer.label in alive
+                    assert consumer.label not in self.partitioned
+                assert len(consumer.unacked) <= consumer.prefetch or consumer.prefetch == 0
+
+    @invariant()
+    def every_message_is_somewhere_once(self):
+        for queue in self.cluster.bus.queues.values():
+            held = [d.message.correlation_id for c in queue.consumers for d in c.unacked.values()]
+            assert len(held) == len(set(held)) or any(
+                "Duplicate" in str(f) for f in self.cluster.fault_plan
+            )
+
+
+ClusterMachine.TestCase.settings = settings(
+    settings.get_profile(settings._current_profile),  # type: ignore[attr-defined]
+    stateful_step_count=30,
+)
+TestClusterMachine = ClusterMachine.TestCase

@@ -1,0 +1,429 @@
+"""``shimeji sim``: run a service graph on the simulator and show what happened.
+
+    shimeji sim examples/orders.py                       # its scenario(), as a timeline
+    shimeji sim examples/calculator.py --call 'calculator.divide(1, 0)' --format mermaid
+    shimeji sim examples/user_score.py --replicas calculator=3 --format html --out trace.html
+
+MODULE is a file path or a dotted module name. Without ``--call``, the
+command runs the module's ``scenario(cluster)`` function (``--scenario``
+names another one), which adds the services it needs and makes calls. With
+``--call``, every service class of the module is added (one replica each,
+unless ``--replicas`` says otherwise) and the one call is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+from shimeji.cli import CommandError
+from shimeji.cli.loading import (
+    CallSpec,
+    describe_exception,
+    find_services,
+    load_module,
+    parse_call,
+    parse_replicas,
+)
+from shimeji.core.exceptions import ShimejiError
+from shimeji.core.transport import Message
+from shimeji.sim import SimCluster
+from shimeji.sim.clock import real_perf_counter
+from shimeji.sim.faults import FaultPlan
+from shimeji.views import FORMATS, EventLog, render
+from shimeji.views.ids import IdNamer, canonicalize
+
+__all__ = ["Progress", "register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sim",
+        help="run services on the simulator and show the trace",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("module", metavar="MODULE", help="a .py file or a dotted module name")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--scenario",
+        metavar="NAME",
+        help="the scenario function to run (default: scenario)",
+    )
+    what.add_argument(
+        "--call",
+        metavar="EXPR",
+        help="make one call instead, e.g. 'calculator.multiply(6, 7)' (arguments: literals)",
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="RNG seed (default 0)")
+    parser.add_argument(
+        "--faults",
+        metavar="PLAN",
+        help="a fault plan: a Python expression (as a plan prints itself) or a file holding one",
+    )
+    parser.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="run N replicas of SERVICE (repeatable)",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="a shimeji configuration file (YAML), e.g. RPC_TIMEOUT"
+    )
+    parser.add_argument(
+        "--format", choices=FORMATS, default="text", help="the view to show (default: text)"
+    )
+    parser.add_argument("--out", metavar="FILE", help="write the view to FILE instead of stdout")
+    parser.add_argument(
+        "--ids",
+        choices=("canonical", "raw"),
+        default="canonical",
+        help="canonical (default): c1, calculator.multiply.1 ... in order of first "
+        "appearance; raw: the UUIDs drawn from the seed",
+    )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="show the services' log (errors with their tracebacks) on stderr",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (it shows only on a terminal, for runs longer than half a second)",
+    )
+    parser.set_defaults(handler=run)
+
+
+# -- progress ------------------------------------------------------------------------
+
+
+class Progress:
+    """A progress bar on a terminal, fed by the trace's events (a tracer).
+
+    It shows calls answered out of calls made, events so far and virtual time;
+    it appears only once a run has taken ``delay`` seconds of real time and is
+    redrawn at most every ``interval`` seconds. It never changes what the
+    simulation does: it only counts.
+    """
+
+    enabled = True
+
+    def __init__(self, stream: TextIO, delay: float = 0.5, interval: float = 0.1) -> None:
+        self.stream = stream
+        self.delay = delay
+        self.interval = interval
+        self.cluster: SimCluster | None = None
+        self.calls = 0
+        self.answered = 0
+        self.events = 0
+        self.drawn = False
+        self._started = real_perf_counter()
+        self._next_draw = self._started + delay
+
+    def emit(
+        self,
+        kind: str,
+        replica: str,
+        service: str | None = None,
+        method: str | None = None,
+        call_id: str | None = None,
+        correlation_id: str | None = None,
+        detail: str = "",
+        message: Message | None = None,
+    ) -> None:
+        self.events += 1
+        if kind == "publish":
+            self.calls += 1
+        elif kind in ("timeout", "unroutable", "publish_failed") or (
+            kind == "deliver" and message is not None and message.reply_to is None
+        ):
+            self.answered += 1
+        if self.events & 255 == 0:
+            now = real_perf_counter()
+            if now >= self._next_draw:
+                self._next_draw = now + self.interval
+                self.draw()
+
+    def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
+        return context_data
+
+    def line(self, width: int = 24) -> str:
+        done = min(self.answered, self.calls)
+        filled = width * done // self.calls if self.calls else 0
+        bar = "#" * filled + "-" * (width - filled)
+        elapsed = self.cluster.elapsed() if self.cluster is not None else 0.0
+        return (
+            f"[{bar}] {done:,}/{self.calls:,} calls answered  {self.events:,} events  "
+            f"virtual t={elapsed:.3f}s"
+        )
+
+    def draw(self) -> None:
+        self.stream.write("\r" + self.line() + "\x1b[K")
+        self.stream.flush()
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.drawn = False
+
+
+# -- running -----------------------------------------------------------------------
+
+
+class CommandCluster(SimCluster):
+    """A SimCluster whose replica counts ``--replicas`` overrides.
+
+    The first time a scenario adds a service named on the command line, it
+    gets the number of replicas given there, whatever the scenario asked for.
+    """
+
+    def __init__(self, *args: Any, replicas: Mapping[str, int] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.replica_overrides = dict(replicas or {})
+        self.overridden: list[str] = []
+
+    def add_service(self, service_cls: type, replicas: int = 1) -> Any:
+        name = getattr(service_cls, "name", None)
+        if name in self.replica_overrides and name not in self.overridden:
+            self.overridden.append(name)
+            replicas = self.replica_overrides[name]
+        return super().add_service(service_cls, replicas)
+
+
+@contextlib.contextmanager
+def _service_logs(verbose: bool) -> Iterator[None]:
+    """The services' log records go to stderr with -v, and nowhere otherwise: the
+    trace already shows every error, and the command prints no tracebacks."""
+    logger = logging.getLogger("shimeji")
+    handler: logging.Handler
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    else:
+        handler = logging.NullHandler()
+    saved = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = saved
+
+
+def _load_faults(spec: str) -> FaultPlan:
+    """``--faults``: a file holding a plan, or the plan itself as Python (as it prints)."""
+    source = "--faults"
+    text = spec
+    if spec.endswith(".py") or os.path.isfile(spec):
+        if not os.path.isfile(spec):
+            raise CommandError(f"no such fault plan file: {spec}")
+        source = spec
+        text = Path(spec).read_text(encoding="utf-8")
+    try:
+        return FaultPlan.from_python(text)
+    except ShimejiError as exc:
+        raise CommandError(f"invalid fault plan ({source}): {' '.join(str(exc).split())}") from None
+    except Exception as exc:
+        raise CommandError(f"invalid fault plan ({source}): {describe_exception(exc)}") from None
+
+
+def _load_config(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from shimeji.config import load_config
+
+    if not Path(path).is_file():
+        raise CommandError(f"no such configuration file: {path}")
+    try:
+        return dict(load_config(path))
+    except ShimejiError as exc:
+        raise CommandError(f"configuration {path}: {' '.join(str(exc).split())}") from None
+    except Exception as exc:
+        raise CommandError(f"configuration {path}: {describe_exception(exc)}") from None
+
+
+def _title(args: argparse.Namespace) -> str:
+    what = f"--call {args.call}" if args.call else f"{args.scenario or 'scenario'}()"
+    faults = " with faults" if args.faults else ""
+    return f"shimeji sim {args.module} {what} --seed {args.seed}{faults}"
+
+
+def run(args: argparse.Namespace) -> int:
+    replicas = parse_replicas(args.replicas)
+    call = parse_call(args.call) if args.call is not None else None
+    config = _load_config(args.config)
+    faults = _load_faults(args.faults) if args.faults is not None else None
+    module = load_module(args.module)
+    scenario = None if call is not None else _find_scenario(module, args)
+    services = find_services(module) if call is not None else []
+    if call is not None:
+        _check_call_services(module, args.module, services, call, replicas)
+
+    progress = (
+        Progress(sys.stderr) if not args.no_progress and sys.stderr.isatty() else None
+    )
+    try:
+        cluster = CommandCluster(
+            seed=args.seed, config=config, replicas=replicas, tracer=progress, faults=faults
+        )
+    except ShimejiError as exc:
+        raise CommandError(" ".join(str(exc).split())) from None
+    if progress is not None:
+        progress.cluster = cluster
+
+    failure: str | None = None
+    outcome = ""
+    module_file = getattr(module, "__file__", None)
+    with _service_logs(args.verbose):
+        try:
+            cluster.start()
+        except Exception as exc:
+            raise CommandError(f"cannot start the cluster: {describe_exception(exc)}") from None
+        try:
+            if call is not None:
+                for service_cls in services:
+                    cluster.add_service(service_cls, replicas.get(service_cls.name, 1))
+                outcome = _make_call(cluster, call)
+            else:
+                assert scenario is not None
+                scenario(cluster)
+        except Exception as exc:
+            what = f"scenario {getattr(scenario, '__name__', 'scenario')}()"
+            failure = f"{what} raised {describe_exception(exc, near=module_file)}"
+        finally:
+            try:
+                cluster.stop(raise_crashes=failure is None)
+            except Exception as exc:
+                failure = failure or f"a replica crashed: {describe_exception(exc)}"
+            if progress is not None:
+                progress.close()
+
+    if failure is None and call is None:
+        failure = _check_scenario_result(cluster, replicas, args.module)
+
+    log = EventLog.from_cluster(cluster)
+    if args.ids == "canonical":
+        # The same names in the error line as in the trace.
+        namer = IdNamer()
+        log = EventLog(canonicalize(log.records, namer))
+        failure = namer.rewrite(failure)
+        outcome = namer.rewrite(outcome) or ""
+    output = render(log, args.format, title=_title(args))
+    _write(output, args.out, len(log), args.format)
+    if outcome:
+        print(outcome, file=sys.stderr)
+    if failure is not None:
+        raise CommandError(failure)
+    return 0
+
+
+def _make_call(cluster: SimCluster, call: CallSpec) -> str:
+    """Make the call; say on one line what it returned or raised (both are outcomes
+    worth showing, not errors of the command)."""
+    try:
+        result = cluster.rpc[call.service][call.method](*call.args, **call.kwargs)
+    except ShimejiError as exc:
+        return f"{call} raised {type(exc).__name__}: {' '.join(str(exc).split())}"
+    return f"{call} returned {result!r}"
+
+
+def _find_scenario(module: ModuleType, args: argparse.Namespace) -> Any:
+    name = args.scenario or "scenario"
+    scenario = getattr(module, name, None)
+    if scenario is None:
+        services = find_services(module)
+        if args.scenario is None and services:
+            example = _example_call(services[0])
+            raise CommandError(
+                f"{args.module} has no scenario() function; add `def scenario(cluster): ...` or "
+                f"make one call with --call, e.g. --call {example!r}"
+            )
+        if not services and args.scenario is None:
+            raise CommandError(
+                f"no services found in {args.module} and no scenario() function: a service is "
+                "a class with a `name` and at least one @rpc method"
+            )
+        raise CommandError(f"{args.module} defines no function {name!r}")
+    if not callable(scenario):
+        raise CommandError(f"{args.module}: {name} is not a function (it is {scenario!r})")
+    return scenario
+
+
+def _example_call(service_cls: type) -> str:
+    from shimeji.core.extensions import iter_entrypoints
+
+    methods = [name for name, _ in iter_entrypoints(service_cls)]
+    return f"{service_cls.name}.{methods[0]}(...)" if methods else f"{service_cls.name}.method()"
+
+
+def _check_call_services(
+    module: ModuleType,
+    spec: str,
+    services: list[type],
+    call: CallSpec,
+    replicas: Mapping[str, int],
+) -> None:
+    if not services:
+        raise CommandError(
+            f"no services found in {spec}: a service is a class with a `name` and at least one "
+            "@rpc method"
+        )
+    names = [service.name for service in services]
+    seen: dict[str, type] = {}
+    for service in services:
+        other = seen.setdefault(service.name, service)
+        if other is not service:
+            raise CommandError(
+                f"{spec} has two classes named {service.name!r} ({other.__qualname__} and "
+                f"{service.__qualname__}); a cluster runs one class per service name"
+            )
+    for name in replicas:
+        if name not in names:
+            raise CommandError(
+                f"--replicas names {name!r}, which {spec} does not define; its services: "
+                f"{', '.join(names)}"
+            )
+
+
+def _check_scenario_result(
+    cluster: CommandCluster, replicas: Mapping[str, int], spec: str
+) -> str | None:
+    if not cluster.services:
+        return (
+            f"no services: the scenario of {spec} added none (call cluster.add_service(...) in it)"
+        )
+    unused = [name for name in replicas if name not in cluster.overridden]
+    if unused:
+        return (
+            f"--replicas names {', '.join(repr(n) for n in unused)}, which the scenario never "
+            f"added; it added: {', '.join(cluster.services)}"
+        )
+    return None
+
+
+def _write(output: str, out: str | None, events: int, format: str) -> None:
+    if out is None:
+        sys.stdout.write(output)
+        sys.stdout.flush()
+        return
+    try:
+        directory = os.path.dirname(out)
+        if directory and not os.path.isdir(directory):
+            raise CommandError(f"cannot write {out}: no directory {directory}")
+        with open(out, "w", encoding="utf-8") as stream:
+            stream.write(output)
+    except OSError as exc:
+        raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"wrote the {format} view of {events} events to {out}")

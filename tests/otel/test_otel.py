@@ -1,0 +1,157 @@
+"""OpenTelemetry spans from shimeji's tracer events, checked on the simulator."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from shimeji.exceptions import RemoteError, RpcTimeout
+from shimeji.otel import OpenTelemetryTracer
+from shimeji.rpc import RpcProxy, rpc
+from shimeji.sim import SimCluster
+
+
+class Calculator:
+    name = "calculator"
+
+    @rpc
+    def multiply(self, a, b):
+        return a * b
+
+    @rpc
+    def divide(self, a, b):
+        return a / b
+
+    @rpc
+    def slow(self):
+        import time
+
+        time.sleep(5)
+
+
+class Scores:
+    name = "scores"
+    calculator = RpcProxy("calculator")
+    provider: TracerProvider | None = None  # the application's own, set by the test
+
+    @rpc
+    def score(self, base, factor):
+        from opentelemetry import trace
+
+        tracer = trace.get_tracer("app", tracer_provider=Scores.provider)
+        with tracer.start_as_current_span("compute"):
+            return self.calculator.multiply(base, factor)
+
+
+@pytest.fixture
+def spans():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def by_name(exporter, name, kind):
+    found = [s for s in exporter.get_finished_spans() if s.name == name and s.kind == kind]
+    assert len(found) == 1, [(s.name, s.kind) for s in exporter.get_finished_spans()]
+    return found[0]
+
+
+def test_a_nested_call_is_one_trace_of_client_and_server_spans(spans, monkeypatch):
+    """test span > client scores/score > server scores/score > compute > client/server multiply."""
+    provider, exporter = spans
+    monkeypatch.setattr(Scores, "provider", provider)
+    with SimCluster(seed=0, tracer=OpenTelemetryTracer(provider)) as cluster:
+        cluster.add_service(Calculator)
+        cluster.add_service(Scores)
+        with provider.get_tracer("test").start_as_current_span("test") as root:
+            assert cluster.rpc.scores.score(6, 7) == 42
+    client = by_name(exporter, "scores/score", SpanKind.CLIENT)
+    server = by_name(exporter, "scores/score", SpanKind.SERVER)
+    compute = by_name(exporter, "compute", SpanKind.INTERNAL)
+    inner_client = by_name(exporter, "calculator/multiply", SpanKind.CLIENT)
+    inner_server = by_name(exporter, "calculator/multiply", SpanKind.SERVER)
+    chain = [root, client, server, compute, inner_client, inner_server]
+    assert {span.context.trace_id for span in chain} == {root.context.trace_id}
+    for parent, child in itertools.pairwise(chain):
+        assert child.parent is not None and child.parent.span_id == parent.context.span_id, (
+            child.name
+        )
+    assert inner_server.attributes["rpc.system"] == "nameko"
+    assert inner_server.attributes["rpc.service"] == "calculator"
+    assert inner_server.attributes["rpc.method"] == "multiply"
+    assert inner_server.attributes["messaging.system"] == "rabbitmq"
+    assert inner_server.attributes["shimeji.replica"] == "calculator-1"
+    assert inner_client.attributes["messaging.message.conversation_id"] == (
+        inner_server.attributes["messaging.message.conversation_id"]
+    )
+    assert all(span.status.status_code is StatusCode.UNSET for span in chain)
+
+
+def test_the_trace_context_travels_in_the_context_data(spans):
+    """The request carries nameko.traceparent naming the client span: it crosses processes."""
+    provider, exporter = spans
+    with SimCluster(seed=0, tracer=OpenTelemetryTracer(provider)) as cluster:
+        cluster.add_service(Calculator)
+        cluster.add_service(Scores)
+        cluster.rpc.scores.score(1, 2)
+    inner_client = by_name(exporter, "calculator/multiply", SpanKind.CLIENT)
+    publish = next(e for e in cluster.trace.filter("publish") if e.service == "calculator")
+    traceparent = publish.message.headers["nameko.traceparent"]
+    context = inner_client.context
+    flags = int(context.trace_flags)
+    assert traceparent == f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags:02x}"
+
+
+def test_errors_and_timeouts_set_error_status(spans):
+    """A remote error marks both spans; a timeout marks the client span."""
+    provider, exporter = spans
+    with SimCluster(seed=0, tracer=OpenTelemetryTracer(provider)) as cluster:
+        cluster.add_service(Calculator)
+        with pytest.raises(RemoteError):
+            cluster.rpc.calculator.divide(1, 0)
+        with pytest.raises(RpcTimeout):
+            cluster.rpc_proxy(timeout=1).calculator.slow()
+        cluster.advance(10)
+    server = by_name(exporter, "calculator/divide", SpanKind.SERVER)
+    client = by_name(exporter, "calculator/divide", SpanKind.CLIENT)
+    for span in (server, client):
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes["error.type"] == "ZeroDivisionError"
+    timed_out = by_name(exporter, "calculator/slow", SpanKind.CLIENT)
+    assert timed_out.status.status_code is StatusCode.ERROR
+    assert timed_out.attributes["error.type"] == "RpcTimeout"
+    assert timed_out.end_time - timed_out.start_time == 1_000_000_000  # virtual time
+    assert by_name(exporter, "calculator/slow", SpanKind.SERVER).status.status_code is (
+        StatusCode.UNSET
+    )
+
+
+def test_a_call_to_no_service_ends_its_span(spans):
+    """An unroutable call ends its client span as ServiceNotFound."""
+    provider, exporter = spans
+    with SimCluster(seed=0, tracer=OpenTelemetryTracer(provider)) as cluster:
+        cluster.add_service(Calculator)
+        with pytest.raises(Exception, match="ghost"):
+            cluster.rpc.ghost.method()
+    span = by_name(exporter, "ghost/method", SpanKind.CLIENT)
+    assert span.attributes["error.type"] == "ServiceNotFound"
+
+
+def test_the_simulator_trace_is_unchanged_but_for_the_new_header(spans):
+    """Tracing with OpenTelemetry changes no event of the simulation, only adds a header."""
+    provider, _ = spans
+
+    def run(tracer):
+        with SimCluster(seed=4, tracer=tracer) as cluster:
+            cluster.add_service(Calculator, replicas=2)
+            cluster.add_service(Scores)
+            cluster.rpc.scores.score(2, 3)
+        return cluster.trace.to_text()
+
+    assert run(OpenTelemetryTracer(provider)) == run(None)
