@@ -22,9 +22,11 @@ from shimeji.core.exceptions import (
     safe_for_serialization,
     serialize,
 )
+from shimeji.core.transport import BrokerUnavailable
 
 __all__ = [
     "BadRequest",
+    "BrokerUnavailable",
     "ConfigurationError",
     "ContainerBeingKilled",
     "ExtensionNotFound",

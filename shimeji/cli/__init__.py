@@ -11,7 +11,12 @@ from collections.abc import Sequence
 __all__ = ["COMMANDS", "CommandError", "main"]
 
 #: Modules defining subcommands, in the order ``shimeji --help`` lists them.
-COMMANDS: tuple[str, ...] = ("shimeji.cli.sim",)
+COMMANDS: tuple[str, ...] = (
+    "shimeji.cli.sim",
+    "shimeji.cli.run",
+    "shimeji.cli.shell",
+    "shimeji.cli.show_config",
+)
 
 
 class CommandError(Exception):

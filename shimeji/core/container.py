@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -222,6 +223,11 @@ class ServiceContainer:
         self._workers: dict[WorkerContext, Task] = {}
         self._backlog: deque[tuple[WorkerContext, HandleResult]] = deque()
         self._idle: Waiter | None = None
+        # Guards the worker bookkeeping above. On the simulator one OS thread
+        # runs everything and the lock is never contended; on the threaded
+        # runtime deliveries arrive on the consumer thread while workers end
+        # on theirs. Reentrant, and never held across a blocking call.
+        self._lock = threading.RLock()
 
     # -- extensions -----------------------------------------------------------
 
@@ -256,11 +262,14 @@ class ServiceContainer:
         if self.state != "running":
             return
         self.begin_stop()
-        if self._workers or self._backlog:
-            self._idle = self.runtime.new_waiter(
-                f"replica {self.replica_name} to finish its workers"
-            )
-            self._idle.wait()
+        with self._lock:
+            idle = None
+            if self._workers or self._backlog:
+                idle = self._idle = self.runtime.new_waiter(
+                    f"replica {self.replica_name} to finish its workers"
+                )
+        if idle is not None:
+            idle.wait()
         self.end_stop()
 
     def begin_stop(self) -> None:
@@ -295,12 +304,15 @@ class ServiceContainer:
                 extension.kill()
             except Exception:
                 log.exception("%s: %r failed to die cleanly", self.replica_name, extension)
-        self._backlog.clear()
-        for task in list(self._workers.values()):
+        with self._lock:
+            self._backlog.clear()
+            tasks = list(self._workers.values())
+            self._workers.clear()
+            idle = self._idle
+        for task in tasks:
             task.kill()
-        self._workers.clear()
-        if self._idle is not None:
-            self._idle.set_result(None)
+        if idle is not None:
+            idle.set_result(None)
         for callback in self.on_death:
             callback(self)
 
@@ -341,13 +353,16 @@ class ServiceContainer:
             parent_call_id_stack,
             correlation_id,
         )
-        if len(self._workers) >= self.settings.max_workers:
-            self._backlog.append((worker_ctx, handle_result))
-        else:
-            self._start_worker(worker_ctx, handle_result)
+        with self._lock:
+            if len(self._workers) >= self.settings.max_workers:
+                self._backlog.append((worker_ctx, handle_result))
+            else:
+                self._start_worker(worker_ctx, handle_result)
         return worker_ctx
 
     def _start_worker(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
+        # Called with the lock held: a worker thread that ends at once cannot
+        # report itself done before it is registered.
         name = f"{self.replica_name}:{worker_ctx.method_name}"
         self._workers[worker_ctx] = self.runtime.spawn(
             self._run_worker, worker_ctx, handle_result, name=name
@@ -455,12 +470,15 @@ class ServiceContainer:
         self.kill(ReplicaCrashed(self.replica_name, exc))
 
     def _worker_done(self, worker_ctx: WorkerContext) -> None:
-        if self._workers.pop(worker_ctx, None) is None:
-            return  # killed: the container already forgot it
-        if self._backlog and self.state in ("running", "stopping"):
-            self._start_worker(*self._backlog.popleft())
-        elif not self._workers and not self._backlog and self._idle is not None:
-            self._idle.set_result(None)
+        with self._lock:
+            if self._workers.pop(worker_ctx, None) is None:
+                return  # killed: the container already forgot it
+            if self._backlog and self.state in ("running", "stopping"):
+                self._start_worker(*self._backlog.popleft())
+                return
+            idle = self._idle if not self._workers and not self._backlog else None
+        if idle is not None:
+            idle.set_result(None)
 
     def __repr__(self) -> str:
         return f"<ServiceContainer {self.replica_name} ({self.state})>"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -506,6 +506,33 @@ class RpcClient:
             call.waiter.set_exception(
                 ContainerBeingKilled(f"{self.label} closed while waiting for {call.describe()}")
             )
+
+    def fail_pending(
+        self,
+        make_error: Callable[[str, str, str], BaseException],
+        correlation_ids: Iterable[str] | None = None,
+    ) -> int:
+        """Fail calls still waiting for a reply that can no longer come (their reply
+        queue or their request was lost with a broker connection, say): all of
+        them, or those of ``correlation_ids``.
+
+        ``make_error(service, method, correlation_id)`` builds each call's error.
+        Returns how many calls were failed.
+        """
+        if correlation_ids is None:
+            failed = list(self._pending.values())
+            self._pending = {}
+        else:
+            failed = [
+                call
+                for call in (self._pending.pop(cid, None) for cid in correlation_ids)
+                if call is not None
+            ]
+        for call in failed:
+            if call.timer is not None:
+                call.timer.cancel()
+            call.waiter.set_exception(make_error(call.service, call.method, call.correlation_id))
+        return len(failed)
 
     def call(
         self,

@@ -37,6 +37,9 @@ __all__ = [
     "sim_cluster",
 ]
 
+# The `cluster` fixture on either transport, and its options.
+pytest_plugins = ["shimeji.testing.transports"]
+
 _CLUSTER = pytest.StashKey[SimCluster]()
 TRACE_TAIL = 40
 

@@ -1,0 +1,57 @@
+"""nameko 2.14.1's side of the AMQP benchmark; runs in nameko's own virtualenv.
+
+nameko run benchmarks.nameko_bench --config FILE     # the services
+python benchmarks/nameko_bench.py client URI EXCHANGE CALLS WARMUP PIPELINED
+"""
+
+import eventlet
+
+eventlet.monkey_patch()
+
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from nameko.rpc import RpcProxy, rpc  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import measure  # noqa: E402
+
+
+class Echo:
+    name = "nbench_echo"
+
+    @rpc
+    def echo(self, value):
+        return value
+
+
+class Front:
+    name = "nbench_front"
+
+    echo_rpc = RpcProxy("nbench_echo")
+
+    @rpc
+    def relay(self, value):
+        return self.echo_rpc.echo(value)
+
+
+def client(uri, exchange, calls, warmup, pipelined_calls):
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    calls, warmup, pipelined_calls = int(calls), int(warmup), int(pipelined_calls)
+    config = {"AMQP_URI": uri, "rpc_exchange": exchange}
+    with ClusterRpcProxy(config) as rpc_proxy:
+        echo = rpc_proxy.nbench_echo.echo
+        front = rpc_proxy.nbench_front.relay
+        figures = measure.sequential(echo, calls, warmup)
+        figures["pipelined_per_s"] = measure.pipelined(echo.call_async, pipelined_calls, 200)
+        figures["chain_p50_ms"] = measure.sequential(front, calls // 2, warmup)["p50_ms"]
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] != "client":
+        sys.exit("usage: nameko_bench.py client URI EXCHANGE CALLS WARMUP PIPELINED")
+    client(*sys.argv[2:])

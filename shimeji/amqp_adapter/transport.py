@@ -1,0 +1,1184 @@
+"""The kombu transport: shimeji's Transport contract on RabbitMQ.
+
+Threads and channels (kombu channels are not thread-safe, so each one is
+used by one thread at a time, and this is how):
+
+- **The consumer connection** belongs to one thread, the *loop*
+  (``_ConsumerLoop``). It opens one channel per consumer (its prefetch is
+  that channel's QoS; closing it gives unacked messages back), reads every
+  frame, and calls ``on_delivery`` on that thread. Other threads never touch
+  it: acks, rejects, new consumers and cancellations are handed to the loop
+  as commands in a queue, and the loop is woken through a pipe. A worker
+  therefore never waits for its ack; the ack of a request is queued only
+  after its reply was confirmed, so the order (reply, then ack) holds.
+- **The publisher connection** (``_Publisher``) is shared by every thread
+  under a lock. It has one channel in confirm mode, and the publishing
+  thread itself writes and reads it, so a reply or a request costs no thread
+  hand-off. A reply waits for its confirm. A request waits for a round trip
+  on the channel only (see ``_Publisher``); its confirm is read later, by the
+  next publishing thread or by the loop (every ``CONFIRM_POLL`` while some
+  are due). Declarations (exchanges, queues, bindings) go through this
+  connection too, and the loop services its heartbeats when it is idle.
+
+Mandatory publishing: a message no queue takes comes back as
+``basic.return``, before the answer to any later method on the channel; the
+publisher registers a return handler and raises ``Unroutable``.
+
+Connection loss: the loop reconnects with the retry policy's intervals
+(forever: a service outlives a broker restart), re-declares the queues its
+consumers use and consumes again. Deliveries of the lost channels were given
+back by the broker; settling one of them later is a no-op. When a queue had
+vanished with the connection (a broker restart drops non-durable queues), the
+``on_queue_lost`` listeners are told, and ``watch_reply_queue`` fails the
+calls waiting on a lost reply queue at once instead of leaving them to wait
+forever. The publisher reconnects on its next publish, one attempt per
+publish (the caller's retry policy, ``publish_with_retry`` in core, paces the
+attempts); requests it had not seen confirmed are reported to the
+``request_lost`` listeners.
+
+Queues declared ``auto_delete`` with ``expires`` are declared on the broker
+with the expiry only, and deleted by this transport when their consumer is
+cancelled or closed: the broker would otherwise delete them, and the
+messages in them, whenever the connection drops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import amqp
+import amqp.exceptions
+import kombu
+
+from shimeji.amqp_adapter.errors import (
+    CONNECTION_ERRORS,
+    broker_errors,
+    describe_error,
+)
+from shimeji.amqp_adapter.runtime import WorkerKilled, current_task
+from shimeji.core.config import Settings, redact_uri
+from shimeji.core.exceptions import UnserializableValueError
+from shimeji.core.tracing import NullTracer, Tracer
+from shimeji.core.transport import BrokerUnavailable, Delivery, Message, Unroutable
+
+if TYPE_CHECKING:
+    from shimeji.core.rpc import RpcClient
+
+__all__ = ["AmqpConsumer", "AmqpTransport", "connection_for", "watch_reply_queue"]
+
+log = logging.getLogger("shimeji.amqp")
+
+#: TRANSPORT_OPTIONS keys read by this transport (the others go to kombu / py-amqp).
+ADAPTER_OPTIONS = ("confirm_timeout",)
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_CONFIRM_TIMEOUT = 30.0
+#: How often the loop reads confirms still due when no thread publishes (seconds).
+CONFIRM_POLL = 0.05
+#: How late auto-acked deliveries (replies) may be acked on the broker (seconds).
+AUTO_ACK_DELAY = 0.05
+#: How often the loop picks up acks queued by workers while it expects them, and
+#: for how long after the last delivery it expects them (seconds).
+ACK_POLL = 0.005
+ACK_POLL_SPAN = 1.0
+
+
+def connection_for(settings: Settings) -> kombu.Connection:
+    """A (not yet connected) kombu connection as the settings describe it.
+
+    ``AMQP_SSL`` is handed to kombu as it is (``true`` or a mapping of
+    ``ssl`` options: ``ca_certs``, ``certfile``, ``keyfile``, ``cert_reqs``,
+    ``server_hostname``...); ``TRANSPORT_OPTIONS`` too, but for the keys this
+    transport reads itself (``confirm_timeout``).
+    """
+    options = {k: v for k, v in settings.transport_options.items() if k not in ADAPTER_OPTIONS}
+    connect_timeout = options.pop("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+    ssl = settings.amqp_ssl
+    if isinstance(ssl, Mapping):
+        ssl = dict(ssl)
+    return kombu.Connection(
+        settings.amqp_uri,
+        heartbeat=settings.heartbeat,
+        ssl=ssl if ssl is not None else False,
+        connect_timeout=connect_timeout,
+        transport_options=options,
+    )
+
+
+def _declare_exchange(channel: Any, name: str) -> None:
+    # nameko's exchange: a durable topic exchange that is never auto-deleted.
+    channel.exchange_declare(name, "topic", durable=True, auto_delete=False)
+
+
+def _to_amqp(message: Message) -> amqp.Message:
+    properties: dict[str, Any] = {
+        "content_type": message.content_type,
+        "content_encoding": message.content_encoding,
+        "delivery_mode": message.delivery_mode,
+    }
+    if message.headers:
+        properties["application_headers"] = dict(message.headers)
+    if message.correlation_id is not None:
+        properties["correlation_id"] = message.correlation_id
+    if message.reply_to is not None:
+        properties["reply_to"] = message.reply_to
+    return amqp.Message(message.body, **properties)
+
+
+def _from_amqp(raw: amqp.Message) -> Message:
+    properties = raw.properties
+    info = raw.delivery_info
+    body = raw.body
+    if isinstance(body, str):  # py-amqp hands bytes; be safe with any version
+        body = body.encode(properties.get("content_encoding") or "utf-8", "surrogateescape")
+    headers = properties.get("application_headers")
+    return Message(
+        body=bytes(body),
+        routing_key=info.get("routing_key", ""),
+        exchange=info.get("exchange", ""),
+        content_type=properties.get("content_type") or "",
+        content_encoding=properties.get("content_encoding") or "",
+        headers=headers if headers is not None else {},
+        correlation_id=properties.get("correlation_id"),
+        reply_to=properties.get("reply_to"),
+        delivery_mode=properties.get("delivery_mode") or 1,
+    )
+
+
+# -- the publisher ---------------------------------------------------------------------
+
+
+class _Publisher:
+    """One connection and one confirm-mode channel, shared by all threads under a lock.
+
+    Confirms are tracked by delivery tag. A reply (not mandatory) waits for its
+    confirm. A request (mandatory) waits only for a round trip on the channel
+    when the transport has ``request_lost`` listeners: a ``basic.return`` is
+    sent before the answer to any later method, so once the round trip is back
+    the request is known to be routed (``Unroutable`` otherwise), and its
+    confirm, which for a persistent message in a durable queue waits for the
+    disk, arrives while the caller already waits for the reply. A nack, or a
+    channel or connection lost before the confirm, is then reported to the
+    listeners, which fail that call. Without listeners every publish waits for
+    its confirm.
+    """
+
+    def __init__(self, transport: AmqpTransport) -> None:
+        self.transport = transport
+        self.lock = threading.Lock()
+        self._conn: kombu.Connection | None = None
+        self._channel: Any = None
+        self._returned = False
+        self._tag = 0  # delivery tag of the last message published on the channel
+        # tag -> the request awaiting its confirm lazily, or None for one awaited now
+        self._unconfirmed: dict[int, Message | None] = {}
+        self._nacked: set[int] = set()
+        self.confirm_timeout = float(
+            transport.settings.transport_options.get("confirm_timeout", DEFAULT_CONFIRM_TIMEOUT)
+        )
+
+    @property
+    def unconfirmed(self) -> int:
+        return len(self._unconfirmed)
+
+    def _on_return(self, exc: Any, exchange: str, routing_key: str, message: Any) -> None:
+        self._returned = True
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._confirmed(tag, multiple, None)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self._confirmed(tag, multiple, "the broker refused it (nacked)")
+
+    def _confirmed(self, tag: int, multiple: bool, failure: str | None) -> None:
+        if multiple:
+            tags = []
+            for pending in self._unconfirmed:  # in publishing order
+                if pending > tag:
+                    break
+                tags.append(pending)
+        else:
+            tags = [tag] if tag in self._unconfirmed else []
+        for done in tags:
+            request = self._unconfirmed.pop(done)
+            if failure is None:
+                continue
+            if request is None:
+                self._nacked.add(done)
+            else:
+                self.transport._request_lost(request, failure)
+
+    def _ensure_channel(self, retry: bool = False) -> Any:
+        # Called with the lock held.
+        if self._channel is not None:
+            return self._channel
+        if self._conn is None:
+            conn = self.transport.new_connection()
+            if retry:
+                self.transport.connect_with_policy(conn, "publisher")
+            else:
+                conn.ensure_connection(max_retries=0)  # one attempt: the caller paces retries
+            self._conn = conn
+        # py-amqp reads the socket before every publish to notice a
+        # connection.blocked notice early; this connection also reads while it
+        # waits for each round trip or confirm, where such a notice is handled
+        # all the same, so the extra read (and its system calls) is skipped.
+        properties = self._conn.connection.client_properties
+        properties["capabilities"] = {
+            **properties.get("capabilities", {}),
+            "connection.blocked": False,
+        }
+        channel = self._conn.channel()
+        channel.confirm_select()
+        channel.events["basic_return"].add(self._on_return)
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._channel = channel
+        self._tag = 0
+        return channel
+
+    def _reset(self, connection_too: bool) -> None:
+        channel, self._channel = self._channel, None
+        lost, self._unconfirmed = self._unconfirmed, {}
+        self._nacked = set()
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                channel.close()
+        if connection_too:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.release()
+        for request in lost.values():
+            if request is not None:
+                self.transport._request_lost(
+                    request,
+                    f"the connection to {self.transport.redacted_uri} was lost before the "
+                    "broker confirmed it",
+                )
+
+    def connect(self) -> None:
+        with self.lock, broker_errors("connecting the publisher", self.transport.uri):
+            self._ensure_channel(retry=True)
+
+    def run(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(channel)`` under the lock, translating errors; one attempt."""
+        with self.lock, broker_errors(what, self.transport.uri):
+            channel = self._ensure_channel()
+            try:
+                return fn(channel)
+            except amqp.exceptions.ChannelError:
+                self._reset(connection_too=False)
+                raise
+            except CONNECTION_ERRORS:
+                self._reset(connection_too=True)
+                raise
+
+    def probe(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(channel)`` on a throwaway channel (one a channel error may close)."""
+        with self.lock, broker_errors(what, self.transport.uri):
+            self._ensure_channel()
+            assert self._conn is not None
+            try:
+                channel = self._conn.channel()
+            except CONNECTION_ERRORS:
+                self._reset(connection_too=True)
+                raise
+            try:
+                return fn(channel)
+            finally:
+                with contextlib.suppress(Exception):
+                    if channel.is_open:
+                        channel.close()
+
+    def publish(self, message: Message, mandatory: bool) -> None:
+        raw = _to_amqp(message)
+        loop = self.transport._loop
+        lazy = mandatory and bool(self.transport.request_lost) and loop is not None
+        what = f"publishing {message.routing_key!r}"
+        with self.lock, broker_errors(what, self.transport.uri):
+            channel = self._ensure_channel()
+            self._returned = False
+            tag = None
+            try:
+                channel.basic_publish(
+                    raw,
+                    exchange=message.exchange,
+                    routing_key=message.routing_key,
+                    mandatory=mandatory,
+                )
+                self._tag += 1
+                tag = self._tag
+                self._unconfirmed[tag] = message if lazy else None
+                if lazy:
+                    # A round trip: a basic.return of this message comes before its answer.
+                    channel.basic_qos(0, 0, False)
+                else:
+                    self._await_confirm(tag)
+            except amqp.exceptions.NotFound:
+                # The exchange does not exist: no queue can take the message.
+                self._forget(tag)
+                self._reset(connection_too=False)
+                self._returned = True
+            except amqp.exceptions.FrameSyntaxError as exc:
+                self._forget(tag)
+                self._reset(connection_too=True)
+                raise UnserializableValueError(
+                    dict(message.headers), "the message headers (context data)", str(exc)
+                ) from None
+            except amqp.exceptions.ChannelError:
+                self._forget(tag)  # its caller learns of it by this exception
+                self._reset(connection_too=False)
+                raise
+            except (*CONNECTION_ERRORS, amqp.exceptions.MessageNacked):
+                self._forget(tag)
+                self._reset(connection_too=True)
+                raise
+            returned = self._returned
+            if returned and tag is not None:
+                self._unconfirmed.pop(tag, None)  # nothing to confirm: it went nowhere
+            elif lazy and loop is not None:
+                loop.confirms_pending()
+        if returned and mandatory:
+            raise Unroutable(message.exchange, message.routing_key)
+
+    def _forget(self, tag: int | None) -> None:
+        if tag is not None:
+            self._unconfirmed.pop(tag, None)
+            self._nacked.discard(tag)
+
+    def _await_confirm(self, tag: int) -> None:
+        assert self._conn is not None
+        deadline = time.monotonic() + self.confirm_timeout
+        while tag in self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no confirm within {self.confirm_timeout:g}s")
+            self._conn.drain_events(timeout=remaining)
+        if tag in self._nacked:
+            self._nacked.discard(tag)
+            raise amqp.exceptions.MessageNacked()
+
+    def service(self, heartbeat: bool) -> None:
+        """Read what the broker sent while no thread publishes (confirms, heartbeats)
+        and send our heartbeat if due; never blocks."""
+        if not self.lock.acquire(blocking=False):
+            return  # busy publishing: that thread reads what arrives
+        try:
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                while True:
+                    conn.drain_events(timeout=0)
+            except TimeoutError:
+                pass
+            if heartbeat:
+                conn.heartbeat_check()
+        except Exception as exc:
+            log.info(
+                "publisher connection to %s lost (%s); it reconnects on the next publish",
+                self.transport.redacted_uri,
+                describe_error(exc),
+            )
+            self._reset(connection_too=True)
+        finally:
+            self.lock.release()
+
+    def close(self) -> None:
+        with self.lock:
+            self._reset(connection_too=True)
+
+
+# -- consumers ---------------------------------------------------------------------------
+
+
+class AmqpConsumer:
+    """A subscription to one queue on its own channel of the consumer connection."""
+
+    def __init__(
+        self,
+        loop: _ConsumerLoop,
+        queue: str,
+        on_delivery: Callable[[Delivery], None],
+        prefetch: int,
+        label: str,
+        auto_ack: bool,
+    ) -> None:
+        self.loop = loop
+        self.queue = queue
+        self.on_delivery = on_delivery
+        self.prefetch = prefetch
+        self.label = label
+        self.auto_ack = auto_ack
+        self.active = True
+        self.closed = False
+        self._channel: Any = None
+        self._tag: str | None = None
+        self._unsettled: dict[int, Delivery] = {}
+        self._auto_ack_upto = 0
+
+    # -- the Consumer contract (any thread) ---------------------------------------------
+
+    def settle(self, delivery: Delivery, outcome: str) -> None:
+        loop = self.loop
+        command = partial(self._settle_now, delivery, outcome)
+        if outcome == "ack" and loop.polling_acks and len(self._unsettled) < self.prefetch:
+            # The loop picks acks up within ACK_POLL; one consumer at its
+            # prefetch limit waits for this ack to receive more: wake it then.
+            loop.enqueue(command)
+        else:
+            loop.submit(command)
+
+    def cancel(self) -> None:
+        if not self.active:
+            return
+        if self.loop.connected:
+            self.loop.call(self._cancel_now)
+        else:
+            # The broker is out of reach: there is nothing to cancel on it. Mark
+            # the consumer so that a reconnection does not resume it.
+            self.active = False
+            self.loop.submit(lambda: self._forget_after_outage(close=False))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self.loop.connected:
+            self.loop.call(self._close_now)
+        else:
+            self.active = False
+            self.closed = True
+            self.loop.submit(lambda: self._forget_after_outage(close=True))
+
+    # -- on the loop thread ------------------------------------------------------------
+
+    def _start(self, conn: kombu.Connection) -> None:
+        channel = conn.channel()
+        if self.prefetch:
+            channel.basic_qos(0, self.prefetch, False)
+        self._channel = channel
+        self._unsettled = {}
+        self._auto_ack_upto = 0
+        self._tag = channel.basic_consume(queue=self.queue, callback=self._on_message, no_ack=False)
+
+    def _on_message(self, raw: amqp.Message) -> None:
+        tag = raw.delivery_info["delivery_tag"]
+        self.loop._last_delivery = time.monotonic()
+        message = _from_amqp(raw)
+        delivery = Delivery(message, tag, bool(raw.delivery_info.get("redelivered")), self)
+        if self.auto_ack:
+            if not self._auto_ack_upto:
+                self.loop.auto_acks_pending()
+            self._auto_ack_upto = tag
+        else:
+            self._unsettled[tag] = delivery
+        tracer = self.loop.transport.tracer
+        if tracer.enabled:
+            tracer.emit(
+                "deliver",
+                self.label,
+                correlation_id=message.correlation_id,
+                detail="redelivered" if delivery.redelivered else "",
+                message=message,
+            )
+        try:
+            self.on_delivery(delivery)
+        except Exception:
+            log.exception(
+                "%s: handling a message from %s failed; rejecting it", self.label, self.queue
+            )
+            if not self.auto_ack:
+                self._settle_now(delivery, "reject")
+
+    def _flush_auto_acks(self) -> None:
+        if self._auto_ack_upto and self._channel is not None:
+            upto, self._auto_ack_upto = self._auto_ack_upto, 0
+            self._channel.basic_ack(upto, multiple=True)
+
+    def _settle_now(self, delivery: Delivery, outcome: str) -> None:
+        if self._unsettled.get(delivery.delivery_tag) is not delivery:
+            # Already settled, or its channel is gone (the broker gave it back).
+            return
+        del self._unsettled[delivery.delivery_tag]
+        channel = self._channel
+        if outcome == "ack":
+            channel.basic_ack(delivery.delivery_tag)
+        elif outcome == "requeue":
+            channel.basic_reject(delivery.delivery_tag, requeue=True)
+        elif outcome == "reject":
+            channel.basic_reject(delivery.delivery_tag, requeue=False)
+        else:
+            raise ValueError(f"unknown outcome {outcome!r}: use ack, requeue or reject")
+        tracer = self.loop.transport.tracer
+        if tracer.enabled:
+            tracer.emit(outcome, self.label, correlation_id=delivery.message.correlation_id)
+
+    def _cancel_now(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        channel, tag = self._channel, self._tag
+        if channel is not None and tag is not None and self.loop.connected:
+            channel.basic_cancel(tag)
+        self.loop.forget(self)
+        if not self._unsettled:
+            self.loop.transport._consumer_gone(self.queue)
+
+    def _close_now(self) -> None:
+        if self.closed:
+            return
+        self._flush_auto_acks_quietly()
+        self._cancel_now()
+        self.closed = True
+        channel, self._channel = self._channel, None
+        self._unsettled = {}
+        if channel is not None and self.loop.connected:
+            channel.close()  # the broker gives every unacked delivery back
+        self.loop.transport._consumer_gone(self.queue)
+
+    def _forget_after_outage(self, close: bool) -> None:
+        self.loop.forget(self)
+        channel = self._channel
+        if channel is not None:  # resumed by a reconnection that raced with us
+            if close:
+                self._channel = None
+                channel.close()
+            elif self._tag is not None:
+                channel.basic_cancel(self._tag)
+        self.loop.transport._consumer_gone(self.queue)
+
+    def _flush_auto_acks_quietly(self) -> None:
+        with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+            self._flush_auto_acks()
+
+    def _connection_lost(self) -> None:
+        self._channel = None
+        self._tag = None
+        self._unsettled = {}
+        self._auto_ack_upto = 0
+
+    def __repr__(self) -> str:
+        return f"<AmqpConsumer {self.label} on {self.queue} unacked={len(self._unsettled)}>"
+
+
+class _Stopping(Exception):
+    pass
+
+
+class _ConsumerLoop:
+    """The thread that owns the consumer connection (see the module docstring)."""
+
+    def __init__(self, transport: AmqpTransport, conn: kombu.Connection) -> None:
+        self.transport = transport
+        self._conn: kombu.Connection | None = conn
+        self._consumers: list[AmqpConsumer] = []
+        self._commands: deque[Callable[[], None]] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._woken = False
+        self._auto_acks_due: float | None = None
+        self.polling_confirms = False
+        self.polling_acks = False
+        self._last_delivery = 0.0
+        self._stopping = False
+        self.connected = True
+        self._thread = threading.Thread(
+            target=self._run, name=f"{transport.name}-amqp-loop", daemon=True
+        )
+
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- commands from other threads -------------------------------------------------
+
+    def enqueue(self, command: Callable[[], None]) -> None:
+        """Queue ``command`` for the loop without waking it (it polls soon)."""
+        self._commands.append(command)
+
+    def submit(self, command: Callable[[], None]) -> None:
+        """Run ``command`` on the loop thread, soon; do not wait for it."""
+        self._commands.append(command)
+        if threading.current_thread() is not self._thread:
+            self.wake()
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the loop thread and return its result (or raise its error)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        if not self._thread.is_alive():
+            raise BrokerUnavailable(
+                f"the connection to {self.transport.redacted_uri} is closed; create a new transport"
+            )
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def command() -> None:
+            try:
+                outcome.append((True, fn()))
+            except BaseException as exc:
+                outcome.append((False, exc))
+                if isinstance(exc, (*CONNECTION_ERRORS, amqp.exceptions.ChannelError)):
+                    done.set()
+                    raise  # the loop reconnects
+            done.set()
+
+        self.submit(command)
+        while not done.wait(0.5):
+            if not self._thread.is_alive():
+                raise BrokerUnavailable(
+                    f"the connection to {self.transport.redacted_uri} was closed"
+                )
+        ok, value = outcome[0]
+        if ok:
+            return value
+        with broker_errors("consuming", self.transport.uri):
+            raise value
+
+    def add(self, consumer: AmqpConsumer) -> None:
+        """Register and start a consumer (on the loop thread)."""
+        self._consumers.append(consumer)
+        if self._conn is not None and self.connected:
+            consumer._start(self._conn)
+
+    def forget(self, consumer: AmqpConsumer) -> None:
+        if consumer in self._consumers:
+            self._consumers.remove(consumer)
+
+    def stop(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if threading.current_thread() is not self._thread:
+            self._thread.join(10)
+        with contextlib.suppress(OSError):
+            os.close(self._wake_r)
+        with contextlib.suppress(OSError):
+            os.close(self._wake_w)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                if self._conn is None:
+                    try:
+                        self._reconnect()
+                    except _Stopping:
+                        break
+                    continue
+                try:
+                    self._serve(self._conn)
+                except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
+                    if self._stopping:
+                        break
+                    log.warning(
+                        "%s: connection to %s lost (%s); reconnecting",
+                        self.transport.name,
+                        self.transport.redacted_uri,
+                        describe_error(exc),
+                    )
+                    self._drop_connection()
+        finally:
+            self._drop_connection()
+            self.connected = False
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self.connected = False
+        self._auto_acks_due = None
+        for consumer in self._consumers:
+            consumer._connection_lost()
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.release()
+
+    def _reconnect(self) -> None:
+        def stop_check() -> None:
+            if self._stopping:
+                raise _Stopping
+
+        conn = self.transport.new_connection()
+        policy = self.transport.settings.retry_policy
+        attempts = [0]
+
+        def errback(exc: BaseException, interval: float) -> None:
+            attempts[0] += 1
+            log.warning(
+                "%s: cannot reach %s (%s); attempt %d, next in %.1fs",
+                self.transport.name,
+                self.transport.redacted_uri,
+                describe_error(exc),
+                attempts[0],
+                interval,
+            )
+            stop_check()
+
+        try:
+            conn.ensure_connection(
+                errback=errback,
+                max_retries=None,
+                interval_start=policy.interval_start or 0.1,
+                interval_step=policy.interval_step,
+                interval_max=max(policy.interval_max, 0.1),
+                callback=stop_check,
+            )
+        except _Stopping:
+            raise
+        except Exception as exc:  # not recoverable (a refused login): keep trying, slowly
+            log.error(
+                "%s: cannot connect to %s: %s",
+                self.transport.name,
+                self.transport.redacted_uri,
+                describe_error(exc),
+            )
+            for _ in range(50):
+                stop_check()
+                time.sleep(0.1)
+            return
+        self._conn = conn
+        self.connected = True
+        try:
+            for consumer in list(self._consumers):
+                if not consumer.active:
+                    continue
+                lost = self.transport._restore_queue(conn, consumer.queue)
+                consumer._start(conn)
+                if lost:
+                    reason = (
+                        f"queue {consumer.queue} vanished, with the messages in it (it was "
+                        f"deleted, or a restart of the broker at {self.transport.redacted_uri} "
+                        "dropped it)"
+                    )
+                    log.warning("%s: %s", consumer.label, reason)
+                    self.transport._queue_lost(consumer.queue, reason)
+        except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
+            log.warning(
+                "%s: reconnected to %s but could not resume consuming (%s); retrying",
+                self.transport.name,
+                self.transport.redacted_uri,
+                describe_error(exc),
+            )
+            self._drop_connection()
+            return
+        log.info("%s: reconnected to %s", self.transport.name, self.transport.redacted_uri)
+
+    def _serve(self, conn: kombu.Connection) -> None:
+        sock = conn.connection.sock
+        wake = self._wake_r
+        commands = self._commands
+        heartbeat = conn.heartbeat or 0
+        tick = heartbeat / 4 if heartbeat else 5.0
+        next_tick = time.monotonic() + tick
+        readers = [sock, wake]
+        pending = getattr(sock, "pending", None)  # TLS sockets only
+        while True:
+            self._woken = False
+            while commands:
+                commands.popleft()()
+            if self._stopping:
+                self._flush_auto_acks()
+                return  # settled what was asked before stopping
+            timeout = max(0.0, next_tick - time.monotonic())
+            # Both flags are cleared before what they depend on is looked at:
+            # a request published, or an ack queued, after that look sees them
+            # cleared, and wakes us (confirms_pending, settle).
+            self.polling_confirms = False
+            self.polling_acks = False
+            now = time.monotonic()
+            if now - self._last_delivery < ACK_POLL_SPAN and any(
+                consumer._unsettled for consumer in self._consumers
+            ):
+                # Workers are answering recent requests: pick their acks up
+                # within ACK_POLL, or with the next request, rather than be
+                # woken for each one.
+                self.polling_acks = True
+                timeout = min(timeout, ACK_POLL)
+            due = self._auto_acks_due
+            if due is not None:
+                left = due - time.monotonic()
+                if left <= 0:
+                    self._flush_auto_acks()
+                else:
+                    timeout = min(timeout, left)
+            publisher = self.transport._publisher
+            if publisher.unconfirmed:
+                # Confirms still due: read them soon even if no thread publishes,
+                # so that a nack fails its call promptly.
+                self.polling_confirms = True
+                timeout = min(timeout, CONFIRM_POLL)
+            if commands:
+                continue  # queued while we looked: run it before sleeping
+            readable, _, _ = select.select(readers, [], [], timeout)
+            if wake in readable:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(wake, 4096)
+            if sock in readable:
+                # One method per wake-up: whatever else the kernel holds makes
+                # the socket readable again at once, and the next select is
+                # cheaper than a read that finds nothing. A TLS socket may hold
+                # decrypted bytes the kernel no longer shows: drain those too.
+                try:
+                    conn.drain_events(timeout=0)
+                    while pending is not None and pending():
+                        conn.drain_events(timeout=0)
+                except TimeoutError:
+                    pass
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + tick
+                if heartbeat:
+                    conn.heartbeat_check()
+                publisher.service(heartbeat=True)
+            elif publisher.unconfirmed:
+                publisher.service(heartbeat=False)
+
+    def confirms_pending(self) -> None:
+        """A request awaits its confirm: make sure the loop reads it soon (any thread)."""
+        if not self.polling_confirms and threading.current_thread() is not self._thread:
+            self.wake()
+
+    def wake(self) -> None:
+        if not self._woken:
+            self._woken = True
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"x")
+
+    def auto_acks_pending(self) -> None:
+        """A delivery of an auto-ack consumer awaits its ack (on the loop thread).
+
+        Auto-acked deliveries (replies) are acked on the broker in batches, at
+        most ``AUTO_ACK_DELAY`` late: one frame for many replies. Until then a
+        lost connection gives them back, to be delivered again.
+        """
+        if self._auto_acks_due is None:
+            self._auto_acks_due = time.monotonic() + AUTO_ACK_DELAY
+
+    def _flush_auto_acks(self) -> None:
+        self._auto_acks_due = None
+        for consumer in self._consumers:
+            if consumer._auto_ack_upto:
+                consumer._flush_auto_acks()
+
+
+# -- the transport ------------------------------------------------------------------------
+
+
+class AmqpTransport:
+    """shimeji's Transport on RabbitMQ, through kombu.
+
+    ``settings`` gives the broker (``AMQP_URI``, ``AMQP_SSL``, ``HEARTBEAT``,
+    ``TRANSPORT_OPTIONS``) and the reconnection intervals
+    (``RPC_RETRY_POLICY``). ``connect()`` connects at once, or raises
+    ``BrokerUnavailable`` after the retry policy's attempts; otherwise the
+    first operation connects. ``close()`` releases both connections.
+    """
+
+    def __init__(
+        self, settings: Settings, *, tracer: Tracer | None = None, name: str = "shimeji"
+    ) -> None:
+        self.settings = settings
+        self.uri = settings.amqp_uri
+        self.redacted_uri = redact_uri(settings.amqp_uri)
+        self.tracer: Tracer = tracer if tracer is not None else NullTracer()
+        self.name = name
+        self._publisher = _Publisher(self)
+        self._loop: _ConsumerLoop | None = None
+        self._start_lock = threading.Lock()
+        self._queues: dict[str, tuple[bool, bool, float | None]] = {}
+        self._bindings: dict[str, list[tuple[str, str]]] = {}
+        self._emulated_auto_delete: set[str] = set()
+        self._exchanges: set[str] = set()
+        self._loss_listeners: dict[str, list[Callable[[str], None]]] = {}
+        #: told ``(request, reason)`` of a mandatory message the broker refused or
+        #: may have lost after ``publish`` returned; with none, publishing waits
+        #: for every confirm (see ``_Publisher``)
+        self.request_lost: list[Callable[[Message, str], None]] = []
+        self.closed = False
+
+    # -- connections ---------------------------------------------------------------------
+
+    def new_connection(self) -> kombu.Connection:
+        return connection_for(self.settings)
+
+    def connect_with_policy(self, conn: kombu.Connection, role: str) -> None:
+        policy = self.settings.retry_policy
+
+        def errback(exc: BaseException, interval: float) -> None:
+            log.warning(
+                "%s: cannot reach %s for the %s (%s); next attempt in %.1fs",
+                self.name,
+                self.redacted_uri,
+                role,
+                describe_error(exc),
+                interval,
+            )
+
+        conn.ensure_connection(
+            errback=errback,
+            max_retries=policy.max_retries,
+            interval_start=policy.interval_start,
+            interval_step=policy.interval_step,
+            interval_max=policy.interval_max,
+        )
+
+    def connect(self) -> None:
+        """Connect both connections now, retrying as ``RPC_RETRY_POLICY`` says."""
+        if self.closed:
+            raise BrokerUnavailable(f"this transport to {self.redacted_uri} is closed")
+        self._publisher.connect()
+        self._ensure_loop()
+
+    def _ensure_loop(self) -> _ConsumerLoop:
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._start_lock:
+            if self._loop is None:
+                if self.closed:
+                    raise BrokerUnavailable(f"this transport to {self.redacted_uri} is closed")
+                conn = self.new_connection()
+                with broker_errors("connecting the consumer", self.uri):
+                    self.connect_with_policy(conn, "consumer")
+                loop = _ConsumerLoop(self, conn)
+                loop.start()
+                self._loop = loop
+            return self._loop
+
+    def close(self) -> None:
+        """Stop consuming (unacked deliveries go back to their queues) and disconnect."""
+        if self.closed:
+            return
+        self.closed = True
+        loop = self._loop
+        if loop is not None:
+            loop.stop()
+        self._publisher.close()
+
+    @property
+    def loop_thread(self) -> threading.Thread | None:
+        return self._loop.thread if self._loop is not None else None
+
+    # -- the Transport contract ------------------------------------------------------------
+
+    def declare_exchange(self, name: str) -> None:
+        if name in self._exchanges:
+            return
+        self._publisher.run(
+            f"declaring exchange {name!r}",
+            lambda channel: channel.exchange_declare(
+                name, "topic", durable=True, auto_delete=False
+            ),
+        )
+        self._exchanges.add(name)
+
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        durable: bool = True,
+        auto_delete: bool = False,
+        expires: float | None = None,
+    ) -> None:
+        self._queues[name] = (durable, auto_delete, expires)
+        if auto_delete and expires is not None:
+            self._emulated_auto_delete.add(name)
+        self._publisher.run(
+            f"declaring queue {name!r}", lambda channel: self._declare_on(channel, name)
+        )
+
+    def _declare_on(self, channel: Any, name: str) -> None:
+        durable, auto_delete, expires = self._queues[name]
+        arguments = {}
+        if expires is not None:
+            arguments["x-expires"] = max(1, round(expires * 1000))
+        broker_auto_delete = auto_delete and name not in self._emulated_auto_delete
+        channel.queue_declare(
+            name,
+            durable=durable,
+            auto_delete=broker_auto_delete,
+            arguments=arguments or None,
+        )
+
+    def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
+        bindings = self._bindings.setdefault(queue, [])
+        if (exchange, routing_key) not in bindings:
+            bindings.append((exchange, routing_key))
+        self._publisher.run(
+            f"binding queue {queue!r} to {exchange!r} with {routing_key!r}",
+            lambda channel: channel.queue_bind(queue, exchange, routing_key),
+        )
+
+    def delete_queue(self, name: str) -> None:
+        self._forget_queue(name)
+
+        def delete(channel: Any) -> None:
+            with contextlib.suppress(amqp.exceptions.NotFound):
+                channel.queue_delete(name)
+
+        self._publisher.probe(f"deleting queue {name!r}", delete)
+
+    def _forget_queue(self, name: str) -> None:
+        self._loss_listeners.pop(name, None)
+        self._queues.pop(name, None)
+        self._bindings.pop(name, None)
+        self._emulated_auto_delete.discard(name)
+
+    def publish(self, message: Message, *, mandatory: bool) -> None:
+        task = current_task()
+        if task is not None and task.killed:
+            # A worker of a killed replica: its request went back to the queue,
+            # and another replica answers it. Publishing is a blocking call, where
+            # a killed task unwinds.
+            raise WorkerKilled
+        if self.closed:
+            raise BrokerUnavailable(f"this transport to {self.redacted_uri} is closed")
+        self._publisher.publish(message, mandatory)
+
+    def consume(
+        self,
+        queue: str,
+        on_delivery: Callable[[Delivery], None],
+        *,
+        prefetch: int,
+        label: str,
+        auto_ack: bool = False,
+    ) -> AmqpConsumer:
+        loop = self._ensure_loop()
+        consumer = AmqpConsumer(loop, queue, on_delivery, prefetch, label, auto_ack)
+        loop.call(lambda: loop.add(consumer))
+        return consumer
+
+    def inspect_queue(self, name: str) -> tuple[int, int] | None:
+        """``(ready messages, consumers)`` of a queue, or None if there is no such queue."""
+
+        def probe(channel: Any) -> tuple[int, int] | None:
+            try:
+                ok = channel.queue_declare(name, passive=True)
+            except amqp.exceptions.NotFound:
+                return None
+            return ok.message_count, ok.consumer_count
+
+        return self._publisher.probe(f"inspecting queue {name!r}", probe)  # type: ignore[no-any-return]
+
+    def delete_exchange(self, name: str) -> None:
+        """Delete an exchange (no error if it is gone)."""
+        self._exchanges.discard(name)
+        self._publisher.probe(
+            f"deleting exchange {name!r}", lambda channel: channel.exchange_delete(name)
+        )
+
+    def on_queue_lost(self, queue: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(reason)`` if ``queue`` turns out to have vanished, with the
+        messages in it, while a connection was down (on the loop thread)."""
+        self._loss_listeners.setdefault(queue, []).append(callback)
+
+    # -- helpers for the loop ------------------------------------------------------------------
+
+    def _request_lost(self, request: Message, reason: str) -> None:
+        log.warning(
+            "%s: request %s (correlation id %s) may not have reached the broker: %s",
+            self.name,
+            request.routing_key,
+            request.correlation_id,
+            reason,
+        )
+        for callback in list(self.request_lost):
+            try:
+                callback(request, reason)
+            except Exception:
+                log.exception("%s: a request-loss listener failed", self.name)
+
+    def _queue_lost(self, queue: str, reason: str) -> None:
+        for callback in list(self._loss_listeners.get(queue, ())):
+            try:
+                callback(reason)
+            except Exception:
+                log.exception("%s: a queue-loss listener failed", self.name)
+
+    def _restore_queue(self, conn: kombu.Connection, queue: str) -> bool:
+        """Declare ``queue`` again after a reconnection; True if it had vanished."""
+        lost = False
+        probe = conn.channel()
+        try:
+            probe.queue_declare(queue, passive=True)
+        except amqp.exceptions.NotFound:
+            lost = queue in self._queues
+        finally:
+            with contextlib.suppress(Exception):
+                probe.close()
+        if queue in self._queues:
+            channel = conn.channel()
+            try:
+                self._declare_on(channel, queue)
+                for exchange, routing_key in self._bindings.get(queue, ()):
+                    _declare_exchange(channel, exchange)
+                    channel.queue_bind(queue, exchange, routing_key)
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+        return lost
+
+    def _consumer_gone(self, queue: str) -> None:
+        """A consumer was cancelled or closed: delete its queue if we emulate auto-delete."""
+        if queue not in self._emulated_auto_delete:
+            return
+        self._forget_queue(queue)
+        try:
+            self._publisher.run(
+                f"deleting queue {queue!r}",
+                lambda channel: channel.queue_delete(queue),
+            )
+        except Exception as exc:  # it expires on its own anyway
+            log.debug("could not delete queue %s: %s", queue, exc)
+
+    def __repr__(self) -> str:
+        return f"<AmqpTransport {self.name} {self.redacted_uri}>"
+
+
+def watch_reply_queue(transport: AmqpTransport, client: RpcClient) -> None:
+    """Fail ``client``'s calls at once when their outcome can no longer come: their
+    request was refused or lost before the broker confirmed it, or their reply
+    queue was lost with a connection. (Registering makes requests wait only for
+    routing, not for their confirm: see ``_Publisher``.)"""
+
+    def request_lost(request: Message, reason: str) -> None:
+        if request.correlation_id is None:
+            return
+        client.fail_pending(
+            lambda service, method, correlation_id: BrokerUnavailable(
+                f"{service}.{method} (correlation id {correlation_id}) may not have reached "
+                f"the broker: {reason}. The call may or may not have run; retry it if it "
+                "is safe to"
+            ),
+            [request.correlation_id],
+        )
+
+    transport.request_lost.append(request_lost)
+    queue = client.reply_queue
+    if queue is None:
+        return
+
+    def lost(reason: str) -> None:
+        failed = client.fail_pending(
+            lambda service, method, correlation_id: BrokerUnavailable(
+                f"no reply can come for {service}.{method} (correlation id {correlation_id}): "
+                f"{reason}. The call may or may not have run; retry it if it is safe to"
+            )
+        )
+        if failed:
+            log.warning("%s: %d call(s) failed: %s", client.label, failed, reason)
+
+    transport.on_queue_lost(queue, lost)

@@ -1,0 +1,184 @@
+"""What the RabbitMQ subcommands share: finding service classes, loading the
+configuration, setting up logging, showing errors in one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import logging
+import logging.config
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from shimeji.cli import CommandError
+from shimeji.core.config import DEFAULT_CONFIG, Settings, load_config, redact_uri
+from shimeji.core.container import get_service_name
+from shimeji.core.exceptions import ConfigurationError
+from shimeji.core.extensions import iter_dependencies, iter_entrypoints
+
+__all__ = [
+    "add_config_arguments",
+    "configure_logging",
+    "find_services",
+    "load_cli_config",
+]
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML configuration (${VAR} and ${VAR:default} are substituted)",
+    )
+    parser.add_argument(
+        "--broker",
+        metavar="URI",
+        help="AMQP URI of the broker (overrides AMQP_URI), e.g. amqp://guest:guest@localhost/",
+    )
+
+
+def _module_name(spec: str) -> str:
+    """``pkg/mod.py`` or ``pkg.mod``: the module's dotted name."""
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        path = Path(spec)
+        if path.suffix == ".py":
+            path = path.with_suffix("")
+        parts = [part for part in path.parts if part not in (".", "")]
+        if any(part == ".." for part in parts) or path.is_absolute():
+            raise CommandError(
+                f"{spec!r}: give the module as a dotted name or a path below the current "
+                "directory (e.g. services/calculator.py or services.calculator)"
+            )
+        return ".".join(parts)
+    return spec
+
+
+def find_services(specs: Iterable[str]) -> list[type]:
+    """The service classes named by ``module[:Class]`` specs.
+
+    A module alone gives every class defined in it that has an entrypoint.
+    Raises CommandError with what to fix.
+    """
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    found: list[type] = []
+    for spec in specs:
+        module_part, _, class_name = spec.partition(":")
+        module_name = _module_name(module_part)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                raise CommandError(
+                    f"cannot import {module_name!r}: no module named {exc.name!r}. Run from the "
+                    "directory that holds it, or check the spelling"
+                ) from None
+            raise CommandError(
+                f"importing {module_name!r} failed: {exc} (a module it imports is missing)"
+            ) from None
+        except Exception as exc:
+            raise CommandError(
+                f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
+        if class_name:
+            cls = getattr(module, class_name, None)
+            if cls is None:
+                available = [name for name, _ in _service_classes(module)]
+                raise CommandError(
+                    f"module {module_name!r} has no {class_name!r}; its service classes: "
+                    f"{', '.join(available) or 'none'}"
+                )
+            if not inspect.isclass(cls):
+                raise CommandError(f"{spec!r} is not a class but {type(cls).__name__}")
+            if not any(True for _ in iter_entrypoints(cls)):
+                raise CommandError(
+                    f"{spec!r} has no entrypoints: decorate at least one of its methods with @rpc"
+                )
+            classes = [cls]
+        else:
+            classes = [cls for _, cls in _service_classes(module)]
+            if not classes:
+                raise CommandError(
+                    f"module {module_name!r} defines no service class (a class with a name "
+                    "and at least one @rpc method)"
+                )
+        for cls in classes:
+            try:
+                get_service_name(cls)
+            except ConfigurationError as exc:
+                raise CommandError(str(exc)) from None
+            if cls not in found:
+                found.append(cls)
+    return found
+
+
+def _service_classes(module: Any) -> list[tuple[str, type]]:
+    return [
+        (name, value)
+        for name, value in vars(module).items()
+        if inspect.isclass(value)
+        and value.__module__ == module.__name__
+        and any(True for _ in iter_entrypoints(value))
+    ]
+
+
+def load_cli_config(
+    args: argparse.Namespace, services: Iterable[type] = (), strict: bool = True
+) -> dict[str, Any]:
+    """The configuration from ``--config`` (or the defaults) with ``--broker`` applied.
+
+    Application keys must be declared by the services' providers
+    (``config_keys``); with ``strict=False`` undeclared keys are let through.
+    """
+    declared: set[str] = set()
+    for cls in services:
+        for _, provider in iter_dependencies(cls):
+            declared.update(provider.config_keys)
+    config: dict[str, Any] = {}
+    try:
+        if args.config:
+            config = load_config(args.config, extra_keys=_all_keys(args.config))
+        if args.broker:
+            config["AMQP_URI"] = args.broker
+        extra = declared if strict else set(config) - set(DEFAULT_CONFIG)
+        Settings.from_config(config, extra_keys=extra)
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    return config
+
+
+def _all_keys(path: str) -> set[str]:
+    # The file's own keys, so that load_config checks only shimeji's values;
+    # whether unknown keys are allowed is decided once the services are known.
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except Exception:
+        return set()
+    return {key for key in data if isinstance(key, str)} if isinstance(data, dict) else set()
+
+
+def configure_logging(config: Mapping[str, Any], level: str) -> None:
+    """``LOGGING`` (a dictConfig mapping) if the configuration has one, else
+    plain lines on stderr at ``level``."""
+    logging_config = config.get("LOGGING")
+    if logging_config:
+        try:
+            logging.config.dictConfig(dict(logging_config))
+        except (ValueError, TypeError, AttributeError, ImportError) as exc:
+            raise CommandError(f"LOGGING is not a valid logging configuration: {exc}") from None
+        return
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def broker_of(config: Mapping[str, Any]) -> str:
+    return redact_uri(str(config.get("AMQP_URI", DEFAULT_CONFIG["AMQP_URI"])))

@@ -1,0 +1,111 @@
+"""``shimeji run module[:Class] ...``: run services on RabbitMQ until stopped.
+
+SIGTERM or a first Ctrl-C stops gracefully (running calls finish and are
+acked); a second Ctrl-C kills at once (unfinished requests go back to their
+queues for other replicas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from shimeji.cli import CommandError
+from shimeji.cli.common import (
+    add_config_arguments,
+    broker_of,
+    configure_logging,
+    find_services,
+    load_cli_config,
+)
+from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed
+from shimeji.core.transport import BrokerUnavailable
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run services on RabbitMQ",
+        description="Run service classes on RabbitMQ until SIGTERM or Ctrl-C "
+        "(a second Ctrl-C kills at once).",
+    )
+    parser.add_argument(
+        "services",
+        nargs="+",
+        metavar="module[:Class]",
+        help="a module (every service class in it) or module:Class; "
+        "a path such as services/calc.py works too",
+    )
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--replicas", type=int, default=1, metavar="N", help="replicas of each service (1)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level when the configuration has no LOGGING (info)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from shimeji.amqp_adapter import LoggingTracer
+    from shimeji.runner import ServiceRunner
+
+    if args.replicas < 1:
+        raise CommandError(f"--replicas must be at least 1, got {args.replicas}")
+    services = find_services(args.services)
+    config = load_cli_config(args, services)
+    configure_logging(config, args.log_level)
+    tracer = LoggingTracer() if args.log_level == "debug" else None
+    try:
+        runner = ServiceRunner(config, tracer=tracer)
+        for cls in services:
+            runner.add_service(cls, replicas=args.replicas)
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    names = ", ".join(runner.services)
+    print(f"starting services: {names}", file=sys.stderr, flush=True)
+    try:
+        runner.start()
+    except BrokerUnavailable as exc:
+        raise CommandError(f"cannot start: {exc}") from None
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"connected to {broker_of(config)}; serving {names}", file=sys.stderr, flush=True)
+    return _serve(runner)
+
+
+def _serve(runner: Any) -> int:
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        try:
+            while not stop.is_set():
+                if runner.wait(timeout=0.5):
+                    return 0  # stopped from elsewhere
+        except KeyboardInterrupt:
+            pass
+        except ReplicaCrashed as exc:
+            print(f"shimeji run: {exc}; stopping", file=sys.stderr, flush=True)
+            runner.kill()
+            return 1
+        print("stopping (Ctrl-C again to kill)", file=sys.stderr, flush=True)
+        try:
+            runner.stop()
+        except KeyboardInterrupt:
+            print("killing", file=sys.stderr, flush=True)
+            runner.kill()
+            return 130
+        if runner.crashes:
+            print(f"shimeji run: {runner.crashes[0]}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)

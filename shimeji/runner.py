@@ -1,0 +1,303 @@
+"""Run services on RabbitMQ: ``ServiceRunner``.
+
+    runner = ServiceRunner(load_config("config.yaml"))
+    runner.add_service(CalculatorService)
+    runner.start()
+    try:
+        runner.wait()          # until stop() / kill(), or a replica crashes
+    finally:
+        runner.stop()
+
+Each replica is a ``ServiceContainer`` (the same one the simulator runs) on
+its own ``AmqpTransport`` (a consumer connection and its thread, and a
+publisher connection) and its own ``ThreadRuntime`` (at most ``max_workers``
+workers at once, the broker's prefetch being ``PREFETCH_COUNT``, by default
+``max_workers`` too).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
+from shimeji.amqp_adapter.transport import watch_reply_queue
+from shimeji.core.config import DEFAULT_CONFIG, Settings
+from shimeji.core.container import ServiceContainer, get_service_name
+from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
+from shimeji.core.extensions import iter_dependencies
+from shimeji.core.rpc import ReplyListener
+from shimeji.core.tracing import NullTracer, Tracer
+
+__all__ = ["Replica", "ServiceRunner"]
+
+log = logging.getLogger("shimeji.runner")
+
+
+class Replica:
+    """One running copy of a service (``calculator-1``): its container, transport and
+    runtime."""
+
+    def __init__(self, runner: ServiceRunner, service_cls: type, service_name: str, index: int):
+        self.runner = runner
+        self.service_cls = service_cls
+        self.service_name = service_name
+        self.index = index
+        self.name = f"{service_name}-{index}"
+        self.container: ServiceContainer | None = None
+        self.transport: AmqpTransport | None = None
+        self.runtime: ThreadRuntime | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.container is not None and self.container.alive
+
+    def start(self) -> None:
+        runner = self.runner
+        settings = runner.settings
+        transport = AmqpTransport(settings, tracer=runner.tracer, name=self.name)
+        runtime = ThreadRuntime(settings.max_workers + 2, name=self.name)
+        self.transport, self.runtime = transport, runtime
+        try:
+            transport.connect()
+            container = ServiceContainer(
+                self.service_cls,
+                settings,
+                transport=transport,
+                runtime=runtime,
+                tracer=runner.tracer,
+                replica_name=self.name,
+            )
+            container.on_death.append(runner._container_died)
+            self.container = container
+            container.start()
+            for extension in container.shared_extensions.values():
+                if isinstance(extension, ReplyListener) and extension.client is not None:
+                    watch_reply_queue(transport, extension.client)
+        except BaseException:
+            self.release()
+            raise
+
+    def kill(self) -> None:
+        """Die at once: unacked requests go back to the queue for other replicas."""
+        if self.container is not None:
+            self.container.kill()
+        self.release()
+
+    def release(self) -> None:
+        """Close the replica's connections and threads."""
+        if self.transport is not None:
+            self.transport.close()
+        if self.runtime is not None:
+            self.runtime.close()
+
+    def __repr__(self) -> str:
+        state = self.container.state if self.container else "not started"
+        return f"<Replica {self.name} ({state})>"
+
+
+class ServiceRunner:
+    """Runs service classes on RabbitMQ, as configured by ``config``.
+
+    ``config`` is a configuration mapping (``shimeji.config.load_config``
+    reads one from YAML). Keys of your application are declared by your
+    providers' ``config_keys`` or listed in ``extra_config_keys``.
+    ``tracer`` receives every trace event (``LoggingTracer`` logs them).
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        *,
+        extra_config_keys: Iterable[str] = (),
+        tracer: Tracer | None = None,
+    ) -> None:
+        self._raw_config = dict(config or {})
+        self._extra_config_keys = set(extra_config_keys)
+        # Unknown keys are judged at start(), once the services have declared theirs.
+        self.settings = Settings.from_config(
+            self._raw_config, extra_keys=set(self._raw_config) - set(DEFAULT_CONFIG)
+        )
+        self.config = self.settings.config
+        self.tracer: Tracer = tracer if tracer is not None else NullTracer()
+        self._services: dict[str, tuple[type, list[Replica]]] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.crashes: list[ReplicaCrashed] = []
+        self.state = "created"
+
+    # -- services ------------------------------------------------------------------------
+
+    def add_service(self, service_cls: type, replicas: int = 1) -> list[Replica]:
+        """Add ``replicas`` replicas of a service (started at once if the runner runs).
+
+        Adding the same class again adds more replicas of it.
+        """
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise ConfigurationError(f"replicas must be a whole number >= 1, got {replicas!r}")
+        name = get_service_name(service_cls)
+        known = self._services.get(name)
+        if known is not None and known[0] is not service_cls:
+            raise ConfigurationError(
+                f"a different class ({known[0].__qualname__}) already serves {name!r}; "
+                "give each service class its own name"
+            )
+        if known is None:
+            self._check_service(service_cls)
+            known = self._services[name] = (service_cls, [])
+        added = []
+        for _ in range(replicas):
+            replica = Replica(self, service_cls, name, len(known[1]) + 1)
+            known[1].append(replica)
+            added.append(replica)
+            if self.state == "running":
+                replica.start()
+        return added
+
+    def _check_service(self, service_cls: type) -> None:
+        # Build a container without connecting anything, so that a broken class
+        # (no entrypoints, a bad provider) fails here, loudly.
+        ServiceContainer(
+            service_cls,
+            self.settings,
+            transport=_Unconnected(),  # type: ignore[arg-type]
+            runtime=_Unconnected(),  # type: ignore[arg-type]
+            tracer=self.tracer,
+            replica_name=get_service_name(service_cls),
+        )
+
+    def replicas(self, service: str | None = None) -> list[Replica]:
+        """Every replica (of one service), in the order they were added."""
+        if service is not None:
+            if service not in self._services:
+                raise KeyError(
+                    f"no service {service!r} in this runner; it has {sorted(self._services)}"
+                )
+            return list(self._services[service][1])
+        return [replica for _, replicas in self._services.values() for replica in replicas]
+
+    def replica(self, name: str) -> Replica:
+        """The replica named ``name`` (e.g. ``"calculator-2"``)."""
+        for replica in self.replicas():
+            if replica.name == name:
+                return replica
+        raise KeyError(f"no replica {name!r}; replicas: {[r.name for r in self.replicas()]}")
+
+    @property
+    def services(self) -> list[str]:
+        return list(self._services)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> ServiceRunner:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Connect and start every replica added so far.
+
+        Raises ``BrokerUnavailable`` when the broker cannot be reached (after the
+        retry policy's attempts) and ``ConfigurationError`` for a bad configuration.
+        """
+        if self.state != "created":
+            raise RuntimeError(f"this ServiceRunner is already {self.state}; create a new one")
+        allowed = set(self._extra_config_keys)
+        for service_cls, _ in self._services.values():
+            for _, provider in iter_dependencies(service_cls):
+                allowed.update(provider.config_keys)
+        Settings.from_config(self._raw_config, extra_keys=allowed)
+        self.state = "running"
+        try:
+            for replica in self.replicas():
+                replica.start()
+        except BaseException:
+            self.kill()
+            raise
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully: take no new calls, let running workers finish and ack
+        (killing those still running after ``timeout`` seconds), disconnect."""
+        if self.state != "running":
+            return
+        self.state = "stopping"
+        replicas = [r for r in self.replicas() if r.alive]
+        for replica in replicas:
+            assert replica.container is not None
+            replica.container.begin_stop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for replica in replicas:
+            container = replica.container
+            assert container is not None
+            while container.alive and container.worker_count:
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.warning("%s: workers still running; killing the replica", replica.name)
+                    container.kill()
+                    break
+                time.sleep(0.01)
+            try:
+                container.end_stop()
+            except ShimejiError as exc:  # the broker is out of reach: nothing left to tidy
+                log.warning(
+                    "%s: stopped, but could not tidy up on the broker: %s", replica.name, exc
+                )
+        for replica in self.replicas():
+            replica.release()
+        self._finish("stopped")
+
+    def kill(self) -> None:
+        """Stop at once: running calls are abandoned, their requests go back to the queue."""
+        if self.state in ("stopped", "killed"):
+            return
+        self.state = "killing"
+        for replica in self.replicas():
+            if replica.container is not None:
+                replica.container.kill()
+            replica.release()
+        self._finish("killed")
+
+    def _finish(self, state: str) -> None:
+        with self._changed:
+            self.state = state
+            self._changed.notify_all()
+
+    def _container_died(self, container: ServiceContainer) -> None:
+        with self._changed:
+            if container.crash is not None:
+                self.crashes.append(container.crash)
+            self._changed.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the runner is stopped or killed, or a replica crashes.
+
+        Raises the first ``ReplicaCrashed``; returns False if ``timeout`` passed
+        first, True otherwise.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while self.state in ("created", "running", "stopping", "killing") and not (
+                self.crashes
+            ):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                # Wake now and then, so that Ctrl-C reaches the waiting thread.
+                self._changed.wait(0.5 if remaining is None else min(remaining, 0.5))
+            if self.crashes:
+                raise self.crashes[0]
+        return True
+
+    def __repr__(self) -> str:
+        return f"<ServiceRunner {self.state} services={self.services}>"
+
+
+class _Unconnected:
+    """Stands in for a transport and a runtime while a class is only checked."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"a service class being checked used its transport/runtime ({name})")

@@ -1,0 +1,150 @@
+"""Call services on RabbitMQ from outside any service: scripts, web apps, shells.
+
+    with ClusterRpcProxy(config) as rpc:
+        rpc.calculator.add(2, 3)
+        reply = rpc.calculator.multiply.call_async(6, 7)
+        reply.result()
+
+    with ServiceRpcProxy("calculator", config) as calculator:
+        calculator.add(2, 3)
+
+The call API is the one of ``SimCluster.rpc_proxy`` (``shimeji.core.rpc``'s
+``ClusterProxy``): what works against the simulator works here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
+from shimeji.amqp_adapter.transport import watch_reply_queue
+from shimeji.core import protocol
+from shimeji.core.config import DEFAULT_CONFIG, Settings
+from shimeji.core.exceptions import ConfigurationError, ShimejiError
+from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient, ServiceProxy
+from shimeji.core.tracing import NullTracer, Tracer
+
+__all__ = ["ClusterRpcProxy", "ServiceRpcProxy"]
+
+_count = iter(range(1, 1 << 62))
+_count_lock = threading.Lock()
+
+
+def _next_label() -> str:
+    with _count_lock:
+        return f"standalone-{next(_count)}"
+
+
+class ClusterRpcProxy:
+    """A standalone client with its own connections and reply queue.
+
+    ``context_data`` travels with every call. ``timeout`` (seconds) bounds each
+    call; left out, ``RPC_TIMEOUT`` applies; ``None`` waits as long as it takes.
+    ``retry_policy`` overrides ``RPC_RETRY_POLICY`` for publishing.
+
+    Use it as a context manager, or call ``start()`` (which returns the proxy)
+    and ``stop()``. It may be shared by threads.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        context_data: Mapping[str, Any] | None = None,
+        timeout: Any = _UNSET,
+        retry_policy: Any = None,
+        *,
+        tracer: Tracer | None = None,
+    ) -> None:
+        raw = dict(config or {})
+        # A client reads no application key: those belong to the services.
+        self.settings = Settings.from_config(raw, extra_keys=set(raw) - set(DEFAULT_CONFIG))
+        self.context_data = context_data
+        self.timeout = timeout
+        self.retry_policy = retry_policy
+        self.tracer: Tracer = tracer if tracer is not None else NullTracer()
+        self.label = _next_label()
+        self._transport: AmqpTransport | None = None
+        self._runtime: ThreadRuntime | None = None
+        self._client: RpcClient | None = None
+        self._proxy: ClusterProxy | None = None
+
+    def start(self) -> ClusterProxy:
+        """Connect and create the reply queue; raises ``BrokerUnavailable`` if the
+        broker cannot be reached after the retry policy's attempts."""
+        if self._proxy is not None:
+            return self._proxy
+        transport = AmqpTransport(self.settings, tracer=self.tracer, name=self.label)
+        runtime = ThreadRuntime(2, name=self.label)
+        try:
+            transport.connect()
+            client = RpcClient(
+                self.settings,
+                transport=transport,
+                runtime=runtime,
+                tracer=self.tracer,
+                owner=protocol.STANDALONE_SERVICE,
+                label=self.label,
+            )
+            client.start()
+            watch_reply_queue(transport, client)
+            proxy = ClusterProxy(
+                client,
+                context_data=self.context_data,
+                timeout=self.timeout,
+                retry_policy=self.retry_policy,
+            )
+        except BaseException:
+            transport.close()
+            runtime.close()
+            raise
+        self._transport, self._runtime, self._client = transport, runtime, client
+        self._proxy = proxy
+        return proxy
+
+    def stop(self) -> None:
+        """Close the reply queue and the connections; calls still waiting fail."""
+        client, self._client = self._client, None
+        self._proxy = None
+        if client is not None:
+            with contextlib.suppress(ShimejiError):  # the connection may be gone already
+                client.close(delete_queue=True)
+        if self._transport is not None:
+            self._transport.close()
+        if self._runtime is not None:
+            self._runtime.close()
+
+    def __enter__(self) -> ClusterProxy:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "started" if self._proxy is not None else "not started"
+        return f"<ClusterRpcProxy {self.label} {state}>"
+
+
+class ServiceRpcProxy(ClusterRpcProxy):
+    """A standalone client for one service: ``proxy.method(...)``."""
+
+    def __init__(
+        self,
+        service_name: str,
+        config: Mapping[str, Any] | None = None,
+        context_data: Mapping[str, Any] | None = None,
+        timeout: Any = _UNSET,
+        retry_policy: Any = None,
+        *,
+        tracer: Tracer | None = None,
+    ) -> None:
+        problem = protocol.validate_service_name(service_name)
+        if problem:
+            raise ConfigurationError(f"ServiceRpcProxy: {problem}")
+        super().__init__(config, context_data, timeout, retry_policy, tracer=tracer)
+        self.service_name = service_name
+
+    def __enter__(self) -> ServiceProxy:  # type: ignore[override]
+        return self.start()[self.service_name]

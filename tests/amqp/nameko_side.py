@@ -1,0 +1,100 @@
+"""The nameko 2.14.1 side of the interoperability tests.
+
+Run with the Python of the nameko virtualenv (``.ci/nameko-venv.sh``), never
+imported by shimeji's tests:
+
+    python nameko_side.py serve URI EXCHANGE         # until SIGTERM
+    python nameko_side.py call URI EXCHANGE CALLS    # CALLS: JSON, prints JSON
+"""
+
+import eventlet
+
+eventlet.monkey_patch()
+
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+
+from nameko.exceptions import RemoteError  # noqa: E402
+from nameko.extensions import DependencyProvider  # noqa: E402
+from nameko.rpc import RpcProxy, rpc  # noqa: E402
+from nameko.runners import ServiceRunner  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+
+
+class WorkerContextProvider(DependencyProvider):
+    def get_dependency(self, worker_ctx):
+        return worker_ctx
+
+
+class Greeter:
+    name = "nameko_greeter"
+
+    worker = WorkerContextProvider()
+    shimeji = RpcProxy("shimeji_echo")
+
+    @rpc
+    def hello(self, name):
+        data = dict(self.worker.data)
+        data.pop("call_id_stack", None)
+        return {
+            "greeting": "hello " + name,
+            "context": data,
+            "stack": list(self.worker.call_id_stack),
+        }
+
+    @rpc
+    def fail(self, why):
+        raise ValueError(why)
+
+    @rpc
+    def via_shimeji(self, value):
+        return self.shimeji.whoami_with(value)
+
+    @rpc
+    def shimeji_error(self):
+        try:
+            self.shimeji.fail("from nameko")
+        except RemoteError as exc:
+            return {"exc_type": exc.exc_type, "value": exc.value}
+        return None
+
+
+def serve(uri, exchange):
+    runner = ServiceRunner({"AMQP_URI": uri, "rpc_exchange": exchange})
+    runner.add_service(Greeter)
+    runner.start()
+
+    def stop(signum, frame):
+        eventlet.spawn(runner.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+    print("ready", flush=True)
+    runner.wait()
+
+
+def call(uri, exchange, calls):
+    outcomes = []
+    config = {"AMQP_URI": uri, "rpc_exchange": exchange}
+    for spec in json.loads(calls):
+        with ClusterRpcProxy(config, context_data=spec.get("context")) as proxy:
+            method = getattr(getattr(proxy, spec["service"]), spec["method"])
+            try:
+                outcomes.append({"result": method(*spec.get("args", []), **spec.get("kwargs", {}))})
+            except RemoteError as exc:
+                outcomes.append(
+                    {"error": "RemoteError", "exc_type": exc.exc_type, "value": exc.value}
+                )
+            except Exception as exc:
+                outcomes.append({"error": type(exc).__name__, "value": str(exc)})
+    print(json.dumps(outcomes), flush=True)
+
+
+if __name__ == "__main__":
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "serve":
+        serve(*args)
+    elif mode == "call":
+        call(*args)
+    else:
+        sys.exit(f"unknown mode {mode!r}: use serve or call")

@@ -1,0 +1,103 @@
+"""ServiceRunner and the standalone proxies, used directly on the broker."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+from shimeji.exceptions import ReplicaCrashed, RpcTimeout
+from shimeji.extensions import DependencyProvider
+from shimeji.rpc import rpc
+from shimeji.runner import ServiceRunner
+from shimeji.standalone import ClusterRpcProxy, ServiceRpcProxy
+from tests.conformance.services import Calculator, Slow
+
+
+@pytest.fixture
+def config(amqp_uri):
+    exchange = f"shimeji-runner-{uuid.uuid4().hex[:10]}"
+    made = {"AMQP_URI": amqp_uri, "rpc_exchange": exchange}
+    yield made
+    from shimeji.amqp_adapter import AmqpTransport
+    from shimeji.config import Settings
+
+    cleaner = AmqpTransport(Settings.from_config(made), name="cleanup")
+    try:
+        for queue in ("rpc-calculator", "rpc-slow", "rpc-fragile"):
+            cleaner.delete_queue(queue)
+        cleaner.delete_exchange(exchange)
+    finally:
+        cleaner.close()
+
+
+def test_service_rpc_proxy_and_cluster_rpc_proxy(config):
+    """ServiceRpcProxy calls one service; ClusterRpcProxy any, from several threads."""
+    with ServiceRunner(config) as runner:
+        runner.add_service(Calculator, replicas=2)
+        with ServiceRpcProxy("calculator", config) as calculator:
+            assert calculator.add(1, 2) == 3
+            assert calculator.add.call_async(3, 4).result() == 7
+        results = []
+        with ClusterRpcProxy(config) as rpc:
+            threads = [
+                threading.Thread(target=lambda i=i: results.append(rpc.calculator.add(i, i)))
+                for i in range(8)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        assert sorted(results) == [2 * i for i in range(8)]
+    assert runner.state == "stopped"
+
+
+def test_proxy_timeout_and_replicas_added_while_running(config):
+    """A proxy's timeout applies; replicas added to a running runner start at once."""
+    with ServiceRunner(config) as runner:
+        runner.add_service(Slow)
+        runner.add_service(Slow)
+        assert [r.name for r in runner.replicas("slow")] == ["slow-1", "slow-2"]
+        assert all(r.alive for r in runner.replicas("slow"))
+        with ClusterRpcProxy(config, timeout=0.2) as rpc, pytest.raises(RpcTimeout):
+            rpc.slow.sleep(1)
+
+
+class Fragile:
+    name = "fragile"
+
+    class Breaks(DependencyProvider):
+        def worker_setup(self, worker_ctx):
+            raise OSError("the database is gone")
+
+    breaks = Breaks()
+
+    @rpc
+    def touch(self):
+        return "never"
+
+
+def test_wait_raises_a_replica_crash(config):
+    """A replica whose provider fails is killed, loudly: wait() raises ReplicaCrashed,
+    and its request goes back to the queue."""
+    runner = ServiceRunner(config)
+    runner.add_service(Fragile)
+    runner.start()
+    try:
+        with ClusterRpcProxy(config, timeout=1) as rpc, pytest.raises(RpcTimeout):
+            rpc.fragile.touch()
+        with pytest.raises(ReplicaCrashed, match="the database is gone"):
+            runner.wait(timeout=10)
+    finally:
+        runner.kill()
+
+
+def test_unknown_application_keys_are_refused_at_start(config):
+    """A configuration key nobody declared is a ConfigurationError naming it."""
+    from shimeji.exceptions import ConfigurationError
+
+    runner = ServiceRunner({**config, "DATABSE_URL": "x"})
+    runner.add_service(Calculator)
+    with pytest.raises(ConfigurationError, match="DATABSE_URL"):
+        runner.start()

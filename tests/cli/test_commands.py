@@ -1,0 +1,127 @@
+"""The RabbitMQ subcommands' checks, which need no broker: clear one-line errors
+(exit status 2) and show-config's redaction."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import yaml
+
+from shimeji.cli import main
+from shimeji.cli.show_config import redact
+
+
+def run_cli(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_show_config_substitutes_and_redacts(tmp_path, capsys, monkeypatch):
+    """show-config prints the configuration after ${VAR} substitution, defaults filled
+    in, with the password of AMQP_URI and secret-looking values hidden."""
+    monkeypatch.setenv("RABBIT_PASSWORD", "pw-from-env-9")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """\
+            AMQP_URI: amqp://svc:${RABBIT_PASSWORD}@rabbit:5672/prod
+            max_workers: ${WORKERS:4}
+            RPC_TIMEOUT: 30
+            API_TOKEN: tok-123456
+            DATABASE_URL: postgres://app:db-secret-77@db/app
+            """
+        )
+    )
+    status, out, err = run_cli(capsys, "show-config", "--config", str(config))
+    assert status == 0, err
+    shown = yaml.safe_load(out)
+    assert shown["AMQP_URI"] == "amqp://svc:***@rabbit:5672/prod"
+    assert shown["max_workers"] == 4
+    assert shown["RPC_TIMEOUT"] == 30
+    assert shown["rpc_exchange"] == "nameko-rpc"
+    assert shown["API_TOKEN"] == "***"
+    assert shown["DATABASE_URL"] == "postgres://app:***@db/app"
+    for secret in ("pw-from-env-9", "tok-123456", "db-secret-77"):
+        assert secret not in out and secret not in err
+    assert "keys of the application (not checked here): API_TOKEN, DATABASE_URL" in out
+
+
+def test_show_config_broker_option_overrides(capsys):
+    """--broker replaces AMQP_URI, and its password is hidden too."""
+    status, out, _ = run_cli(capsys, "show-config", "--broker", "amqp://u:hush-hush@h//")
+    assert status == 0
+    assert yaml.safe_load(out)["AMQP_URI"] == "amqp://u:***@h//"
+    assert "hush-hush" not in out
+
+
+def test_show_config_reports_a_bad_value(tmp_path, capsys):
+    """A mistyped shimeji key is an error naming it, in one line."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("max_workers: lots\n")
+    status, _, err = run_cli(capsys, "show-config", "--config", str(config))
+    assert status == 2
+    assert err.strip().splitlines() == [
+        f"shimeji show-config: error: {config}: max_workers must be a whole number >= 1; got 'lots'"
+    ]
+
+
+def test_show_config_missing_variable(tmp_path, capsys):
+    """A ${VAR} with no value and no default says which variable to set."""
+    config = tmp_path / "c.yaml"
+    config.write_text("AMQP_URI: ${NO_SUCH_VARIABLE_HERE}\n")
+    status, _, err = run_cli(capsys, "show-config", "--config", str(config))
+    assert status == 2
+    assert "environment variable NO_SUCH_VARIABLE_HERE is not set" in err
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("no_such_module_xyz", "cannot import 'no_such_module_xyz': no module named"),
+        ("examples.calculator:Nope", "module 'examples.calculator' has no 'Nope'"),
+        (
+            "tests.conformance.services:ReplicaName",
+            "has no entrypoints: decorate at least one of its methods with @rpc",
+        ),
+        ("tests.cli:nothing", "has no 'nothing'"),
+        ("tests/cli/__init__.py", "defines no service class"),
+        ("../elsewhere.py", "give the module as a dotted name or a path below"),
+    ],
+)
+def test_run_explains_bad_service_specs(capsys, spec, expected):
+    """shimeji run names what is wrong with a module path or class, exit status 2."""
+    status, _, err = run_cli(capsys, "run", spec)
+    assert status == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_run_reports_an_unreachable_broker(capsys):
+    """shimeji run against a closed port says so in one line, password hidden."""
+    status, _, err = run_cli(
+        capsys,
+        "run",
+        "examples.calculator",
+        "--broker",
+        "amqp://guest:not-shown-1@127.0.0.1:1/",
+        "--log-level",
+        "error",
+    )
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("shimeji run: error: cannot start:")
+    assert "connection refused" in lines[-1]
+    assert "amqp://guest:***@127.0.0.1:1/" in lines[-1]
+    assert "not-shown-1" not in err
+
+
+def test_redact_leaves_ordinary_values():
+    """Only secrets are hidden: numbers, names and booleans stay."""
+    assert redact({"max_workers": 3, "name": "x", "PASSWORD_MIN": None, "use_token": True}) == {
+        "max_workers": 3,
+        "name": "x",
+        "PASSWORD_MIN": None,
+        "use_token": True,
+    }
