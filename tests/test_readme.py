@@ -40,3 +40,54 @@ def test_quickstart_runs_as_written(tmp_path):
     printed = [line.rstrip() for line in done.stdout.splitlines()]
     for line in shown.splitlines():
         assert line.rstrip() in printed
+
+
+def test_failure_path_example_fails_shrinks_and_is_fixed(tmp_path):
+    """The payments property fails as shown, shrunk to one duplicate; the fix passes."""
+    code = blocks()["test_payments.py"]
+    (tmp_path / "test_payments.py").write_text(code)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_payments.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    readme = (ROOT / "README.md").read_text()
+    shown = re.search(r"```\n(E       fault plan:.*?)```", readme, re.DOTALL).group(1)
+    printed = [line.rstrip() for line in done.stdout.splitlines()]
+    for line in shown.splitlines():
+        if line != "...":
+            assert line.rstrip() in printed, line
+    fixed = code.replace(
+        "        CHARGES.append(order_id)  # not idempotent: a second delivery charges again\n",
+        "        if order_id not in CHARGED:\n"
+        "            CHARGED[order_id] = amount\n"
+        "            CHARGES.append(order_id)\n",
+    ).replace("CHARGES = []\n", "CHARGES = []\nCHARGED = {}\n").replace(
+        "    CHARGES.clear()\n", "    CHARGES.clear()\n    CHARGED.clear()\n")
+    assert fixed != code
+    (tmp_path / "test_payments.py").write_text(fixed)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_payments.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_shimeji_sim_commands_run(tmp_path):
+    """Every `shimeji sim` command shown in the README runs and exits 0."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Seeing what happened.*?```bash\n(.*?)```", readme, re.DOTALL).group(1)
+    commands = [
+        line.split("#")[0].strip()
+        for line in block.replace("\\\n", " ").splitlines()
+        if line.strip().startswith("shimeji sim")
+    ]
+    assert len(commands) == 5
+    for command in commands:
+        argv = shlex.split(command.replace("--out orders.html", f"--out {tmp_path}/o.html"))
+        done = subprocess.run([sys.executable, "-m", "shimeji", *argv[1:]], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stdout or (tmp_path / "o.html").exists()
