@@ -274,10 +274,12 @@ for _cls in list(globals().values()):
     if isinstance(_cls, type) and issubclass(_cls, ShimejiError):
         _cls.__module__ = "shimeji.exceptions"
 
-# The request errors come back to the caller as themselves, and are understood
-# by nameko peers under nameko's own paths.
+# The request errors come back to the caller as themselves. On the wire they go
+# by nameko's paths, so that nameko callers rebuild them as their own classes
+# too; shimeji's own paths are understood as well.
 for _cls in (MethodNotFound, IncorrectSignature, MalformedRequest):
-    _cls.__wire_aliases__ = (f"nameko.exceptions.{_cls.__name__}",)  # type: ignore[attr-defined]
+    _cls.__wire_path__ = f"nameko.exceptions.{_cls.__name__}"  # type: ignore[attr-defined]
+    _cls.__wire_aliases__ = (f"shimeji.exceptions.{_cls.__name__}",)  # type: ignore[attr-defined]
     deserialize_to_instance(_cls)
 ServiceNotFound.__wire_aliases__ = ("nameko.exceptions.UnknownService",)  # type: ignore[attr-defined]
 deserialize_to_instance(ServiceNotFound)
