@@ -141,16 +141,19 @@ class SimConsumer:
 
 
 class _Exchange:
-    __slots__ = ("exact", "name", "one_word", "patterns")
+    __slots__ = ("cache", "exact", "name", "one_word", "patterns")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        # routing key -> queues; bindings change rarely, keys repeat constantly
+        self.cache: dict[str, tuple[str, ...]] = {}
         # Bindings indexed for speed; routing order is exact, one-word, patterns.
         self.exact: dict[str, list[str]] = {}
         self.one_word: dict[str, list[str]] = {}  # "svc.*" indexed by "svc"
         self.patterns: list[tuple[str, str]] = []
 
     def bind(self, pattern: str, queue: str) -> None:
+        self.cache.clear()
         words = pattern.split(".")
         if "*" not in words and "#" not in words:
             targets = self.exact.setdefault(pattern, [])
@@ -170,13 +173,22 @@ class _Exchange:
         return found
 
     def unbind_queue(self, queue: str) -> None:
+        self.cache.clear()
         for table in (self.exact, self.one_word):
             for targets in table.values():
                 if queue in targets:
                     targets.remove(queue)
         self.patterns = [entry for entry in self.patterns if entry[1] != queue]
 
-    def route(self, routing_key: str) -> list[str]:
+    def route(self, routing_key: str) -> tuple[str, ...]:
+        found = self.cache.get(routing_key)
+        if found is None:
+            if len(self.cache) > 10_000:  # many one-off reply ids: start afresh
+                self.cache.clear()
+            found = self.cache[routing_key] = tuple(self._route(routing_key))
+        return found
+
+    def _route(self, routing_key: str) -> list[str]:
         found = list(self.exact.get(routing_key, ()))
         prefix, dot, _ = routing_key.rpartition(".")
         if dot:
@@ -359,12 +371,12 @@ class SimBus:
             self.tracer.emit("queue_deleted", "broker", detail=f"{name} {reason}{lost}")
         queue.ready.clear()
 
-    def route(self, message: Message) -> list[str]:
+    def route(self, message: Message) -> tuple[str, ...]:
         """The queues a message would reach."""
         if not message.exchange:
-            return [message.routing_key] if message.routing_key in self.queues else []
+            return (message.routing_key,) if message.routing_key in self.queues else ()
         exchange = self.exchanges.get(message.exchange)
-        return exchange.route(message.routing_key) if exchange is not None else []
+        return exchange.route(message.routing_key) if exchange is not None else ()
 
     def publish(self, message: Message, *, mandatory: bool) -> None:
         targets = self.route(message)
@@ -387,14 +399,16 @@ class SimBus:
         if copies == 0:
             return
         if delay_us:
+            # Routed again when it arrives: its queue may be gone by then.
             self.scheduler.call_at(
-                self.scheduler.clock.now_us + delay_us, self._enqueue, message, copies
+                self.scheduler.clock.now_us + delay_us, self._enqueue, message, copies, None
             )
         else:
-            self._enqueue(message, copies)
+            self._enqueue(message, copies, targets)
 
-    def _enqueue(self, message: Message, copies: int) -> None:
-        targets = self.route(message)
+    def _enqueue(self, message: Message, copies: int, targets: tuple[str, ...] | None) -> None:
+        if targets is None:
+            targets = self.route(message)
         if not targets and self.tracer.enabled:
             self.tracer.emit(
                 "drop",
