@@ -41,9 +41,7 @@ try:
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "shimeji.otel needs OpenTelemetry: pip install 'shimeji[otel]'"
-    ) from exc
+    raise ImportError("shimeji.otel needs OpenTelemetry: pip install 'shimeji[otel]'") from exc
 
 import shimeji
 from shimeji.core.protocol import HEADER_PREFIX

@@ -25,10 +25,9 @@ from typing import Any
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.amqp_adapter.transport import watch_reply_queue
-from shimeji.core.config import DEFAULT_CONFIG, Settings
-from shimeji.core.container import ServiceContainer, get_service_name
-from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
-from shimeji.core.extensions import iter_dependencies
+from shimeji.core.container import ServiceContainer
+from shimeji.core.exceptions import ReplicaCrashed, ShimejiError
+from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.rpc import ReplyListener
 from shimeji.core.tracing import NullTracer, Tracer
 
@@ -115,15 +114,13 @@ class ServiceRunner:
         extra_config_keys: Iterable[str] = (),
         tracer: Tracer | None = None,
     ) -> None:
-        self._raw_config = dict(config or {})
+        self._raw_config, self.settings = settings_for(config)
         self._extra_config_keys = set(extra_config_keys)
-        # Unknown keys are judged at start(), once the services have declared theirs.
-        self.settings = Settings.from_config(
-            self._raw_config, extra_keys=set(self._raw_config) - set(DEFAULT_CONFIG)
-        )
         self.config = self.settings.config
         self.tracer: Tracer = tracer if tracer is not None else NullTracer()
-        self._services: dict[str, tuple[type, list[Replica]]] = {}
+        self._registry: ServiceRegistry[Replica] = ServiceRegistry(
+            "runner", lambda cls, name, index: Replica(self, cls, name, index)
+        )
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self.crashes: list[ReplicaCrashed] = []
@@ -136,59 +133,25 @@ class ServiceRunner:
 
         Adding the same class again adds more replicas of it.
         """
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ConfigurationError(f"replicas must be a whole number >= 1, got {replicas!r}")
-        name = get_service_name(service_cls)
-        known = self._services.get(name)
-        if known is not None and known[0] is not service_cls:
-            raise ConfigurationError(
-                f"a different class ({known[0].__qualname__}) already serves {name!r}; "
-                "give each service class its own name"
-            )
-        if known is None:
-            self._check_service(service_cls)
-            known = self._services[name] = (service_cls, [])
-        added = []
-        for _ in range(replicas):
-            replica = Replica(self, service_cls, name, len(known[1]) + 1)
-            known[1].append(replica)
-            added.append(replica)
-            if self.state == "running":
+        added = self._registry.add(
+            service_cls, replicas, lambda cls: check_service(cls, self.settings, self.tracer)
+        )
+        if self.state == "running":
+            for replica in added:
                 replica.start()
         return added
 
-    def _check_service(self, service_cls: type) -> None:
-        # Build a container without connecting anything, so that a broken class
-        # (no entrypoints, a bad provider) fails here, loudly.
-        ServiceContainer(
-            service_cls,
-            self.settings,
-            transport=_Unconnected(),  # type: ignore[arg-type]
-            runtime=_Unconnected(),  # type: ignore[arg-type]
-            tracer=self.tracer,
-            replica_name=get_service_name(service_cls),
-        )
-
     def replicas(self, service: str | None = None) -> list[Replica]:
         """Every replica (of one service), in the order they were added."""
-        if service is not None:
-            if service not in self._services:
-                raise KeyError(
-                    f"no service {service!r} in this runner; it has {sorted(self._services)}"
-                )
-            return list(self._services[service][1])
-        return [replica for _, replicas in self._services.values() for replica in replicas]
+        return self._registry.replicas(service)
 
     def replica(self, name: str) -> Replica:
         """The replica named ``name`` (e.g. ``"calculator-2"``)."""
-        for replica in self.replicas():
-            if replica.name == name:
-                return replica
-        raise KeyError(f"no replica {name!r}; replicas: {[r.name for r in self.replicas()]}")
+        return self._registry.replica(name)
 
     @property
     def services(self) -> list[str]:
-        return list(self._services)
+        return self._registry.services
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -207,11 +170,7 @@ class ServiceRunner:
         """
         if self.state != "created":
             raise RuntimeError(f"this ServiceRunner is already {self.state}; create a new one")
-        allowed = set(self._extra_config_keys)
-        for service_cls, _ in self._services.values():
-            for _, provider in iter_dependencies(service_cls):
-                allowed.update(provider.config_keys)
-        Settings.from_config(self._raw_config, extra_keys=allowed)
+        self._registry.check_config_keys(self._raw_config, self._extra_config_keys)
         self.state = "running"
         try:
             for replica in self.replicas():
@@ -294,10 +253,3 @@ class ServiceRunner:
 
     def __repr__(self) -> str:
         return f"<ServiceRunner {self.state} services={self.services}>"
-
-
-class _Unconnected:
-    """Stands in for a transport and a runtime while a class is only checked."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise RuntimeError(f"a service class being checked used its transport/runtime ({name})")

@@ -271,9 +271,7 @@ def run(args: argparse.Namespace) -> int:
     if call is not None:
         _check_call_services(module, args.module, services, call, replicas)
 
-    progress = (
-        Progress(sys.stderr) if not args.no_progress and sys.stderr.isatty() else None
-    )
+    progress = Progress(sys.stderr) if not args.no_progress and sys.stderr.isatty() else None
     try:
         cluster = CommandCluster(
             seed=args.seed, config=config, replicas=replicas, tracer=progress, faults=faults

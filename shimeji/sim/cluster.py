@@ -18,10 +18,9 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from shimeji.core.config import DEFAULT_CONFIG, Settings
-from shimeji.core.container import ServiceContainer, get_service_name
+from shimeji.core.container import ServiceContainer
 from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
-from shimeji.core.extensions import iter_dependencies
+from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient
 from shimeji.core.tracing import Tracer, Tracers
 from shimeji.sim.bus import SimBus
@@ -143,19 +142,17 @@ class SimCluster:
         # What containers, clients and the bus report to: the trace, and the extra tracer.
         self.tracer: Tracer = self.trace if tracer is None else Tracers(self.trace, tracer)
         self.bus = SimBus(self.scheduler, self.tracer, latency)
-        self._raw_config = dict(config or {})
+        self._raw_config, self.settings = settings_for(config)
         self._extra_config_keys = set(extra_config_keys)
-        # Unknown keys are judged at start(), once the services have declared theirs.
-        self.settings = Settings.from_config(
-            self._raw_config, extra_keys=set(self._raw_config) - set(DEFAULT_CONFIG)
-        )
         self._virtual_time = VirtualTime(self.clock, self._sleep) if virtual_time else None
         self.faults = FaultInjector(self)
         self._pending_faults = FaultPlan(faults) if faults is not None else FaultPlan()
         self.schedule = tuple(schedule) if schedule is not None else None
         if self.schedule is not None:
             self.scheduler.chooser = _Choices(self.schedule)
-        self._services: dict[str, tuple[type, list[Replica]]] = {}
+        self._registry: ServiceRegistry[Replica] = ServiceRegistry(
+            "cluster", lambda cls, name, index: Replica(self, cls, name, index)
+        )
         self._clients: list[RpcClient] = []
         self._rpc: ClusterProxy | None = None
         self.crashes: list[ReplicaCrashed] = []
@@ -174,14 +171,13 @@ class SimCluster:
         """Start virtual time and every replica added so far."""
         if self.state != "created":
             raise RuntimeError(f"this SimCluster is already {self.state}; create a new one")
-        self._check_config_keys()
+        self._registry.check_config_keys(self._raw_config, self._extra_config_keys)
         if self._virtual_time is not None:
             self._virtual_time.start()
         self.state = "running"
         try:
-            for _, replicas in self._services.values():
-                for replica in replicas:
-                    replica.start()
+            for replica in self._registry.replicas():
+                replica.start()
             if self._pending_faults:
                 self.add_faults(self._pending_faults)
         except BaseException:
@@ -238,13 +234,6 @@ class SimCluster:
         if container.crash is not None:
             self.crashes.append(container.crash)
 
-    def _check_config_keys(self) -> None:
-        allowed = set(self._extra_config_keys)
-        for service_cls, _ in self._services.values():
-            for _, provider in iter_dependencies(service_cls):
-                allowed.update(provider.config_keys)
-        Settings.from_config(self._raw_config, extra_keys=allowed)
-
     def _require_running(self, what: str) -> None:
         if self.state != "running":
             raise RuntimeError(
@@ -259,55 +248,26 @@ class SimCluster:
 
         Adding the same class again adds more replicas to it.
         """
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-            raise ConfigurationError(f"replicas must be a whole number >= 1, got {replicas!r}")
-        name = get_service_name(service_cls)
-        known = self._services.get(name)
-        if known is not None and known[0] is not service_cls:
-            raise ConfigurationError(
-                f"a different class ({known[0].__qualname__}) already serves {name!r}; "
-                "give each service class its own name"
-            )
-        if known is None:
-            # Build one container now so that a broken class fails here, loudly.
-            ServiceContainer(
-                service_cls,
-                self.settings,
-                transport=self.bus.connect(name),
-                runtime=self.scheduler,
-                tracer=self.tracer,
-                replica_name=name,
-            )
-            known = self._services[name] = (service_cls, [])
-        added = []
-        for _ in range(replicas):
-            replica = Replica(self, service_cls, name, len(known[1]) + 1)
-            known[1].append(replica)
-            added.append(replica)
-            if self.state == "running":
+        added = self._registry.add(service_cls, replicas, self._check_service)
+        if self.state == "running":
+            for replica in added:
                 replica.start()
         return added
 
+    def _check_service(self, service_cls: type) -> None:
+        check_service(service_cls, self.settings, self.tracer)
+
     def replicas(self, service: str | None = None) -> list[Replica]:
         """Every replica (of one service), in the order they were added."""
-        if service is not None:
-            if service not in self._services:
-                raise KeyError(
-                    f"no service {service!r} in this cluster; it has {sorted(self._services)}"
-                )
-            return list(self._services[service][1])
-        return [replica for _, replicas in self._services.values() for replica in replicas]
+        return self._registry.replicas(service)
 
     def replica(self, name: str) -> Replica:
         """The replica named ``name`` (e.g. ``"calculator-2"``)."""
-        for replica in self.replicas():
-            if replica.name == name:
-                return replica
-        raise KeyError(f"no replica {name!r}; replicas: {[r.name for r in self.replicas()]}")
+        return self._registry.replica(name)
 
     @property
     def services(self) -> list[str]:
-        return list(self._services)
+        return self._registry.services
 
     # -- faults ----------------------------------------------------------------------
 

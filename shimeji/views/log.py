@@ -235,8 +235,7 @@ class EventLog:
         views read from this text show them as they were.
         """
         return "".join(
-            json.dumps(record.as_dict(), ensure_ascii=False) + "\n"
-            for record in self.records
+            json.dumps(record.as_dict(), ensure_ascii=False) + "\n" for record in self.records
         )
 
     @classmethod

@@ -166,13 +166,20 @@ def trace_events(log: EventLog) -> list[dict[str, Any]]:
         args = {"correlation_id": record.correlation_id, "seq": record.seq}
         out = _Slice(sender, f"publish {name}", "message", sent_us, sent_us, args, order=source_seq)
         into = _Slice(
-            record.replica, f"deliver {name}", "message", record.time_us, record.time_us, args,
+            record.replica,
+            f"deliver {name}",
+            "message",
+            record.time_us,
+            record.time_us,
+            args,
             order=record.seq,
         )
         for piece, host, key in ((out, sender_host, "flow_out"), (into, receiver_host, "flow_in")):
             piece.flow, piece.flow_key = flow_ids, key
-            if host is not None and host.participant == piece.participant and (
-                host.start <= piece.start <= host.end
+            if (
+                host is not None
+                and host.participant == piece.participant
+                and (host.start <= piece.start <= host.end)
             ):
                 piece.lane = host.lane
             else:
