@@ -48,7 +48,10 @@ def test_failure_path_example_fails_shrinks_and_is_fixed(tmp_path):
     (tmp_path / "test_payments.py").write_text(code)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_payments.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     readme = (ROOT / "README.md").read_text()
@@ -57,18 +60,24 @@ def test_failure_path_example_fails_shrinks_and_is_fixed(tmp_path):
     for line in shown.splitlines():
         if line != "...":
             assert line.rstrip() in printed, line
-    fixed = code.replace(
-        "        CHARGES.append(order_id)  # not idempotent: a second delivery charges again\n",
-        "        if order_id not in CHARGED:\n"
-        "            CHARGED[order_id] = amount\n"
-        "            CHARGES.append(order_id)\n",
-    ).replace("CHARGES = []\n", "CHARGES = []\nCHARGED = {}\n").replace(
-        "    CHARGES.clear()\n", "    CHARGES.clear()\n    CHARGED.clear()\n")
+    fixed = (
+        code.replace(
+            "        CHARGES.append(order_id)  # not idempotent: a second delivery charges again\n",
+            "        if order_id not in CHARGED:\n"
+            "            CHARGED[order_id] = amount\n"
+            "            CHARGES.append(order_id)\n",
+        )
+        .replace("CHARGES = []\n", "CHARGES = []\nCHARGED = {}\n")
+        .replace("    CHARGES.clear()\n", "    CHARGES.clear()\n    CHARGED.clear()\n")
+    )
     assert fixed != code
     (tmp_path / "test_payments.py").write_text(fixed)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_payments.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:]
 
@@ -87,7 +96,12 @@ def test_shimeji_sim_commands_run(tmp_path):
     assert len(commands) == 5
     for command in commands:
         argv = shlex.split(command.replace("--out orders.html", f"--out {tmp_path}/o.html"))
-        done = subprocess.run([sys.executable, "-m", "shimeji", *argv[1:]], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "shimeji", *argv[1:]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, (command, done.stderr)
         assert done.stdout or (tmp_path / "o.html").exists()

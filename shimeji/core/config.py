@@ -13,12 +13,12 @@ in a provider's ``config_keys``.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import yaml
@@ -126,7 +126,8 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real, finite number (not a bool, not NaN, not infinite)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -354,15 +355,20 @@ def load_config(
 
 
 def redact_uri(uri: str) -> str:
-    """The URI with its password replaced by ``***``, safe for logs and errors."""
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "<unparseable URI>"
-    if parts.password is None:
+    """The URI with its password replaced by ``***``, safe for logs and errors.
+
+    Failover lists (``amqp://a//;amqp://b//``) have every password hidden.
+    """
+    if ";" in uri:
+        return ";".join(redact_uri(part) for part in uri.split(";"))
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
         return uri
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return uri
+    userinfo, _, hostport = netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not colon:
+        return uri
+    return f"{scheme}://{user}:***@{hostport}{slash}{path}"

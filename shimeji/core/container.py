@@ -24,7 +24,12 @@ from typing import Any
 
 from shimeji.core import protocol
 from shimeji.core.config import Settings
-from shimeji.core.exceptions import ConfigurationError, ContainerBeingKilled, ReplicaCrashed
+from shimeji.core.exceptions import (
+    ConfigurationError,
+    ContainerBeingKilled,
+    ReplicaCrashed,
+    describe,
+)
 from shimeji.core.extensions import (
     DependencyProvider,
     Entrypoint,
@@ -45,6 +50,11 @@ ExcInfo = tuple[type[BaseException], BaseException, Any]
 HandleResult = Callable[["WorkerContext", Any, "ExcInfo | None"], tuple[Any, "ExcInfo | None"]]
 
 REDACTED = "********"
+
+# What a call may raise and still be an answer: any Exception, and SystemExit
+# (sys.exit() in service code). GreenletExit, a killed thread's exception and
+# KeyboardInterrupt still unwind the worker.
+_CALL_ERRORS: tuple[type[BaseException], ...] = (Exception, SystemExit)
 
 
 def get_service_name(service_cls: Any) -> str:
@@ -345,7 +355,7 @@ class ServiceContainer:
             raise ContainerBeingKilled(f"replica {self.replica_name} is {self.state}")
         worker_ctx = WorkerContext(
             self,
-            self.service_cls(),
+            None,  # the service instance is made in the worker, as its first step
             entrypoint,
             args,
             kwargs,
@@ -385,28 +395,36 @@ class ServiceContainer:
                 worker_ctx.call_id,
                 worker_ctx.correlation_id,
             )
-        stage = "get_dependency"
-        provider: DependencyProvider | None = None
-        try:
-            for provider in self.dependencies:
-                setattr(worker_ctx.service, provider.attr_name, provider.get_dependency(worker_ctx))
-            stage = "worker_setup"
-            for provider in self.dependencies:
-                provider.worker_setup(worker_ctx)
-        except Exception as exc:
-            self._hook_failed(worker_ctx, stage, provider, exc)
-            return
-
         result: Any = None
         exc_info: ExcInfo | None = None
-        method = getattr(worker_ctx.service, worker_ctx.method_name)
         try:
-            result = method(*worker_ctx.args, **worker_ctx.kwargs)
-        except Exception as exc:
+            # The service's own code, like the method: its failure is the call's.
+            worker_ctx.service = self.service_cls()
+        except _CALL_ERRORS as exc:
             exc_info = (type(exc), exc, exc.__traceback__)
             self._log_worker_error(worker_ctx, exc)
+        set_up = exc_info is None
+        if set_up:
+            stage = "get_dependency"
+            provider: DependencyProvider | None = None
+            try:
+                for provider in self.dependencies:
+                    setattr(
+                        worker_ctx.service, provider.attr_name, provider.get_dependency(worker_ctx)
+                    )
+                stage = "worker_setup"
+                for provider in self.dependencies:
+                    provider.worker_setup(worker_ctx)
+            except Exception as exc:
+                self._hook_failed(worker_ctx, stage, provider, exc)
+                return
+            method = getattr(worker_ctx.service, worker_ctx.method_name)
+            try:
+                result = method(*worker_ctx.args, **worker_ctx.kwargs)
+            except _CALL_ERRORS as exc:
+                exc_info = (type(exc), exc, exc.__traceback__)
+                self._log_worker_error(worker_ctx, exc)
         if tracer.enabled:
-            detail = "ok" if exc_info is None else f"{type(exc_info[1]).__name__}: {exc_info[1]}"
             tracer.emit(
                 "worker_end",
                 self.replica_name,
@@ -414,31 +432,31 @@ class ServiceContainer:
                 worker_ctx.method_name,
                 worker_ctx.call_id,
                 worker_ctx.correlation_id,
-                detail,
+                "ok" if exc_info is None else describe(exc_info[1]),
             )
 
         stage, provider = "handle_result", None
         try:
             result, exc_info = handle_result(worker_ctx, result, exc_info)
-            stage = "worker_result"
-            for provider in self.dependencies:
-                provider.worker_result(worker_ctx, result, exc_info)
-            stage = "worker_teardown"
-            for provider in self.dependencies:
-                provider.worker_teardown(worker_ctx)
+            if set_up:  # providers see only the workers they set up
+                stage = "worker_result"
+                for provider in self.dependencies:
+                    provider.worker_result(worker_ctx, result, exc_info)
+                stage = "worker_teardown"
+                for provider in self.dependencies:
+                    provider.worker_teardown(worker_ctx)
         except Exception as exc:
             self._hook_failed(worker_ctx, stage, provider, exc)
         finally:
             exc_info = None  # no reference cycle through the traceback
 
-    def _log_worker_error(self, worker_ctx: WorkerContext, exc: Exception) -> None:
+    def _log_worker_error(self, worker_ctx: WorkerContext, exc: BaseException) -> None:
         if isinstance(exc, worker_ctx.entrypoint.expected_exceptions):
             log.warning(
-                "%s: %s raised expected %s: %s (call %s)",
+                "%s: %s raised expected %s (call %s)",
                 self.replica_name,
                 worker_ctx.method_name,
-                type(exc).__name__,
-                exc,
+                describe(exc),
                 worker_ctx.call_id,
             )
         else:

@@ -29,10 +29,12 @@ __all__ = [
     "ShimejiError",
     "UnknownService",
     "UnserializableValueError",
+    "describe",
     "deserialize",
     "deserialize_to_instance",
     "exception_path",
     "safe_for_serialization",
+    "safe_str",
     "serialize",
 ]
 
@@ -210,6 +212,19 @@ def deserialize_to_instance(exc_type: E) -> E:
     return exc_type
 
 
+def safe_str(value: Any) -> str:
+    """``str(value)``, or a placeholder when its ``__str__`` itself fails."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__} with failing __str__>"
+
+
+def describe(exc: BaseException) -> str:
+    """``"TypeName: message"``, safe for any exception."""
+    return f"{type(exc).__name__}: {safe_str(exc)}"
+
+
 def safe_for_serialization(value: Any) -> Any:
     """A JSON-safe rendering of ``value``: containers recursed, other objects as text."""
     if value is None or isinstance(value, (str, bool, int)):
@@ -220,10 +235,7 @@ def safe_for_serialization(value: Any) -> Any:
         return {str(k): safe_for_serialization(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [safe_for_serialization(v) for v in value]
-    try:
-        return str(value)
-    except Exception:
-        return f"<{type(value).__name__} with failing __str__>"
+    return safe_str(value)
 
 
 def serialize(exc: BaseException) -> dict[str, Any]:
@@ -240,7 +252,7 @@ def serialize(exc: BaseException) -> dict[str, Any]:
         "exc_type": type(exc).__name__,
         "exc_path": exception_path(type(exc)),
         "exc_args": safe_for_serialization(list(exc.args)),
-        "value": safe_for_serialization(str(exc)),
+        "value": safe_str(exc),
     }
 
 

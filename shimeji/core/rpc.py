@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from types import MappingProxyType
@@ -495,10 +496,7 @@ class RpcClient:
         if self.closed:
             return
         self.closed = True
-        if self._consumer is not None:
-            self._consumer.close()
-            if delete_queue and self.reply_queue:
-                self.transport.delete_queue(self.reply_queue)
+        # Callers first: whatever the broker does next, nobody is left waiting.
         pending, self._pending = self._pending, {}
         for call in pending.values():
             if call.timer is not None:
@@ -506,6 +504,14 @@ class RpcClient:
             call.waiter.set_exception(
                 ContainerBeingKilled(f"{self.label} closed while waiting for {call.describe()}")
             )
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+                if delete_queue and self.reply_queue:
+                    self.transport.delete_queue(self.reply_queue)
+            except BrokerUnavailable as exc:
+                # The queue expires by itself (RPC_REPLY_QUEUE_TTL).
+                log.warning("%s: closed without tidying its reply queue: %s", self.label, exc)
 
     def fail_pending(
         self,
@@ -804,7 +810,12 @@ def _resolve_timeout(timeout: Any, settings: Settings, what: str) -> float | Non
         return settings.rpc_timeout
     if timeout is None:
         return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise ConfigurationError(f"{what} timeout must be seconds > 0 or None, got {timeout!r}")
     return float(timeout)
 

@@ -49,7 +49,14 @@ def _refuse(value: Any) -> Any:
 
 def _explain(value: Any, where: str, exc: BaseException) -> UnserializableValueError:
     """Find the first value that JSON refuses and say where it is."""
-    found = _find_bad(value, where, [])
+    if isinstance(exc, RecursionError):
+        return UnserializableValueError(
+            value, where, "it is nested too deeply to encode; flatten it before sending"
+        )
+    try:
+        found = _find_bad(value, where, [])
+    except RecursionError:
+        found = None
     if found is None:
         return UnserializableValueError(value, where, str(exc))
     bad, path, reason = found

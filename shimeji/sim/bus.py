@@ -242,8 +242,8 @@ class SimConnection:
         self.bus.bind_queue(queue, exchange, routing_key)
 
     def delete_queue(self, name: str) -> None:
-        if self.connected and not self.bus.outage:
-            self.bus.delete_queue(name)
+        self._check("delete a queue")
+        self.bus.delete_queue(name)
 
     def publish(self, message: Message, *, mandatory: bool) -> None:
         if not self.connected or self.bus.outage:

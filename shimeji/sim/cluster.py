@@ -13,6 +13,7 @@ redelivered as on RabbitMQ, in virtual time, from one seeded RNG.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -72,7 +73,7 @@ class Replica:
             self.waiting = True
             outage_end = cluster.bus.outage_end_us
             why = "the broker is down" if outage_end is not None else "it is cut off"
-            cluster.trace.emit(
+            cluster.tracer.emit(
                 "replica_waiting",
                 self.name,
                 self.service_name,
@@ -131,7 +132,12 @@ class SimCluster:
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigurationError(f"seed must be an integer, got {seed!r}")
-        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0:
+        if (
+            isinstance(latency, bool)
+            or not isinstance(latency, (int, float))
+            or not math.isfinite(latency)
+            or latency < 0
+        ):
             raise ConfigurationError(f"latency must be seconds >= 0, got {latency!r}")
         self.seed = seed
         self.rng = random.Random(seed)
@@ -303,7 +309,7 @@ class SimCluster:
         target = self._replica(replica)
         if target.alive or target.waiting:
             raise RuntimeError(f"replica {target.name} is already running")
-        self.trace.emit(
+        self.tracer.emit(
             "fault_restart", target.name, target.service_name, detail="replica restarted"
         )
         target.start()
@@ -311,21 +317,16 @@ class SimCluster:
 
     def partition(self, name: str | Replica) -> None:
         """Cut a replica or a client (``"client"``) off the broker until ``heal``."""
-        label = name.name if isinstance(name, Replica) else name
-        if label not in self.bus.connections:
-            raise KeyError(
-                f"no replica or client {label!r} is connected; connections: "
-                f"{list(self.bus.connections)}"
-            )
-        self.trace.emit("fault_partition", label, detail="cut off from the broker")
+        self._require_running("cut a connection")
+        label = self._label(name)
+        self.tracer.emit("fault_partition", label, detail="cut off from the broker")
         self.bus.disconnect(label)
 
     def heal(self, name: str | Replica) -> None:
         """Reconnect a partitioned replica or client."""
-        label = name.name if isinstance(name, Replica) else name
-        if label not in self.bus.connections:
-            raise KeyError(f"no replica or client {label!r}")
-        self.trace.emit("fault_heal", label, detail="reconnected to the broker")
+        self._require_running("restore a connection")
+        label = self._label(name)
+        self.tracer.emit("fault_heal", label, detail="reconnected to the broker")
         self.bus.reconnect(label)
         for replica in self.replicas():
             if replica.name == label:
@@ -334,26 +335,46 @@ class SimCluster:
     def broker_outage(self, seconds: float) -> None:
         """Take the broker down for ``seconds`` of virtual time, from now."""
         self._require_running("stop the broker")
+        if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+            raise ConfigurationError(f"broker_outage() takes seconds > 0, got {seconds!r}")
         self.bus.begin_outage(seconds)
 
+    def _labels(self) -> list[str]:
+        return [r.name for r in self.replicas()] + [c.label for c in self._clients]
+
+    def _label(self, name: str | Replica) -> str:
+        label = name.name if isinstance(name, Replica) else name
+        if label not in self._labels():
+            raise ConfigurationError(
+                f"no replica or client named {label!r}; replicas and clients: {self._labels()}"
+            )
+        return label
+
     def _replica(self, replica: str | Replica) -> Replica:
-        return replica if isinstance(replica, Replica) else self.replica(replica)
+        if isinstance(replica, Replica):
+            return replica
+        try:
+            return self.replica(replica)
+        except KeyError:
+            raise ConfigurationError(
+                f"no replica named {replica!r}; replicas: {[r.name for r in self.replicas()]}"
+            ) from None
 
     def _crash(self, name: str, reason: str, restart_after: float | None) -> None:
-        replica = self.replica(name)
+        replica = self._replica(name)
         if not replica.alive:
-            self.trace.emit(
+            self.tracer.emit(
                 "fault_crash", name, replica.service_name, detail=f"{reason} (already down)"
             )
             return
-        self.trace.emit("fault_crash", name, replica.service_name, detail=reason)
+        self.tracer.emit("fault_crash", name, replica.service_name, detail=reason)
         assert replica.container is not None
         replica.container.kill()
         if restart_after is not None:
             self.scheduler.call_later(restart_after, self._restart_later, name)
 
     def _restart_later(self, name: str) -> None:
-        replica = self.replica(name)
+        replica = self._replica(name)
         if self.state == "running" and not replica.alive and not replica.waiting:
             self.restart(name)
 
@@ -410,8 +431,13 @@ class SimCluster:
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass, running everything that falls due."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise ConfigurationError(f"advance() takes seconds >= 0, got {seconds!r}")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
+            raise ConfigurationError(f"advance() takes a number of seconds >= 0, got {seconds!r}")
         self._require_root("advance()")
         self.scheduler.run_root_until(self.clock.now_us + to_us(seconds))
 

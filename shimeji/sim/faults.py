@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +103,25 @@ def _check(condition: bool, fault: Any, message: str) -> None:
         raise ConfigurationError(f"{type(fault).__name__}: {message}")
 
 
+def _is_seconds(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _check_names(fault: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(fault, name)
+        _check(
+            value is None or (isinstance(value, str) and value != ""),
+            fault,
+            f"{name} must be a non-empty string or None, got {value!r}",
+        )
+
+
 class _MessageFault(_PlainRepr):
     direction: str
     service: str | None
@@ -112,23 +132,24 @@ class _MessageFault(_PlainRepr):
     predicate: str | None
 
     def _validate(self) -> None:
+        _check_names(self, "service", "method")
         _check(
             self.direction in DIRECTIONS,
             self,
             f"direction must be one of {DIRECTIONS}, got {self.direction!r}",
         )
         _check(
-            isinstance(self.skip, int) and self.skip >= 0,
+            type(self.skip) is int and self.skip >= 0,
             self,
             f"skip must be a whole number >= 0, got {self.skip!r}",
         )
         _check(
-            self.count is None or (isinstance(self.count, int) and self.count >= 1),
+            self.count is None or (type(self.count) is int and self.count >= 1),
             self,
             f"count must be a whole number >= 1 or None, got {self.count!r}",
         )
         _check(
-            self.probability is None or 0 <= self.probability <= 1,
+            self.probability is None or (_is_seconds(self.probability) and self.probability <= 1),
             self,
             f"probability must be between 0 and 1 or None, got {self.probability!r}",
         )
@@ -175,7 +196,11 @@ class Delay(_MessageFault):
 
     def __attrs_post_init__(self) -> None:
         self._validate()
-        _check(self.seconds >= 0 and self.jitter >= 0, self, "seconds and jitter must be >= 0")
+        _check(
+            _is_seconds(self.seconds) and _is_seconds(self.jitter),
+            self,
+            f"seconds and jitter must be numbers >= 0, got {self.seconds!r} and {self.jitter!r}",
+        )
 
 
 @attrs.frozen(repr=False)
@@ -195,11 +220,19 @@ class Duplicate(_MessageFault):
         self._validate()
 
 
+def _check_replica(fault: Any) -> None:
+    _check(
+        isinstance(fault.replica, str) and fault.replica != "",
+        fault,
+        f"replica must name a replica (e.g. 'calculator-2') or a client, got {fault.replica!r}",
+    )
+
+
 def _check_time(fault: Any, *names: str) -> None:
     for name in names:
         value = getattr(fault, name)
         _check(
-            value is None or (isinstance(value, (int, float)) and value >= 0),
+            value is None or _is_seconds(value),
             fault,
             f"{name} must be seconds >= 0, got {value!r}",
         )
@@ -216,6 +249,7 @@ class Crash(_PlainRepr):
     restart_after: float | None = None
 
     def __attrs_post_init__(self) -> None:
+        _check_replica(self)
         _check_time(self, "at", "restart_after")
 
 
@@ -230,8 +264,10 @@ class CrashDuring(_PlainRepr):
     restart_after: float | None = None
 
     def __attrs_post_init__(self) -> None:
+        _check_names(self, "service", "method")
+        _check(self.service is not None, self, "service must name a service")
         _check(
-            isinstance(self.nth, int) and self.nth >= 1,
+            type(self.nth) is int and self.nth >= 1,
             self,
             f"nth must be a whole number >= 1, got {self.nth!r}",
         )
@@ -249,6 +285,7 @@ class Partition(_PlainRepr):
     duration: float = 1.0
 
     def __attrs_post_init__(self) -> None:
+        _check_replica(self)
         _check_time(self, "at", "duration")
 
 

@@ -35,8 +35,12 @@ def test_an_example_alone_prints_its_timeline(capsys):
     status, out, err = run("examples/orders.py", capsys=capsys)
     assert (status, err) == (0, "")
     assert out == (GOLDEN / "orders.txt").read_text()
-    for step in ("process_order_parallel", "payment_service-1", "inventory_service-1",
-                 "email_service-1"):
+    for step in (
+        "process_order_parallel",
+        "payment_service-1",
+        "inventory_service-1",
+        "email_service-1",
+    ):
         assert step in out
 
 
@@ -44,7 +48,10 @@ def test_the_command_is_installed_and_exits_0():
     """The console entry point runs as a process."""
     done = subprocess.run(
         [sys.executable, "-m", "shimeji", "sim", "examples/calculator.py", "--format", "jsonl"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # not a terminal: no progress bar, and no service logs
@@ -62,36 +69,56 @@ def test_a_dotted_module_name_works_too(capsys):
 def test_every_format_can_be_written_to_a_file(format, tmp_path, capsys):
     """--out writes the view and says so on stdout."""
     target = tmp_path / f"trace.{format}"
-    status, out, _ = run("examples/user_score.py", "--format", format, "--out", str(target),
-                         capsys=capsys)
+    status, out, _ = run(
+        "examples/user_score.py", "--format", format, "--out", str(target), capsys=capsys
+    )
     assert status == 0
     events = len((GOLDEN / "user_score.txt").read_text().splitlines()) - 1
     assert out == f"wrote the {format} view of {events} events to {target}\n"
     text = target.read_text()
-    assert {"text": "    time  replica", "mermaid": "sequenceDiagram\n", "jsonl": '{"seq": 0,',
-            "perfetto": '{"displayTimeUnit"', "html": "<!DOCTYPE html>"}[format] in text[:40]
+    assert {
+        "text": "    time  replica",
+        "mermaid": "sequenceDiagram\n",
+        "jsonl": '{"seq": 0,',
+        "perfetto": '{"displayTimeUnit"',
+        "html": "<!DOCTYPE html>",
+    }[format] in text[:40]
 
 
 def test_a_single_call_uses_every_service_of_the_module(capsys):
     """--call adds the module's services and reports what the call returned."""
-    status, out, err = run("examples/user_score.py", "--call",
-                           "user_service.calculate_user_score('u9', 2, base_score=None) ",
-                           capsys=capsys)
+    status, out, err = run(
+        "examples/user_score.py",
+        "--call",
+        "user_service.calculate_user_score('u9', 2, base_score=None) ",
+        capsys=capsys,
+    )
     assert status == 0
     assert "IncorrectSignature" in err
-    status, out, err = run("examples/user_score.py", "--call",
-                           "user_service.calculate_user_score('u9', 2, multiplier=-4)",
-                           capsys=capsys)
+    status, out, err = run(
+        "examples/user_score.py",
+        "--call",
+        "user_service.calculate_user_score('u9', 2, multiplier=-4)",
+        capsys=capsys,
+    )
     assert status == 0
-    assert err == ("user_service.calculate_user_score('u9', 2, multiplier=-4) returned "
-                   "{'user_id': 'u9', 'score': -8}\n")
+    assert err == (
+        "user_service.calculate_user_score('u9', 2, multiplier=-4) returned "
+        "{'user_id': 'u9', 'score': -8}\n"
+    )
     assert "calculator-1    replica_start" in out and "user_service-1  replica_start" in out
 
 
 def test_a_failing_call_is_an_outcome_not_an_error(capsys):
     """A call that raises remotely is shown (exit 0): it is what the user asked to see."""
-    status, out, err = run("examples/calculator.py", "--call", "calculator.divide(1, 0)",
-                           "--format", "mermaid", capsys=capsys)
+    status, out, err = run(
+        "examples/calculator.py",
+        "--call",
+        "calculator.divide(1, 0)",
+        "--format",
+        "mermaid",
+        capsys=capsys,
+    )
     assert status == 0
     assert err == "calculator.divide(1, 0) raised RemoteError: ValueError Division by zero\n"
     assert "P1-->>P0: ValueError: Division by zero" in out
@@ -155,42 +182,76 @@ RAISES = SERVICE + "\ndef scenario(cluster):\n    cluster.add_service(Echo)\n"
         (["nope.module"], "no module named 'nope.module'; give a file path"),
         (["examples/config.yaml"], "examples/config.yaml is not a Python file"),
         (["no/such/dir/"], "no such file: no/such/dir/"),
-        (["examples/calculator.py", "--scenario", "other"],
-         "examples/calculator.py defines no function 'other'"),
-        (["examples/calculator.py", "--call", "calculator.divide(1, x)"],
-         "invalid --call 'calculator.divide(1, x)': argument 2 'x' is not a literal"),
-        (["examples/calculator.py", "--call", "calculator"],
-         "invalid --call 'calculator': expected service.method(arguments)"),
-        (["examples/calculator.py", "--call", "calculator.add(1,"],
-         "invalid --call 'calculator.add(1,': not a Python call expression"),
-        (["examples/calculator.py", "--call", "calculator.add(*x)"],
-         "invalid --call 'calculator.add(*x)': *x is not allowed"),
-        (["examples/calculator.py", "--call", "calculator.add(**x)"],
-         "invalid --call 'calculator.add(**x)': **x is not allowed"),
-        (["examples/calculator.py", "--call", "f(1).add(2)"],
-         "invalid --call 'f(1).add(2)': 'f(1)' is not a service name"),
-        (["examples/calculator.py", "--call", "calculator.add(__import__('os'))"],
-         "argument 1 \"__import__('os')\" is not a literal"),
-        (["examples/calculator.py", "--replicas", "calculator"],
-         "invalid --replicas 'calculator': expected SERVICE=N"),
-        (["examples/calculator.py", "--replicas", "calculator=0"],
-         "invalid --replicas 'calculator=0': the number of replicas must be a whole number >= 1"),
+        (
+            ["examples/calculator.py", "--scenario", "other"],
+            "examples/calculator.py defines no function 'other'",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.divide(1, x)"],
+            "invalid --call 'calculator.divide(1, x)': argument 2 'x' is not a literal",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator"],
+            "invalid --call 'calculator': expected service.method(arguments)",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.add(1,"],
+            "invalid --call 'calculator.add(1,': not a Python call expression",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.add(*x)"],
+            "invalid --call 'calculator.add(*x)': *x is not allowed",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.add(**x)"],
+            "invalid --call 'calculator.add(**x)': **x is not allowed",
+        ),
+        (
+            ["examples/calculator.py", "--call", "f(1).add(2)"],
+            "invalid --call 'f(1).add(2)': 'f(1)' is not a service name",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.add(__import__('os'))"],
+            "argument 1 \"__import__('os')\" is not a literal",
+        ),
+        (
+            ["examples/calculator.py", "--replicas", "calculator"],
+            "invalid --replicas 'calculator': expected SERVICE=N",
+        ),
+        (
+            ["examples/calculator.py", "--replicas", "calculator=0"],
+            "invalid --replicas 'calculator=0': the number of replicas must be a whole number >= 1",
+        ),
         (["examples/calculator.py", "--replicas", "a b=2"], "invalid --replicas 'a b=2': service"),
-        (["examples/calculator.py", "--replicas", "x=1", "--replicas", "x=2"],
-         "--replicas names 'x' twice"),
-        (["examples/calculator.py", "--call", "calculator.add(1, 2)", "--replicas", "calc=2"],
-         "--replicas names 'calc', which examples/calculator.py does not define; its "
-         "services: calculator"),
-        (["examples/calculator.py", "--replicas", "ghost=2"],
-         "--replicas names 'ghost', which the scenario never added; it added: calculator"),
-        (["examples/calculator.py", "--faults", "Explode()"],
-         "invalid fault plan (--faults): fault plan may only call"),
-        (["examples/calculator.py", "--faults", "missing_plan.py"],
-         "no such fault plan file: missing_plan.py"),
-        (["examples/calculator.py", "--config", "missing.yaml"],
-         "no such configuration file: missing.yaml"),
-        (["examples/calculator.py", "--out", "no/such/dir/trace.txt"],
-         "cannot write no/such/dir/trace.txt: no directory no/such/dir"),
+        (
+            ["examples/calculator.py", "--replicas", "x=1", "--replicas", "x=2"],
+            "--replicas names 'x' twice",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.add(1, 2)", "--replicas", "calc=2"],
+            "--replicas names 'calc', which examples/calculator.py does not define; its "
+            "services: calculator",
+        ),
+        (
+            ["examples/calculator.py", "--replicas", "ghost=2"],
+            "--replicas names 'ghost', which the scenario never added; it added: calculator",
+        ),
+        (
+            ["examples/calculator.py", "--faults", "Explode()"],
+            "invalid fault plan (--faults): fault plan may only call",
+        ),
+        (
+            ["examples/calculator.py", "--faults", "missing_plan.py"],
+            "no such fault plan file: missing_plan.py",
+        ),
+        (
+            ["examples/calculator.py", "--config", "missing.yaml"],
+            "no such configuration file: missing.yaml",
+        ),
+        (
+            ["examples/calculator.py", "--out", "no/such/dir/trace.txt"],
+            "cannot write no/such/dir/trace.txt: no directory no/such/dir",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv, message, capsys):
@@ -205,23 +266,42 @@ def test_bad_input_is_one_line_and_status_2(argv, message, capsys):
 @pytest.mark.parametrize(
     ("code", "argv", "message"),
     [
-        ("import not_a_module_anywhere\n", [],
-         "importing {path} failed: ModuleNotFoundError: No module named 'not_a_module_anywhere'"),
+        (
+            "import not_a_module_anywhere\n",
+            [],
+            "importing {path} failed: ModuleNotFoundError: No module named 'not_a_module_anywhere'",
+        ),
         ("def broken(:\n", [], "{path} has a syntax error at {path}:1"),
-        ("raise RuntimeError('boom at import')\n", [],
-         "importing {path} failed: RuntimeError: boom at import (at {path}:1)"),
+        (
+            "raise RuntimeError('boom at import')\n",
+            [],
+            "importing {path} failed: RuntimeError: boom at import (at {path}:1)",
+        ),
         ("X = 1\n", [], "no services found in {path} and no scenario() function"),
         ("X = 1\n", ["--call", "echo.say('hi')"], "no services found in {path}"),
-        (SERVICE, [], "{path} has no scenario() function; add `def scenario(cluster): ...` or "
-         "make one call with --call, e.g. --call 'echo.say(...)'"),
-        (SERVICE + "\ndef scenario(cluster):\n    pass\n", [],
-         "no services: the scenario of {path} added none"),
+        (
+            SERVICE,
+            [],
+            "{path} has no scenario() function; add `def scenario(cluster): ...` or "
+            "make one call with --call, e.g. --call 'echo.say(...)'",
+        ),
+        (
+            SERVICE + "\ndef scenario(cluster):\n    pass\n",
+            [],
+            "no services: the scenario of {path} added none",
+        ),
         (SERVICE + "\nscenario = 3\n", [], "{path}: scenario is not a function"),
-        (RAISES + "    raise ValueError('the scenario\\nfails')\n", [],
-         "scenario scenario() raised ValueError: the scenario fails (at {path}:13)"),
-        (RAISES + "    cluster.rpc.echo.say(1, 2)\n", [],
-         "scenario scenario() raised IncorrectSignature: say(text): too many positional "
-         "arguments (at {path}:13)"),
+        (
+            RAISES + "    raise ValueError('the scenario\\nfails')\n",
+            [],
+            "scenario scenario() raised ValueError: the scenario fails (at {path}:13)",
+        ),
+        (
+            RAISES + "    cluster.rpc.echo.say(1, 2)\n",
+            [],
+            "scenario scenario() raised IncorrectSignature: say(text): too many positional "
+            "arguments (at {path}:13)",
+        ),
     ],
 )
 def test_problems_in_the_module_are_one_line(code, argv, message, tmp_path, capsys):

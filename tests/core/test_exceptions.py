@@ -61,8 +61,12 @@ def test_request_errors_are_registered_under_both_paths():
         }
         assert type(deserialize(nameko)) is cls
     assert serialize(MethodNotFound("m"))["exc_path"] == "nameko.exceptions.MethodNotFound"
-    shimeji_path = {"exc_type": "MethodNotFound", "exc_path": "shimeji.exceptions.MethodNotFound",
-                    "exc_args": ["m"], "value": "m"}
+    shimeji_path = {
+        "exc_type": "MethodNotFound",
+        "exc_path": "shimeji.exceptions.MethodNotFound",
+        "exc_args": ["m"],
+        "value": "m",
+    }
     assert type(deserialize(shimeji_path)) is MethodNotFound
     assert type(deserialize(serialize(ServiceNotFound("svc")))) is ServiceNotFound
 

@@ -87,8 +87,9 @@ def test_a_nested_call_is_one_trace_of_client_and_server_spans(spans, monkeypatc
     assert inner_server.attributes["rpc.method"] == "multiply"
     assert inner_server.attributes["messaging.system"] == "rabbitmq"
     assert inner_server.attributes["shimeji.replica"] == "calculator-1"
-    assert inner_client.attributes["messaging.message.conversation_id"] == (
-        inner_server.attributes["messaging.message.conversation_id"]
+    assert (
+        inner_client.attributes["messaging.message.conversation_id"]
+        == (inner_server.attributes["messaging.message.conversation_id"])
     )
     assert all(span.status.status_code is StatusCode.UNSET for span in chain)
 

@@ -58,8 +58,9 @@ def find_chromium() -> str | None:
 
 
 class Browser:
-    def __init__(self, process: subprocess.Popen[bytes], to_browser: int, from_browser: int,
-                 profile: str) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], to_browser: int, from_browser: int, profile: str
+    ) -> None:
         self.process = process
         self._to = to_browser
         self._from = from_browser
@@ -85,8 +86,13 @@ class Browser:
             os.dup2(reply_write, 4)
 
         process = subprocess.Popen(
-            [executable, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe",
-             "about:blank"],
+            [
+                executable,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -120,8 +126,13 @@ class Browser:
                 else:
                     self.events.append(message)
 
-    def send(self, method: str, params: dict[str, Any] | None = None,
-             session: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
+    def send(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 20.0,
+    ) -> dict[str, Any]:
         with self._lock:
             self._next_id += 1
             number = self._next_id
@@ -153,9 +164,9 @@ class Browser:
     def open(self, url: str) -> Page:
         """A new page that has loaded ``url`` (console and network recorded from the start)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = self.send(
-            "Target.attachToTarget", {"targetId": target, "flatten": True}
-        )["sessionId"]
+        session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Runtime", "Log", "Page", "Network"):
             self.send(f"{domain}.enable", session=session)
         self.send("Page.navigate", {"url": url}, session=session)
@@ -212,8 +223,10 @@ class Page:
     def console_errors(self) -> list[str]:
         """Uncaught exceptions, console.error/warn calls and error log entries (CSP too)."""
         errors = [
-            str(event["exceptionDetails"].get("exception", {}).get("description")
-                or event["exceptionDetails"].get("text"))
+            str(
+                event["exceptionDetails"].get("exception", {}).get("description")
+                or event["exceptionDetails"].get("text")
+            )
             for event in self._events("Runtime.exceptionThrown")
         ]
         errors += [

@@ -26,8 +26,18 @@ def test_event_data_cannot_close_its_script_element():
     """A body holding </script> is escaped inside the page's JSON data."""
     from shimeji.views.log import EventRecord, MessageRecord
 
-    record = EventRecord(0, 0.0, "publish", "client", "a", "b", None, "c1", "",
-                         MessageRecord("a.b", body={"args": ["</script><script>x()"]}))
+    record = EventRecord(
+        0,
+        0.0,
+        "publish",
+        "client",
+        "a",
+        "b",
+        None,
+        "c1",
+        "",
+        MessageRecord("a.b", body={"args": ["</script><script>x()"]}),
+    )
     page = render_html(EventLog([record]))
     assert page.count("</script>") == 2
 
@@ -71,12 +81,12 @@ def test_clicking_an_event_shows_its_headers_body_and_context_data(browser, tmp_
     assert "context data" in details and '"user_id": "u-42"' in details
     assert "headers" in details and '"nameko.correlation_id": "req-7"' in details
     assert "body" in details and '"login"' in details
-    assert page.evaluate("document.querySelector('tr.selected').dataset.seq") == str(
-        log[index].seq
-    )
+    assert page.evaluate("document.querySelector('tr.selected').dataset.seq") == str(log[index].seq)
     # An arrow of the diagram selects its delivery too.
-    page.evaluate("document.querySelector('#diagram g.message.reply').dispatchEvent("
-                  "new MouseEvent('click', {bubbles: true}))")
+    page.evaluate(
+        "document.querySelector('#diagram g.message.reply').dispatchEvent("
+        "new MouseEvent('click', {bubbles: true}))"
+    )
     selected = page.evaluate("document.querySelector('tr.selected').textContent")
     assert "reply from audit_service-1" in selected
     assert page.console_errors == []

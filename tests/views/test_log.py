@@ -67,10 +67,14 @@ def test_bodies_that_are_not_json_are_kept_as_text_or_base64():
     [
         ('{"seq": 0, "time": 0.0, "kind": "ack", "replica": "a"}\n{oops\n', "<jsonl>:2: not JSON"),
         ("[1, 2]\n", "<jsonl>:1: expected a JSON object, got list"),
-        ('{"seq": 0, "kind": "ack"}\n', "<jsonl>:1: not a shimeji trace event (missing time, "
-         "replica)"),
-        ('{"seq": 0, "time": 0, "kind": "a", "replica": "r", "message": {"body": 1}}\n',
-         "<jsonl>:1: malformed message field"),
+        (
+            '{"seq": 0, "kind": "ack"}\n',
+            "<jsonl>:1: not a shimeji trace event (missing time, replica)",
+        ),
+        (
+            '{"seq": 0, "time": 0, "kind": "a", "replica": "r", "message": {"body": 1}}\n',
+            "<jsonl>:1: malformed message field",
+        ),
     ],
 )
 def test_reading_a_bad_log_names_the_line(text, problem):

@@ -23,8 +23,12 @@ def check_structure(document: dict) -> list[dict]:
         assert event["ph"] in ("M", "X", "i"), event
         assert isinstance(event["pid"], int) and isinstance(event["tid"], int)
         if event["ph"] == "M":
-            assert event["name"] in ("process_name", "process_sort_index", "thread_name",
-                                     "thread_sort_index")
+            assert event["name"] in (
+                "process_name",
+                "process_sort_index",
+                "thread_name",
+                "thread_sort_index",
+            )
             if event["name"] == "process_name":
                 named_processes.add(event["pid"])
             if event["name"] == "thread_name":
@@ -77,8 +81,13 @@ def test_a_track_per_replica_and_client():
     """Processes are the participants, named as in the trace."""
     events = json.loads(render_perfetto(example_log("orders")))["traceEvents"]
     names = [e["args"]["name"] for e in events if e["name"] == "process_name"]
-    assert names[:5] == ["client", "order_service-1", "payment_service-1",
-                         "inventory_service-1", "email_service-1"]
+    assert names[:5] == [
+        "client",
+        "order_service-1",
+        "payment_service-1",
+        "inventory_service-1",
+        "email_service-1",
+    ]
 
 
 def test_overlapping_workers_get_lanes_that_nest():
@@ -101,11 +110,13 @@ def test_client_calls_end_at_their_timeout():
 
 def test_the_checker_can_fail():
     """Misnested slices are caught by the structural check above."""
-    bad = {"traceEvents": [
-        {"ph": "M", "name": "process_name", "pid": 1, "tid": 0, "args": {"name": "p"}},
-        {"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "t"}},
-        {"ph": "X", "name": "a", "cat": "w", "pid": 1, "tid": 1, "ts": 0, "dur": 10},
-        {"ph": "X", "name": "b", "cat": "w", "pid": 1, "tid": 1, "ts": 5, "dur": 10},
-    ]}
+    bad = {
+        "traceEvents": [
+            {"ph": "M", "name": "process_name", "pid": 1, "tid": 0, "args": {"name": "p"}},
+            {"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "t"}},
+            {"ph": "X", "name": "a", "cat": "w", "pid": 1, "tid": 1, "ts": 0, "dur": 10},
+            {"ph": "X", "name": "b", "cat": "w", "pid": 1, "tid": 1, "ts": 5, "dur": 10},
+        ]
+    }
     with pytest.raises(AssertionError):
         check_structure(bad)

@@ -25,8 +25,10 @@ def test_details_show_arguments_senders_and_results():
     assert publish in text
     assert "from client" in text
     assert "reply from calculator-1: ValueError: Division by zero" in text
-    assert "worker_end     calculator.divide    calculator.divide.2          c4    " \
-           "ValueError: Division by zero" in text
+    assert (
+        "worker_end     calculator.divide    calculator.divide.2          c4    "
+        "ValueError: Division by zero" in text
+    )
 
 
 def test_short_ids_abbreviate_uuids_only():
