@@ -89,9 +89,10 @@ class ThreadTask:
                 fn(*(args or ()))
         except WorkerKilled:
             pass
-        except Exception:
+        except BaseException:
             # Workers catch their own errors; reaching here is a bug in an
-            # extension or in shimeji, and must not pass silently.
+            # extension or in shimeji, and must not pass silently. The pool
+            # thread lives on: a thread lost here would shrink the pool for good.
             log.exception("task %s crashed", self.name)
         finally:
             _local.task = None

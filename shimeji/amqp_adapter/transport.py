@@ -435,6 +435,11 @@ class AmqpConsumer:
             # The loop picks acks up within ACK_POLL; one consumer at its
             # prefetch limit waits for this ack to receive more: wake it then.
             loop.enqueue(command)
+            if not loop.polling_acks:
+                # The loop stopped polling while we queued: it clears the flag
+                # before it looks at its commands, so either it saw ours, or
+                # this second look sees the flag down and wakes it.
+                loop.wake()
         else:
             loop.submit(command)
 
@@ -442,8 +447,10 @@ class AmqpConsumer:
         if not self.active:
             return
         if self.loop.connected:
-            self.loop.call(self._cancel_now)
-        else:
+            with contextlib.suppress(BrokerUnavailable):
+                self.loop.call(self._cancel_now)
+                return
+        if self.active:
             # The broker is out of reach: there is nothing to cancel on it. Mark
             # the consumer so that a reconnection does not resume it.
             self.active = False
@@ -453,8 +460,10 @@ class AmqpConsumer:
         if self.closed:
             return
         if self.loop.connected:
-            self.loop.call(self._close_now)
-        else:
+            with contextlib.suppress(BrokerUnavailable):
+                self.loop.call(self._close_now)
+                return
+        if not self.closed:
             self.active = False
             self.closed = True
             self.loop.submit(lambda: self._forget_after_outage(close=True))
@@ -637,10 +646,17 @@ class _ConsumerLoop:
             done.set()
 
         self.submit(command)
-        while not done.wait(0.5):
+        while not done.wait(0.1):
             if not self._thread.is_alive():
                 raise BrokerUnavailable(
                     f"the connection to {self.transport.redacted_uri} was closed"
+                )
+            if not self.connected:
+                # The loop is reconnecting and runs no commands until it is back,
+                # which may be never: do not wait for it. (Commands are
+                # idempotent: if this one runs after all, it finds nothing to do.)
+                raise BrokerUnavailable(
+                    f"the connection to {self.transport.redacted_uri} is lost"
                 )
         ok, value = outcome[0]
         if ok:
@@ -664,6 +680,11 @@ class _ConsumerLoop:
             os.write(self._wake_w, b"x")
         if threading.current_thread() is not self._thread:
             self._thread.join(10)
+        if self._thread.is_alive():
+            # Still inside a reconnection attempt: it stops at its next check.
+            # Its pipe stays open until then, so that no reused descriptor is
+            # written to or selected on by mistake.
+            return
         with contextlib.suppress(OSError):
             os.close(self._wake_r)
         with contextlib.suppress(OSError):
