@@ -655,9 +655,7 @@ class _ConsumerLoop:
                 # The loop is reconnecting and runs no commands until it is back,
                 # which may be never: do not wait for it. (Commands are
                 # idempotent: if this one runs after all, it finds nothing to do.)
-                raise BrokerUnavailable(
-                    f"the connection to {self.transport.redacted_uri} is lost"
-                )
+                raise BrokerUnavailable(f"the connection to {self.transport.redacted_uri} is lost")
         ok, value = outcome[0]
         if ok:
             return value

@@ -4,17 +4,17 @@ configuration, setting up logging, showing errors in one line."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import logging
 import logging.config
-import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from shimeji.cli import CommandError
+from shimeji.cli.loading import find_services as loaded_services
+from shimeji.cli.loading import load_module
 from shimeji.core.config import DEFAULT_CONFIG, Settings, load_config, redact_uri
 from shimeji.core.container import get_service_name
 from shimeji.core.exceptions import ConfigurationError
@@ -41,55 +41,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _module_name(spec: str) -> str:
-    """``pkg/mod.py`` or ``pkg.mod``: the module's dotted name."""
-    if spec.endswith(".py") or os.sep in spec or "/" in spec:
-        path = Path(spec)
-        if path.suffix == ".py":
-            path = path.with_suffix("")
-        parts = [part for part in path.parts if part not in (".", "")]
-        if any(part == ".." for part in parts) or path.is_absolute():
-            raise CommandError(
-                f"{spec!r}: give the module as a dotted name or a path below the current "
-                "directory (e.g. services/calculator.py or services.calculator)"
-            )
-        return ".".join(parts)
-    return spec
-
-
 def find_services(specs: Iterable[str]) -> list[type]:
-    """The service classes named by ``module[:Class]`` specs.
+    """The service classes named by ``module[:Class]`` specs (a module is a dotted
+    name or a ``.py`` path, as for ``shimeji sim``).
 
-    A module alone gives every class defined in it that has an entrypoint.
-    Raises CommandError with what to fix.
+    A module alone gives every service class defined in it. Raises CommandError
+    with what to fix.
     """
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     found: list[type] = []
     for spec in specs:
-        module_part, _, class_name = spec.partition(":")
-        module_name = _module_name(module_part)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                raise CommandError(
-                    f"cannot import {module_name!r}: no module named {exc.name!r}. Run from the "
-                    "directory that holds it, or check the spelling"
-                ) from None
-            raise CommandError(
-                f"importing {module_name!r} failed: {exc} (a module it imports is missing)"
-            ) from None
-        except Exception as exc:
-            raise CommandError(
-                f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-            ) from None
+        module_part, colon, class_name = spec.partition(":")
+        if colon and not class_name:
+            raise CommandError(f"{spec!r}: name a class after the colon, or drop the colon")
+        module = load_module(module_part)
         if class_name:
             cls = getattr(module, class_name, None)
             if cls is None:
-                available = [name for name, _ in _service_classes(module)]
+                available = [c.__name__ for c in loaded_services(module, imported=False)]
                 raise CommandError(
-                    f"module {module_name!r} has no {class_name!r}; its service classes: "
+                    f"module {module_part!r} has no {class_name!r}; its service classes: "
                     f"{', '.join(available) or 'none'}"
                 )
             if not inspect.isclass(cls):
@@ -100,10 +70,10 @@ def find_services(specs: Iterable[str]) -> list[type]:
                 )
             classes = [cls]
         else:
-            classes = [cls for _, cls in _service_classes(module)]
+            classes = loaded_services(module, imported=False)
             if not classes:
                 raise CommandError(
-                    f"module {module_name!r} defines no service class (a class with a name "
+                    f"module {module_part!r} defines no service class (a class with a name "
                     "and at least one @rpc method)"
                 )
         for cls in classes:
@@ -114,16 +84,6 @@ def find_services(specs: Iterable[str]) -> list[type]:
             if cls not in found:
                 found.append(cls)
     return found
-
-
-def _service_classes(module: Any) -> list[tuple[str, type]]:
-    return [
-        (name, value)
-        for name, value in vars(module).items()
-        if inspect.isclass(value)
-        and value.__module__ == module.__name__
-        and any(True for _ in iter_entrypoints(value))
-    ]
 
 
 def load_cli_config(

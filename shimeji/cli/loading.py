@@ -125,14 +125,17 @@ def _import(name: str, shown: str) -> ModuleType:
         raise CommandError(f"importing {shown} failed: {describe_exception(exc)}") from None
 
 
-def find_services(module: ModuleType) -> list[type]:
-    """The service classes a module defines or imports, in the order it names them.
+def find_services(module: ModuleType, imported: bool = True) -> list[type]:
+    """The service classes a module defines (and, with ``imported``, imports), in
+    the order it names them.
 
     A service class has a ``name`` and at least one entrypoint (``@rpc``).
     """
     found: list[type] = []
     for value in vars(module).values():
         if not isinstance(value, type) or value in found:
+            continue
+        if not imported and value.__module__ != module.__name__:
             continue
         name = getattr(value, "name", None)
         if not isinstance(name, str) or validate_service_name(name) is not None:

@@ -79,7 +79,7 @@ def test_show_config_missing_variable(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("no_such_module_xyz", "cannot import 'no_such_module_xyz': no module named"),
+        ("no_such_module_xyz", "no module named 'no_such_module_xyz'"),
         ("examples.calculator:Nope", "module 'examples.calculator' has no 'Nope'"),
         (
             "tests.conformance.services:ReplicaName",
@@ -87,7 +87,9 @@ def test_show_config_missing_variable(tmp_path, capsys):
         ),
         ("tests.cli:nothing", "has no 'nothing'"),
         ("tests/cli/__init__.py", "defines no service class"),
-        ("../elsewhere.py", "give the module as a dotted name or a path below"),
+        ("../elsewhere.py", "no such file: ../elsewhere.py"),
+        ("examples/config.yaml", "is not a Python file"),
+        ("examples.calculator:", "name a class after the colon"),
     ],
 )
 def test_run_explains_bad_service_specs(capsys, spec, expected):
