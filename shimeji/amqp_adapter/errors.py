@@ -29,7 +29,7 @@ from shimeji.core.config import redact_uri
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.transport import BrokerUnavailable
 
-__all__ = ["CONNECTION_ERRORS", "broker_errors", "describe_error", "is_connection_error"]
+__all__ = ["CONNECTION_ERRORS", "broker_errors", "describe_error"]
 
 #: Errors after which a connection (not just a channel) must be rebuilt.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -38,10 +38,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # socket errors, refused connections, TLS errors (ssl.SSLError is one)
     EOFError,
 )
-
-
-def is_connection_error(exc: BaseException) -> bool:
-    return isinstance(exc, CONNECTION_ERRORS) and not isinstance(exc, amqp.exceptions.ChannelError)
 
 
 def describe_error(exc: BaseException) -> str:

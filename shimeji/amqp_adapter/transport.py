@@ -986,10 +986,6 @@ class AmqpTransport:
             loop.stop()
         self._publisher.close()
 
-    @property
-    def loop_thread(self) -> threading.Thread | None:
-        return self._loop.thread if self._loop is not None else None
-
     # -- the Transport contract ------------------------------------------------------------
 
     def declare_exchange(self, name: str) -> None:

@@ -32,7 +32,7 @@ from shimeji.cli.loading import (
     parse_call,
     parse_replicas,
 )
-from shimeji.core.exceptions import ShimejiError
+from shimeji.core.exceptions import ConfigurationError, ShimejiError
 from shimeji.core.transport import Message
 from shimeji.sim import SimCluster
 from shimeji.sim.clock import real_perf_counter
@@ -298,7 +298,11 @@ def run(args: argparse.Namespace) -> int:
                 assert scenario is not None
                 scenario(cluster)
         except Exception as exc:
-            what = f"scenario {getattr(scenario, '__name__', 'scenario')}()"
+            what = (
+                f"the call {call}"
+                if call is not None
+                else f"scenario {getattr(scenario, '__name__', 'scenario')}()"
+            )
             failure = f"{what} raised {describe_exception(exc, near=module_file)}"
         finally:
             try:
@@ -332,6 +336,8 @@ def _make_call(cluster: SimCluster, call: CallSpec) -> str:
     worth showing, not errors of the command)."""
     try:
         result = cluster.rpc[call.service][call.method](*call.args, **call.kwargs)
+    except ConfigurationError:
+        raise  # a mistake in the command (a fault plan, say), not the call's outcome
     except ShimejiError as exc:
         return f"{call} raised {type(exc).__name__}: {' '.join(str(exc).split())}"
     return f"{call} returned {result!r}"

@@ -60,8 +60,10 @@ class TraceEvent:
             and (self.service is None or message.routing_key != f"{self.service}.{self.method}")
         )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
+    def as_dict(self, messages: bool = False) -> dict[str, Any]:
+        """The event's fields; with ``messages``, also its message (raw: bodies are
+        not redacted here; ``shimeji.views`` builds redacted logs)."""
+        data: dict[str, Any] = {
             "seq": self.seq,
             "time": round(self.time, 6),
             "kind": self.kind,
@@ -72,6 +74,17 @@ class TraceEvent:
             "correlation_id": self.correlation_id,
             "detail": self.detail,
         }
+        if messages and self.message is not None:
+            message = self.message
+            data["message"] = {
+                "routing_key": message.routing_key,
+                "exchange": message.exchange,
+                "reply_to": message.reply_to,
+                "content_type": message.content_type,
+                "headers": dict(message.headers),
+                "body": message.body.decode("utf-8", "backslashreplace"),
+            }
+        return data
 
 
 def short_id(value: str | None) -> str:
@@ -222,9 +235,13 @@ class Trace:
             lines.append(("  ".join(cells) + "  " + row[6]).rstrip())
         return "\n".join(lines)
 
-    def to_jsonl(self) -> str:
-        """One JSON object per event, one per line."""
-        return "".join(json.dumps(event.as_dict(), sort_keys=True) + "\n" for event in self.events)
+    def to_jsonl(self, messages: bool = False) -> str:
+        """One JSON object per event, one per line (with ``messages``, each event's
+        message too: headers and body)."""
+        return "".join(
+            json.dumps(event.as_dict(messages), sort_keys=True, default=repr) + "\n"
+            for event in self.events
+        )
 
     def to_mermaid(self) -> str:
         """A mermaid ``sequenceDiagram`` of the messages between clients and replicas."""

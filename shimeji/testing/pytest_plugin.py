@@ -133,11 +133,20 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     finally:
         funcargs["sim_cluster"] = first
         second.stop()
-    one, two = first.trace.to_text(), second.trace.to_text()
+    # Messages included: two runs may take the same steps with other values.
+    one, two = first.trace.to_jsonl(messages=True), second.trace.to_jsonl(messages=True)
     if one != two:
+        text_one, text_two = first.trace.to_text(), second.trace.to_text()
+        if text_one == text_two:  # the same steps: show where the messages differ
+            text_one, text_two = one, two
         diff = "\n".join(
             difflib.unified_diff(
-                one.splitlines(), two.splitlines(), "first run", "second run", lineterm="", n=2
+                text_one.splitlines(),
+                text_two.splitlines(),
+                "first run",
+                "second run",
+                lineterm="",
+                n=2,
             )
         )
         raise AssertionError(

@@ -12,21 +12,13 @@ event.
 
 from __future__ import annotations
 
+from shimeji.sim.trace import short_id
 from shimeji.views.log import EventLog, EventRecord
 from shimeji.views.model import TraceModel, describe_reply, describe_request
 
 __all__ = ["render_text", "short_id"]
 
 HEADER = ("time", "replica", "event", "target", "call", "corr", "detail")
-
-
-def short_id(value: str | None) -> str:
-    """A readable abbreviation of a UUID-bearing id (``svc.m.1a2b3c4d``)."""
-    if not value:
-        return "-"
-    head, _, tail = value.rpartition(".")
-    tail = tail[:8]
-    return f"{head}.{tail}" if head else tail
 
 
 def _detail(record: EventRecord, model: TraceModel) -> str:

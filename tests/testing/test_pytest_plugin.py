@@ -190,3 +190,26 @@ def test_leaky(sim_cluster):
             "*+*client*publish*calculator.add*",
         ]
     )
+
+
+def test_check_determinism_catches_values_that_differ(pytester: pytest.Pytester):
+    """Same steps, different values (an unseeded random number): the check fails."""
+    pytester.makepyfile("""
+import random
+
+from shimeji.rpc import rpc
+
+class Dice:
+    name = "dice"
+
+    @rpc
+    def roll(self):
+        return random.random()
+
+def test_roll(sim_cluster):
+    sim_cluster.add_service(Dice)
+    sim_cluster.rpc.dice.roll()
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--shimeji-check-determinism")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the simulation is not deterministic*", '*"body"*result*'])
