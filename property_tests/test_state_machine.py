@@ -122,6 +122,21 @@ class ClusterMachine(RuleBasedStateMachine):
             assert reply.result() == want
         assert self.cluster.elapsed() <= max(asked, deadline) + 1e-9
 
+    @rule(x=st.integers(0, 1000))
+    def recover_then_call(self, x):
+        """Once every fault is healed (partitions mended, a replica of each service
+        running, the broker back), calls succeed again, with the right results."""
+        for label in list(self.partitioned):
+            self.partitioned.remove(label)
+            self.cluster.heal(label)
+        for service in ("store", "front"):
+            replicas = self.cluster.replicas(service)
+            if not any(r.alive or r.waiting for r in replicas):
+                self.cluster.restart(replicas[0])
+        self.cluster.advance(TIMEOUT + RETRY_BOUND)  # outages end, waiting replicas start
+        assert self.client.front.quadruple(x) == 4 * x
+        assert self.client.store.double(x, 0.0) == 2 * x
+
     @rule(seconds=st.sampled_from([0.001, 0.5, 4.0]))
     def advance(self, seconds):
         self.cluster.advance(seconds)

@@ -29,6 +29,9 @@ DEFAULT_START = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 # that hold the real clock functions, and shimeji needs the real ones.
 _REAL = (time.sleep, time.perf_counter)
 
+#: Modules whose calls to the clock keep getting real time (freezegun's ignore list).
+_REAL_TIME_USERS = ["hypothesis.", "_pytest.", "pluggy."]
+
 
 class VirtualClock:
     """Virtual time in microseconds since the start of a simulation.
@@ -107,6 +110,7 @@ class VirtualTime:
         self._factory: Any = None
         self._thread: threading.Thread | None = None
         self._patched: list[tuple[Any, str]] = []
+        self._inspection_limit: int | None = None
 
     def start(self) -> None:
         global _owner
@@ -120,7 +124,17 @@ class VirtualTime:
                 )
             _owner = self
         self._thread = threading.current_thread()
-        self._freezer = freezegun.freeze_time(self.clock.datetime())
+        # Test runners keep the real clock: Hypothesis times examples and
+        # enforces deadlines with it, pytest reports durations. freezegun gives
+        # real time to calls made *from* those modules; looking one frame up
+        # only (not freezegun's default five) keeps the code they call, such as
+        # a test body, on virtual time.
+        from freezegun import api
+
+        self._inspection_limit = getattr(api, "call_stack_inspection_limit", None)
+        if self._inspection_limit is not None:
+            api.call_stack_inspection_limit = 1
+        self._freezer = freezegun.freeze_time(self.clock.datetime(), ignore=_REAL_TIME_USERS)
         self._factory = self._freezer.start()
         if not self._read_clock_on_demand():
             self.clock.on_change(self._moved)
@@ -136,6 +150,10 @@ class VirtualTime:
         self._patched.clear()
         self._freezer.stop()
         self._freezer = self._factory = None
+        if self._inspection_limit is not None:
+            from freezegun import api
+
+            api.call_stack_inspection_limit = self._inspection_limit
         with _owner_lock:
             _owner = None
 

@@ -114,3 +114,32 @@ def test_clock_never_goes_backwards():
     clock.advance_to(10)
     with pytest.raises(ValueError, match="cannot go backwards: asked to move from 10us to 5us"):
         clock.advance_to(5)
+
+
+class Sleepy:
+    name = "sleepy"
+
+    @rpc
+    def nap(self):
+        time.sleep(100)
+
+
+def test_hypothesis_keeps_real_time_while_a_cluster_runs():
+    """Virtual waits inside a Hypothesis example do not count against its deadline:
+    Hypothesis (like pytest) reads the real clock even while a cluster runs."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from shimeji.exceptions import RpcTimeout
+
+    with SimCluster() as cluster:
+        cluster.add_service(Sleepy)
+
+        @settings(deadline=200, max_examples=5, database=None)
+        @given(st.integers())
+        def example(_):
+            with pytest.raises(RpcTimeout):
+                cluster.rpc_proxy(timeout=30).sleepy.nap()
+
+        example()
+        assert cluster.elapsed() >= 150  # five examples, each 30 s of virtual waiting
