@@ -62,7 +62,7 @@ def shell(args: argparse.Namespace) -> int:
             raise CommandError(f"--context is not valid JSON: {exc}") from None
         if not isinstance(context, dict):
             raise CommandError('--context must be a JSON object, e.g. \'{"user_id": "u1"}\'')
-    if args.timeout is not None and args.timeout <= 0:
+    if args.timeout is not None and not (0 < args.timeout < float("inf")):
         raise CommandError(f"--timeout must be seconds > 0, got {args.timeout}")
     try:
         proxy = ClusterRpcProxy(config, context, _UNSET if args.timeout is None else args.timeout)

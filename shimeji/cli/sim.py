@@ -226,6 +226,8 @@ def _load_faults(spec: str) -> FaultPlan:
     """``--faults``: a file holding a plan, or the plan itself as Python (as it prints)."""
     source = "--faults"
     text = spec
+    if os.path.isdir(spec):
+        raise CommandError(f"--faults {spec} is a directory; give a plan, or a file holding one")
     if spec.endswith(".py") or os.path.isfile(spec):
         if not os.path.isfile(spec):
             raise CommandError(f"no such fault plan file: {spec}")
@@ -244,8 +246,10 @@ def _load_config(path: str | None) -> dict[str, Any] | None:
         return None
     from shimeji.config import load_config
 
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise CommandError(f"no such configuration file: {path}")
+    if Path(path).is_dir():
+        raise CommandError(f"configuration {path} is a directory, not a YAML file")
     try:
         return dict(load_config(path))
     except ShimejiError as exc:
@@ -261,6 +265,13 @@ def _title(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        # Refuse a place to write before spending a run on it.
+        directory = os.path.dirname(args.out)
+        if directory and not os.path.isdir(directory):
+            raise CommandError(f"cannot write {args.out}: no directory {directory}")
+        if os.path.isdir(args.out):
+            raise CommandError(f"cannot write {args.out}: it is a directory")
     replicas = parse_replicas(args.replicas)
     call = parse_call(args.call) if args.call is not None else None
     config = _load_config(args.config)

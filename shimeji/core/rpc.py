@@ -796,9 +796,14 @@ class ServiceProxy:
     def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        return MethodProxy(self, name)
+        return self[name]
 
     def __getitem__(self, name: str) -> MethodProxy:
+        if not isinstance(name, str) or not name or any(c in name for c in ".*# \t\n"):
+            raise ConfigurationError(
+                f"{name!r} cannot be a method name (it becomes the last word of the "
+                f"routing key {self.service_name}.<method>): use the method's own name"
+            )
         return MethodProxy(self, name)
 
     def __repr__(self) -> str:

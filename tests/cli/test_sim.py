@@ -252,6 +252,19 @@ RAISES = SERVICE + "\ndef scenario(cluster):\n    cluster.add_service(Echo)\n"
             ["examples/calculator.py", "--out", "no/such/dir/trace.txt"],
             "cannot write no/such/dir/trace.txt: no directory no/such/dir",
         ),
+        (["examples/calculator.py", "--out", "examples"], "cannot write examples: it is a"),
+        (["examples/calculator.py", "--faults", "examples"], "--faults examples is a directory"),
+        (["examples/calculator.py", "--config", "examples"], "configuration examples is a dir"),
+        (
+            [
+                "examples/calculator.py",
+                "--call",
+                "calculator.add(1, 2)",
+                "--faults",
+                "Crash(replica='calculator')",
+            ],
+            "the call calculator.add(1, 2) raised ConfigurationError: no replica named",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv, message, capsys):

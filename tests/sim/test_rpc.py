@@ -11,6 +11,7 @@ from shimeji.core.serialization import codec_by_name
 from shimeji.core.transport import Message
 from shimeji.exceptions import (
     BadRequest,
+    ConfigurationError,
     IncorrectSignature,
     MalformedRequest,
     MethodNotFound,
@@ -238,3 +239,10 @@ def test_calls_before_start_fail_clearly():
     cluster = SimCluster()
     with pytest.raises(RuntimeError, match="Use `with SimCluster"):
         cluster.rpc.calculator.add(1, 2)
+
+
+@pytest.mark.parametrize("name", ["", "a.add", "add*", "ad d", 3])
+def test_impossible_method_names_are_refused(cluster, name):
+    """A method name that cannot be a routing key word is refused before sending."""
+    with pytest.raises(ConfigurationError, match="cannot be a method name"):
+        cluster.rpc.calculator[name]()
