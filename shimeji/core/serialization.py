@@ -36,15 +36,21 @@ class Codec:
     loads: Callable[[bytes], Any]
 
 
-def _json_dumps(value: Any, where: str) -> bytes:
-    try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_refuse).encode()
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise _explain(value, where, exc) from None
-
-
 def _refuse(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not a JSON type")
+
+
+# Made once: json.dumps and json.loads build a new encoder or look for the text
+# encoding on every call, which costs more than encoding a small message.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_refuse)
+_DECODER = json.JSONDecoder()
+
+
+def _json_dumps(value: Any, where: str) -> bytes:
+    try:
+        return _ENCODER.encode(value).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _explain(value, where, exc) from None
 
 
 def _explain(value: Any, where: str, exc: BaseException) -> UnserializableValueError:
@@ -102,7 +108,13 @@ def _find_bad(value: Any, path: str, seen: list[int]) -> tuple[Any, str, str] | 
 
 
 def _json_loads(body: bytes) -> Any:
-    return json.loads(body)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return json.loads(body)  # JSON may also come as UTF-16 or UTF-32
+    if text.startswith("\ufeff"):  # a byte order mark, as json.loads allows
+        text = text[1:]
+    return _DECODER.decode(text)
 
 
 def _pickle_dumps(value: Any, where: str) -> bytes:

@@ -58,3 +58,15 @@ def test_broken_repr_does_not_hide_the_error():
 
     with pytest.raises(UnserializableValueError, match="Ugly with failing repr"):
         JSON.dumps([Ugly()], "value")
+
+
+def test_json_bodies_in_other_unicode_encodings_are_read():
+    """Bodies in UTF-8 (with or without a byte order mark), UTF-16 or UTF-32 decode."""
+    text = '{"a": "é"}'
+    for body in (
+        text.encode(),
+        b"\xef\xbb\xbf" + text.encode(),
+        text.encode("utf-16"),
+        text.encode("utf-32"),
+    ):
+        assert JSON.loads(body) == {"a": "é"}
