@@ -101,9 +101,11 @@ class Trace:
 
     def __init__(self, clock: VirtualClock, enabled: bool = True) -> None:
         self.clock = clock
-        self.recording = enabled
-        #: called with (kind, replica, service, method) before each event is recorded
-        self.listener: Any = None
+        self._recording = enabled
+        self._listener: Any = None
+        #: whether events are wanted (recorded, or watched by a listener); an
+        #: attribute, not a property, as core code reads it for every event
+        self.enabled = enabled
         # Events are recorded as plain tuples (cheap, and mostly invisible to the
         # garbage collector) and turned into TraceEvent objects when read.
         self._rows: list[tuple[Any, ...]] = []
@@ -124,9 +126,9 @@ class Trace:
         detail: str = "",
         message: Message | None = None,
     ) -> None:
-        if self.listener is not None:
-            self.listener(kind, replica, service, method)
-        if not self.recording:
+        if self._listener is not None:
+            self._listener(kind, replica, service, method)
+        if not self._recording:
             return
         if correlation_id is not None:
             if kind == "publish":
@@ -172,9 +174,23 @@ class Trace:
         return events
 
     @property
-    def enabled(self) -> bool:
-        """Whether events are wanted (recorded, or watched by a listener)."""
-        return self.recording or self.listener is not None
+    def recording(self) -> bool:
+        return self._recording
+
+    @recording.setter
+    def recording(self, value: bool) -> None:
+        self._recording = value
+        self.enabled = value or self._listener is not None
+
+    @property
+    def listener(self) -> Any:
+        """Called with (kind, replica, service, method) before each event is recorded."""
+        return self._listener
+
+    @listener.setter
+    def listener(self, value: Any) -> None:
+        self._listener = value
+        self.enabled = self._recording or value is not None
 
     def caller_of(self, correlation_id: str | None) -> str | None:
         """The label of whoever published the request with this correlation id."""
