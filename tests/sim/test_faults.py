@@ -427,3 +427,14 @@ def test_faults_added_to_a_running_cluster():
         with pytest.raises(RpcTimeout):
             cluster.rpc_proxy(timeout=1).calculator.add(1, 1)
         assert cluster.fault_plan == FaultPlan([Drop(service="nobody"), Drop(service="calculator")])
+
+
+def test_stopping_during_an_outage_or_a_partition_is_clean():
+    """A cluster stops cleanly while the broker is down or a replica is cut off."""
+    with SimCluster() as cluster:
+        cluster.add_service(CalculatorService, replicas=2)
+        cluster.rpc.calculator.add(1, 1)
+        cluster.partition("calculator-1")
+        cluster.broker_outage(5)
+    assert cluster.state == "stopped"
+    assert [r.container.state for r in cluster.replicas()] == ["stopped", "stopped"]
