@@ -180,6 +180,10 @@ class _Publisher:
         self._tag = 0  # delivery tag of the last message published on the channel
         # tag -> the request awaiting its confirm lazily, or None for one awaited now
         self._unconfirmed: dict[int, Message | None] = {}
+        # tag -> when it was published, for the confirms still awaited
+        self._published_at: dict[int, float] = {}
+        #: when the oldest confirm still awaited was published (monotonic), or None
+        self.oldest_unconfirmed: float | None = None
         self._nacked: set[int] = set()
         self.confirm_timeout = float(
             transport.settings.transport_options.get("confirm_timeout", DEFAULT_CONFIRM_TIMEOUT)
@@ -209,12 +213,24 @@ class _Publisher:
             tags = [tag] if tag in self._unconfirmed else []
         for done in tags:
             request = self._unconfirmed.pop(done)
+            self._published_at.pop(done, None)
             if failure is None:
                 continue
             if request is None:
                 self._nacked.add(done)
             else:
                 self.transport._request_lost(request, failure)
+        self._note_oldest()
+
+    def _note_oldest(self) -> None:
+        # Called with the lock held, after confirms were awaited or forgotten.
+        published = self._published_at
+        self.oldest_unconfirmed = next(iter(published.values())) if published else None
+
+    def confirms_overdue(self) -> bool:
+        """Whether a confirm has been awaited for ``CONFIRM_POLL`` or longer (any thread)."""
+        oldest = self.oldest_unconfirmed
+        return oldest is not None and time.monotonic() - oldest >= CONFIRM_POLL
 
     def _ensure_channel(self, retry: bool = False) -> Any:
         # Called with the lock held.
@@ -248,6 +264,8 @@ class _Publisher:
     def _reset(self, connection_too: bool) -> None:
         channel, self._channel = self._channel, None
         lost, self._unconfirmed = self._unconfirmed, {}
+        self._published_at = {}
+        self.oldest_unconfirmed = None
         self._nacked = set()
         if channel is not None:
             with contextlib.suppress(Exception):
@@ -317,6 +335,10 @@ class _Publisher:
                 )
                 self._tag += 1
                 tag = self._tag
+                now = time.monotonic()
+                if not self._published_at:
+                    self.oldest_unconfirmed = now
+                self._published_at[tag] = now
                 self._unconfirmed[tag] = message if lazy else None
                 if lazy:
                     # A round trip: a basic.return of this message comes before its answer.
@@ -344,7 +366,7 @@ class _Publisher:
                 raise
             returned = self._returned
             if returned and tag is not None:
-                self._unconfirmed.pop(tag, None)  # nothing to confirm: it went nowhere
+                self._forget(tag)  # nothing to confirm: it went nowhere
             elif lazy and loop is not None:
                 loop.confirms_pending()
         if returned and mandatory:
@@ -354,6 +376,8 @@ class _Publisher:
         if tag is not None:
             self._unconfirmed.pop(tag, None)
             self._nacked.discard(tag)
+            self._published_at.pop(tag, None)
+            self._note_oldest()
 
     def _await_confirm(self, tag: int) -> None:
         assert self._conn is not None
@@ -835,10 +859,13 @@ class _ConsumerLoop:
                     timeout = min(timeout, left)
             publisher = self.transport._publisher
             if publisher.unconfirmed:
-                # Confirms still due: read them soon even if no thread publishes,
-                # so that a nack fails its call promptly.
+                # Confirms still due: read them once they are CONFIRM_POLL old if
+                # no thread publishing has read them by then, so that a nack fails
+                # its call promptly. (The next publish usually reads them first.)
                 self.polling_confirms = True
-                timeout = min(timeout, CONFIRM_POLL)
+                oldest = publisher.oldest_unconfirmed
+                left = CONFIRM_POLL if oldest is None else oldest + CONFIRM_POLL - now
+                timeout = min(timeout, max(left, 0.001))
             if commands:
                 continue  # queued while we looked: run it before sleeping
             readable, _, _ = select.select(readers, [], [], timeout)
@@ -861,7 +888,7 @@ class _ConsumerLoop:
                 if heartbeat:
                     conn.heartbeat_check()
                 publisher.service(heartbeat=True)
-            elif publisher.unconfirmed:
+            elif publisher.confirms_overdue():
                 publisher.service(heartbeat=False)
 
     def confirms_pending(self) -> None:
