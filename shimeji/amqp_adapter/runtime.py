@@ -39,6 +39,7 @@ __all__ = [
     "ThreadWaiter",
     "WorkerKilled",
     "current_task",
+    "lend_thread",
 ]
 
 log = logging.getLogger("shimeji.amqp.runtime")
@@ -56,6 +57,23 @@ def current_task() -> ThreadTask | None:
 
 
 _current_task = current_task
+
+#: What ``lend_thread`` takes: ``(submit, task)`` pairs, where ``submit(task)``
+#: hands the task to its pool after all.
+Lent = list[tuple[Callable[["ThreadTask"], None], "ThreadTask"]]
+
+
+def lend_thread(slot: Lent | None) -> None:
+    """Offer the calling thread for the next task spawned on it, or withdraw it.
+
+    While ``slot`` is set, the first task a ThreadRuntime spawns on this thread
+    is put in ``slot`` instead of its pool; the thread then runs it itself,
+    or hands it to the pool with the ``submit`` beside it. The transport's
+    consumer loop lends itself this way while it reads a delivery: a request's
+    worker then starts on the thread that read it, without waking another one
+    (the loop hands the connection to a thread standing by instead).
+    """
+    _local.lend = slot
 
 
 class ThreadTask:
@@ -225,6 +243,10 @@ class _Pool:
                 return
             task._run()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -319,7 +341,12 @@ class ThreadRuntime:
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> ThreadTask:
         task = ThreadTask(fn, args, name)
-        self._pool.submit(task)
+        pool = self._pool
+        slot: Lent | None = getattr(_local, "lend", None)
+        if slot is not None and not slot and not pool.closed:
+            slot.append((pool.submit, task))
+            return task
+        pool.submit(task)
         return task
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> ThreadTimer:

@@ -3,7 +3,7 @@
 Threads and channels (kombu channels are not thread-safe, so each one is
 used by one thread at a time, and this is how):
 
-- **The consumer connection** belongs to one thread, the *loop*
+- **The consumer connection** belongs to one thread at a time, the *loop*
   (``_ConsumerLoop``). It opens one channel per consumer (its prefetch is
   that channel's QoS; closing it gives unacked messages back), reads every
   frame, and calls ``on_delivery`` on that thread. Other threads never touch
@@ -11,6 +11,11 @@ used by one thread at a time, and this is how):
   as commands in a queue, and the loop is woken through a pipe. A worker
   therefore never waits for its ack; the ack of a request is queued only
   after its reply was confirmed, so the order (reply, then ack) holds.
+  The loop is a role, not a thread (leader and followers): when a delivery
+  spawns a worker, the thread that read it hands the connection to a thread
+  standing by and runs the worker itself, then stands by in turn. A request
+  thus reaches its worker without waiting for another thread to wake, and a
+  worker that blocks never stops the connection from being read.
 - **The publisher connection** (``_Publisher``) is shared by every thread
   under a lock. It has one channel in confirm mode, and the publishing
   thread itself writes and reads it, so a reply or a request costs no thread
@@ -45,6 +50,7 @@ messages in them, whenever the connection drops.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import select
@@ -64,7 +70,7 @@ from shimeji.amqp_adapter.errors import (
     broker_errors,
     describe_error,
 )
-from shimeji.amqp_adapter.runtime import WorkerKilled, current_task
+from shimeji.amqp_adapter.runtime import Lent, ThreadTask, WorkerKilled, current_task, lend_thread
 from shimeji.core.config import Settings, redact_uri
 from shimeji.core.exceptions import UnserializableValueError
 from shimeji.core.tracing import NullTracer, Tracer
@@ -625,16 +631,65 @@ class _ConsumerLoop:
         self._last_delivery = 0.0
         self._stopping = False
         self.connected = True
-        self._thread = threading.Thread(
-            target=self._run, name=f"{transport.name}-amqp-loop", daemon=True
-        )
+        self._next_tick: float | None = None
+        # Leader and followers: the thread that reads the connection (the
+        # leader) hands it to a thread standing by when a delivery spawned a
+        # worker, and runs that worker itself (see ``lend_thread``).
+        self._roles = threading.Lock()
+        self._threads = itertools.count(1)
+        self._standby: tuple[threading.Thread, threading.Lock] | None = None
+        self._lent: Lent = []
+        self._leader, self._first_gate = self._new_thread()
 
     @property
     def thread(self) -> threading.Thread:
-        return self._thread
+        """The thread reading the connection now (it changes as workers start)."""
+        return self._leader
+
+    def _new_thread(self) -> tuple[threading.Thread, threading.Lock]:
+        gate = threading.Lock()
+        gate.acquire()
+        thread = threading.Thread(
+            target=self._follow,
+            args=(gate,),
+            name=f"{self.transport.name}-amqp-loop-{next(self._threads)}",
+            daemon=True,
+        )
+        return thread, gate
 
     def start(self) -> None:
-        self._thread.start()
+        self._leader.start()
+        self._first_gate.release()
+        self._standby = self._new_thread()
+        self._standby[0].start()
+
+    def _follow(self, gate: threading.Lock) -> None:
+        me = threading.current_thread()
+        while True:
+            gate.acquire()  # released when this thread is to lead
+            if self._leader is not me:
+                return  # stopped while standing by
+            task = self._run()
+            if task is None:
+                return  # the loop ended
+            task._run()
+            gate = threading.Lock()
+            gate.acquire()
+            with self._roles:
+                if self._standby is not None or self._stopping:
+                    return
+                self._standby = (me, gate)
+
+    def _hand_over(self) -> None:
+        """Give the connection to the thread standing by (on the leader)."""
+        with self._roles:
+            standby, self._standby = self._standby, None
+        if standby is None:
+            standby = self._new_thread()
+            standby[0].start()
+        thread, gate = standby
+        self._leader = thread
+        gate.release()
 
     # -- commands from other threads -------------------------------------------------
 
@@ -645,14 +700,14 @@ class _ConsumerLoop:
     def submit(self, command: Callable[[], None]) -> None:
         """Run ``command`` on the loop thread, soon; do not wait for it."""
         self._commands.append(command)
-        if threading.current_thread() is not self._thread:
+        if threading.current_thread() is not self._leader:
             self.wake()
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the loop thread and return its result (or raise its error)."""
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() is self._leader:
             return fn()
-        if not self._thread.is_alive():
+        if not self._leader.is_alive():
             raise BrokerUnavailable(
                 f"the connection to {self.transport.redacted_uri} is closed; create a new transport"
             )
@@ -671,7 +726,7 @@ class _ConsumerLoop:
 
         self.submit(command)
         while not done.wait(0.1):
-            if not self._thread.is_alive():
+            if not self._leader.is_alive():
                 raise BrokerUnavailable(
                     f"the connection to {self.transport.redacted_uri} was closed"
                 )
@@ -700,9 +755,17 @@ class _ConsumerLoop:
         self._stopping = True
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        if threading.current_thread() is not self._thread:
-            self._thread.join(10)
-        if self._thread.is_alive():
+        with self._roles:
+            standby, self._standby = self._standby, None
+        if standby is not None:
+            standby[1].release()  # not the leader: it leaves
+        deadline = time.monotonic() + 10
+        while threading.current_thread() is not self._leader:
+            leader = self._leader
+            leader.join(max(0.0, deadline - time.monotonic()))
+            if self._leader is leader or time.monotonic() >= deadline:
+                break
+        if self._leader.is_alive() and threading.current_thread() is not self._leader:
             # Still inside a reconnection attempt: it stops at its next check.
             # Its pipe stays open until then, so that no reused descriptor is
             # written to or selected on by mistake.
@@ -714,7 +777,10 @@ class _ConsumerLoop:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self) -> ThreadTask | None:
+        """Lead: serve the connection until the loop stops (None), or until a
+        delivery spawned a worker for this thread to run (that worker's task)."""
+        task = None
         try:
             while not self._stopping:
                 if self._conn is None:
@@ -724,7 +790,9 @@ class _ConsumerLoop:
                         break
                     continue
                 try:
-                    self._serve(self._conn)
+                    task = self._serve(self._conn)
+                    if task is not None:
+                        return task
                 except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
                     if self._stopping:
                         break
@@ -736,13 +804,16 @@ class _ConsumerLoop:
                     )
                     self._drop_connection()
         finally:
-            self._drop_connection()
-            self.connected = False
+            if task is None:
+                self._drop_connection()
+                self.connected = False
+        return None
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         self.connected = False
         self._auto_acks_due = None
+        self._next_tick = None
         for consumer in self._consumers:
             consumer._connection_lost()
         if conn is not None:
@@ -819,13 +890,15 @@ class _ConsumerLoop:
             return
         log.info("%s: reconnected to %s", self.transport.name, self.transport.redacted_uri)
 
-    def _serve(self, conn: kombu.Connection) -> None:
+    def _serve(self, conn: kombu.Connection) -> ThreadTask | None:
         sock = conn.connection.sock
         wake = self._wake_r
         commands = self._commands
         heartbeat = conn.heartbeat or 0
         tick = heartbeat / 4 if heartbeat else 5.0
-        next_tick = time.monotonic() + tick
+        if self._next_tick is None:
+            self._next_tick = time.monotonic() + tick
+        lent = self._lent
         readers = [sock, wake]
         pending = getattr(sock, "pending", None)  # TLS sockets only
         while True:
@@ -835,7 +908,7 @@ class _ConsumerLoop:
             if self._stopping:
                 self._flush_auto_acks()
                 return  # settled what was asked before stopping
-            timeout = max(0.0, next_tick - time.monotonic())
+            timeout = max(0.0, self._next_tick - time.monotonic())
             # Both flags are cleared before what they depend on is looked at:
             # a request published, or an ack queued, after that look sees them
             # cleared, and wakes us (confirms_pending, settle).
@@ -877,14 +950,28 @@ class _ConsumerLoop:
                 # the socket readable again at once, and the next select is
                 # cheaper than a read that finds nothing. A TLS socket may hold
                 # decrypted bytes the kernel no longer shows: drain those too.
+                # With a thread standing by to take the connection over, the
+                # worker of a request read now starts on this thread.
+                lend_thread(lent if self._standby is not None else None)
                 try:
                     conn.drain_events(timeout=0)
                     while pending is not None and pending():
                         conn.drain_events(timeout=0)
                 except TimeoutError:
                     pass
-            if time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + tick
+                except BaseException:
+                    if lent:  # this thread goes on to reconnect: the pool runs it
+                        submit, task = lent.pop()
+                        submit(task)
+                    raise
+                finally:
+                    lend_thread(None)
+                if lent:
+                    task = lent.pop()[1]
+                    self._hand_over()
+                    return task
+            if time.monotonic() >= self._next_tick:
+                self._next_tick = time.monotonic() + tick
                 if heartbeat:
                     conn.heartbeat_check()
                 publisher.service(heartbeat=True)
@@ -893,7 +980,7 @@ class _ConsumerLoop:
 
     def confirms_pending(self) -> None:
         """A request awaits its confirm: make sure the loop reads it soon (any thread)."""
-        if not self.polling_confirms and threading.current_thread() is not self._thread:
+        if not self.polling_confirms and threading.current_thread() is not self._leader:
             self.wake()
 
     def wake(self) -> None:

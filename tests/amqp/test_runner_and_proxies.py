@@ -25,7 +25,7 @@ def config(amqp_uri):
 
     cleaner = AmqpTransport(Settings.from_config(made), name="cleanup")
     try:
-        for queue in ("rpc-calculator", "rpc-slow", "rpc-fragile"):
+        for queue in ("rpc-calculator", "rpc-slow", "rpc-fragile", "rpc-rendezvous"):
             cleaner.delete_queue(queue)
         cleaner.delete_exchange(exchange)
     finally:
@@ -101,3 +101,45 @@ def test_unknown_application_keys_are_refused_at_start(config):
     runner.add_service(Calculator)
     with pytest.raises(ConfigurationError, match="DATABSE_URL"):
         runner.start()
+
+
+_released = threading.Event()
+
+
+class Rendezvous:
+    name = "rendezvous"
+
+    @rpc
+    def wait(self):
+        return _released.wait(10)
+
+    @rpc
+    def release(self):
+        _released.set()
+        return "released"
+
+
+def test_a_worker_blocked_in_its_method_leaves_its_replica_serving(config):
+    """The thread that reads a request runs its worker and hands the connection on:
+    a worker that blocks never stops its replica from reading the next request."""
+    _released.clear()
+    with ServiceRunner(config) as runner:
+        runner.add_service(Rendezvous)
+        with ClusterRpcProxy(config, timeout=5) as rpc:
+            for _ in range(3):  # each round starts on a thread that led before
+                _released.clear()
+                waiting = rpc.rendezvous.wait.call_async()
+                assert rpc.rendezvous.release() == "released"
+                assert waiting.result() is True
+            assert [rpc.rendezvous.release() for _ in range(50)] == ["released"] * 50
+
+
+def test_no_loop_thread_outlives_a_stopped_runner(config):
+    with ServiceRunner(config) as runner:
+        runner.add_service(Calculator)
+        with ClusterRpcProxy(config) as rpc:
+            assert [rpc.calculator.add(i, 1) for i in range(100)] == list(range(1, 101))
+    for thread in threading.enumerate():
+        if "amqp-loop" in thread.name:
+            thread.join(5)
+    assert [t.name for t in threading.enumerate() if "amqp-loop" in t.name] == []

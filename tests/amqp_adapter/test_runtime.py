@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shimeji.amqp_adapter.runtime import ThreadRuntime, ThreadWaiter, WorkerKilled
+from shimeji.amqp_adapter.runtime import ThreadRuntime, ThreadWaiter, WorkerKilled, lend_thread
 from shimeji.exceptions import ConfigurationError
 
 
@@ -69,6 +69,30 @@ def test_spawn_runs_the_task(runtime):
     while not task.done and time.monotonic() < deadline:
         time.sleep(0.001)
     assert task.done
+
+
+def test_a_lent_thread_takes_the_first_task_spawned_on_it(runtime):
+    """While a thread is lent, the first task spawned on it waits in the slot for
+    that thread to run (or to hand to the pool); later ones go to the pool."""
+    ran = []
+    slot = []
+    lend_thread(slot)
+    try:
+        first = runtime.spawn(lambda: ran.append(threading.current_thread()), name="first")
+        second = runtime.spawn(lambda: ran.append(threading.current_thread()), name="second")
+    finally:
+        lend_thread(None)
+    assert [task for _, task in slot] == [first]
+    deadline = time.monotonic() + 5
+    while not second.done and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert second.done and not first.done and ran[0] is not threading.current_thread()
+    first._run()  # what the lending thread does
+    assert first.done and ran[1] is threading.current_thread()
+    third = runtime.spawn(lambda: None, name="third")  # not lent any more: the pool
+    assert [task for _, task in slot] == [first] and third is not first
+    submit = slot.pop()[0]
+    assert submit.__self__ is runtime._pool
 
 
 def test_pool_bounds_concurrent_tasks():
