@@ -639,6 +639,8 @@ class _ConsumerLoop:
         self._threads = itertools.count(1)
         self._standby: tuple[threading.Thread, threading.Lock] | None = None
         self._lent: Lent = []
+        self._ended = threading.Event()
+        self._confirm_poll_after = 0.0
         self._leader, self._first_gate = self._new_thread()
 
     @property
@@ -660,8 +662,13 @@ class _ConsumerLoop:
     def start(self) -> None:
         self._leader.start()
         self._first_gate.release()
-        self._standby = self._new_thread()
-        self._standby[0].start()
+        standby = self._new_thread()
+        standby[0].start()
+        with self._roles:
+            if not self._stopping:
+                self._standby = standby
+                return
+        standby[1].release()  # stopped already: it leaves
 
     def _follow(self, gate: threading.Lock) -> None:
         me = threading.current_thread()
@@ -679,6 +686,12 @@ class _ConsumerLoop:
                 if self._standby is not None or self._stopping:
                     return
                 self._standby = (me, gate)
+
+    def _to_pool(self, submit: Callable[[ThreadTask], None], task: ThreadTask) -> None:
+        try:
+            submit(task)
+        except Exception:  # the runtime closed meanwhile
+            log.warning("%s: %s not run: its runtime is closed", self.transport.name, task.name)
 
     def _hand_over(self) -> None:
         """Give the connection to the thread standing by (on the leader)."""
@@ -759,16 +772,13 @@ class _ConsumerLoop:
             standby, self._standby = self._standby, None
         if standby is not None:
             standby[1].release()  # not the leader: it leaves
-        deadline = time.monotonic() + 10
-        while threading.current_thread() is not self._leader:
-            leader = self._leader
-            leader.join(max(0.0, deadline - time.monotonic()))
-            if self._leader is leader or time.monotonic() >= deadline:
-                break
-        if self._leader.is_alive() and threading.current_thread() is not self._leader:
-            # Still inside a reconnection attempt: it stops at its next check.
-            # Its pipe stays open until then, so that no reused descriptor is
-            # written to or selected on by mistake.
+        # Wait for the loop to end, not for a thread: the thread that led a
+        # moment ago may be running a worker now.
+        if threading.current_thread() is self._leader or not self._ended.wait(10):
+            # Stopped from the loop itself, or still inside a reconnection
+            # attempt: it stops at its next check. Its pipe stays open until
+            # then, so that no reused descriptor is written to or selected on
+            # by mistake.
             return
         with contextlib.suppress(OSError):
             os.close(self._wake_r)
@@ -782,17 +792,22 @@ class _ConsumerLoop:
         delivery spawned a worker for this thread to run (that worker's task)."""
         task = None
         try:
-            while not self._stopping:
+            while True:
                 if self._conn is None:
+                    if self._stopping:
+                        break
                     try:
                         self._reconnect()
                     except _Stopping:
                         break
                     continue
                 try:
+                    # Even when stopping: _serve runs the commands queued so far
+                    # (acks of answered requests) and flushes auto-acks first.
                     task = self._serve(self._conn)
                     if task is not None:
                         return task
+                    break  # _serve returns None only when the loop stops
                 except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
                     if self._stopping:
                         break
@@ -807,6 +822,7 @@ class _ConsumerLoop:
             if task is None:
                 self._drop_connection()
                 self.connected = False
+                self._ended.set()
         return None
 
     def _drop_connection(self) -> None:
@@ -937,8 +953,10 @@ class _ConsumerLoop:
                 # its call promptly. (The next publish usually reads them first.)
                 self.polling_confirms = True
                 oldest = publisher.oldest_unconfirmed
-                left = CONFIRM_POLL if oldest is None else oldest + CONFIRM_POLL - now
-                timeout = min(timeout, max(left, 0.001))
+                due = max(
+                    now if oldest is None else oldest + CONFIRM_POLL, self._confirm_poll_after
+                )
+                timeout = min(timeout, max(due - now, 0.0))
             if commands:
                 continue  # queued while we looked: run it before sleeping
             readable, _, _ = select.select(readers, [], [], timeout)
@@ -961,22 +979,29 @@ class _ConsumerLoop:
                     pass
                 except BaseException:
                     if lent:  # this thread goes on to reconnect: the pool runs it
-                        submit, task = lent.pop()
-                        submit(task)
+                        self._to_pool(*lent.pop())
                     raise
                 finally:
                     lend_thread(None)
                 if lent:
-                    task = lent.pop()[1]
-                    self._hand_over()
-                    return task
+                    submit, task = lent.pop()
+                    try:
+                        self._hand_over()
+                    except Exception:  # no thread to take over: this one leads on
+                        log.exception("%s: cannot hand the connection over", self.transport.name)
+                        self._to_pool(submit, task)
+                    else:
+                        return task
             if time.monotonic() >= self._next_tick:
                 self._next_tick = time.monotonic() + tick
                 if heartbeat:
                     conn.heartbeat_check()
                 publisher.service(heartbeat=True)
-            elif publisher.confirms_overdue():
+            elif publisher.confirms_overdue() and time.monotonic() >= self._confirm_poll_after:
+                # At most every CONFIRM_POLL: a broker short of memory or disk
+                # may hold confirms back for long.
                 publisher.service(heartbeat=False)
+                self._confirm_poll_after = time.monotonic() + CONFIRM_POLL
 
     def confirms_pending(self) -> None:
         """A request awaits its confirm: make sure the loop reads it soon (any thread)."""
