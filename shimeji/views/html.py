@@ -25,6 +25,7 @@ from shimeji.views.model import (
     LOST_KINDS,
     NOTE_KINDS,
     TraceModel,
+    describe_event,
     describe_reply,
     describe_request,
 )
@@ -161,20 +162,6 @@ def _mark(record: EventRecord, x: float, y: float) -> str:
     )
 
 
-def _detail(record: EventRecord, model: TraceModel) -> str:
-    kind = record.kind
-    if kind == "publish":
-        return describe_request(record.method, record.message, limit=70)
-    if kind == "reply":
-        return "→ " + describe_reply(record.message, limit=70)
-    if kind == "deliver":
-        sender = model.sender(record) or "?"
-        if model.is_request(record):
-            return f"from {sender}" + (" (redelivered)" if record.detail == "redelivered" else "")
-        return f"reply from {sender}: {describe_reply(record.message, limit=50)}"
-    return record.detail
-
-
 def _rows(log: EventLog, model: TraceModel) -> str:
     rows = []
     for record in log.records:
@@ -185,7 +172,7 @@ def _rows(log: EventLog, model: TraceModel) -> str:
             record.target or "-",
             short_id(record.call_id),
             short_id(record.correlation_id),
-            _detail(record, model),
+            describe_event(record, model, limit=70, arrow="→", reply_limit=50),
         )
         tds = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
         rows.append(

@@ -24,6 +24,7 @@ __all__ = [
     "Call",
     "TraceModel",
     "Worker",
+    "describe_event",
     "describe_reply",
     "describe_request",
     "shorten",
@@ -268,3 +269,28 @@ def describe_reply(message: MessageRecord | None, limit: int = 48) -> str:
         value = error.get("value", "")
         return shorten(f"{exc_type}: {value}" if value else str(exc_type), limit)
     return shorten(_compact(body.get("result")), limit)
+
+
+def describe_event(
+    record: EventRecord,
+    model: TraceModel,
+    limit: int,
+    arrow: str = "->",
+    reply_limit: int | None = None,
+) -> str:
+    """What a timeline row says of one event: the call a publish makes, the
+    result a reply carries (after ``arrow``), who a delivery came from (a
+    delivered reply shortened to ``reply_limit``), or the event's detail."""
+    kind = record.kind
+    if kind == "publish":
+        return describe_request(record.method, record.message, limit=limit)
+    if kind == "reply":
+        return f"{arrow} " + describe_reply(record.message, limit=limit)
+    if kind == "deliver":
+        sender = model.sender(record) or "?"
+        if model.is_request(record):
+            text = f"from {sender}"
+            return f"{text} (redelivered)" if record.detail == "redelivered" else text
+        reply = describe_reply(record.message, limit=limit if reply_limit is None else reply_limit)
+        return f"reply from {sender}: {reply}"
+    return record.detail

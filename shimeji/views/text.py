@@ -13,27 +13,12 @@ event.
 from __future__ import annotations
 
 from shimeji.sim.trace import short_id
-from shimeji.views.log import EventLog, EventRecord
-from shimeji.views.model import TraceModel, describe_reply, describe_request
+from shimeji.views.log import EventLog
+from shimeji.views.model import TraceModel, describe_event
 
 __all__ = ["render_text", "short_id"]
 
 HEADER = ("time", "replica", "event", "target", "call", "corr", "detail")
-
-
-def _detail(record: EventRecord, model: TraceModel) -> str:
-    kind = record.kind
-    if kind == "publish":
-        return describe_request(record.method, record.message, limit=60)
-    if kind == "reply":
-        return "-> " + describe_reply(record.message, limit=60)
-    if kind == "deliver":
-        sender = model.sender(record) or "?"
-        if model.is_request(record):
-            text = f"from {sender}"
-            return f"{text} (redelivered)" if record.detail == "redelivered" else text
-        return f"reply from {sender}: {describe_reply(record.message, limit=60)}"
-    return record.detail
 
 
 def render_text(log: EventLog) -> str:
@@ -47,7 +32,7 @@ def render_text(log: EventLog) -> str:
             record.target or "-",
             short_id(record.call_id),
             short_id(record.correlation_id),
-            _detail(record, model),
+            describe_event(record, model, limit=60),
         )
         for record in log.records
     ]
