@@ -184,10 +184,9 @@ class _Publisher:
         self._channel: Any = None
         self._returned = False
         self._tag = 0  # delivery tag of the last message published on the channel
-        # tag -> the request awaiting its confirm lazily, or None for one awaited now
-        self._unconfirmed: dict[int, Message | None] = {}
-        # tag -> when it was published, for the confirms still awaited
-        self._published_at: dict[int, float] = {}
+        # tag -> (the request awaiting its confirm lazily, or None for one
+        # awaited now; when it was published), in publishing order
+        self._unconfirmed: dict[int, tuple[Message | None, float]] = {}
         #: when the oldest confirm still awaited was published (monotonic), or None
         self.oldest_unconfirmed: float | None = None
         self._nacked: set[int] = set()
@@ -218,8 +217,7 @@ class _Publisher:
         else:
             tags = [tag] if tag in self._unconfirmed else []
         for done in tags:
-            request = self._unconfirmed.pop(done)
-            self._published_at.pop(done, None)
+            request = self._unconfirmed.pop(done)[0]
             if failure is None:
                 continue
             if request is None:
@@ -230,8 +228,8 @@ class _Publisher:
 
     def _note_oldest(self) -> None:
         # Called with the lock held, after confirms were awaited or forgotten.
-        published = self._published_at
-        self.oldest_unconfirmed = next(iter(published.values())) if published else None
+        unconfirmed = self._unconfirmed
+        self.oldest_unconfirmed = next(iter(unconfirmed.values()))[1] if unconfirmed else None
 
     def confirms_overdue(self) -> bool:
         """Whether a confirm has been awaited for ``CONFIRM_POLL`` or longer (any thread)."""
@@ -270,7 +268,6 @@ class _Publisher:
     def _reset(self, connection_too: bool) -> None:
         channel, self._channel = self._channel, None
         lost, self._unconfirmed = self._unconfirmed, {}
-        self._published_at = {}
         self.oldest_unconfirmed = None
         self._nacked = set()
         if channel is not None:
@@ -281,7 +278,7 @@ class _Publisher:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.release()
-        for request in lost.values():
+        for request, _ in lost.values():
             if request is not None:
                 self.transport._request_lost(
                     request,
@@ -342,10 +339,9 @@ class _Publisher:
                 self._tag += 1
                 tag = self._tag
                 now = time.monotonic()
-                if not self._published_at:
+                if not self._unconfirmed:
                     self.oldest_unconfirmed = now
-                self._published_at[tag] = now
-                self._unconfirmed[tag] = message if lazy else None
+                self._unconfirmed[tag] = (message if lazy else None, now)
                 if lazy:
                     # A round trip: a basic.return of this message comes before its answer.
                     channel.basic_qos(0, 0, False)
@@ -382,7 +378,6 @@ class _Publisher:
         if tag is not None:
             self._unconfirmed.pop(tag, None)
             self._nacked.discard(tag)
-            self._published_at.pop(tag, None)
             self._note_oldest()
 
     def _await_confirm(self, tag: int) -> None:
