@@ -675,8 +675,7 @@ class _ConsumerLoop:
             if task is None:
                 return  # the loop ended
             task._run()
-            gate = threading.Lock()
-            gate.acquire()
+            # The gate is locked again (this thread took it to lead): stand by on it.
             with self._roles:
                 if self._standby is not None or self._stopping:
                     return
