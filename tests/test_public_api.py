@@ -76,6 +76,13 @@ def test_core_and_sim_never_import_kombu():
     for folder in ("core", "sim"):
         for path in (root / folder).rglob("*.py"):
             assert not pattern.search(path.read_text()), path
+    # Elsewhere too, kombu and py-amqp are imported only inside the adapter.
+    outside = [
+        path.relative_to(root)
+        for path in sorted(root.rglob("*.py"))
+        if "amqp_adapter" not in path.parts and pattern.search(path.read_text())
+    ]
+    assert outside == []
     probe = (
         "import sys, shimeji.sim, shimeji.rpc, shimeji.testing; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kombu', 'amqp')))"

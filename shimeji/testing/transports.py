@@ -95,14 +95,11 @@ _reachable: dict[str, str | None] = {}
 def broker_problem(uri: str) -> str | None:
     """None if the broker at ``uri`` answers, else why not (checked once per run)."""
     if uri not in _reachable:
-        import kombu
-
         from shimeji.amqp_adapter.errors import describe_error
-        from shimeji.amqp_adapter.transport import DEFAULT_CONNECT_TIMEOUT
+        from shimeji.amqp_adapter.transport import connection_for
         from shimeji.core.config import Settings
 
-        settings = Settings.from_config({"AMQP_URI": uri})
-        conn = kombu.Connection(settings.amqp_uri, connect_timeout=DEFAULT_CONNECT_TIMEOUT)
+        conn = connection_for(Settings.from_config({"AMQP_URI": uri}))
         try:
             conn.ensure_connection(max_retries=0)
             _reachable[uri] = None
