@@ -12,6 +12,8 @@ import pytest
 
 from shimeji.testing.transports import AmqpCluster, require_broker
 
+from .broker import clean_broker
+
 ROOT = Path(__file__).resolve().parents[2]
 NAMEKO_SIDE = Path(__file__).with_name("nameko_side.py")
 
@@ -65,15 +67,7 @@ def nameko_service(broker_uri: str, nameko_python: str, interop_exchange: str):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-        cleaner = AmqpCluster(broker_uri, {"rpc_exchange": interop_exchange})
-        from shimeji.amqp_adapter import AmqpTransport
-
-        transport = AmqpTransport(cleaner.settings, name="cleanup")
-        try:
-            transport.delete_queue("rpc-nameko_greeter")
-            transport.delete_exchange(interop_exchange)
-        finally:
-            transport.close()
+        clean_broker(broker_uri, "rpc-nameko_greeter", exchange=interop_exchange)
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from shimeji.runner import ServiceRunner
 from shimeji.standalone import ClusterRpcProxy
 from tests.conformance.services import Calculator, Slow
 
+from .broker import clean_broker
+
 pytestmark = pytest.mark.skipif(
     os.environ.get("SHIMEJI_DISRUPTIVE_TESTS") != "1" or shutil.which("rabbitmqctl") is None,
     reason="restarts the broker: set SHIMEJI_DISRUPTIVE_TESTS=1 (needs rabbitmqctl)",
@@ -74,14 +76,5 @@ def test_a_broker_restart_fails_calls_in_flight_and_services_carry_on(amqp_uri, 
         rabbitmqctl("start_app")
         runner.kill()
         proxy.stop()
-        from shimeji.amqp_adapter import AmqpTransport
-        from shimeji.config import Settings
-
         subprocess.run(["rabbitmqctl", "await_startup"], capture_output=True, timeout=120)
-        cleaner = AmqpTransport(Settings.from_config(config), name="cleanup")
-        try:
-            for queue in ("rpc-calculator", "rpc-slow"):
-                cleaner.delete_queue(queue)
-            cleaner.delete_exchange("shimeji-restart-test")
-        finally:
-            cleaner.close()
+        clean_broker(amqp_uri, "rpc-calculator", "rpc-slow", exchange="shimeji-restart-test")

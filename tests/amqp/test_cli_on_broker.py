@@ -15,6 +15,8 @@ import pytest
 
 from shimeji.standalone import ClusterRpcProxy
 
+from .broker import clean_broker
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,15 +26,7 @@ def config_file(amqp_uri, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(f"AMQP_URI: {amqp_uri}\nrpc_exchange: {exchange}\nRPC_TIMEOUT: 10\n")
     yield path, {"AMQP_URI": amqp_uri, "rpc_exchange": exchange, "RPC_TIMEOUT": 10}
-    from shimeji.amqp_adapter import AmqpTransport
-    from shimeji.config import Settings
-
-    transport = AmqpTransport(Settings.from_config({"AMQP_URI": amqp_uri}), name="cleanup")
-    try:
-        for queue in ("rpc-calculator", "rpc-slow"):
-            transport.delete_queue(queue)
-    finally:
-        transport.close()
+    clean_broker(amqp_uri, "rpc-calculator", "rpc-slow", exchange=exchange)
 
 
 def shimeji(*args: str, **kwargs) -> subprocess.Popen:

@@ -13,6 +13,7 @@ from shimeji.rpc import rpc
 from shimeji.runner import ServiceRunner
 from shimeji.standalone import ClusterRpcProxy
 
+from .broker import clean_broker
 from .cuttable import CuttableProxy
 
 HANG = 20  # seconds: far above any retry interval; reaching it means a hang
@@ -55,17 +56,7 @@ def setup(broker_uri):
     yield config, proxy
     proxy.close()
     runner.stop()
-    from shimeji.amqp_adapter import AmqpTransport
-    from shimeji.core.config import Settings
-
-    transport = AmqpTransport(
-        Settings.from_config({**config, "AMQP_URI": broker_uri}), name="cleanup"
-    )
-    try:
-        transport.delete_queue(f"rpc-{Dawdler.name}")
-        transport.delete_exchange(exchange)
-    finally:
-        transport.close()
+    clean_broker(broker_uri, f"rpc-{Dawdler.name}", exchange=exchange)
 
 
 @pytest.mark.parametrize("attempt", range(3))
@@ -102,3 +93,4 @@ def test_a_runner_cut_off_stops(broker_uri, attempt):
     finally:
         proxy.close()
         runner.kill()
+        clean_broker(broker_uri, f"rpc-{Dawdler.name}", exchange=exchange)

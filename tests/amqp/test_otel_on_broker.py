@@ -17,12 +17,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
 )
 from opentelemetry.trace import SpanKind  # noqa: E402
 
-from shimeji.amqp_adapter import AmqpTransport  # noqa: E402
-from shimeji.core.config import Settings  # noqa: E402
 from shimeji.otel import OpenTelemetryTracer  # noqa: E402
 from shimeji.rpc import RpcProxy, rpc  # noqa: E402
 from shimeji.runner import ServiceRunner  # noqa: E402
 from shimeji.standalone import ClusterRpcProxy  # noqa: E402
+
+from .broker import clean_broker  # noqa: E402
 
 TAG = uuid.uuid4().hex[:8]
 
@@ -59,13 +59,11 @@ def test_a_nested_call_on_the_broker_is_one_trace(broker_uri):
             assert client[Scorer.name].score(6, 7) == 42
     finally:
         runner.stop()
-        transport = AmqpTransport(Settings.from_config(config), name="cleanup")
-        try:
-            for service in (Multiplier, Scorer):
-                transport.delete_queue(f"rpc-{service.name}")
-            transport.delete_exchange(config["rpc_exchange"])
-        finally:
-            transport.close()
+        clean_broker(
+            broker_uri,
+            *(f"rpc-{service.name}" for service in (Multiplier, Scorer)),
+            exchange=config["rpc_exchange"],
+        )
     spans = exporter.get_finished_spans()
 
     def one(name, kind):

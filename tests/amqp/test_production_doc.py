@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .broker import clean_broker
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "production.md"
 
@@ -97,7 +99,7 @@ def test_the_walkthrough_runs_as_written(amqp_uri, tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
-        delete_queues(amqp_uri, "rpc-calculator", "rpc-user_service")
+        clean_broker(amqp_uri, "rpc-calculator", "rpc-user_service")
     # The page's test, on the broker (with the service above stopped: a test
     # refuses a service queue that another program consumes).
     tests = subprocess.run(
@@ -120,15 +122,3 @@ def test_the_walkthrough_runs_as_written(amqp_uri, tmp_path):
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "1 passed" in tests.stdout
-
-
-def delete_queues(uri: str, *queues: str) -> None:
-    from shimeji.amqp_adapter import AmqpTransport
-    from shimeji.config import Settings
-
-    cleaner = AmqpTransport(Settings.from_config({"AMQP_URI": uri}), name="cleanup")
-    try:
-        for queue in queues:
-            cleaner.delete_queue(queue)
-    finally:
-        cleaner.close()

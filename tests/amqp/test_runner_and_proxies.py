@@ -14,22 +14,17 @@ from shimeji.runner import ServiceRunner
 from shimeji.standalone import ClusterRpcProxy, ServiceRpcProxy
 from tests.conformance.services import Calculator, Slow
 
+from .broker import clean_broker
+
 
 @pytest.fixture
 def config(amqp_uri):
     exchange = f"shimeji-runner-{uuid.uuid4().hex[:10]}"
     made = {"AMQP_URI": amqp_uri, "rpc_exchange": exchange}
     yield made
-    from shimeji.amqp_adapter import AmqpTransport
-    from shimeji.config import Settings
-
-    cleaner = AmqpTransport(Settings.from_config(made), name="cleanup")
-    try:
-        for queue in ("rpc-calculator", "rpc-slow", "rpc-fragile", "rpc-rendezvous"):
-            cleaner.delete_queue(queue)
-        cleaner.delete_exchange(exchange)
-    finally:
-        cleaner.close()
+    clean_broker(
+        amqp_uri, "rpc-calculator", "rpc-slow", "rpc-fragile", "rpc-rendezvous", exchange=exchange
+    )
 
 
 def test_service_rpc_proxy_and_cluster_rpc_proxy(config):
