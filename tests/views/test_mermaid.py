@@ -53,6 +53,38 @@ def test_timeouts_are_notes_and_late_replies_are_lost():
     assert "    P1--xP0: reply dropped: late reply for slow.wait, which had timed out" in text
 
 
+def _faults_log() -> EventLog:
+    """A dropped request (then a timeout), a publish retried through a broker outage,
+    and a request delivered twice."""
+    from examples.calculator import CalculatorService
+    from shimeji.exceptions import RpcTimeout
+    from shimeji.sim import SimCluster
+    from shimeji.sim.faults import BrokerOutage, Drop, Duplicate
+
+    plan = [
+        Drop(direction="request", service="calculator"),
+        BrokerOutage(at=0.5, duration=0.6),
+        Duplicate(service="calculator"),
+    ]
+    with SimCluster(faults=plan) as cluster:
+        cluster.add_service(CalculatorService)
+        rpc = cluster.rpc_proxy(timeout=1)
+        with pytest.raises(RpcTimeout):
+            rpc.calculator.multiply(2, 3)
+        assert rpc.calculator.multiply(4, 5) == 20
+    return EventLog.from_cluster(cluster, canonical_ids=True)
+
+
+def test_lost_messages_retries_and_duplicates_are_drawn():
+    """A lost request ends in a cross, a retry is a note, a duplicate a second arrow."""
+    lines = render_mermaid(_faults_log()).splitlines()
+    assert "    P0-xP2: lost: request calculator.multiply lost" in lines
+    retry = "    Note over P0: retry calculator.multiply (c2): "
+    assert any(line.startswith(retry) for line in lines)
+    assert "    P0->>P1: multiply(4, 5)" in lines
+    assert "    P0->>P1: multiply(4, 5) (redelivered)" in lines
+
+
 def test_escape_keeps_statements_intact():
     """Characters that end or escape a mermaid statement become entity codes."""
     assert escape("a;b #1 <x>\nnext") == "a#59;b #35;1 #lt;x#gt; next"
@@ -64,6 +96,7 @@ LOGS = {
     "concurrent": lambda: EventLog.from_cluster(concurrent_cluster(), canonical_ids=True),
     "secret": lambda: EventLog.from_cluster(secret_cluster(), canonical_ids=True),
     "crash": lambda: EventLog.from_jsonl(_crash_log()),
+    "faults": _faults_log,
 }
 
 
