@@ -4,9 +4,15 @@
 #   - Chromium and the mermaid CLI, for the views (.ci/views.sh);
 #   - RabbitMQ, started and awaited (.ci/rabbitmq.sh);
 #   - nameko 2.14.1 in a virtualenv of its own, for the interop tests
-#     (.ci/nameko-venv.sh; its python is written to .ci/.nameko-python).
+#     (.ci/nameko-venv.sh; its python is written to .ci/.nameko-python). It needs
+#     Python 3.11; without it, the tests that need nameko skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/views.sh
 bash .ci/rabbitmq.sh
-bash .ci/nameko-venv.sh > .ci/.nameko-python
+if ! bash .ci/nameko-venv.sh > .ci/.nameko-python; then
+    # Only the nameko interoperability tests need it: they skip without it
+    # (and fail, saying so, where SHIMEJI_REQUIRE_AMQP=1 asks for them).
+    : > .ci/.nameko-python
+    echo "test-tools.sh: no nameko virtualenv; the nameko interoperability tests will skip" >&2
+fi
