@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from shimeji.exceptions import ShimejiError
+from shimeji.exceptions import PublishFailed, ShimejiError
 from shimeji.rpc import rpc
 from shimeji.runner import ServiceRunner
 from shimeji.standalone import ClusterRpcProxy
@@ -94,3 +94,44 @@ def test_a_runner_cut_off_stops(broker_uri, attempt):
         proxy.close()
         runner.kill()
         clean_broker(broker_uri, f"rpc-{Dawdler.name}", exchange=exchange)
+
+
+def test_a_call_made_while_the_broker_is_out_of_reach_is_retried_until_it_is_back(setup):
+    """RPC_RETRY_POLICY on the broker: publishing retries at the policy's intervals
+    and the call completes once the broker is back; a proxy's own retry_policy,
+    when it runs out of attempts first, ends the call with PublishFailed."""
+    config, proxy = setup
+    patient = {"max_retries": 40, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.2}
+    client = ClusterRpcProxy(
+        {**config, "AMQP_URI": proxy.uri, "RPC_RETRY_POLICY": patient}, timeout=HANG
+    )
+    rpc_proxy = client.start()
+    try:
+        assert rpc_proxy[Dawdler.name].wait(0) == "done"
+        proxy.cut()
+        restorer = threading.Timer(1.0, proxy.restore)
+        restorer.start()
+        started = time.monotonic()
+        assert rpc_proxy[Dawdler.name].wait(0) == "done"
+        assert time.monotonic() - started >= 0.9  # it waited for the broker
+        restorer.join()
+    finally:
+        client.stop()
+    impatient = {"max_retries": 2, "interval_start": 0.05, "interval_step": 0, "interval_max": 0.05}
+    client = ClusterRpcProxy(
+        {**config, "AMQP_URI": proxy.uri, "RPC_RETRY_POLICY": patient},
+        timeout=HANG,
+        retry_policy=impatient,
+    )
+    rpc_proxy = client.start()
+    try:
+        assert rpc_proxy[Dawdler.name].wait(0) == "done"
+        proxy.cut()
+        started = time.monotonic()
+        with pytest.raises(PublishFailed) as caught:
+            rpc_proxy[Dawdler.name].wait(0)
+        assert caught.value.attempts == 3
+        assert time.monotonic() - started < 5  # the proxy's policy, not the config's
+    finally:
+        proxy.restore()
+        client.stop()

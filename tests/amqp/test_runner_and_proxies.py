@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import uuid
 
@@ -138,3 +140,50 @@ def test_no_loop_thread_outlives_a_stopped_runner(config):
         if "amqp-loop" in thread.name:
             thread.join(5)
     assert [t.name for t in threading.enumerate() if "amqp-loop" in t.name] == []
+
+
+def _rabbitmqctl(*args: str) -> list[list[str]]:
+    """Rows of a ``rabbitmqctl list_...`` command (the broker's own view of itself)."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        pytest.skip("rabbitmqctl is not installed here: the broker's own view is out of reach")
+    done = subprocess.run(
+        [ctl, *args, "--no-table-headers", "-q"], capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        pytest.skip(f"rabbitmqctl cannot list this broker: {done.stderr.strip()}")
+    return [line.split("\t") for line in done.stdout.splitlines() if line]
+
+
+def test_queues_bindings_and_prefetch_as_the_broker_sees_them(config):
+    """On the broker itself: a durable rpc-<service> queue bound with <service>.*, a
+    reply queue that expires, and each replica's prefetch equal to max_workers."""
+    with ServiceRunner({**config, "max_workers": 3}) as runner:
+        runner.add_service(Calculator, replicas=2)
+        with ClusterRpcProxy(config) as rpc:
+            assert rpc.calculator.add(1, 2) == 3
+            queues = {
+                row[0]: row[1:]
+                for row in _rabbitmqctl(
+                    "list_queues", "name", "durable", "auto_delete", "arguments"
+                )
+            }
+            bindings = _rabbitmqctl(
+                "list_bindings", "source_name", "destination_name", "routing_key"
+            )
+            prefetch = [
+                row[1]
+                for row in _rabbitmqctl("list_consumers", "queue_name", "prefetch_count")
+                if row[0] == "rpc-calculator"
+            ]
+    assert queues["rpc-calculator"][:2] == ["true", "false"]
+    assert [config["rpc_exchange"], "rpc-calculator", "calculator.*"] in bindings
+    replies = [
+        row
+        for row in bindings
+        if row[0] == config["rpc_exchange"] and row[1].startswith("rpc.reply-standalone_rpc_proxy-")
+    ]
+    assert len(replies) == 1
+    reply_queue = replies[0][1]
+    assert '"x-expires"' in queues[reply_queue][2]
+    assert prefetch == ["3", "3"]
