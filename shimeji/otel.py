@@ -76,7 +76,8 @@ class OpenTelemetryTracer:
         self._lock = threading.Lock()
         self._calls: dict[str, Span] = {}  # correlation id -> client span
         self._callers: dict[str, str] = {}  # correlation id -> label of the caller
-        self._requests: dict[tuple[str, str], Mapping[str, Any]] = {}  # (replica, corr) -> headers
+        # (replica, correlation id) -> (headers, exchange) of a request delivered
+        self._requests: dict[tuple[str, str], tuple[Mapping[str, Any], str]] = {}
         self._workers: dict[str, tuple[Span, Any, str]] = {}  # call id -> (span, token, replica)
 
     # -- client side --------------------------------------------------------------------
@@ -90,6 +91,7 @@ class OpenTelemetryTracer:
         method: str,
         call_id: str | None,
         correlation_id: str,
+        exchange: str = "",
     ) -> Mapping[str, Any]:
         """Start the call's CLIENT span and add its trace context to the context data."""
         with self._lock:
@@ -111,6 +113,7 @@ class OpenTelemetryTracer:
                 "rpc.method": method,
                 "messaging.system": "rabbitmq",
                 "messaging.operation.type": "publish",
+                "messaging.destination.name": exchange,
                 "messaging.rabbitmq.destination.routing_key": f"{service}.{method}",
                 "messaging.message.conversation_id": correlation_id,
                 "shimeji.caller": caller,
@@ -151,7 +154,10 @@ class OpenTelemetryTracer:
         if kind == "deliver" and message is not None:
             if message.reply_to is not None:  # a request reaches a replica
                 with self._lock:
-                    self._requests[(replica, correlation_id or "")] = message.headers
+                    self._requests[(replica, correlation_id or "")] = (
+                        message.headers,
+                        message.exchange,
+                    )
             else:
                 with self._lock:
                     mine = self._callers.get(correlation_id or "") == replica
@@ -185,7 +191,10 @@ class OpenTelemetryTracer:
         correlation_id: str | None,
     ) -> None:
         with self._lock:
-            headers = self._requests.pop((replica, correlation_id or ""), None) or {}
+            headers, exchange = self._requests.pop((replica, correlation_id or ""), None) or (
+                {},
+                "",
+            )
         carrier = {
             key[len(_PREFIX) :]: value
             for key, value in headers.items()
@@ -202,6 +211,7 @@ class OpenTelemetryTracer:
                 "rpc.method": method or "",
                 "messaging.system": "rabbitmq",
                 "messaging.operation.type": "process",
+                "messaging.destination.name": exchange,
                 "messaging.rabbitmq.destination.routing_key": f"{service}.{method}",
                 "messaging.message.conversation_id": correlation_id or "",
                 "shimeji.call_id": call_id,

@@ -582,6 +582,7 @@ class RpcClient:
                 method=method,
                 call_id=caller_call_id,
                 correlation_id=correlation_id,
+                exchange=self.settings.rpc_exchange,
             )
         message = Message(
             body=body,

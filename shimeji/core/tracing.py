@@ -45,12 +45,14 @@ class Tracer(Protocol):
         method: str,
         call_id: str | None,
         correlation_id: str,
+        exchange: str,
     ) -> Mapping[str, Any]:
         """The context data to send with a request that is about to be published.
 
         ``caller`` is the replica or client label, ``call_id`` the caller's
-        call id. Return ``context_data`` itself to add nothing; never change it
-        in place.
+        call id, ``exchange`` the exchange the request is published to.
+        Return ``context_data`` itself to add nothing; never change it in
+        place.
         """
         ...
 

@@ -86,6 +86,12 @@ def test_a_nested_call_is_one_trace_of_client_and_server_spans(spans, monkeypatc
     assert inner_server.attributes["rpc.service"] == "calculator"
     assert inner_server.attributes["rpc.method"] == "multiply"
     assert inner_server.attributes["messaging.system"] == "rabbitmq"
+    for span, operation in ((inner_client, "publish"), (inner_server, "process")):
+        assert span.attributes["messaging.operation.type"] == operation
+        assert span.attributes["messaging.destination.name"] == "nameko-rpc"
+        assert span.attributes["messaging.rabbitmq.destination.routing_key"] == (
+            "calculator.multiply"
+        )
     assert inner_server.attributes["shimeji.replica"] == "calculator-1"
     assert (
         inner_client.attributes["messaging.message.conversation_id"]
