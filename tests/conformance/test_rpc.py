@@ -55,6 +55,16 @@ def test_results_cross_as_json(cluster):
     }
 
 
+def test_a_configured_serializer_is_used_on_the_wire(cluster_factory):
+    """JSON unless configured: with ``serializer: pickle`` (and pickle in ACCEPT),
+    tuples and integer keys come back as they went."""
+    cluster = cluster_factory({"serializer": "pickle", "ACCEPT": ["pickle", "json"]})
+    cluster.add_service(Calculator)
+    value = {"t": (1, 2), 3: "three"}
+    assert cluster.rpc.calculator.echo(value) == value
+    assert isinstance(cluster.rpc.calculator.echo((1, 2)), tuple)
+
+
 def test_keyword_arguments(cluster):
     """Keyword and extra keyword arguments reach the method."""
     cluster.add_service(Calculator)
