@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shimeji.exceptions import RemoteError
 from shimeji.standalone import ClusterRpcProxy
 
 from .broker import clean_broker
@@ -84,6 +85,40 @@ def test_run_serves_until_sigterm_and_finishes_calls_in_progress(config_file):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_run_applies_the_logging_configuration(config_file, tmp_path):
+    """LOGGING in the config file is applied as a dictConfig: here, shimeji's
+    warnings (an expected exception of a worker) go to a file."""
+    path, config = config_file
+    log_file = tmp_path / "shimeji.log"
+    path.write_text(
+        path.read_text()
+        + "LOGGING:\n"
+        + "  version: 1\n"
+        + "  formatters: {plain: {format: 'LOGGED %(levelname)s %(name)s %(message)s'}}\n"
+        + f"  handlers: {{file: {{class: logging.FileHandler, filename: '{log_file}', "
+        + "formatter: plain}}\n"
+        + "  loggers: {shimeji: {level: WARNING, handlers: [file]}}\n"
+    )
+    proc = shimeji(
+        "run",
+        "tests.conformance.services:Calculator",
+        "--config",
+        str(path),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_line(proc, "serving calculator")
+        with ClusterRpcProxy(config) as rpc, pytest.raises(RemoteError):
+            rpc.calculator.divide(1, 0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logged = log_file.read_text()
+    assert "LOGGED WARNING shimeji" in logged and "Division by zero" in logged
 
 
 def test_second_interrupt_kills(config_file):
