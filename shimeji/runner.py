@@ -24,11 +24,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
-from shimeji.amqp_adapter.transport import watch_reply_queue
 from shimeji.core.container import ServiceContainer
 from shimeji.core.exceptions import ReplicaCrashed, ShimejiError
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
-from shimeji.core.rpc import ReplyListener
 from shimeji.core.tracing import NullTracer, Tracer
 
 __all__ = ["Replica", "ServiceRunner"]
@@ -73,9 +71,6 @@ class Replica:
             container.on_death.append(runner._container_died)
             self.container = container
             container.start()
-            for extension in container.shared_extensions.values():
-                if isinstance(extension, ReplyListener) and extension.client is not None:
-                    watch_reply_queue(transport, extension.client)
         except BaseException:
             self.release()
             raise

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
-from shimeji.amqp_adapter.transport import watch_reply_queue
 from shimeji.core import protocol
 from shimeji.core.config import DEFAULT_CONFIG, Settings
 from shimeji.core.exceptions import ConfigurationError, ShimejiError
@@ -89,7 +88,6 @@ class ClusterRpcProxy:
                 label=self.label,
             )
             client.start()
-            watch_reply_queue(transport, client)
             proxy = ClusterProxy(
                 client,
                 context_data=self.context_data,

@@ -33,13 +33,12 @@ Connection loss: the loop reconnects with the retry policy's intervals
 (forever: a service outlives a broker restart), re-declares the queues its
 consumers use and consumes again. Deliveries of the lost channels were given
 back by the broker; settling one of them later is a no-op. When a queue had
-vanished with the connection (a broker restart drops non-durable queues), the
-``on_queue_lost`` listeners are told, and ``watch_reply_queue`` fails the
-calls waiting on a lost reply queue at once instead of leaving them to wait
-forever. The publisher reconnects on its next publish, one attempt per
-publish (the caller's retry policy, ``publish_with_retry`` in core, paces the
-attempts); requests it had not seen confirmed are reported to the
-``request_lost`` listeners.
+vanished with the connection (a broker restart drops non-durable queues), its
+consumer's ``on_lost`` is told once it consumes again (core's client then
+publishes its waiting calls again). The publisher reconnects on its next
+publish, one attempt per publish (the caller's retry policy,
+``publish_with_retry`` in core, paces the attempts); a request it had not seen
+confirmed is reported to the ``on_lost`` given with it.
 
 Queues declared ``auto_delete`` with ``expires`` are declared on the broker
 with the expiry only, and deleted by this transport when their consumer is
@@ -59,7 +58,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import amqp
 import amqp.exceptions
@@ -70,16 +69,24 @@ from shimeji.amqp_adapter.errors import (
     broker_errors,
     describe_error,
 )
+from shimeji.amqp_adapter.frames import tolerant_frame_handler
 from shimeji.amqp_adapter.runtime import Lent, ThreadTask, WorkerKilled, current_task, lend_thread
 from shimeji.core.config import Settings, redact_uri
-from shimeji.core.exceptions import UnserializableValueError
+from shimeji.core.exceptions import UnserializableValueError, describe
+from shimeji.core.quoting import quote
 from shimeji.core.tracing import NullTracer, Tracer
-from shimeji.core.transport import BrokerUnavailable, Delivery, Message, Unroutable
+from shimeji.core.transport import (
+    BrokerUnavailable,
+    Delivery,
+    Message,
+    MessageRefused,
+    Unroutable,
+)
 
-if TYPE_CHECKING:
-    from shimeji.core.rpc import RpcClient
+__all__ = ["AmqpConsumer", "AmqpTransport", "connection_for"]
 
-__all__ = ["AmqpConsumer", "AmqpTransport", "connection_for", "watch_reply_queue"]
+#: What ``publish`` is given as ``on_lost`` (see the Transport contract).
+LostCallback = Callable[[BrokerUnavailable], None]
 
 log = logging.getLogger("shimeji.amqp")
 
@@ -106,6 +113,9 @@ def connection_for(settings: Settings) -> kombu.Connection:
     transport reads itself (``confirm_timeout``).
     """
     options = {k: v for k, v in settings.transport_options.items() if k not in ADAPTER_OPTIONS}
+    # py-amqp's frame reader raises, and ends the reading thread, on a message
+    # that does not decode; this one hands such a message over, marked.
+    options["frame_handler"] = tolerant_frame_handler
     connect_timeout = options.pop("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     ssl = settings.amqp_ssl
     if isinstance(ssl, Mapping):
@@ -143,9 +153,10 @@ def _from_amqp(raw: amqp.Message) -> Message:
     properties = raw.properties
     info = raw.delivery_info
     body = raw.body
-    if isinstance(body, str):  # py-amqp hands bytes; be safe with any version
+    if isinstance(body, str):  # channels are opened with auto_decode off; be safe
         body = body.encode(properties.get("content_encoding") or "utf-8", "surrogateescape")
     headers = properties.get("application_headers")
+    delivery_mode = properties.get("delivery_mode")
     return Message(
         body=bytes(body),
         routing_key=info.get("routing_key", ""),
@@ -155,8 +166,20 @@ def _from_amqp(raw: amqp.Message) -> Message:
         headers=headers if headers is not None else {},
         correlation_id=properties.get("correlation_id"),
         reply_to=properties.get("reply_to"),
-        delivery_mode=properties.get("delivery_mode") or 1,
+        delivery_mode=delivery_mode if delivery_mode in (1, 2) else 1,
     )
+
+
+def _open_channel(conn: kombu.Connection) -> Any:
+    """A channel that hands message bodies over as the bytes that came.
+
+    (py-amqp's default decodes every body by its content encoding, which a
+    publisher chooses: a codec name like ``rot13`` or ``idna`` must not be
+    run on a consumer's thread, and shimeji's codecs take bytes anyway.)
+    """
+    channel = conn.channel()
+    channel.auto_decode = False
+    return channel
 
 
 # -- the publisher ---------------------------------------------------------------------
@@ -166,15 +189,15 @@ class _Publisher:
     """One connection and one confirm-mode channel, shared by all threads under a lock.
 
     Confirms are tracked by delivery tag. A reply (not mandatory) waits for its
-    confirm. A request (mandatory) waits only for a round trip on the channel
-    when the transport has ``request_lost`` listeners: a ``basic.return`` is
-    sent before the answer to any later method, so once the round trip is back
-    the request is known to be routed (``Unroutable`` otherwise), and its
-    confirm, which for a persistent message in a durable queue waits for the
-    disk, arrives while the caller already waits for the reply. A nack, or a
-    channel or connection lost before the confirm, is then reported to the
-    listeners, which fail that call. Without listeners every publish waits for
-    its confirm.
+    confirm. A request (mandatory) published with ``on_lost`` waits only for a
+    round trip on the channel: a ``basic.return`` is sent before the answer to
+    any later method, so once the round trip is back the request is known to
+    be routed (``Unroutable`` otherwise), and its confirm, which for a
+    persistent message in a durable queue waits for the disk, arrives while
+    the caller already waits for the reply. A nack (``MessageRefused``), or a
+    channel or connection lost before the confirm (``BrokerUnavailable``), is
+    then reported to its ``on_lost``. Without it, a publish waits for its
+    confirm.
     """
 
     def __init__(self, transport: AmqpTransport) -> None:
@@ -184,9 +207,9 @@ class _Publisher:
         self._channel: Any = None
         self._returned = False
         self._tag = 0  # delivery tag of the last message published on the channel
-        # tag -> (the request awaiting its confirm lazily, or None for one
-        # awaited now; when it was published), in publishing order
-        self._unconfirmed: dict[int, tuple[Message | None, float]] = {}
+        # tag -> (the on_lost of a request whose confirm is read lazily, or None
+        # for one awaited now; when it was published), in publishing order
+        self._unconfirmed: dict[int, tuple[LostCallback | None, float]] = {}
         #: when the oldest confirm still awaited was published (monotonic), or None
         self.oldest_unconfirmed: float | None = None
         self._nacked: set[int] = set()
@@ -217,13 +240,13 @@ class _Publisher:
         else:
             tags = [tag] if tag in self._unconfirmed else []
         for done in tags:
-            request = self._unconfirmed.pop(done)[0]
+            on_lost = self._unconfirmed.pop(done)[0]
             if failure is None:
                 continue
-            if request is None:
+            if on_lost is None:
                 self._nacked.add(done)
             else:
-                self.transport._request_lost(request, failure)
+                self.transport._request_lost(on_lost, MessageRefused(failure))
         self._note_oldest()
 
     def _note_oldest(self) -> None:
@@ -278,12 +301,14 @@ class _Publisher:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.release()
-        for request, _ in lost.values():
-            if request is not None:
+        for on_lost, _ in lost.values():
+            if on_lost is not None:
                 self.transport._request_lost(
-                    request,
-                    f"the connection to {self.transport.redacted_uri} was lost before the "
-                    "broker confirmed it",
+                    on_lost,
+                    BrokerUnavailable(
+                        f"the connection to {self.transport.redacted_uri} was lost before the "
+                        "broker confirmed it"
+                    ),
                 )
 
     def connect(self) -> None:
@@ -320,10 +345,10 @@ class _Publisher:
                     if channel.is_open:
                         channel.close()
 
-    def publish(self, message: Message, mandatory: bool) -> None:
+    def publish(self, message: Message, mandatory: bool, on_lost: LostCallback | None) -> None:
         raw = _to_amqp(message)
         loop = self.transport._loop
-        lazy = mandatory and bool(self.transport.request_lost) and loop is not None
+        lazy = mandatory and on_lost is not None and loop is not None
         what = f"publishing {message.routing_key!r}"
         with self.lock, broker_errors(what, self.transport.uri):
             channel = self._ensure_channel()
@@ -341,7 +366,7 @@ class _Publisher:
                 now = time.monotonic()
                 if not self._unconfirmed:
                     self.oldest_unconfirmed = now
-                self._unconfirmed[tag] = (message if lazy else None, now)
+                self._unconfirmed[tag] = (on_lost if lazy else None, now)
                 if lazy:
                     # A round trip: a basic.return of this message comes before its answer.
                     channel.basic_qos(0, 0, False)
@@ -437,10 +462,12 @@ class AmqpConsumer:
         prefetch: int,
         label: str,
         auto_ack: bool,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.loop = loop
         self.queue = queue
         self.on_delivery = on_delivery
+        self.on_lost = on_lost
         self.prefetch = prefetch
         self.label = label
         self.auto_ack = auto_ack
@@ -496,7 +523,7 @@ class AmqpConsumer:
     # -- on the loop thread ------------------------------------------------------------
 
     def _start(self, conn: kombu.Connection) -> None:
-        channel = conn.channel()
+        channel = _open_channel(conn)
         if self.prefetch:
             channel.basic_qos(0, self.prefetch, False)
         self._channel = channel
@@ -507,8 +534,15 @@ class AmqpConsumer:
     def _on_message(self, raw: amqp.Message) -> None:
         tag = raw.delivery_info["delivery_tag"]
         self.loop._last_delivery = time.monotonic()
-        message = _from_amqp(raw)
-        delivery = Delivery(message, tag, bool(raw.delivery_info.get("redelivered")), self)
+        malformed = getattr(raw, "undecodable", None)
+        try:
+            message = _from_amqp(raw)
+        except Exception as exc:  # properties of types no publisher of ours sends
+            message = Message(b"", routing_key=str(raw.delivery_info.get("routing_key", "")))
+            malformed = f"its properties are not usable ({quote(describe(exc))})"
+        delivery = Delivery(
+            message, tag, bool(raw.delivery_info.get("redelivered")), self, malformed=malformed
+        )
         if self.auto_ack:
             if not self._auto_ack_upto:
                 self.loop.auto_acks_pending()
@@ -526,9 +560,15 @@ class AmqpConsumer:
             )
         try:
             self.on_delivery(delivery)
-        except Exception:
-            log.exception(
-                "%s: handling a message from %s failed; rejecting it", self.label, self.queue
+        except Exception as exc:
+            # A bug, not the message's fault (core answers every bad message):
+            # never let it stop the consumer, never let the message loop.
+            log.error(
+                "%s: handling a message from %s failed; rejecting it: %s",
+                self.label,
+                self.queue,
+                quote(describe(exc)),
+                exc_info=True,
             )
             if not self.auto_ack:
                 self._settle_now(delivery, "reject")
@@ -593,6 +633,14 @@ class AmqpConsumer:
     def _flush_auto_acks_quietly(self) -> None:
         with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
             self._flush_auto_acks()
+
+    def _queue_lost(self, reason: str) -> None:
+        if self.on_lost is None:
+            return
+        try:
+            self.on_lost(reason)
+        except Exception:
+            log.exception("%s: a queue-loss callback failed", self.label)
 
     def _connection_lost(self) -> None:
         self._channel = None
@@ -888,7 +936,7 @@ class _ConsumerLoop:
                         "dropped it)"
                     )
                     log.warning("%s: %s", consumer.label, reason)
-                    self.transport._queue_lost(consumer.queue, reason)
+                    consumer._queue_lost(reason)
         except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError) as exc:
             log.warning(
                 "%s: reconnected to %s but could not resume consuming (%s); retrying",
@@ -1053,11 +1101,6 @@ class AmqpTransport:
         self._bindings: dict[str, list[tuple[str, str]]] = {}
         self._emulated_auto_delete: set[str] = set()
         self._exchanges: set[str] = set()
-        self._loss_listeners: dict[str, list[Callable[[str], None]]] = {}
-        #: told ``(request, reason)`` of a mandatory message the broker refused or
-        #: may have lost after ``publish`` returned; with none, publishing waits
-        #: for every confirm (see ``_Publisher``)
-        self.request_lost: list[Callable[[Message, str], None]] = []
         self.closed = False
 
     # -- connections ---------------------------------------------------------------------
@@ -1179,12 +1222,13 @@ class AmqpTransport:
         self._publisher.probe(f"deleting queue {name!r}", delete)
 
     def _forget_queue(self, name: str) -> None:
-        self._loss_listeners.pop(name, None)
         self._queues.pop(name, None)
         self._bindings.pop(name, None)
         self._emulated_auto_delete.discard(name)
 
-    def publish(self, message: Message, *, mandatory: bool) -> None:
+    def publish(
+        self, message: Message, *, mandatory: bool, on_lost: LostCallback | None = None
+    ) -> None:
         task = current_task()
         if task is not None and task.killed:
             # A worker of a killed replica: its request went back to the queue,
@@ -1193,7 +1237,7 @@ class AmqpTransport:
             raise WorkerKilled
         if self.closed:
             raise BrokerUnavailable(f"this transport to {self.redacted_uri} is closed")
-        self._publisher.publish(message, mandatory)
+        self._publisher.publish(message, mandatory, on_lost)
 
     def consume(
         self,
@@ -1203,9 +1247,10 @@ class AmqpTransport:
         prefetch: int,
         label: str,
         auto_ack: bool = False,
+        on_lost: Callable[[str], None] | None = None,
     ) -> AmqpConsumer:
         loop = self._ensure_loop()
-        consumer = AmqpConsumer(loop, queue, on_delivery, prefetch, label, auto_ack)
+        consumer = AmqpConsumer(loop, queue, on_delivery, prefetch, label, auto_ack, on_lost)
         loop.call(lambda: loop.add(consumer))
         return consumer
 
@@ -1228,33 +1273,14 @@ class AmqpTransport:
             f"deleting exchange {name!r}", lambda channel: channel.exchange_delete(name)
         )
 
-    def on_queue_lost(self, queue: str, callback: Callable[[str], None]) -> None:
-        """Call ``callback(reason)`` if ``queue`` turns out to have vanished, with the
-        messages in it, while a connection was down (on the loop thread)."""
-        self._loss_listeners.setdefault(queue, []).append(callback)
-
     # -- helpers for the loop ------------------------------------------------------------------
 
-    def _request_lost(self, request: Message, reason: str) -> None:
-        log.warning(
-            "%s: request %s (correlation id %s) may not have reached the broker: %s",
-            self.name,
-            request.routing_key,
-            request.correlation_id,
-            reason,
-        )
-        for callback in list(self.request_lost):
-            try:
-                callback(request, reason)
-            except Exception:
-                log.exception("%s: a request-loss listener failed", self.name)
-
-    def _queue_lost(self, queue: str, reason: str) -> None:
-        for callback in list(self._loss_listeners.get(queue, ())):
-            try:
-                callback(reason)
-            except Exception:
-                log.exception("%s: a queue-loss listener failed", self.name)
+    def _request_lost(self, on_lost: LostCallback, error: BrokerUnavailable) -> None:
+        log.info("%s: a request may not have reached the broker: %s", self.name, error)
+        try:
+            on_lost(error)
+        except Exception:
+            log.exception("%s: a request-loss callback failed", self.name)
 
     def _restore_queue(self, conn: kombu.Connection, queue: str) -> bool:
         """Declare ``queue`` again after a reconnection; True if it had vanished."""
@@ -1294,39 +1320,3 @@ class AmqpTransport:
 
     def __repr__(self) -> str:
         return f"<AmqpTransport {self.name} {self.redacted_uri}>"
-
-
-def watch_reply_queue(transport: AmqpTransport, client: RpcClient) -> None:
-    """Fail ``client``'s calls at once when their outcome can no longer come: their
-    request was refused or lost before the broker confirmed it, or their reply
-    queue was lost with a connection. (Registering makes requests wait only for
-    routing, not for their confirm: see ``_Publisher``.)"""
-
-    def request_lost(request: Message, reason: str) -> None:
-        if request.correlation_id is None:
-            return
-        client.fail_pending(
-            lambda service, method, correlation_id: BrokerUnavailable(
-                f"{service}.{method} (correlation id {correlation_id}) may not have reached "
-                f"the broker: {reason}. The call may or may not have run; retry it if it "
-                "is safe to"
-            ),
-            [request.correlation_id],
-        )
-
-    transport.request_lost.append(request_lost)
-    queue = client.reply_queue
-    if queue is None:
-        return
-
-    def lost(reason: str) -> None:
-        failed = client.fail_pending(
-            lambda service, method, correlation_id: BrokerUnavailable(
-                f"no reply can come for {service}.{method} (correlation id {correlation_id}): "
-                f"{reason}. The call may or may not have run; retry it if it is safe to"
-            )
-        )
-        if failed:
-            log.warning("%s: %d call(s) failed: %s", client.label, failed, reason)
-
-    transport.on_queue_lost(queue, lost)

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from shimeji.core.quoting import quote
+
 __all__ = [
     "BadRequest",
     "ConfigurationError",
@@ -133,10 +135,8 @@ class UnserializableValueError(ShimejiError):
         self.value = value
         self.where = where
         self.reason = reason
-        try:
-            self.repr_value = repr(value)
-        except Exception:  # a broken __repr__ must not hide the real problem
-            self.repr_value = f"<{type(value).__name__} with failing repr>"
+        # Short and inert whatever the value: this text goes into logs and replies.
+        self.repr_value = quote(value)
         super().__init__(self.repr_value)
 
     def __str__(self) -> str:
@@ -259,7 +259,7 @@ def serialize(exc: BaseException) -> dict[str, Any]:
 def deserialize(data: Any) -> BaseException:
     """Rebuild an exception from its wire form (see ``serialize``)."""
     if not isinstance(data, Mapping):
-        return MalformedReply(f"error payload is not a mapping: {data!r}")
+        return MalformedReply(f"error payload is not a mapping: {quote(data)}")
     exc_path = data.get("exc_path")
     exc_type = data.get("exc_type")
     exc_args = data.get("exc_args") or []

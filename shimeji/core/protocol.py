@@ -19,7 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shimeji.core.exceptions import MalformedRequest, deserialize, serialize
+from shimeji.core.exceptions import MalformedRequest, deserialize, safe_str, serialize
+from shimeji.core.quoting import quote, shorten
 from shimeji.core.serialization import Codec
 
 __all__ = [
@@ -113,7 +114,7 @@ def context_from_headers(headers: Any) -> tuple[dict[str, Any], list[str]]:
                 isinstance(item, str) for item in value
             ):
                 raise MalformedRequest(
-                    f"header {key!r} must be a list of call id strings, got {value!r}"
+                    f"header {quote(key)} must be a list of call id strings, got {quote(value)}"
                 )
             stack = list(value)
         else:
@@ -134,7 +135,9 @@ def decode_request(codec: Codec, body: bytes) -> tuple[list[Any], dict[str, Any]
     try:
         payload = codec.loads(body)
     except Exception as exc:
-        raise MalformedRequest(f"request body cannot be decoded as {codec.name}: {exc}") from None
+        raise MalformedRequest(
+            f"request body cannot be decoded as {codec.name}: {shorten(safe_str(exc))}"
+        ) from None
     if not isinstance(payload, Mapping):
         raise MalformedRequest(
             f"request body must be a mapping with 'args' and 'kwargs', got {type(payload).__name__}"
@@ -150,7 +153,7 @@ def decode_request(codec: Codec, body: bytes) -> tuple[list[Any], dict[str, Any]
         raise MalformedRequest(f"request 'args' must be a list, got {type(args).__name__}")
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise MalformedRequest(
-            f"request 'kwargs' must be a mapping of names to values, got {kwargs!r}"
+            f"request 'kwargs' must be a mapping of names to values, got {quote(kwargs)}"
         )
     return list(args), dict(kwargs)
 
@@ -169,7 +172,7 @@ def decode_reply(codec: Codec, body: bytes) -> tuple[Any, BaseException | None]:
     """``(result, error)`` from a reply body; raises ValueError when it is not one."""
     payload = codec.loads(body)
     if not isinstance(payload, Mapping) or ("result" not in payload and "error" not in payload):
-        raise ValueError(f"reply body is not a mapping with 'result' and 'error': {payload!r}")
+        raise ValueError(f"reply body is not a mapping with 'result' and 'error': {quote(payload)}")
     error = payload.get("error")
     if error is not None:
         return None, deserialize(error)

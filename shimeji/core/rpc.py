@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from types import MappingProxyType
 from typing import Any
@@ -35,13 +35,23 @@ from shimeji.core.exceptions import (
     PublishFailed,
     RpcTimeout,
     ServiceNotFound,
+    ShimejiError,
     UnserializableValueError,
+    safe_str,
 )
 from shimeji.core.extensions import DependencyProvider, Entrypoint, SharedExtension
+from shimeji.core.quoting import quote, shorten
 from shimeji.core.runtime import Runtime, Timer, Waiter
 from shimeji.core.serialization import Codec
 from shimeji.core.tracing import Tracer
-from shimeji.core.transport import BrokerUnavailable, Delivery, Message, Transport, Unroutable
+from shimeji.core.transport import (
+    BrokerUnavailable,
+    Delivery,
+    Message,
+    MessageRefused,
+    Transport,
+    Unroutable,
+)
 
 __all__ = [
     "ClusterProxy",
@@ -74,12 +84,14 @@ def with_retry(
     what: str,
     correlation_id: str | None = None,
     call_id: str | None = None,
+    deadline: float | None = None,
 ) -> Any:
     """Run ``operation``, retrying on ``BrokerUnavailable`` as ``policy`` says.
 
-    Raises ``PublishFailed`` naming ``what`` when every attempt failed. Other
-    errors (``Unroutable`` among them: retrying cannot create a queue) pass
-    through at once.
+    Raises ``PublishFailed`` naming ``what`` when every attempt failed, or when
+    the next attempt would come after ``deadline`` (a time on ``runtime``'s
+    clock: a call's timeout bounds its retries). Other errors (``Unroutable``
+    among them: retrying cannot create a queue) pass through at once.
     """
     attempts = 0
     waits = None
@@ -91,6 +103,8 @@ def with_retry(
             if waits is None:
                 waits = policy.intervals()
             wait = next(waits, None)
+            if wait is not None and deadline is not None and runtime.now() + wait > deadline:
+                wait = None  # the caller would have given up by then
             if wait is None:
                 tracer.emit(
                     "publish_failed",
@@ -120,11 +134,17 @@ def publish_with_retry(
     policy: RetryPolicy,
     label: str,
     call_id: str | None = None,
+    deadline: float | None = None,
+    on_lost: Callable[[BrokerUnavailable], None] | None = None,
 ) -> None:
     """Publish, retrying as ``policy`` says; ``PublishFailed`` if it never works
-    (then nothing was sent)."""
+    (then nothing was sent). ``on_lost``: see ``Transport.publish``."""
+    if on_lost is None:
+        operation = partial(transport.publish, message, mandatory=mandatory)
+    else:
+        operation = partial(transport.publish, message, mandatory=mandatory, on_lost=on_lost)
     with_retry(
-        lambda: transport.publish(message, mandatory=mandatory),
+        operation,
         runtime=runtime,
         tracer=tracer,
         policy=policy,
@@ -132,6 +152,7 @@ def publish_with_retry(
         what=message.routing_key,
         correlation_id=message.correlation_id,
         call_id=call_id,
+        deadline=deadline,
     )
 
 
@@ -178,6 +199,13 @@ class RpcConsumer(SharedExtension):
             self._consumer.close()
 
     def handle_delivery(self, delivery: Delivery) -> None:
+        if delivery.malformed is not None:
+            self.reject_request(
+                delivery,
+                MalformedRequest(f"the message cannot be decoded: {delivery.malformed}"),
+                None,
+            )
+            return
         _, method_name = protocol.split_routing_key(delivery.message.routing_key)
         provider = self._providers.get(method_name)
         if provider is None:
@@ -186,28 +214,36 @@ class RpcConsumer(SharedExtension):
         provider.handle_request(delivery)
 
     def reject_request(self, delivery: Delivery, exc: BadRequest, codec: Codec | None) -> None:
-        """Answer a request that cannot be served with its error, then ack it."""
+        """Answer a request that cannot be served with its error, then settle it.
+
+        A request that could be read (an unknown method, wrong arguments) is
+        acked once answered, as nameko does. One that could not be read
+        (``MalformedRequest``) is rejected: it leaves the queue for good,
+        to the dead-letter exchange where the queue has one, and is never
+        redelivered in a loop.
+        """
         container = self.container
         assert container is not None
         message = delivery.message
         log.warning(
-            "%s: bad request %r (correlation id %s): %s: %s",
+            "%s: bad request %s (correlation id %s): %s: %s",
             container.replica_name,
-            message.routing_key,
-            message.correlation_id,
+            quote(message.routing_key),
+            quote(message.correlation_id),
             type(exc).__name__,
-            exc,
+            quote(safe_str(exc))[1:-1],
         )
+        outcome = "reject" if isinstance(exc, MalformedRequest) else "ack"
         container.tracer.emit(
             "bad_request",
             container.replica_name,
             container.service_name,
             protocol.split_routing_key(message.routing_key)[1],
             correlation_id=message.correlation_id,
-            detail=f"{type(exc).__name__}: {exc}",
+            detail=f"{type(exc).__name__}: {shorten(safe_str(exc))}",
         )
-        if not message.reply_to:
-            delivery.ack()
+        if not message.reply_to or message.correlation_id is None:
+            delivery.settle(outcome)
             return
         codec = codec or container.settings.serializer
         reply = _reply_message(
@@ -215,10 +251,14 @@ class RpcConsumer(SharedExtension):
         )
         # Publishing may wait for retries, which only a task may do.
         container.runtime.spawn(
-            self._send_reply, delivery, reply, name=f"{container.replica_name}:bad-request"
+            self._send_reply,
+            delivery,
+            reply,
+            outcome,
+            name=f"{container.replica_name}:bad-request",
         )
 
-    def _send_reply(self, delivery: Delivery, reply: Message) -> None:
+    def _send_reply(self, delivery: Delivery, reply: Message, outcome: str) -> None:
         container = self.container
         assert container is not None
         try:
@@ -242,7 +282,7 @@ class RpcConsumer(SharedExtension):
             )
             delivery.requeue()
             return
-        delivery.ack()
+        delivery.settle(outcome)
 
 
 def _reply_message(settings: Settings, request: Message, codec: Codec, body: bytes) -> Message:
@@ -294,7 +334,8 @@ class Rpc(Entrypoint):
             self._signature.bind(None, *args, **kwargs)
         except TypeError as exc:
             params = ", ".join(list(self._signature.parameters)[1:])
-            raise IncorrectSignature(f"{self.method_name}({params}): {exc}") from None
+            # The error names what was sent (an unexpected keyword): keep it short.
+            raise IncorrectSignature(f"{self.method_name}({params}): {shorten(str(exc))}") from None
 
     def handle_request(self, delivery: Delivery) -> None:
         container = self.container
@@ -305,7 +346,7 @@ class Rpc(Entrypoint):
             if codec is None:
                 accepted = ", ".join(sorted(container.settings.accept))
                 raise MalformedRequest(
-                    f"content type {message.content_type!r} is not accepted (accepted: "
+                    f"content type {quote(message.content_type)} is not accepted (accepted: "
                     f"{accepted}); send JSON, or add the serializer to ACCEPT"
                 )
             args, kwargs = protocol.decode_request(codec, message.body)
@@ -404,7 +445,9 @@ class _PendingCall:
     __slots__ = (
         "call_id",
         "correlation_id",
+        "message",
         "method",
+        "retry_policy",
         "service",
         "since",
         "timeout",
@@ -416,20 +459,28 @@ class _PendingCall:
         self,
         service: str,
         method: str,
-        correlation_id: str,
+        message: Message,
         call_id: str | None,
         waiter: Waiter,
         timeout: float | None,
         since: float,
+        retry_policy: RetryPolicy,
     ) -> None:
         self.service = service
         self.method = method
-        self.correlation_id = correlation_id
+        self.message = message  # kept to publish again if the broker may have lost it
+        self.correlation_id: str = message.correlation_id or ""
         self.call_id = call_id
         self.waiter = waiter
         self.timeout = timeout
         self.since = since
+        self.retry_policy = retry_policy
         self.timer: Timer | None = None
+
+    @property
+    def deadline(self) -> float | None:
+        """When the call times out (runtime clock), if it has a timeout."""
+        return None if self.timeout is None else self.since + self.timeout
 
     def describe(self) -> str:
         return f"{self.service}.{self.method} (correlation id {self.correlation_id})"
@@ -440,6 +491,14 @@ class RpcClient:
 
     ``owner`` names the queue (``rpc.reply-<owner>-<id>``); ``label`` names
     the caller in traces (a replica, or a standalone client).
+
+    A call is not failed because the broker lost something it held: requests
+    run at least once anyway, so a request the broker may not have (its
+    connection dropped before it confirmed it) is published again, and when
+    the reply queue itself was lost (a broker restart drops it; the transport
+    declares it again) every call still waiting is published again, since
+    its reply may have gone with the queue. Each such call still ends within
+    its timeout; one the broker refused outright (a nack) fails at once.
     """
 
     def __init__(
@@ -483,7 +542,12 @@ class RpcClient:
         )
         self.transport.bind_queue(queue, exchange, reply_id)
         self._consumer = self.transport.consume(
-            queue, self._on_reply, prefetch=0, label=self.label, auto_ack=True
+            queue,
+            self._on_reply,
+            prefetch=0,
+            label=self.label,
+            auto_ack=True,
+            on_lost=self._reply_queue_lost,
         )
         self.reply_to, self.reply_queue = reply_id, queue
 
@@ -513,32 +577,72 @@ class RpcClient:
                 # The queue expires by itself (RPC_REPLY_QUEUE_TTL).
                 log.warning("%s: closed without tidying its reply queue: %s", self.label, exc)
 
-    def fail_pending(
-        self,
-        make_error: Callable[[str, str, str], BaseException],
-        correlation_ids: Iterable[str] | None = None,
-    ) -> int:
-        """Fail calls still waiting for a reply that can no longer come (their reply
-        queue or their request was lost with a broker connection, say): all of
-        them, or those of ``correlation_ids``.
+    def _fail(self, call: _PendingCall, error: BaseException) -> None:
+        if self._pending.pop(call.correlation_id, None) is not call:
+            return  # answered, timed out or failed meanwhile
+        if call.timer is not None:
+            call.timer.cancel()
+        call.waiter.set_exception(error)
 
-        ``make_error(service, method, correlation_id)`` builds each call's error.
-        Returns how many calls were failed.
-        """
-        if correlation_ids is None:
-            failed = list(self._pending.values())
-            self._pending = {}
-        else:
-            failed = [
-                call
-                for call in (self._pending.pop(cid, None) for cid in correlation_ids)
-                if call is not None
-            ]
-        for call in failed:
-            if call.timer is not None:
-                call.timer.cancel()
-            call.waiter.set_exception(make_error(call.service, call.method, call.correlation_id))
-        return len(failed)
+    def _request_lost(self, correlation_id: str, error: BrokerUnavailable) -> None:
+        """The broker may not hold a request it was given after all (any thread)."""
+        call = self._pending.get(correlation_id)
+        if call is None:
+            return
+        if isinstance(error, MessageRefused):
+            self._fail(
+                call,
+                BrokerUnavailable(
+                    f"{call.describe()} was not delivered: {error}. Nothing ran; retry the "
+                    "call once the broker takes messages again"
+                ),
+            )
+            return
+        self._resend([call], str(error))
+
+    def _reply_queue_lost(self, reason: str) -> None:
+        """The reply queue vanished with any replies in it, and was declared again."""
+        self._resend(list(self._pending.values()), f"its reply queue was lost: {reason}")
+
+    def _resend(self, calls: list[_PendingCall], reason: str) -> None:
+        if calls and not self.closed:
+            # Publishing may wait for retries, which only a task may do.
+            self.runtime.spawn(self._resend_now, calls, reason, name=f"{self.label}:resend")
+
+    def _resend_now(self, calls: list[_PendingCall], reason: str) -> None:
+        for call in calls:
+            if self._pending.get(call.correlation_id) is not call:
+                continue  # its reply came, or it timed out, meanwhile
+            self.tracer.emit(
+                "resend",
+                self.label,
+                call.service,
+                call.method,
+                call.call_id,
+                call.correlation_id,
+                detail=shorten(reason),
+                message=call.message,
+            )
+            try:
+                self._publish(call)
+            except Unroutable:
+                self._fail(call, ServiceNotFound(call.service))
+            except ShimejiError as exc:  # PublishFailed, UnserializableValueError...
+                self._fail(call, exc)
+
+    def _publish(self, call: _PendingCall) -> None:
+        publish_with_retry(
+            self.transport,
+            self.runtime,
+            self.tracer,
+            call.message,
+            mandatory=True,
+            policy=call.retry_policy,
+            label=self.label,
+            call_id=call.call_id,
+            deadline=call.deadline,
+            on_lost=partial(self._request_lost, call.correlation_id),
+        )
 
     def call(
         self,
@@ -596,7 +700,14 @@ class RpcClient:
         )
         waiter = self.runtime.new_waiter(f"{self.label} waiting for {service}.{method}")
         call = _PendingCall(
-            service, method, correlation_id, caller_call_id, waiter, timeout, self.runtime.now()
+            service,
+            method,
+            message,
+            caller_call_id,
+            waiter,
+            timeout,
+            self.runtime.now(),
+            retry_policy,
         )
         # Registered before publishing: a reply can be faster than our return.
         self._pending[correlation_id] = call
@@ -611,16 +722,7 @@ class RpcClient:
                 message=message,
             )
         try:
-            publish_with_retry(
-                self.transport,
-                self.runtime,
-                tracer,
-                message,
-                mandatory=True,
-                policy=retry_policy,
-                label=self.label,
-                call_id=caller_call_id,
-            )
+            self._publish(call)
         except Unroutable:
             del self._pending[correlation_id]
             tracer.emit(
@@ -674,7 +776,7 @@ class RpcClient:
                 if late
                 else "no call waits for this correlation id"
             )
-            log.debug("%s: dropping reply %s: %s", self.label, correlation_id, reason)
+            log.debug("%s: dropping reply %s: %s", self.label, quote(correlation_id), reason)
             self.tracer.emit(
                 "reply_dropped",
                 self.label,
@@ -685,11 +787,18 @@ class RpcClient:
             return
         if call.timer is not None:
             call.timer.cancel()
+        if delivery.malformed is not None:
+            call.waiter.set_exception(
+                MalformedReply(
+                    f"reply to {call.describe()} cannot be decoded: {delivery.malformed}"
+                )
+            )
+            return
         codec = self.settings.accept.get(message.content_type or "")
         if codec is None:
             call.waiter.set_exception(
                 MalformedReply(
-                    f"reply to {call.describe()} has content type {message.content_type!r}, "
+                    f"reply to {call.describe()} has content type {quote(message.content_type)}, "
                     "which is not accepted"
                 )
             )
@@ -698,7 +807,9 @@ class RpcClient:
             result, error = protocol.decode_reply(codec, message.body)
         except Exception as exc:
             call.waiter.set_exception(
-                MalformedReply(f"reply to {call.describe()} cannot be decoded: {exc}")
+                MalformedReply(
+                    f"reply to {call.describe()} cannot be decoded: {shorten(safe_str(exc))}"
+                )
             )
             return
         if error is not None:

@@ -21,6 +21,7 @@ __all__ = [
     "Consumer",
     "Delivery",
     "Message",
+    "MessageRefused",
     "Transport",
     "Unroutable",
 ]
@@ -37,6 +38,11 @@ class Unroutable(ShimejiError):
 
 class BrokerUnavailable(ShimejiError):
     """The broker cannot be reached or refused the operation; retrying may help."""
+
+
+class MessageRefused(BrokerUnavailable):
+    """The broker refused a message it had accepted for routing (a nack): it will
+    not be delivered. Retrying later may work."""
 
 
 @attrs.frozen(slots=True)
@@ -56,12 +62,18 @@ class Message:
 
 @attrs.define(slots=True, eq=False)
 class Delivery:
-    """A message handed to a consumer, to be settled exactly once."""
+    """A message handed to a consumer, to be settled exactly once.
+
+    ``malformed`` says why the message could not be read in full (properties
+    or routing key that do not decode, on RabbitMQ): ``message`` then holds
+    what could be salvaged, and the consumer must not trust the rest.
+    """
 
     message: Message
     delivery_tag: int
     redelivered: bool
     consumer: Consumer
+    malformed: str | None = None
 
     def ack(self) -> None:
         """The message is done with; the broker forgets it."""
@@ -74,6 +86,12 @@ class Delivery:
     def reject(self) -> None:
         """Refuse the message for good (dead-lettered where the queue says so)."""
         self.consumer.settle(self, "reject")
+
+    def settle(self, outcome: str) -> None:
+        """``ack``, ``requeue`` or ``reject``, by name."""
+        if outcome not in ("ack", "requeue", "reject"):
+            raise ValueError(f"unknown outcome {outcome!r}: use ack, requeue or reject")
+        self.consumer.settle(self, outcome)
 
 
 class Consumer(Protocol):
@@ -115,10 +133,23 @@ class Transport(Protocol):
     def delete_queue(self, name: str) -> None:
         """Delete a queue and the messages in it (no error if it is gone)."""
 
-    def publish(self, message: Message, *, mandatory: bool) -> None:
+    def publish(
+        self,
+        message: Message,
+        *,
+        mandatory: bool,
+        on_lost: Callable[[BrokerUnavailable], None] | None = None,
+    ) -> None:
         """Publish and return once the broker has it. Raise ``Unroutable`` for a
         mandatory message that matched no queue, ``BrokerUnavailable`` when the
-        broker cannot take it."""
+        broker cannot take it.
+
+        With ``on_lost``, the transport may return as soon as the message is
+        routed, before the broker has confirmed that it holds it; if the broker
+        then refuses it (``MessageRefused``) or may have lost it (the connection
+        dropped before the confirm: ``BrokerUnavailable``), it calls
+        ``on_lost(error)`` once, from any thread.
+        """
 
     def consume(
         self,
@@ -128,8 +159,15 @@ class Transport(Protocol):
         prefetch: int,
         label: str,
         auto_ack: bool = False,
+        on_lost: Callable[[str], None] | None = None,
     ) -> Consumer:
         """Subscribe to ``queue``; at most ``prefetch`` deliveries unsettled at once
         (0: no limit). ``label`` names the consumer in traces and logs. With
         ``auto_ack`` a delivery is settled as it is handed over (``ack()`` is
-        then a no-op)."""
+        then a no-op).
+
+        The subscription outlives a lost connection: the transport connects
+        again, declares the queue again and resumes. When the queue had
+        vanished meanwhile, with the messages in it (a broker restart drops
+        non-durable queues), it calls ``on_lost(reason)`` once it consumes again.
+        """

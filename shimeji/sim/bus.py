@@ -245,7 +245,14 @@ class SimConnection:
         self._check("delete a queue")
         self.bus.delete_queue(name)
 
-    def publish(self, message: Message, *, mandatory: bool) -> None:
+    def publish(
+        self,
+        message: Message,
+        *,
+        mandatory: bool,
+        on_lost: Callable[[BrokerUnavailable], None] | None = None,
+    ) -> None:
+        # The simulated broker holds what it accepted: on_lost is never called.
         if not self.connected or self.bus.outage:
             self.bus.tracer.emit(
                 "publish_refused",
@@ -267,6 +274,7 @@ class SimConnection:
         prefetch: int,
         label: str,
         auto_ack: bool = False,
+        on_lost: Callable[[str], None] | None = None,
     ) -> SimConsumer:
         self._check("consume")
         consumer = self.bus.consume(

@@ -1,0 +1,224 @@
+"""Reading AMQP frames so that no message a client publishes can stop a consumer.
+
+py-amqp decodes a delivery's method arguments and content header as the
+frames arrive, and raises from deep inside ``drain_events`` when they do not
+decode: a routing key, correlation id or content type that is not UTF-8, a
+header timestamp past year 9999, a header table nested thousands deep, an
+unknown field type. The broker passes such bytes from any publisher to every
+consumer of the queue, so one hostile message would end the thread reading
+the connection, go back to its queue, and do the same to the next replica.
+
+``tolerant_frame_handler`` replaces py-amqp's frame reader (py-amqp takes it
+as its ``frame_handler`` argument, which kombu passes on from the
+connection's transport options). It reads frames exactly as py-amqp's does,
+but a ``basic.deliver`` whose arguments or properties cannot be decoded is
+not an error of the connection: what can be read of it is salvaged (each
+property on its own; a header table is skipped by its length), the message is
+marked with ``undecodable`` (why), and it is handed to its consumer's
+callback like any other. The consumer settles it (shimeji rejects it and
+answers the caller when a reply-to and correlation id survived), and the
+connection reads on. Every other frame goes through py-amqp unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from struct import error as StructError
+from struct import unpack_from
+from typing import Any
+
+import amqp
+from amqp import spec
+from amqp.exceptions import UnexpectedFrame
+from amqp.serialization import loads
+
+from shimeji.core.exceptions import describe
+from shimeji.core.quoting import shorten
+
+__all__ = ["salvage_properties", "tolerant_frame_handler"]
+
+_CONTENT_METHODS = frozenset([spec.Basic.Return, spec.Basic.Deliver, spec.Basic.GetOk])
+_HEARTBEAT = 8
+
+# The basic class's properties, in the order of their flag bits (AMQP 0-9-1).
+_PROPERTIES: tuple[tuple[str, str], ...] = tuple(amqp.Message.PROPERTIES)
+
+
+def _shortstr(buf: Any, offset: int) -> tuple[bytes, int]:
+    (length,) = unpack_from("B", buf, offset)
+    offset += 1
+    raw = bytes(buf[offset : offset + length])
+    if len(raw) != length:
+        raise StructError("short string runs past the end of the frame")
+    return raw, offset + length
+
+
+def salvage_properties(buf: Any, offset: int) -> tuple[dict[str, Any], list[str]]:
+    """Decode a basic content header's properties one by one, skipping those that
+    do not decode: ``(properties, problems)``.
+
+    A short string that is not UTF-8 is left out; a header table that does not
+    decode is left out whole (its length prefix says where the next property
+    starts). Truncated properties end the salvage.
+    """
+    properties: dict[str, Any] = {}
+    problems: list[str] = []
+    try:
+        (flags,) = unpack_from(">H", buf, offset)
+        offset += 2
+        for index, (name, kind) in enumerate(_PROPERTIES):
+            if not flags & (1 << (15 - index)):
+                continue
+            if kind == "s":
+                raw, offset = _shortstr(buf, offset)
+                try:
+                    properties[name] = raw.decode("utf-8", "surrogatepass")
+                except UnicodeDecodeError:
+                    problems.append(f"{name} is not UTF-8")
+            elif kind == "F":
+                (length,) = unpack_from(">I", buf, offset)
+                end = offset + 4 + length
+                if end > len(buf):
+                    raise StructError("the header table runs past the end of the frame")
+                try:
+                    (table,), _ = loads("F", buf, offset)
+                except Exception as exc:  # RecursionError, OverflowError, FrameSyntaxError...
+                    problems.append(f"the headers cannot be decoded ({shorten(describe(exc))})")
+                else:
+                    properties[name] = table
+                offset = end
+            elif kind == "o":
+                (properties[name],) = unpack_from(">B", buf, offset)
+                offset += 1
+            else:  # "L": the timestamp property, a plain 64-bit number
+                (properties[name],) = unpack_from(">Q", buf, offset)
+                offset += 8
+    except StructError:
+        problems.append("the properties are truncated")
+    return properties, problems
+
+
+def _deliver_arguments(buf: Any) -> tuple[dict[str, Any], list[str]]:
+    """``basic.deliver``'s arguments (``sLbss``), a string that is not UTF-8 shown
+    with backslash escapes and named in the problems."""
+    problems: list[str] = []
+    offset = 4  # after the class and method ids
+    fields: dict[str, Any] = {}
+    consumer_tag, offset = _shortstr(buf, offset)
+    (fields["delivery_tag"],) = unpack_from(">Q", buf, offset)
+    offset += 8
+    fields["redelivered"] = bool(buf[offset] & 1)
+    offset += 1
+    exchange, offset = _shortstr(buf, offset)
+    routing_key, offset = _shortstr(buf, offset)
+    for name, raw in (
+        ("consumer_tag", consumer_tag),
+        ("exchange", exchange),
+        ("routing_key", routing_key),
+    ):
+        try:
+            fields[name] = raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            fields[name] = raw.decode("utf-8", "backslashreplace")
+            problems.append(f"its {name.replace('_', ' ')} is not UTF-8")
+    return fields, problems
+
+
+def _hand_over_undecodable(connection: Any, channel_id: int, message: amqp.Message) -> bool:
+    """Give a delivery that py-amqp cannot decode to its consumer, marked as such."""
+    problems: list[str] = list(getattr(message, "problems", ()))
+    try:
+        fields, more = _deliver_arguments(message.frame_args)
+    except (StructError, IndexError):
+        # Not even the delivery tag can be read: the frame itself is broken,
+        # which only a broken broker sends. The connection cannot be trusted.
+        raise UnexpectedFrame("a basic.deliver frame too short to hold its arguments") from None
+    problems += more
+    channel = connection.channels.get(channel_id) if connection.channels else None
+    if channel is None or channel.is_closing:
+        return True  # its channel is gone: the broker gives the message back
+    message.channel = channel
+    message.delivery_info = {
+        "consumer_tag": fields["consumer_tag"],
+        "delivery_tag": fields["delivery_tag"],
+        "redelivered": fields["redelivered"],
+        "exchange": fields["exchange"],
+        "routing_key": fields["routing_key"],
+    }
+    message.undecodable = "; ".join(problems)
+    callback = channel.callbacks.get(fields["consumer_tag"])
+    if callback is None:
+        channel.basic_reject(fields["delivery_tag"], requeue=False)
+    else:
+        callback(message)
+    return True
+
+
+def _arguments_problems(message: amqp.Message) -> list[str]:
+    try:
+        loads("sLbss", message.frame_args, 4)
+    except Exception:
+        return ["its arguments cannot be decoded"]
+    return []
+
+
+def tolerant_frame_handler(
+    connection: Any, callback: Callable[[int, tuple[int, int], Any, Any], Any]
+) -> Callable[[tuple[int, int, Any]], bool]:
+    """A frame reader for ``amqp.Connection(frame_handler=...)`` (see the module
+    docstring). Returns True when a whole method was dispatched, as py-amqp's does."""
+    expected_types: dict[int, int] = {}
+    partial_messages: dict[int, amqp.Message] = {}
+
+    def complete(channel: int, message: amqp.Message) -> bool:
+        if message.frame_method == spec.Basic.Deliver:
+            problems = getattr(message, "problems", None)
+            if problems is None:
+                problems = _arguments_problems(message)
+                if problems:
+                    message.problems = problems
+            if problems:
+                return _hand_over_undecodable(connection, channel, message)
+        callback(channel, message.frame_method, message.frame_args, message)
+        return True
+
+    def on_frame(frame: tuple[int, int, Any]) -> bool:
+        frame_type, channel, buf = frame
+        connection.bytes_recv += 1
+        expected = expected_types.get(channel, 1)
+        if frame_type != expected and frame_type != _HEARTBEAT:
+            raise UnexpectedFrame(f"Received frame {frame_type} while expecting type: {expected}")
+        if frame_type == 1:
+            method_sig = unpack_from(">HH", buf, 0)
+            if method_sig in _CONTENT_METHODS:
+                partial_messages[channel] = amqp.Message(frame_method=method_sig, frame_args=buf)
+                expected_types[channel] = 2
+                return False
+            callback(channel, method_sig, buf, None)
+            return True
+        if frame_type == 2:
+            message = partial_messages[channel]
+            class_id, message.body_size = unpack_from(">HxxQ", buf, 0)
+            try:
+                message._load_properties(class_id, buf, 12)
+            except Exception as exc:
+                message.properties, problems = salvage_properties(buf, 12)
+                if not problems:  # decoded one by one after all: say what failed whole
+                    problems = [f"its properties cannot be decoded ({shorten(describe(exc))})"]
+                message.problems = [*problems, *_arguments_problems(message)]
+            if message.body_size:
+                expected_types[channel] = 3
+                return False
+            message.ready = True
+        elif frame_type == 3:
+            message = partial_messages[channel]
+            message.inbound_body(buf)
+            if not message.ready:
+                return False
+        else:  # a heartbeat
+            return False
+        expected_types[channel] = 1
+        del partial_messages[channel]
+        return complete(channel, message)
+
+    return on_frame

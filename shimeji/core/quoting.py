@@ -1,0 +1,76 @@
+"""Quoting values that come from the wire, for log lines and error messages.
+
+Anything a client publishes can end up quoted in a log line or in an error
+sent back: a routing key, a correlation id, a header, an argument. Quoted as
+it is, a 1 MB argument makes a 1 MB log line and a 1 MB error reply, and a
+method name ending in a newline starts a forged log line. ``quote`` makes
+every such value short and inert:
+
+- it is written as ``repr`` writes it, so newlines, control characters,
+  bidi overrides (U+202E...) and other invisible characters appear as
+  escapes (``\\n``, ``\\x1b``, ``\\u202e``), never as themselves;
+- it is cut to ``limit`` characters, saying how long it really was;
+- nested containers are shown to a few levels only, so quoting never
+  recurses deeply or walks a huge structure.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+__all__ = ["MAX_QUOTED", "quote", "shorten"]
+
+#: The longest quotation, in characters, unless a caller asks for another.
+MAX_QUOTED = 200
+
+
+class _Repr(reprlib.Repr):
+    def repr_instance(self, x: Any, level: int) -> str:
+        # reprlib's own fallback names the object's address, which would make
+        # the simulator's traces differ from run to run.
+        try:
+            text = repr(x)
+        except Exception:
+            return f"<{type(x).__name__} with failing repr>"
+        if len(text) > self.maxother:
+            return shorten(text, self.maxother)
+        return text
+
+
+_repr = _Repr()
+_repr.maxlevel = 3
+_repr.maxstring = MAX_QUOTED + 20  # cut again below, with the full length noted
+_repr.maxlong = 60
+_repr.maxother = 80
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 8
+
+
+def shorten(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quote(value: Any, limit: int = MAX_QUOTED) -> str:
+    """A short, printable, single-line rendering of ``value`` (a str is quoted).
+
+    Safe for any value: a failing ``__repr__`` gives a placeholder, a deeply
+    nested value is shown to a few levels.
+    """
+    if isinstance(value, str):
+        # repr escapes every character that is not printable (str.isprintable),
+        # which covers line breaks, C0 and C1 controls and the bidi controls.
+        head = repr(value[: limit + 1])
+        if len(value) <= limit:
+            return head
+        return f"{head[:-1]}...{head[-1]} ({len(value)} characters)"
+    try:
+        text = _repr.repr(value)
+    except Exception:  # an int too long to show, say
+        text = f"<{type(value).__name__} with failing repr>"
+    # A custom __repr__ may return anything: make it one inert line all the same.
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return shorten(text, limit)
