@@ -13,6 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shimeji.exceptions import (
+    MalformedReply,
+    MalformedRequest,
     PublishFailed,
     RemoteError,
     RpcTimeout,
@@ -20,7 +22,7 @@ from shimeji.exceptions import (
 )
 from shimeji.sim import SimCluster
 from shimeji.sim.faults import FaultPlan
-from shimeji.sim.strategies import fault_plans, schedules, seeds
+from shimeji.sim.strategies import FAULT_KINDS, fault_plans, schedules, seeds
 
 from .graphs import Failure, consistent, expected, make_services, plans
 
@@ -30,6 +32,8 @@ NESTED_TIMEOUT = 2.0
 # RPC_RETRY_POLICY), then waits at most its timeout.
 RETRY_BOUND = 0.1 + 0.3 + 0.5
 ENDINGS = (RemoteError, RpcTimeout, ServiceNotFound, PublishFailed)
+# A corrupted request or reply (the Corrupt fault) ends its call with these.
+DAMAGED = (MalformedRequest, MalformedReply)
 
 
 @st.composite
@@ -48,8 +52,7 @@ def worlds(draw, kinds=None, max_faults=3, min_replicas=1):
     plan = draw(
         fault_plans(
             services,
-            kinds=kinds
-            or ("drop", "delay", "duplicate", "crash", "crash_during", "partition", "outage"),
+            kinds=kinds or FAULT_KINDS,
             max_faults=max_faults,
             horizon=4.0,
         )
@@ -83,18 +86,18 @@ def simulate(world, config=None):
             if mode == "async":
                 try:
                     pending.append((plan, start, client.s0.run.call_async(plan.to_wire())))
-                except ENDINGS as exc:
+                except (*ENDINGS, *DAMAGED) as exc:
                     outcomes.append((plan, exc, cluster.elapsed() - start))
                 continue
             try:
                 outcome = client.s0.run(plan.to_wire())
-            except ENDINGS as exc:
+            except (*ENDINGS, *DAMAGED) as exc:
                 outcome = exc
             outcomes.append((plan, outcome, cluster.elapsed() - start))
         for plan, start, reply in pending:
             try:
                 outcome = reply.result()
-            except ENDINGS as exc:
+            except (*ENDINGS, *DAMAGED) as exc:
                 outcome = exc
             outcomes.append((plan, outcome, cluster.elapsed() - start))
         if world["ghost"]:
@@ -129,6 +132,9 @@ def test_every_call_ends_rightly_and_in_time(world):
         assert took <= CLIENT_TIMEOUT + RETRY_BOUND + 1e-9
         if plan is None:  # the ghost service
             assert isinstance(outcome, (ServiceNotFound, PublishFailed))
+            continue
+        if isinstance(outcome, DAMAGED):
+            assert "Corrupt" in world["plan"].kinds(), outcome  # only a fault damages
             continue
         if isinstance(outcome, ENDINGS):
             if isinstance(outcome, RemoteError) and not world["plan"]:

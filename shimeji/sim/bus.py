@@ -53,11 +53,12 @@ def topic_matches(pattern: str, routing_key: str) -> bool:
 
 
 class _Queued:
-    __slots__ = ("message", "redelivered")
+    __slots__ = ("malformed", "message", "redelivered")
 
-    def __init__(self, message: Message, redelivered: bool) -> None:
+    def __init__(self, message: Message, redelivered: bool, malformed: str | None = None) -> None:
         self.message = message
         self.redelivered = redelivered
+        self.malformed = malformed  # why its deliveries cannot be decoded (a fault)
 
 
 class SimQueue:
@@ -401,20 +402,31 @@ class SimBus:
                 )
             return
         self.published += 1
-        copies, delay_us = 1, 0
+        copies, delay_us, malformed = 1, 0, None
         if self.faults is not None:
-            copies, delay_us = self.faults.on_publish(message)
+            copies, delay_us, message, malformed = self.faults.on_publish(message)
         if copies == 0:
             return
         if delay_us:
             # Routed again when it arrives: its queue may be gone by then.
             self.scheduler.call_at(
-                self.scheduler.clock.now_us + delay_us, self._enqueue, message, copies, None
+                self.scheduler.clock.now_us + delay_us,
+                self._enqueue,
+                message,
+                copies,
+                None,
+                malformed,
             )
         else:
-            self._enqueue(message, copies, targets)
+            self._enqueue(message, copies, targets, malformed)
 
-    def _enqueue(self, message: Message, copies: int, targets: tuple[str, ...] | None) -> None:
+    def _enqueue(
+        self,
+        message: Message,
+        copies: int,
+        targets: tuple[str, ...] | None,
+        malformed: str | None = None,
+    ) -> None:
         if targets is None:
             targets = self.route(message)
         if not targets and self.tracer.enabled:
@@ -427,9 +439,9 @@ class SimBus:
             )
         for name in targets:
             queue = self.queues[name]
-            queue.ready.append(_Queued(message, False))
+            queue.ready.append(_Queued(message, False, malformed))
             for _ in range(copies - 1):  # a duplicate arrives as a redelivery would
-                queue.ready.append(_Queued(message, True))
+                queue.ready.append(_Queued(message, True, malformed))
             self._dispatch(queue)
 
     def consume(
@@ -522,7 +534,9 @@ class SimBus:
                 return  # every consumer is full: the message waits in the queue
             item = queue.ready.popleft()
             self._next_tag += 1
-            delivery = Delivery(item.message, self._next_tag, item.redelivered, consumer)
+            delivery = Delivery(
+                item.message, self._next_tag, item.redelivered, consumer, item.malformed
+            )
             consumer.unacked[delivery.delivery_tag] = delivery
             self.scheduler.call_at(
                 self.scheduler.clock.now_us + self.latency_us,
@@ -566,7 +580,7 @@ class SimBus:
                 outcome, consumer.label, None, None, None, delivery.message.correlation_id
             )
         if outcome == "requeue":
-            queue.ready.appendleft(_Queued(delivery.message, True))
+            queue.ready.appendleft(_Queued(delivery.message, True, delivery.malformed))
         self._dispatch(queue)
 
     def _cancel(self, consumer: SimConsumer) -> None:
@@ -598,7 +612,7 @@ class SimBus:
             return
         # Back at the head of the queue, in the order they were first delivered.
         for delivery in reversed(given_back):
-            queue.ready.appendleft(_Queued(delivery.message, True))
+            queue.ready.appendleft(_Queued(delivery.message, True, delivery.malformed))
         if self.tracer.enabled:
             for delivery in given_back:
                 self.tracer.emit(

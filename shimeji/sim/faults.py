@@ -10,7 +10,7 @@
     with SimCluster(seed=7, faults=plan) as cluster:
         ...
 
-Message faults (``Drop``, ``Delay``, ``Duplicate``) act on the messages that
+Message faults (``Drop``, ``Delay``, ``Duplicate``, ``Corrupt``) act on the messages that
 match them: by direction (``"request"``, ``"reply"`` or ``"any"``), service,
 method and an optional predicate; the first ``skip`` matches pass, then at
 most ``count`` are hit (None: all), each with ``probability`` drawn from the
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BrokerOutage",
+    "Corrupt",
     "Crash",
     "CrashDuring",
     "Delay",
@@ -220,6 +221,39 @@ class Duplicate(_MessageFault):
         self._validate()
 
 
+#: What ``Corrupt`` puts in place of a body: bytes no codec reads (not UTF-8, not JSON).
+CORRUPT_BODY = b"\xff\xfe\x00corrupted\x00"
+CORRUPT_PARTS = ("body", "properties")
+
+
+@attrs.frozen(repr=False)
+class Corrupt(_MessageFault):
+    """Deliver matching messages damaged, as a broken or hostile publisher can send
+    them to RabbitMQ. ``part="body"``: a body no codec can read;
+    ``part="properties"``: properties that do not decode (a content type that is
+    not UTF-8), so that the consumer gets only what could be salvaged. A service
+    answers such a request with ``MalformedRequest`` and drops it (dead-lettered
+    where its queue says so); a caller gets ``MalformedReply`` for such a reply.
+    """
+
+    part: str = "body"
+    direction: str = "request"
+    service: str | None = None
+    method: str | None = None
+    skip: int = 0
+    count: int | None = 1
+    probability: float | None = None
+    predicate: str | None = attrs.field(default=None, converter=_predicate_path)
+
+    def __attrs_post_init__(self) -> None:
+        self._validate()
+        _check(
+            self.part in CORRUPT_PARTS,
+            self,
+            f"part must be one of {CORRUPT_PARTS}, got {self.part!r}",
+        )
+
+
 def _check_replica(fault: Any) -> None:
     _check(
         isinstance(fault.replica, str) and fault.replica != "",
@@ -301,11 +335,12 @@ class BrokerOutage(_PlainRepr):
         _check_time(self, "at", "duration")
 
 
-Fault = Drop | Delay | Duplicate | Crash | CrashDuring | Partition | BrokerOutage
+Fault = Drop | Delay | Duplicate | Corrupt | Crash | CrashDuring | Partition | BrokerOutage
 FAULT_TYPES: tuple[type, ...] = (
     Drop,
     Delay,
     Duplicate,
+    Corrupt,
     Crash,
     CrashDuring,
     Partition,
@@ -429,7 +464,7 @@ class FaultInjector:
         scheduler = self.cluster.scheduler
         start = scheduler.clock.now_us
         for fault in plan:
-            if isinstance(fault, (Drop, Delay, Duplicate)):
+            if isinstance(fault, (Drop, Delay, Duplicate, Corrupt)):
                 self._rules.append(_Rule(fault))
             elif isinstance(fault, CrashDuring):
                 self._crash_during.append([fault, 0])
@@ -452,9 +487,11 @@ class FaultInjector:
 
     # -- message faults, called by the bus ----------------------------------------------
 
-    def on_publish(self, message: Message) -> tuple[int, int]:
-        """``(copies, extra delay in us)`` for a message the broker accepted; 0 copies
-        means it is lost."""
+    def on_publish(self, message: Message) -> tuple[int, int, Message, str | None]:
+        """``(copies, extra delay in us, message, malformed)`` for a message the broker
+        accepted: 0 copies means it is lost; ``message`` is what is delivered
+        (its body corrupted, maybe); ``malformed`` says why its deliveries cannot
+        be decoded, if they cannot."""
         correlation_id = message.correlation_id or ""
         if "." in message.routing_key:  # service.method: a request
             direction = "request"
@@ -463,7 +500,7 @@ class FaultInjector:
         else:  # a reply id
             direction = "reply"
             service, method = self._requests.get(correlation_id, ("", ""))
-        copies, delay_us = 1, 0
+        copies, delay_us, malformed = 1, 0, None
         trace = self.cluster.trace
         for rule in self._rules:
             fault = rule.fault
@@ -491,8 +528,25 @@ class FaultInjector:
                     f"{what} lost",
                     message,
                 )
-                return 0, 0
-            if isinstance(fault, Duplicate):
+                return 0, 0, message, None
+            if isinstance(fault, Corrupt):
+                if fault.part == "body":
+                    message = attrs.evolve(message, body=CORRUPT_BODY)
+                    damage = "its body replaced by bytes no codec reads"
+                else:
+                    malformed = "its content_type is not UTF-8"
+                    damage = "its properties made undecodable"
+                trace.emit(
+                    "fault_corrupt",
+                    "broker",
+                    service,
+                    method,
+                    None,
+                    correlation_id,
+                    f"{what} corrupted: {damage}",
+                    message,
+                )
+            elif isinstance(fault, Duplicate):
                 copies += 1
                 trace.emit(
                     "fault_duplicate",
@@ -519,7 +573,7 @@ class FaultInjector:
                     f"{what} held {seconds:.6f}s",
                     message,
                 )
-        return copies, delay_us
+        return copies, delay_us, message, malformed
 
     # -- call faults, called by the trace ------------------------------------------------
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.sim.faults import (
     BrokerOutage,
+    Corrupt,
     Crash,
     CrashDuring,
     Delay,
@@ -39,7 +40,16 @@ from shimeji.sim.faults import (
 __all__ = ["FAULT_KINDS", "fault_plans", "faults", "schedules", "seeds"]
 
 #: The kinds of fault ``fault_plans`` can draw, by name.
-FAULT_KINDS = ("drop", "delay", "duplicate", "crash", "crash_during", "partition", "outage")
+FAULT_KINDS = (
+    "drop",
+    "delay",
+    "duplicate",
+    "corrupt",
+    "crash",
+    "crash_during",
+    "partition",
+    "outage",
+)
 
 
 def seeds() -> st.SearchStrategy[int]:
@@ -135,6 +145,20 @@ def faults(
             maybe_service.flatmap(
                 lambda s: st.builds(
                     Duplicate,
+                    service=st.just(s),
+                    method=maybe_method(s),
+                    skip=st.integers(0, 3),
+                    count=st.integers(1, 2),
+                )
+            )
+        )
+    if "corrupt" in kinds:
+        options.append(
+            maybe_service.flatmap(
+                lambda s: st.builds(
+                    Corrupt,
+                    part=st.sampled_from(["body", "properties"]),
+                    direction=st.sampled_from(["request", "reply"]),
                     service=st.just(s),
                     method=maybe_method(s),
                     skip=st.integers(0, 3),

@@ -7,11 +7,18 @@ import time
 
 import pytest
 
-from shimeji.exceptions import ConfigurationError, PublishFailed, RpcTimeout
+from shimeji.exceptions import (
+    ConfigurationError,
+    MalformedReply,
+    MalformedRequest,
+    PublishFailed,
+    RpcTimeout,
+)
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
 from shimeji.sim.faults import (
     BrokerOutage,
+    Corrupt,
     Crash,
     CrashDuring,
     Delay,
@@ -155,6 +162,56 @@ def test_duplicate_request_runs_twice_caller_gets_one_result():
         ]
         assert len(cluster.trace.filter("worker_start", method="add")) == 2
         assert "no call waits" in cluster.trace.filter("reply_dropped")[0].detail
+
+
+# -- Corrupt ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("part", "why"),
+    [
+        ("body", "request body cannot be decoded as json"),
+        ("properties", "the message cannot be decoded: its content_type is not UTF-8"),
+    ],
+)
+def test_a_corrupted_request_is_answered_and_dropped_and_the_replica_serves_on(part, why):
+    """A request that cannot be decoded is answered with MalformedRequest and
+    rejected (never requeued, never run); the replica goes on serving."""
+    with SimCluster(faults=[Corrupt(part=part, service="calculator")]) as cluster:
+        cluster.add_service(CalculatorService)
+        with pytest.raises(MalformedRequest, match=why):
+            cluster.rpc.calculator.add(1, 2)
+        assert cluster.rpc.calculator.add(1, 2) == 3
+        (fault,) = cluster.trace.filter("fault_corrupt")
+        assert fault.detail.startswith("request calculator.add corrupted")
+        assert [e.kind for e in cluster.trace.filter(correlation_id=fault.correlation_id)] == [
+            "publish",
+            "fault_corrupt",
+            "deliver",
+            "bad_request",
+            "reply",
+            "reject",
+            "deliver",
+        ]
+        assert len(cluster.trace.filter("worker_start")) == 1
+        assert cluster.bus.queue_stats()[0][1] == 0  # nothing left in rpc-calculator
+
+
+@pytest.mark.parametrize("part", ["body", "properties"])
+def test_a_corrupted_reply_fails_its_call_with_malformed_reply(part):
+    """A reply that cannot be decoded ends its call with MalformedReply (the call
+    ran: the caller cannot know its outcome)."""
+    with SimCluster(faults=[Corrupt(part=part, direction="reply")]) as cluster:
+        cluster.add_service(CalculatorService)
+        with pytest.raises(MalformedReply, match="cannot be decoded"):
+            cluster.rpc.calculator.add(1, 2)
+        assert cluster.rpc.calculator.add(1, 2) == 3
+
+
+def test_corrupt_validates_its_part():
+    """Corrupt names the part it damages: body or properties."""
+    with pytest.raises(ConfigurationError, match="part must be one of"):
+        Corrupt(part="headers")
 
 
 # -- crashes ------------------------------------------------------------------------------
