@@ -9,8 +9,8 @@ consumer of the queue, so one hostile message would end the thread reading
 the connection, go back to its queue, and do the same to the next replica.
 
 ``tolerant_frame_handler`` replaces py-amqp's frame reader (py-amqp takes it
-as its ``frame_handler`` argument, which kombu passes on from the
-connection's transport options). It reads frames exactly as py-amqp's does,
+as its ``frame_handler`` argument; ``TolerantTransport`` is kombu's py-amqp
+transport with connections that use it). It reads frames exactly as py-amqp's does,
 but a ``basic.deliver`` whose arguments or properties cannot be decoded is
 not an error of the connection: what can be read of it is salvaged (each
 property on its own; a header table is skipped by its length), the message is
@@ -31,11 +31,17 @@ import amqp
 from amqp import spec
 from amqp.exceptions import UnexpectedFrame
 from amqp.serialization import loads
+from kombu.transport import pyamqp
 
 from shimeji.core.exceptions import describe
 from shimeji.core.quoting import shorten
 
-__all__ = ["salvage_properties", "tolerant_frame_handler"]
+__all__ = [
+    "TolerantSSLTransport",
+    "TolerantTransport",
+    "salvage_properties",
+    "tolerant_frame_handler",
+]
 
 _CONTENT_METHODS = frozenset([spec.Basic.Return, spec.Basic.Deliver, spec.Basic.GetOk])
 _HEARTBEAT = 8
@@ -222,3 +228,23 @@ def tolerant_frame_handler(
         return complete(channel, message)
 
     return on_frame
+
+
+class _TolerantConnection(pyamqp.Connection):  # type: ignore[misc]
+    """kombu's py-amqp connection, reading frames with ``tolerant_frame_handler``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["frame_handler"] = tolerant_frame_handler
+        super().__init__(*args, **kwargs)
+
+
+class TolerantTransport(pyamqp.Transport):  # type: ignore[misc]
+    """kombu's ``amqp://`` transport, with connections no message can stop."""
+
+    Connection = _TolerantConnection
+
+
+class TolerantSSLTransport(pyamqp.SSLTransport):  # type: ignore[misc]
+    """kombu's ``amqps://`` transport, with connections no message can stop."""
+
+    Connection = _TolerantConnection

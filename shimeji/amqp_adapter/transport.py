@@ -69,7 +69,7 @@ from shimeji.amqp_adapter.errors import (
     broker_errors,
     describe_error,
 )
-from shimeji.amqp_adapter.frames import tolerant_frame_handler
+from shimeji.amqp_adapter.frames import TolerantSSLTransport, TolerantTransport
 from shimeji.amqp_adapter.runtime import Lent, ThreadTask, WorkerKilled, current_task, lend_thread
 from shimeji.core.config import Settings, redact_uri
 from shimeji.core.exceptions import UnserializableValueError, describe
@@ -113,15 +113,16 @@ def connection_for(settings: Settings) -> kombu.Connection:
     transport reads itself (``confirm_timeout``).
     """
     options = {k: v for k, v in settings.transport_options.items() if k not in ADAPTER_OPTIONS}
-    # py-amqp's frame reader raises, and ends the reading thread, on a message
-    # that does not decode; this one hands such a message over, marked.
-    options["frame_handler"] = tolerant_frame_handler
     connect_timeout = options.pop("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     ssl = settings.amqp_ssl
     if isinstance(ssl, Mapping):
         ssl = dict(ssl)
+    # py-amqp's own frame reader raises, ending the reading thread, on a
+    # message that does not decode; these transports hand it over, marked.
+    secure = settings.amqp_uri.startswith("amqps:")
     return kombu.Connection(
         settings.amqp_uri,
+        transport=TolerantSSLTransport if secure else TolerantTransport,
         heartbeat=settings.heartbeat,
         ssl=ssl if ssl is not None else False,
         connect_timeout=connect_timeout,

@@ -664,6 +664,7 @@ class RpcClient:
         """
         if self.closed:
             raise ContainerBeingKilled(f"{self.label} is closed and cannot make calls")
+        since = self.runtime.now()
         if self._consumer is None:
             with_retry(
                 self.start,
@@ -672,6 +673,7 @@ class RpcClient:
                 policy=retry_policy,
                 label=self.label,
                 what=protocol.request_routing_key(service, method),
+                deadline=None if timeout is None else since + timeout,
             )
         codec = self.settings.serializer
         body = protocol.encode_request(codec, args, kwargs)
@@ -706,7 +708,7 @@ class RpcClient:
             caller_call_id,
             waiter,
             timeout,
-            self.runtime.now(),
+            since,
             retry_policy,
         )
         # Registered before publishing: a reply can be faster than our return.
@@ -739,7 +741,9 @@ class RpcClient:
             self._pending.pop(correlation_id, None)
             raise
         if timeout is not None and correlation_id in self._pending:
-            call.timer = self.runtime.call_later(timeout, self._expire, correlation_id)
+            # The timeout counts from the call, publish retries included.
+            remaining = max(0.0, call.since + timeout - self.runtime.now())
+            call.timer = self.runtime.call_later(remaining, self._expire, correlation_id)
         return RpcReply(call)
 
     def _expire(self, correlation_id: str) -> None:

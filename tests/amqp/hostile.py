@@ -1,6 +1,62 @@
 """Hostile messages a client can publish, to fuzz an AMQP consumer.
 
-FINDINGS_PLACEHOLDER
+- ``RawPublisher``: AMQP 0-9-1 on a plain socket (PLAIN auth, confirms), publishing raw
+  exchange / routing key / property bytes / body, and riding out the broker's closes.
+- ``shortstr``, ``longstr``, ``table``, ``array``, ``timestamp``, ``field_*``,
+  ``nested_tables``, ``nested_arrays``, ``encode_value``: wire encodings from raw bytes.
+- ``properties`` / ``raw_properties``: Basic property flags and property list.
+- ``hostile_messages(rng, ...)``, ``hostile_message(kind, rng, ...)``, ``KINDS``: the cases.
+
+Findings (RabbitMQ 3.10.8, py-amqp 5.4.2, kombu 5.7.0; every kind, seeds 0-2, consumed by
+``kombu.Connection().channel()``, ``basic_consume(callback=...)``, ``drain_events``):
+
+=========================================  ===============  ======  ===========================
+kinds                                      broker           reach   py-amqp raises [where]
+=========================================  ===============  ======  ===========================
+body-*, ct-*, ce-* (but *-invalid-utf8),   accepts          yes     nothing
+hdr-call-id-stack-*, hdr-context-* (but
+nan), hdr-key-*, hdr-duplicate-*,
+hdr-nested-tables-900, hdr-many-keys,
+raw-tag-L, reply-to-* corr-* (but below),
+rk-* (but rk-invalid-utf8), prop-expiration-zero,
+prop-priority-max, prop-timestamp-max,
+prop-cluster-id
+ct-/ce-/reply-to-/corr-invalid-utf8,       accepts          no      UnicodeDecodeError [H]
+prop-shortstrs-invalid-utf8
+hdr-timestamp-year-10000                   accepts          no      ValueError [H]
+hdr-timestamp-u64-max (>= 2**63 s)         accepts          no      OverflowError [H]
+hdr-nested-tables/-arrays (2000+ deep)     accepts          no      RecursionError [H]
+rk-invalid-utf8                            accepts          no      UnicodeDecodeError [M]
+hdr-context-nan, raw-unknown-tag,          connection.close no      -
+raw-tag-U, raw-table-*, raw-value-overrun, 541 INTERNAL_ERROR
+raw-flags-*, raw-shortstr-overrun,
+raw-trailing-garbage
+raw-oversized-header                       conn. close 501  no      -
+prop-user-id-mismatch, reply-to-direct,    channel.close    no      -
+prop-expiration-invalid,                   406
+prop-delivery-mode-odd
+exchange-missing                           ch. close 404    no      -
+unroutable-mandatory                       returned 312     no      -
+=========================================  ===============  ======  ===========================
+
+The broker passes invalid UTF-8 through everywhere (shortstrs, routing key, table keys and
+values); it checks only the structure of tables and property lists. Delivered values: a longstr
+or key that is not UTF-8 becomes ``bytes``, UTF-8-encoded surrogates a str with lone surrogates,
+'T' a naive datetime, 'D' a Decimal, 'x' bytes; the last of duplicate keys wins.
+
+[H] ``drain_events`` > method_framing ``on_frame`` > ``GenericContent.inbound_header`` >
+``decode_properties_basic`` (> ``bytes_to_str`` / ``loads`` > ``_read_item``). The frame
+handler still expects a content header on the channel: each later frame on it raises
+``UnexpectedFrame`` ("Received frame 3|1 while expecting type: 2": the poison's body frames,
+then the next method), and the next content header is taken for the poison's, so the next
+message's properties and body arrive under the poison's basic.deliver (its delivery tag and
+routing key); that message's own tag is never seen. ``connected`` / ``is_open`` stay True.
+Nesting fails at ``sys.getrecursionlimit()`` minus the stack depth (~990 here).
+[M] ``drain_events`` > ``on_frame`` > ``Connection.on_inbound_method`` >
+``AbstractChannel.dispatch_method`` > ``loads`` (basic.deliver's arguments), after the whole
+message was read: framing stays in step and the next message arrives intact.
+Either way the callback never gets the poison, so nothing acks or rejects it: it holds a
+prefetch slot until the channel closes, is requeued, and raises again in every new consumer.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def test_defaults():
     assert settings.rpc_timeout is None
     assert settings.serializer.name == "json"
     assert list(settings.accept) == ["application/json"]
-    assert settings.retry_policy == RetryPolicy(3, 0.1, 0.2, 1.0)
+    assert settings.retry_policy == RetryPolicy(20, 0.1, 0.2, 1.0)  # about 17.5 s of retries
 
 
 def test_prefetch_follows_max_workers():

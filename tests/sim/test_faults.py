@@ -357,11 +357,34 @@ def test_outage_longer_than_the_retries_fails_cleanly():
         cluster.advance(0)  # what falls due at t=0 happens: the broker goes down
         with pytest.raises(PublishFailed) as caught:
             cluster.rpc.calculator.add(1, 2)
-        assert caught.value.attempts == 4
+        assert caught.value.attempts == 21  # the default RPC_RETRY_POLICY: 20 retries
         assert "Nothing was sent" in str(caught.value)
-        assert cluster.elapsed() == pytest.approx(0.1 + 0.3 + 0.5)
+        assert cluster.elapsed() == pytest.approx(0.1 + 0.3 + 0.5 + 0.7 + 0.9 + 15 * 1.0)
         assert not cluster.trace.filter("deliver")
         assert cluster.trace.filter("publish_failed")
+
+
+def test_a_calls_timeout_cuts_its_publish_retries_short():
+    """A call with a timeout gives up retrying its publish when the next attempt
+    would come too late: it ends within its timeout, retries included."""
+    with SimCluster(faults=[BrokerOutage(duration=60)]) as cluster:
+        cluster.add_service(CalculatorService)
+        cluster.advance(0)
+        with pytest.raises(PublishFailed) as caught:
+            cluster.rpc_proxy(timeout=2).calculator.add(1, 2)
+        # waits of 0.1, 0.3, 0.5 and 0.7; the next (0.9) would end after 2 s
+        assert caught.value.attempts == 5
+        assert cluster.elapsed() == pytest.approx(1.6)
+
+
+def test_a_call_that_publishes_late_still_times_out_on_time():
+    """The timeout counts from the call, not from the publish that finally worked."""
+    with SimCluster(faults=[BrokerOutage(duration=1.2), Drop(service="calculator")]) as cluster:
+        cluster.add_service(CalculatorService)
+        cluster.advance(0)
+        with pytest.raises(RpcTimeout):
+            cluster.rpc_proxy(timeout=3).calculator.add(1, 2)
+        assert cluster.elapsed() == pytest.approx(3.0)
 
 
 class Persistent:
