@@ -1098,7 +1098,8 @@ class AmqpTransport:
         self._publisher = _Publisher(self)
         self._loop: _ConsumerLoop | None = None
         self._start_lock = threading.Lock()
-        self._queues: dict[str, tuple[bool, bool, float | None]] = {}
+        # name -> (durable, auto_delete, arguments), to declare it again after a reconnection
+        self._queues: dict[str, tuple[bool, bool, dict[str, Any]]] = {}
         self._bindings: dict[str, list[tuple[str, str]]] = {}
         self._emulated_auto_delete: set[str] = set()
         self._exchanges: set[str] = set()
@@ -1183,8 +1184,17 @@ class AmqpTransport:
         durable: bool = True,
         auto_delete: bool = False,
         expires: float | None = None,
+        queue_type: str = "classic",
+        delivery_limit: int | None = None,
     ) -> None:
-        self._queues[name] = (durable, auto_delete, expires)
+        arguments: dict[str, Any] = {}
+        if expires is not None:
+            arguments["x-expires"] = max(1, round(expires * 1000))
+        if queue_type != "classic":
+            arguments["x-queue-type"] = queue_type
+            if delivery_limit is not None:
+                arguments["x-delivery-limit"] = delivery_limit
+        self._queues[name] = (durable, auto_delete, arguments)
         if auto_delete and expires is not None:
             self._emulated_auto_delete.add(name)
         self._publisher.run(
@@ -1192,10 +1202,7 @@ class AmqpTransport:
         )
 
     def _declare_on(self, channel: Any, name: str) -> None:
-        durable, auto_delete, expires = self._queues[name]
-        arguments = {}
-        if expires is not None:
-            arguments["x-expires"] = max(1, round(expires * 1000))
+        durable, auto_delete, arguments = self._queues[name]
         broker_auto_delete = auto_delete and name not in self._emulated_auto_delete
         channel.queue_declare(
             name,

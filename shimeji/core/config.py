@@ -59,6 +59,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "RPC_TIMEOUT": None,
     "RPC_RETRY_POLICY": DEFAULT_RETRY_POLICY,
     "RPC_REPLY_QUEUE_TTL": 300,
+    "RPC_QUEUE_TYPE": "classic",  # or "quorum", on a RabbitMQ cluster
+    "RPC_DELIVERY_LIMIT": 10,  # quorum queues: deliveries of one request before it is dropped
+    "RECONNECT_TIMEOUT": 60,  # seconds a replica tries to consume again before it gives up
     "AMQP_SSL": None,
     "TRANSPORT_OPTIONS": {},
     "LOGGING": None,
@@ -164,6 +167,32 @@ def _check_type(key: str, value: Any, types: tuple[type, ...], what: str) -> Any
     return value
 
 
+#: The kinds of queue RPC_QUEUE_TYPE may name: nameko's (classic), or replicated.
+QUEUE_TYPES = ("classic", "quorum")
+
+
+def _check_uri(value: Any) -> str:
+    """AMQP_URI: one URI, or several to fail over between (a list, or kombu's
+    ``uri;uri`` form), as one ``;``-separated string."""
+    uris = value.split(";") if isinstance(value, str) else value
+    if (
+        not isinstance(uris, (list, tuple))
+        or not uris
+        or not all(isinstance(uri, str) and uri.strip() for uri in uris)
+    ):
+        raise ConfigurationError(
+            "AMQP_URI must be an amqp:// URI, or a list of them (the nodes of a cluster, "
+            f"tried in turn); got {value!r}"
+        )
+    for uri in uris:
+        scheme = uri.strip().partition("://")[0]
+        if scheme not in ("amqp", "amqps", "pyamqp"):
+            raise ConfigurationError(
+                f"AMQP_URI {redact_uri(uri.strip())!r} must start with amqp:// or amqps://"
+            )
+    return ";".join(uri.strip() for uri in uris)
+
+
 @attrs.frozen
 class Settings:
     """The checked, typed form of a configuration mapping."""
@@ -180,6 +209,9 @@ class Settings:
     rpc_timeout: float | None
     retry_policy: RetryPolicy
     reply_queue_ttl: float | None
+    queue_type: str
+    delivery_limit: int | None
+    reconnect_timeout: float | None
     amqp_ssl: Any
     transport_options: Mapping[str, Any]
     logging: Mapping[str, Any] | None
@@ -239,12 +271,20 @@ class Settings:
         logging_config = merged["LOGGING"]
         if logging_config is not None:
             _check_type("LOGGING", logging_config, (Mapping,), "a logging dictConfig mapping")
+        queue_type = merged["RPC_QUEUE_TYPE"]
+        if queue_type not in QUEUE_TYPES:
+            raise ConfigurationError(
+                f"RPC_QUEUE_TYPE must be one of {', '.join(QUEUE_TYPES)}; got {queue_type!r}"
+            )
+        delivery_limit = merged["RPC_DELIVERY_LIMIT"]
+        if delivery_limit is not None:
+            delivery_limit = _check_positive_int("RPC_DELIVERY_LIMIT", delivery_limit, 1)
         ssl = merged["AMQP_SSL"]
         if ssl is not None:
             _check_type("AMQP_SSL", ssl, (bool, Mapping), "true/false or a mapping of TLS options")
         return cls(
             config=merged,
-            amqp_uri=_check_type("AMQP_URI", merged["AMQP_URI"], (str,), "an amqp:// URI"),
+            amqp_uri=_check_uri(merged["AMQP_URI"]),
             rpc_exchange=_check_type(
                 "rpc_exchange", merged["rpc_exchange"], (str,), "an exchange name"
             ),
@@ -260,6 +300,11 @@ class Settings:
             retry_policy=RetryPolicy.from_value(merged["RPC_RETRY_POLICY"]),
             reply_queue_ttl=_check_optional_seconds(
                 "RPC_REPLY_QUEUE_TTL", merged["RPC_REPLY_QUEUE_TTL"]
+            ),
+            queue_type=queue_type,
+            delivery_limit=delivery_limit,
+            reconnect_timeout=_check_optional_seconds(
+                "RECONNECT_TIMEOUT", merged["RECONNECT_TIMEOUT"]
             ),
             amqp_ssl=ssl,
             transport_options=_check_type(

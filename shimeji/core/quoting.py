@@ -19,7 +19,7 @@ from __future__ import annotations
 import reprlib
 from typing import Any
 
-__all__ = ["MAX_QUOTED", "quote", "shorten"]
+__all__ = ["MAX_QUOTED", "escape", "quote", "shorten"]
 
 #: The longest quotation, in characters, unless a caller asks for another.
 MAX_QUOTED = 200
@@ -51,6 +51,17 @@ def shorten(text: str, limit: int = MAX_QUOTED) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def escape(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` as one inert line, unquoted: what is not printable written as an
+    escape, cut to ``limit`` characters (saying how long it was)."""
+    head = text[:limit]
+    if not head.isprintable():
+        head = repr(head)[1:-1]
+    if len(text) > limit:
+        head += f"... ({len(text)} characters)"
+    return head
 
 
 def quote(value: Any, limit: int = MAX_QUOTED) -> str:

@@ -40,7 +40,7 @@ from shimeji.core.exceptions import (
     safe_str,
 )
 from shimeji.core.extensions import DependencyProvider, Entrypoint, SharedExtension
-from shimeji.core.quoting import quote, shorten
+from shimeji.core.quoting import escape, quote, shorten
 from shimeji.core.runtime import Runtime, Timer, Waiter
 from shimeji.core.serialization import Codec
 from shimeji.core.tracing import Tracer
@@ -177,7 +177,12 @@ class RpcConsumer(SharedExtension):
         transport, settings = container.transport, container.settings
         queue = protocol.service_queue_name(container.service_name)
         transport.declare_exchange(settings.rpc_exchange)
-        transport.declare_queue(queue, durable=True)
+        transport.declare_queue(
+            queue,
+            durable=True,
+            queue_type=settings.queue_type,
+            delivery_limit=settings.delivery_limit,
+        )
         transport.bind_queue(
             queue, settings.rpc_exchange, protocol.service_binding_key(container.service_name)
         )
@@ -231,7 +236,7 @@ class RpcConsumer(SharedExtension):
             quote(message.routing_key),
             quote(message.correlation_id),
             type(exc).__name__,
-            quote(safe_str(exc))[1:-1],
+            escape(safe_str(exc)),
         )
         outcome = "reject" if isinstance(exc, MalformedRequest) else "ack"
         container.tracer.emit(

@@ -123,9 +123,13 @@ class Transport(Protocol):
         durable: bool = True,
         auto_delete: bool = False,
         expires: float | None = None,
+        queue_type: str = "classic",
+        delivery_limit: int | None = None,
     ) -> None:
         """Declare a queue (idempotent). ``expires``: seconds unused before the
-        broker deletes it."""
+        broker deletes it. ``queue_type="quorum"``: a queue replicated across the
+        nodes of a cluster (durable), which drops (or dead-letters) a message
+        given back more than ``delivery_limit`` times."""
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
         """Route messages whose key matches ``routing_key`` (a topic pattern) to ``queue``."""

@@ -53,18 +53,22 @@ def topic_matches(pattern: str, routing_key: str) -> bool:
 
 
 class _Queued:
-    __slots__ = ("malformed", "message", "redelivered")
+    __slots__ = ("malformed", "message", "redelivered", "returns")
 
-    def __init__(self, message: Message, redelivered: bool, malformed: str | None = None) -> None:
+    def __init__(
+        self, message: Message, redelivered: bool, malformed: str | None = None, returns: int = 0
+    ) -> None:
         self.message = message
         self.redelivered = redelivered
         self.malformed = malformed  # why its deliveries cannot be decoded (a fault)
+        self.returns = returns  # how often a consumer gave it back
 
 
 class SimQueue:
     __slots__ = (
         "auto_delete",
         "consumers",
+        "delivery_limit",
         "durable",
         "expires_us",
         "expiry_timer",
@@ -82,6 +86,7 @@ class SimQueue:
         self.consumers: list[SimConsumer] = []
         self.rr = 0  # index of the consumer whose turn is next
         self.expiry_timer: SimTimer | None = None
+        self.delivery_limit: int | None = None  # quorum queues: returns before a drop
 
     def __repr__(self) -> str:
         return f"<SimQueue {self.name} ready={len(self.ready)} consumers={len(self.consumers)}>"
@@ -234,9 +239,18 @@ class SimConnection:
         durable: bool = True,
         auto_delete: bool = False,
         expires: float | None = None,
+        queue_type: str = "classic",
+        delivery_limit: int | None = None,
     ) -> None:
         self._check("declare a queue")
-        self.bus.declare_queue(name, durable=durable, auto_delete=auto_delete, expires=expires)
+        self.bus.declare_queue(
+            name,
+            durable=durable,
+            auto_delete=auto_delete,
+            expires=expires,
+            queue_type=queue_type,
+            delivery_limit=delivery_limit,
+        )
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
         self._check("bind a queue")
@@ -304,6 +318,7 @@ class SimBus:
         self.faults: FaultInjector | None = None
         self.outage_end_us: int | None = None  # set while the broker is down
         self._next_tag = 0
+        self.returns: dict[int, int] = {}  # delivery tag -> returns of its message so far
         self.published = 0
         self.delivered = 0
 
@@ -349,11 +364,15 @@ class SimBus:
         durable: bool = True,
         auto_delete: bool = False,
         expires: float | None = None,
+        queue_type: str = "classic",
+        delivery_limit: int | None = None,
     ) -> None:
         queue = self.queues.get(name)
         if queue is None:
             expires_us = None if expires is None else round(expires * 1_000_000)
             queue = self.queues[name] = SimQueue(name, durable, auto_delete, expires_us)
+            # A quorum queue counts how often it took each message back.
+            queue.delivery_limit = delivery_limit if queue_type == "quorum" else None
         self._arm_expiry(queue)  # (re)declaring counts as use
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
@@ -373,6 +392,8 @@ class SimBus:
         for consumer in list(queue.consumers):
             consumer.active = False
             consumer.closed = True
+            for tag in consumer.unacked:
+                self.returns.pop(tag, None)
             consumer.unacked.clear()
         queue.consumers.clear()
         if self.tracer.enabled:
@@ -538,6 +559,8 @@ class SimBus:
                 item.message, self._next_tag, item.redelivered, consumer, item.malformed
             )
             consumer.unacked[delivery.delivery_tag] = delivery
+            if item.returns:
+                self.returns[delivery.delivery_tag] = item.returns
             self.scheduler.call_at(
                 self.scheduler.clock.now_us + self.latency_us,
                 self._deliver,
@@ -579,9 +602,26 @@ class SimBus:
             self.tracer.emit(
                 outcome, consumer.label, None, None, None, delivery.message.correlation_id
             )
+        returns = self.returns.pop(delivery.delivery_tag, 0)
         if outcome == "requeue":
-            queue.ready.appendleft(_Queued(delivery.message, True, delivery.malformed))
+            self._give_back(queue, delivery, returns)
         self._dispatch(queue)
+
+    def _give_back(self, queue: SimQueue, delivery: Delivery, returns: int) -> None:
+        """Put an unsettled message back at the head of its queue, unless the
+        queue's delivery limit drops it (a quorum queue)."""
+        returns += 1
+        if queue.delivery_limit is not None and returns > queue.delivery_limit:
+            if self.tracer.enabled:
+                self.tracer.emit(
+                    "drop",
+                    "broker",
+                    correlation_id=delivery.message.correlation_id,
+                    detail=f"{queue.name}: given back {returns} times, over its delivery limit",
+                    message=delivery.message,
+                )
+            return
+        queue.ready.appendleft(_Queued(delivery.message, True, delivery.malformed, returns))
 
     def _cancel(self, consumer: SimConsumer) -> None:
         consumer.suspended = False
@@ -610,9 +650,6 @@ class SimBus:
         consumer.unacked.clear()
         if self.queues.get(queue.name) is not queue:
             return
-        # Back at the head of the queue, in the order they were first delivered.
-        for delivery in reversed(given_back):
-            queue.ready.appendleft(_Queued(delivery.message, True, delivery.malformed))
         if self.tracer.enabled:
             for delivery in given_back:
                 self.tracer.emit(
@@ -621,6 +658,10 @@ class SimBus:
                     correlation_id=delivery.message.correlation_id,
                     detail=f"unacked when {reason}",
                 )
+        # Back at the head of the queue, in the order they were first delivered.
+        for delivery in reversed(given_back):
+            returns = self.returns.pop(delivery.delivery_tag, 0)
+            self._give_back(queue, delivery, returns)
         if not queue.consumers and queue.auto_delete:
             self.delete_queue(queue.name, "auto-deleted (its last consumer left)")
             return

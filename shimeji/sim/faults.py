@@ -580,15 +580,19 @@ class FaultInjector:
     def on_event(self, kind: str, replica: str, service: str | None, method: str | None) -> None:
         if kind != "worker_start" or not self._crash_during:
             return
-        for entry in self._crash_during:
+        firing = None
+        for entry in self._crash_during:  # every matching fault counts the call
             fault, seen = entry
             if fault.service != service or fault.method not in (None, method):
                 continue
             entry[1] = seen = seen + 1
-            if seen == fault.nth:
-                current = self.cluster.scheduler.current_task()
-                self.cluster._crash(
-                    replica, f"fault plan: {fault!r} during call {seen}", fault.restart_after
-                )
-                if current is not None and current.killed:
-                    raise GreenletExit  # the worker stops here, mid-call
+            if seen == fault.nth and firing is None:
+                firing = fault, seen
+        if firing is not None:
+            fault, seen = firing
+            current = self.cluster.scheduler.current_task()
+            self.cluster._crash(
+                replica, f"fault plan: {fault!r} during call {seen}", fault.restart_after
+            )
+            if current is not None and current.killed:
+                raise GreenletExit  # the worker stops here, mid-call

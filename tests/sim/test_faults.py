@@ -518,3 +518,18 @@ def test_stopping_during_an_outage_or_a_partition_is_clean():
         cluster.broker_outage(5)
     assert cluster.state == "stopped"
     assert [r.container.state for r in cluster.replicas()] == ["stopped", "stopped"]
+
+
+def test_a_quorum_queue_drops_a_request_given_back_more_than_its_delivery_limit():
+    """With RPC_QUEUE_TYPE quorum, a request that every replica dies on is given back
+    at most RPC_DELIVERY_LIMIT times, then dropped: it never loops for ever."""
+    config = {"RPC_QUEUE_TYPE": "quorum", "RPC_DELIVERY_LIMIT": 2}
+    crashes = [CrashDuring(service="calculator", method="add", nth=n) for n in (1, 2, 3)]
+    with SimCluster(config=config, faults=crashes) as cluster:
+        cluster.add_service(CalculatorService, replicas=3)
+        with pytest.raises(RpcTimeout):
+            cluster.rpc_proxy(timeout=5).calculator.add(1, 2)
+        assert len(cluster.trace.filter("fault_crash")) == 3
+        (drop,) = cluster.trace.filter("drop")
+        assert drop.detail == "rpc-calculator: given back 3 times, over its delivery limit"
+        assert cluster.bus.queue_stats()[0][1] == 0
