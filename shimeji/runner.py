@@ -21,17 +21,49 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
+
+import attrs
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core.container import ServiceContainer
 from shimeji.core.exceptions import ReplicaCrashed, ShimejiError
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.tracing import NullTracer, Tracer
+from shimeji.core.transport import BrokerUnavailable
 
-__all__ = ["Replica", "ServiceRunner"]
+__all__ = ["LIVENESS_WINDOW", "Health", "Replica", "ServiceRunner"]
 
 log = logging.getLogger("shimeji.runner")
+
+#: A replica whose consumer loop has not gone round for this long (seconds) is
+#: not live: its loop wakes every few seconds at most, even while reconnecting.
+LIVENESS_WINDOW = 30.0
+
+
+@attrs.frozen
+class Health:
+    """What ``ServiceRunner.health()`` reports.
+
+    ``live``: the runner and every replica's consumer loop are working (a
+    supervisor restarts the process otherwise). ``ready``: every replica
+    consumes its queue now (not while connecting or reconnecting).
+    ``replicas`` maps each replica to its status (``Replica.status``).
+    """
+
+    live: bool
+    ready: bool
+    state: str
+    replicas: Mapping[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "live": self.live,
+            "ready": self.ready,
+            "state": self.state,
+            "replicas": dict(self.replicas),
+        }
 
 
 class Replica:
@@ -47,6 +79,7 @@ class Replica:
         self.container: ServiceContainer | None = None
         self.transport: AmqpTransport | None = None
         self.runtime: ThreadRuntime | None = None
+        self.started = False  # its container started: it consumes, or tries to
 
     @property
     def alive(self) -> bool:
@@ -70,10 +103,33 @@ class Replica:
             )
             container.on_death.append(runner._container_died)
             self.container = container
+            transport.on_failure.append(partial(runner._replica_failed, self))
             container.start()
+            self.started = True
         except BaseException:
             self.release()
             raise
+
+    def status(self) -> str:
+        """``consuming``, ``reconnecting``, ``failed: <why>``, ``starting`` or ``stopped``."""
+        container, transport = self.container, self.transport
+        if transport is not None and transport.failure is not None:
+            return f"failed: {transport.failure}"
+        if container is not None and not container.alive:
+            return "stopped"
+        if not self.started or transport is None:
+            return "starting" if self.runner.state == "running" else "stopped"
+        return "consuming" if transport.consuming else "reconnecting"
+
+    def live(self) -> bool:
+        """Whether the replica's threads go round: its consumer loop beat lately."""
+        transport = self.transport
+        if transport is None:
+            return True  # not started yet: nothing can be stuck
+        if transport.failure is not None:
+            return False
+        since = transport.seconds_since_beat()
+        return since is None or since < LIVENESS_WINDOW
 
     def kill(self) -> None:
         """Die at once: unacked requests go back to the queue for other replicas."""
@@ -219,6 +275,24 @@ class ServiceRunner:
         with self._changed:
             self.state = state
             self._changed.notify_all()
+
+    def _replica_failed(self, replica: Replica, reason: str) -> None:
+        """A replica stopped consuming for good (its transport says why)."""
+        with self._changed:
+            self.crashes.append(ReplicaCrashed(replica.name, BrokerUnavailable(reason)))
+            self._changed.notify_all()
+
+    def health(self) -> Health:
+        """Liveness and readiness, for a process supervisor or a Kubernetes probe."""
+        statuses = {replica.name: replica.status() for replica in self.replicas()}
+        live = self.state in ("created", "running") and not self.crashes
+        live = live and all(replica.live() for replica in self.replicas())
+        ready = (
+            live
+            and self.state == "running"
+            and all(status == "consuming" for status in statuses.values())
+        )
+        return Health(live=live, ready=ready, state=self.state, replicas=statuses)
 
     def _container_died(self, container: ServiceContainer) -> None:
         with self._changed:

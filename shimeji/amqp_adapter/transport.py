@@ -73,7 +73,7 @@ from shimeji.amqp_adapter.frames import TolerantSSLTransport, TolerantTransport
 from shimeji.amqp_adapter.runtime import Lent, ThreadTask, WorkerKilled, current_task, lend_thread
 from shimeji.core.config import Settings, redact_uri
 from shimeji.core.exceptions import UnserializableValueError, describe
-from shimeji.core.quoting import quote
+from shimeji.core.quoting import escape, quote
 from shimeji.core.tracing import NullTracer, Tracer
 from shimeji.core.transport import (
     BrokerUnavailable,
@@ -657,6 +657,10 @@ class _Stopping(Exception):
     pass
 
 
+class _GiveUp(Exception):
+    """Reconnecting took longer than RECONNECT_TIMEOUT: the loop ends, failed."""
+
+
 class _ConsumerLoop:
     """The thread that owns the consumer connection (see the module docstring)."""
 
@@ -685,6 +689,12 @@ class _ConsumerLoop:
         self._lent: Lent = []
         self._ended = threading.Event()
         self._confirm_poll_after = 0.0
+        #: when the loop last went round (monotonic; liveness)
+        self.last_beat = time.monotonic()
+        #: since when the consumers have been down (monotonic), or None
+        self._down_since: float | None = None
+        #: why the loop ended without being asked to, or None
+        self.failure: str | None = None
         self._leader, self._first_gate = self._new_thread()
 
     @property
@@ -834,6 +844,7 @@ class _ConsumerLoop:
         """Lead: serve the connection until the loop stops (None), or until a
         delivery spawned a worker for this thread to run (that worker's task)."""
         task = None
+        failure = None
         try:
             while True:
                 if self._conn is None:
@@ -842,6 +853,9 @@ class _ConsumerLoop:
                     try:
                         self._reconnect()
                     except _Stopping:
+                        break
+                    except _GiveUp as exc:
+                        failure = str(exc)
                         break
                     continue
                 try:
@@ -861,15 +875,25 @@ class _ConsumerLoop:
                         describe_error(exc),
                     )
                     self._drop_connection()
+        except BaseException as exc:
+            # A bug, or an error no broker should cause: the replica cannot be
+            # trusted to consume any more, and must not pretend it does.
+            failure = f"its consumer loop failed: {escape(describe(exc))}"
+            log.critical("%s: %s", self.transport.name, failure, exc_info=True)
         finally:
             if task is None:
                 self._drop_connection()
                 self.connected = False
+                if failure is not None and not self._stopping:
+                    self.failure = failure
+                    self.transport._failed(failure)
                 self._ended.set()
         return None
 
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
+        if self._down_since is None:
+            self._down_since = time.monotonic()
         self.connected = False
         self._auto_acks_due = None
         self._next_tick = None
@@ -885,8 +909,19 @@ class _ConsumerLoop:
                 raise _Stopping
 
         conn = self.transport.new_connection()
-        policy = self.transport.settings.retry_policy
+        settings = self.transport.settings
+        policy = settings.retry_policy
         attempts = [0]
+        limit = settings.reconnect_timeout
+        down_since = self._down_since if self._down_since is not None else time.monotonic()
+
+        def give_up_check() -> None:
+            self.last_beat = time.monotonic()
+            if limit is not None and time.monotonic() - down_since > limit:
+                uri = self.transport.redacted_uri
+                raise _GiveUp(
+                    f"could not consume from {uri} again within {limit:g}s (RECONNECT_TIMEOUT)"
+                )
 
         def errback(exc: BaseException, interval: float) -> None:
             attempts[0] += 1
@@ -899,6 +934,7 @@ class _ConsumerLoop:
                 interval,
             )
             stop_check()
+            give_up_check()
 
         try:
             conn.ensure_connection(
@@ -909,7 +945,7 @@ class _ConsumerLoop:
                 interval_max=max(policy.interval_max, 0.1),
                 callback=stop_check,
             )
-        except _Stopping:
+        except (_Stopping, _GiveUp):
             raise
         except Exception as exc:  # not recoverable (a refused login): keep trying, slowly
             log.error(
@@ -920,6 +956,7 @@ class _ConsumerLoop:
             )
             for _ in range(50):
                 stop_check()
+                give_up_check()
                 time.sleep(0.1)
             return
         self._conn = conn
@@ -946,7 +983,9 @@ class _ConsumerLoop:
                 describe_error(exc),
             )
             self._drop_connection()
+            give_up_check()
             return
+        self._down_since = None
         log.info("%s: reconnected to %s", self.transport.name, self.transport.redacted_uri)
 
     def _serve(self, conn: kombu.Connection) -> ThreadTask | None:
@@ -961,6 +1000,7 @@ class _ConsumerLoop:
         readers = [sock, wake]
         pending = getattr(sock, "pending", None)  # TLS sockets only
         while True:
+            self.last_beat = time.monotonic()
             self._woken = False
             while commands:
                 commands.popleft()()
@@ -1103,6 +1143,9 @@ class AmqpTransport:
         self._bindings: dict[str, list[tuple[str, str]]] = {}
         self._emulated_auto_delete: set[str] = set()
         self._exchanges: set[str] = set()
+        #: told ``(reason)`` once, from the loop's thread, when consuming has
+        #: stopped for good (reconnecting gave up, or the loop failed)
+        self.on_failure: list[Callable[[str], None]] = []
         self.closed = False
 
     # -- connections ---------------------------------------------------------------------
@@ -1282,6 +1325,39 @@ class AmqpTransport:
         )
 
     # -- helpers for the loop ------------------------------------------------------------------
+
+    # -- health ---------------------------------------------------------------------------------
+
+    @property
+    def failure(self) -> str | None:
+        """Why this transport stopped consuming for good, or None."""
+        loop = self._loop
+        return None if loop is None else loop.failure
+
+    @property
+    def consuming(self) -> bool:
+        """Whether every subscription is attached to the broker now."""
+        loop = self._loop
+        return (
+            loop is not None
+            and loop.connected
+            and loop.failure is None
+            and all(c._channel is not None for c in loop._consumers if c.active)
+        )
+
+    def seconds_since_beat(self) -> float | None:
+        """How long ago the consumer loop last went round (None: no loop yet). It
+        goes round at least every few seconds, connected or reconnecting."""
+        loop = self._loop
+        return None if loop is None else time.monotonic() - loop.last_beat
+
+    def _failed(self, reason: str) -> None:
+        log.error("%s: stopped consuming: %s", self.name, reason)
+        for callback in list(self.on_failure):
+            try:
+                callback(reason)
+            except Exception:
+                log.exception("%s: a failure callback failed", self.name)
 
     def _request_lost(self, on_lost: LostCallback, error: BrokerUnavailable) -> None:
         log.info("%s: a request may not have reached the broker: %s", self.name, error)

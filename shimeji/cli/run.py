@@ -2,7 +2,10 @@
 
 SIGTERM or a first Ctrl-C stops gracefully (running calls finish and are
 acked); a second Ctrl-C kills at once (unfinished requests go back to their
-queues for other replicas).
+queues for other replicas). A replica that stops consuming for good (it
+could not reconnect within RECONNECT_TIMEOUT, or its consumer loop failed)
+makes the process exit with status 1 and a one-line reason, so that a
+supervisor restarts it; ``--health`` serves liveness and readiness.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ def register(subparsers: Any) -> None:
         "--replicas", type=int, default=1, metavar="N", help="replicas of each service (1)"
     )
     parser.add_argument(
+        "--health",
+        metavar="HOST:PORT",
+        help="serve liveness and readiness over HTTP there (/livez, /readyz, /healthz), "
+        "for a process supervisor or a Kubernetes probe",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -56,6 +65,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from shimeji.amqp_adapter import LoggingTracer
+    from shimeji.health import HealthServer
     from shimeji.runner import ServiceRunner
 
     if args.replicas < 1:
@@ -71,15 +81,26 @@ def run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         raise CommandError(str(exc)) from None
     names = ", ".join(runner.services)
-    print(f"starting services: {names}", file=sys.stderr, flush=True)
+    health = None
+    if args.health:
+        try:
+            health = HealthServer(runner.health, args.health).start()
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"health checks on http://{args.health}/", file=sys.stderr, flush=True)
     try:
-        runner.start()
-    except BrokerUnavailable as exc:
-        raise CommandError(f"cannot start: {exc}") from None
-    except ConfigurationError as exc:
-        raise CommandError(str(exc)) from None
-    print(f"connected to {broker_of(config)}; serving {names}", file=sys.stderr, flush=True)
-    return _serve(runner)
+        print(f"starting services: {names}", file=sys.stderr, flush=True)
+        try:
+            runner.start()
+        except BrokerUnavailable as exc:
+            raise CommandError(f"cannot start: {exc}") from None
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"connected to {broker_of(config)}; serving {names}", file=sys.stderr, flush=True)
+        return _serve(runner)
+    finally:
+        if health is not None:
+            health.close()
 
 
 def _serve(runner: Any) -> int:

@@ -9,7 +9,6 @@ import logging
 import shutil
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -19,6 +18,8 @@ from shimeji.rpc import rpc
 from shimeji.testing.transports import AmqpCluster
 from tests.conformance.services import Calculator, Slow
 
+from .broker import Inbox
+
 
 @pytest.fixture
 def amqp_cluster(amqp_uri):
@@ -26,54 +27,9 @@ def amqp_cluster(amqp_uri):
         yield made
 
 
-class Inbox:
-    """A reply queue of our own on the cluster's exchange, read with the transport."""
-
-    def __init__(self, made: AmqpCluster) -> None:
-        self.transport = AmqpTransport(made.settings, name="inbox")
-        self.exchange = made.exchange
-        self.routing_key = uuid.uuid4().hex
-        self.queue = f"test-inbox-{self.routing_key}"
-        self.received: list[Delivery] = []
-        self.transport.declare_exchange(self.exchange)
-        self.transport.declare_queue(self.queue, durable=False, auto_delete=True, expires=60)
-        self.transport.bind_queue(self.queue, self.exchange, self.routing_key)
-        self.consumer = self.transport.consume(
-            self.queue, self.received.append, prefetch=0, label="inbox", auto_ack=True
-        )
-
-    def send(self, routing_key: str, body: bytes, **properties) -> str:
-        correlation_id = uuid.uuid4().hex
-        properties.setdefault("reply_to", self.routing_key)
-        self.transport.publish(
-            Message(
-                body=body,
-                routing_key=routing_key,
-                exchange=self.exchange,
-                correlation_id=correlation_id,
-                **properties,
-            ),
-            mandatory=True,
-        )
-        return correlation_id
-
-    def reply_to(self, correlation_id: str, timeout: float = 5.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for delivery in self.received:
-                if delivery.message.correlation_id == correlation_id:
-                    return json.loads(delivery.message.body)
-            time.sleep(0.01)
-        raise AssertionError(f"no reply for {correlation_id} within {timeout}s")
-
-    def close(self) -> None:
-        self.consumer.close()
-        self.transport.close()
-
-
 @pytest.fixture
 def inbox(amqp_cluster):
-    made = Inbox(amqp_cluster)
+    made = Inbox(amqp_cluster.settings, amqp_cluster.exchange)
     yield made
     made.close()
 
