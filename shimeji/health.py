@@ -49,10 +49,15 @@ def parse_address(text: str) -> tuple[str, int]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    timeout = REQUEST_TIMEOUT
     protocol_version = "HTTP/1.0"
     server_version = "shimeji-health"
     sys_version = ""
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain; charset=utf-8"
+
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout
+        super().setup()
 
     def do_GET(self) -> None:
         self._answer(body=True)
@@ -88,6 +93,10 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(data)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server quotes the request line in its errors: keep it short and inert.
+        super().send_error(code, escape(message, 100) if message else None, None)
+
     def _refuse(self) -> None:
         self.send_error(405, "only GET and HEAD are allowed")
 
@@ -102,8 +111,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], health: Callable[[], Any]) -> None:
+    def __init__(
+        self, address: tuple[str, int], health: Callable[[], Any], request_timeout: float
+    ) -> None:
         self.health = health
+        self.request_timeout = request_timeout
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Handler)
 
@@ -125,10 +137,14 @@ class _Server(ThreadingHTTPServer):
 
 
 class HealthServer:
-    """Serves ``health()`` (a ``shimeji.runner.Health``) on ``address`` in a thread."""
+    """Serves ``health()`` (a ``shimeji.runner.Health``) on ``address`` in a thread;
+    a client has ``request_timeout`` seconds to send its request."""
 
-    def __init__(self, health: Callable[[], Any], address: str) -> None:
+    def __init__(
+        self, health: Callable[[], Any], address: str, request_timeout: float = REQUEST_TIMEOUT
+    ) -> None:
         self._health = health
+        self._request_timeout = request_timeout
         self._wanted = parse_address(address)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -143,7 +159,7 @@ class HealthServer:
         """Listen; ``ConfigurationError`` if the address cannot be used."""
         host, port = self._wanted
         try:
-            self._server = _Server((host, port), self._health)
+            self._server = _Server((host, port), self._health, self._request_timeout)
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot serve health checks on {host}:{port}: {exc.strerror or exc}; "
