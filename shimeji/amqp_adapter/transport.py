@@ -104,8 +104,11 @@ ACK_POLL = 0.005
 ACK_POLL_SPAN = 1.0
 
 
-def connection_for(settings: Settings) -> kombu.Connection:
+def connection_for(settings: Settings, first: int = 0) -> kombu.Connection:
     """A (not yet connected) kombu connection as the settings describe it.
+
+    With several nodes in ``AMQP_URI``, the connection tries them in turn,
+    starting with node ``first`` (counted from 0, modulo their number).
 
     ``AMQP_SSL`` is handed to kombu as it is (``true`` or a mapping of
     ``ssl`` options: ``ca_certs``, ``certfile``, ``keyfile``, ``cert_reqs``,
@@ -120,8 +123,10 @@ def connection_for(settings: Settings) -> kombu.Connection:
     # py-amqp's own frame reader raises, ending the reading thread, on a
     # message that does not decode; these transports hand it over, marked.
     secure = settings.amqp_uri.startswith("amqps:")
+    nodes = settings.amqp_uri.split(";")
+    first %= len(nodes)
     return kombu.Connection(
-        settings.amqp_uri,
+        ";".join(nodes[first:] + nodes[:first]),
         transport=TolerantSSLTransport if secure else TolerantTransport,
         heartbeat=settings.heartbeat,
         ssl=ssl if ssl is not None else False,
@@ -266,10 +271,16 @@ class _Publisher:
             return self._channel
         if self._conn is None:
             conn = self.transport.new_connection()
-            if retry:
-                self.transport.connect_with_policy(conn, "publisher")
-            else:
-                conn.ensure_connection(max_retries=0)  # one attempt: the caller paces retries
+            try:
+                if retry:
+                    self.transport.connect_with_policy(conn, "publisher")
+                else:
+                    # One attempt: the caller paces retries (and the next one
+                    # goes to the next node of a cluster).
+                    conn.ensure_connection(max_retries=0)
+            except Exception:
+                self.transport.next_node()
+                raise
             self._conn = conn
         # py-amqp reads the socket before every publish to notice a
         # connection.blocked notice early; this connection also reads while it
@@ -1135,6 +1146,7 @@ class AmqpTransport:
         self.redacted_uri = redact_uri(settings.amqp_uri)
         self.tracer: Tracer = tracer if tracer is not None else NullTracer()
         self.name = name
+        self._node = 0  # which node of AMQP_URI new connections try first
         self._publisher = _Publisher(self)
         self._loop: _ConsumerLoop | None = None
         self._start_lock = threading.Lock()
@@ -1151,7 +1163,13 @@ class AmqpTransport:
     # -- connections ---------------------------------------------------------------------
 
     def new_connection(self) -> kombu.Connection:
-        return connection_for(self.settings)
+        """A connection to the node in turn (see ``next_node``)."""
+        return connection_for(self.settings, first=self._node)
+
+    def next_node(self) -> None:
+        """New connections start with the next node of ``AMQP_URI`` (a cluster's
+        nodes are tried in turn; one node: nothing changes)."""
+        self._node += 1
 
     def connect_with_policy(self, conn: kombu.Connection, role: str) -> None:
         policy = self.settings.retry_policy
