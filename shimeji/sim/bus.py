@@ -104,6 +104,7 @@ class SimConsumer:
         "connection",
         "label",
         "on_delivery",
+        "on_lost",
         "prefetch",
         "queue",
         "suspended",
@@ -128,6 +129,7 @@ class SimConsumer:
         self.label = label
         self.auto_ack = auto_ack
         self.unacked: dict[int, Delivery] = {}
+        self.on_lost: Callable[[str], None] | None = None  # told when its queue vanished
         self.active = True  # receiving deliveries
         self.closed = False  # for good
         self.suspended = False  # its connection is cut; it comes back on reconnect
@@ -296,6 +298,7 @@ class SimConnection:
             queue, on_delivery, prefetch=prefetch, label=label, auto_ack=auto_ack
         )
         consumer.connection = self
+        consumer.on_lost = on_lost
         self.consumers.append(consumer)
         return consumer
 
@@ -317,6 +320,7 @@ class SimBus:
         self.cut_off: list[str] = []  # labels whose connection is cut
         self.faults: FaultInjector | None = None
         self.outage_end_us: int | None = None  # set while the broker is down
+        self._restart_cut: list[str] = []  # connections a restart dropped, to restore
         self._next_tag = 0
         self.returns: dict[int, int] = {}  # delivery tag -> returns of its message so far
         self.published = 0
@@ -327,15 +331,44 @@ class SimBus:
         """Whether the broker is down (publishes fail, nothing is delivered)."""
         return self.outage_end_us is not None
 
-    def begin_outage(self, seconds: float) -> None:
+    def begin_outage(self, seconds: float, restart: bool = False) -> None:
+        """The broker is down for ``seconds``. With ``restart``, it restarts as
+        RabbitMQ does: every connection drops (consumers give back what they
+        held), non-durable queues and transient messages are lost, and when it
+        is back the clients reconnect and declare their queues again."""
         self.outage_end_us = self.scheduler.clock.now_us + round(seconds * 1_000_000)
-        self.tracer.emit("fault_outage", "broker", detail=f"broker down for {seconds:g}s")
+        what = "restarting" if restart else "down"
+        self.tracer.emit("fault_outage", "broker", detail=f"broker {what} for {seconds:g}s")
+        if restart:
+            self._restart()
         self.scheduler.call_at(self.outage_end_us, self._end_outage, self.outage_end_us)
+
+    def _restart(self) -> None:
+        for label, connection in list(self.connections.items()):
+            if connection.connected:
+                self.disconnect(label)
+                self._restart_cut.append(label)
+        for name, queue in list(self.queues.items()):
+            if not queue.durable:
+                self.delete_queue(name, "lost in the broker restart")
+                continue
+            kept = [item for item in queue.ready if item.message.delivery_mode == 2]
+            lost = len(queue.ready) - len(kept)
+            if lost:
+                queue.ready = deque(kept)
+                self.tracer.emit(
+                    "drop",
+                    "broker",
+                    detail=f"{name}: {lost} transient message(s) lost in the broker restart",
+                )
 
     def _end_outage(self, end_us: int) -> None:
         if self.outage_end_us == end_us:
             self.outage_end_us = None
             self.tracer.emit("fault_outage_end", "broker", detail="broker back")
+            cut, self._restart_cut = self._restart_cut, []
+            for label in cut:  # as each client library reconnects
+                self.reconnect(label)
 
     def connect(self, label: str) -> SimConnection:
         """A new connection for ``label`` (replacing any earlier one of that label).
@@ -497,6 +530,8 @@ class SimBus:
         are requeued (marked redelivered), and its operations fail until reconnect."""
         if label not in self.cut_off:
             self.cut_off.append(label)
+        if label in self._restart_cut:  # cut for good now, not only by the restart
+            self._restart_cut.remove(label)
         connection = self.connections.get(label)
         if connection is None or not connection.connected:
             return
@@ -528,15 +563,19 @@ class SimBus:
             consumer.suspended = False
             old = consumer.queue
             queue = self.queues.get(old.name)
+            lost = queue is None
             if queue is None:
                 expires = None if old.expires_us is None else old.expires_us / 1_000_000
                 self.declare_queue(
                     old.name, durable=old.durable, auto_delete=old.auto_delete, expires=expires
                 )
                 queue = self.queues[old.name]
+                queue.delivery_limit = old.delivery_limit
             for exchange, key in consumer.bindings:
                 self.bind_queue(queue.name, exchange, key)
             self._attach(consumer, queue)
+            if lost and consumer.on_lost is not None:
+                consumer.on_lost(f"queue {old.name} vanished, with the messages in it")
 
     # -- delivery ---------------------------------------------------------------------
 

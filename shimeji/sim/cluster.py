@@ -332,12 +332,13 @@ class SimCluster:
             if replica.name == label:
                 replica._start_when_back()
 
-    def broker_outage(self, seconds: float) -> None:
-        """Take the broker down for ``seconds`` of virtual time, from now."""
+    def broker_outage(self, seconds: float, restart: bool = False) -> None:
+        """Take the broker down for ``seconds`` of virtual time, from now; with
+        ``restart``, it restarts (see ``BrokerOutage``)."""
         self._require_running("stop the broker")
         if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
             raise ConfigurationError(f"broker_outage() takes seconds > 0, got {seconds!r}")
-        self.bus.begin_outage(seconds)
+        self.bus.begin_outage(seconds, restart)
 
     def _labels(self) -> list[str]:
         return [r.name for r in self.replicas()] + [c.label for c in self._clients]

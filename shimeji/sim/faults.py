@@ -326,13 +326,22 @@ class Partition(_PlainRepr):
 @attrs.frozen(repr=False)
 class BrokerOutage(_PlainRepr):
     """The broker is down from ``at`` for ``duration`` seconds: every publish fails
-    (and is retried by RPC_RETRY_POLICY), nothing is delivered."""
+    (and is retried by RPC_RETRY_POLICY), nothing is delivered. With
+    ``restart``, it restarts as RabbitMQ does: every connection drops,
+    non-durable queues (reply queues) and transient messages are lost, and the
+    clients reconnect and declare their queues again when it is back."""
 
     at: float = 0.0
     duration: float = 1.0
+    restart: bool = False
 
     def __attrs_post_init__(self) -> None:
         _check_time(self, "at", "duration")
+        _check(
+            isinstance(self.restart, bool),
+            self,
+            f"restart must be True or False, got {self.restart!r}",
+        )
 
 
 Fault = Drop | Delay | Duplicate | Corrupt | Crash | CrashDuring | Partition | BrokerOutage
@@ -483,7 +492,9 @@ class FaultInjector:
                 scheduler.call_at(when + to_us(fault.duration), self.cluster.heal, fault.replica)
             elif isinstance(fault, BrokerOutage):
                 when = max(start, to_us(fault.at))
-                scheduler.call_at(when, self.cluster.bus.begin_outage, fault.duration)
+                scheduler.call_at(
+                    when, self.cluster.bus.begin_outage, fault.duration, fault.restart
+                )
 
     # -- message faults, called by the bus ----------------------------------------------
 

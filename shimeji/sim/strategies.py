@@ -195,7 +195,12 @@ def faults(
         )
     if "outage" in kinds:
         options.append(
-            st.builds(BrokerOutage, at=_times(horizon), duration=_durations(min(horizon, 2.0)))
+            st.builds(
+                BrokerOutage,
+                at=_times(horizon),
+                duration=_durations(min(horizon, 2.0)),
+                restart=st.booleans(),
+            )
         )
     return st.one_of(options)
 

@@ -316,7 +316,8 @@ def test_partitioned_client_gets_replies_after_healing():
 
 
 def test_reply_queue_expires_while_client_is_away():
-    """A client away longer than RPC_REPLY_QUEUE_TTL loses its late replies."""
+    """A client away longer than RPC_REPLY_QUEUE_TTL loses the replies sent to it
+    meanwhile; back, it declares its queue again and sends its waiting call again."""
     with SimCluster(config={"RPC_REPLY_QUEUE_TTL": 2}) as cluster:
         cluster.add_service(CalculatorService)
         client = cluster.rpc_proxy(timeout=10)
@@ -325,8 +326,10 @@ def test_reply_queue_expires_while_client_is_away():
         cluster.partition(label)
         cluster.advance(3)  # the reply queue expires at t+2
         cluster.heal(label)
-        with pytest.raises(RpcTimeout):
-            reply.result()
+        assert reply.result() == "late"
+        assert cluster.elapsed() == pytest.approx(5.502)  # sent again at 3, 2.5 s of work
+        (resend,) = cluster.trace.filter("resend")
+        assert "its reply queue was lost" in resend.detail
         assert cluster.trace.filter("queue_deleted")[0].detail.startswith("rpc.reply-")
         assert "expired after 2s unused" in cluster.trace.filter("queue_deleted")[0].detail
         drops = cluster.trace.filter("drop")
@@ -533,3 +536,47 @@ def test_a_quorum_queue_drops_a_request_given_back_more_than_its_delivery_limit(
         (drop,) = cluster.trace.filter("drop")
         assert drop.detail == "rpc-calculator: given back 3 times, over its delivery limit"
         assert cluster.bus.queue_stats()[0][1] == 0
+
+
+class Slowpoke:
+    name = "slowpoke"
+
+    @rpc
+    def nap(self, seconds):
+        time.sleep(seconds)
+        return seconds
+
+
+def test_a_broker_restart_loses_reply_queues_and_waiting_calls_are_sent_again():
+    """A restart drops every connection and the non-durable reply queues: once the
+    broker is back, the client declares its reply queue again and publishes its
+    waiting call again; the call is answered. It ran three times (at least once):
+    cut off mid-call, redelivered from its durable queue, and sent again."""
+    plan = [BrokerOutage(at=0.5, duration=2.0, restart=True)]
+    with SimCluster(faults=plan) as cluster:
+        cluster.add_service(Slowpoke)
+        client = cluster.rpc_proxy(timeout=30)
+        assert client.slowpoke.nap(1) == 1
+        (lost,) = cluster.trace.filter("queue_deleted")
+        assert lost.detail.startswith("rpc.reply-standalone_rpc_proxy-")
+        assert lost.detail.endswith(" lost in the broker restart")
+        (resend,) = cluster.trace.filter("resend")
+        assert resend.time == 2.5
+        assert "its reply queue was lost" in resend.detail
+        assert len(cluster.trace.filter("worker_start")) == 3
+        assert client.slowpoke.nap(0) == 0
+
+
+def test_a_broker_restart_keeps_persistent_requests_in_durable_queues():
+    """A request waiting in its (durable) service queue outlives a restart and is
+    answered once a replica consumes again."""
+    with SimCluster() as cluster:
+        cluster.add_service(CalculatorService)
+        cluster.kill("calculator-1")
+        client = cluster.rpc_proxy(timeout=20)
+        reply = client.calculator.add.call_async(1, 2)
+        cluster.broker_outage(1.0, restart=True)
+        cluster.advance(2)
+        cluster.restart("calculator-1")
+        assert reply.result() == 3
+        assert not cluster.trace.filter("drop")
