@@ -38,6 +38,7 @@ from shimeji.core.extensions import (
     iter_dependencies,
     iter_entrypoints,
 )
+from shimeji.core.quoting import escape
 from shimeji.core.runtime import Runtime, Task, Waiter
 from shimeji.core.tracing import Tracer
 from shimeji.core.transport import Transport
@@ -456,7 +457,7 @@ class ServiceContainer:
                 "%s: %s raised expected %s (call %s)",
                 self.replica_name,
                 worker_ctx.method_name,
-                describe(exc),
+                escape(describe(exc)),
                 worker_ctx.call_id,
             )
         else:
