@@ -44,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("shimeji.otel needs OpenTelemetry: pip install 'shimeji[otel]'") from exc
 
 import shimeji
+from shimeji.core.events import Event
 from shimeji.core.protocol import HEADER_PREFIX
 from shimeji.core.transport import Message
 
@@ -140,17 +141,14 @@ class OpenTelemetryTracer:
 
     # -- events -----------------------------------------------------------------------------
 
-    def emit(
-        self,
-        kind: str,
-        replica: str,
-        service: str | None = None,
-        method: str | None = None,
-        call_id: str | None = None,
-        correlation_id: str | None = None,
-        detail: str = "",
-        message: Message | None = None,
-    ) -> None:
+    def emit(self, event: Event) -> None:
+        kind, replica, correlation_id, message = (
+            event.kind,
+            event.replica,
+            event.correlation_id,
+            event.message,
+        )
+        service, method, call_id, detail = event.service, event.method, event.call_id, event.detail
         if kind == "deliver" and message is not None:
             if message.reply_to is not None:  # a request reaches a replica
                 with self._lock:

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from shimeji.core.transport import Message
+from shimeji.core.events import Event
+from shimeji.core.quoting import escape
 
 __all__ = ["LoggingTracer"]
 
@@ -30,26 +31,17 @@ class LoggingTracer:
         """Adds nothing to the context data of requests."""
         return context_data
 
-    def emit(
-        self,
-        kind: str,
-        replica: str,
-        service: str | None = None,
-        method: str | None = None,
-        call_id: str | None = None,
-        correlation_id: str | None = None,
-        detail: str = "",
-        message: Message | None = None,
-    ) -> None:
+    def emit(self, event: Event) -> None:
         if not self.logger.isEnabledFor(logging.DEBUG):
             return
-        target = f"{service}.{method}" if service and method else (service or "")
+        # Method names and details come from the wire: one short, inert line.
+        target = event.target
         self.logger.debug(
             "%s %s %s call=%s corr=%s %s",
-            replica,
-            kind,
-            target,
-            call_id or "-",
-            correlation_id or "-",
-            detail,
+            event.replica,
+            event.kind,
+            escape(target),
+            escape(event.call_id or "-"),
+            escape(event.correlation_id or "-"),
+            escape(event.detail),
         )

@@ -72,6 +72,7 @@ from shimeji.amqp_adapter.errors import (
 from shimeji.amqp_adapter.frames import TolerantSSLTransport, TolerantTransport
 from shimeji.amqp_adapter.runtime import Lent, ThreadTask, WorkerKilled, current_task, lend_thread
 from shimeji.core.config import Settings, redact_uri
+from shimeji.core.events import Event
 from shimeji.core.exceptions import UnserializableValueError, describe
 from shimeji.core.quoting import escape, quote
 from shimeji.core.tracing import NullTracer, Tracer
@@ -564,11 +565,13 @@ class AmqpConsumer:
         tracer = self.loop.transport.tracer
         if tracer.enabled:
             tracer.emit(
-                "deliver",
-                self.label,
-                correlation_id=message.correlation_id,
-                detail="redelivered" if delivery.redelivered else "",
-                message=message,
+                Event(
+                    kind="deliver",
+                    replica=self.label,
+                    correlation_id=message.correlation_id,
+                    detail="redelivered" if delivery.redelivered else "",
+                    message=message,
+                )
             )
         try:
             self.on_delivery(delivery)
@@ -606,7 +609,11 @@ class AmqpConsumer:
             raise ValueError(f"unknown outcome {outcome!r}: use ack, requeue or reject")
         tracer = self.loop.transport.tracer
         if tracer.enabled:
-            tracer.emit(outcome, self.label, correlation_id=delivery.message.correlation_id)
+            tracer.emit(
+                Event(
+                    kind=outcome, replica=self.label, correlation_id=delivery.message.correlation_id
+                )
+            )
 
     def _cancel_now(self) -> None:
         if not self.active:

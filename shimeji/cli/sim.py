@@ -32,8 +32,8 @@ from shimeji.cli.loading import (
     parse_call,
     parse_replicas,
 )
+from shimeji.core.events import Event
 from shimeji.core.exceptions import ConfigurationError, ShimejiError
-from shimeji.core.transport import Message
 from shimeji.sim import SimCluster
 from shimeji.sim.clock import real_perf_counter
 from shimeji.sim.faults import FaultPlan
@@ -129,17 +129,8 @@ class Progress:
         self._started = real_perf_counter()
         self._next_draw = self._started + delay
 
-    def emit(
-        self,
-        kind: str,
-        replica: str,
-        service: str | None = None,
-        method: str | None = None,
-        call_id: str | None = None,
-        correlation_id: str | None = None,
-        detail: str = "",
-        message: Message | None = None,
-    ) -> None:
+    def emit(self, event: Event) -> None:
+        kind, message = event.kind, event.message
         self.events += 1
         if kind == "publish":
             self.calls += 1

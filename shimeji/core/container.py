@@ -24,6 +24,7 @@ from typing import Any
 
 from shimeji.core import protocol
 from shimeji.core.config import Settings
+from shimeji.core.events import Event
 from shimeji.core.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -217,6 +218,11 @@ class ServiceContainer:
         self.state = "created"  # -> running -> stopping -> stopped, or -> dead
         self.crash: ReplicaCrashed | None = None
         self.on_death: list[Callable[[ServiceContainer], None]] = []
+        #: called with each worker's context as it starts (before the method
+        #: runs, before it is traced) and as it ends: what a test harness hooks
+        #: into (the simulator's faults crash a replica mid-call from here)
+        self.on_worker_start: list[Callable[[WorkerContext], None]] = []
+        self.on_worker_end: list[Callable[[WorkerContext], None]] = []
 
         self.shared_extensions: dict[Any, SharedExtension] = {}
         self.entrypoints: list[Entrypoint] = [
@@ -266,7 +272,9 @@ class ServiceContainer:
         self._call_all("start", [*self.dependencies, *self.shared_extensions.values()])
         self.state = "running"
         self._call_all("start", self.entrypoints)
-        self.tracer.emit("replica_start", self.replica_name, self.service_name)
+        self.tracer.emit(
+            Event(kind="replica_start", replica=self.replica_name, service=self.service_name)
+        )
 
     def stop(self) -> None:
         """Stop taking calls, let running workers finish, then stop everything."""
@@ -295,7 +303,9 @@ class ServiceContainer:
             return
         self._call_all("stop", [*self.dependencies, *self.shared_extensions.values()])
         self.state = "stopped"
-        self.tracer.emit("replica_stop", self.replica_name, self.service_name)
+        self.tracer.emit(
+            Event(kind="replica_stop", replica=self.replica_name, service=self.service_name)
+        )
 
     def kill(self, cause: BaseException | None = None) -> None:
         """Die now: extensions killed, unacked messages requeued, workers stopped."""
@@ -309,7 +319,14 @@ class ServiceContainer:
                 else ReplicaCrashed(self.replica_name, cause)
             )
         detail = str(self.crash) if self.crash else "killed"
-        self.tracer.emit("replica_killed", self.replica_name, self.service_name, detail=detail)
+        self.tracer.emit(
+            Event(
+                kind="replica_killed",
+                replica=self.replica_name,
+                service=self.service_name,
+                detail=detail,
+            )
+        )
         for extension in self.extensions:
             try:
                 extension.kill()
@@ -386,15 +403,19 @@ class ServiceContainer:
             self._worker_done(worker_ctx)
 
     def _lifecycle(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
+        for hook in self.on_worker_start:
+            hook(worker_ctx)
         tracer = self.tracer
         if tracer.enabled:
             tracer.emit(
-                "worker_start",
-                self.replica_name,
-                self.service_name,
-                worker_ctx.method_name,
-                worker_ctx.call_id,
-                worker_ctx.correlation_id,
+                Event(
+                    kind="worker_start",
+                    replica=self.replica_name,
+                    service=self.service_name,
+                    method=worker_ctx.method_name,
+                    call_id=worker_ctx.call_id,
+                    correlation_id=worker_ctx.correlation_id,
+                )
             )
         result: Any = None
         exc_info: ExcInfo | None = None
@@ -427,13 +448,15 @@ class ServiceContainer:
                 self._log_worker_error(worker_ctx, exc)
         if tracer.enabled:
             tracer.emit(
-                "worker_end",
-                self.replica_name,
-                self.service_name,
-                worker_ctx.method_name,
-                worker_ctx.call_id,
-                worker_ctx.correlation_id,
-                "ok" if exc_info is None else describe(exc_info[1]),
+                Event(
+                    kind="worker_end",
+                    replica=self.replica_name,
+                    service=self.service_name,
+                    method=worker_ctx.method_name,
+                    call_id=worker_ctx.call_id,
+                    correlation_id=worker_ctx.correlation_id,
+                    detail="ok" if exc_info is None else describe(exc_info[1]),
+                )
             )
 
         stage, provider = "handle_result", None
@@ -450,6 +473,8 @@ class ServiceContainer:
             self._hook_failed(worker_ctx, stage, provider, exc)
         finally:
             exc_info = None  # no reference cycle through the traceback
+        for hook in self.on_worker_end:
+            hook(worker_ctx)
 
     def _log_worker_error(self, worker_ctx: WorkerContext, exc: BaseException) -> None:
         if isinstance(exc, worker_ctx.entrypoint.expected_exceptions):

@@ -24,6 +24,7 @@ from typing import Any
 from shimeji.core import protocol
 from shimeji.core.config import RetryPolicy, Settings
 from shimeji.core.container import ExcInfo, WorkerContext
+from shimeji.core.events import Event
 from shimeji.core.exceptions import (
     BadRequest,
     ConfigurationError,
@@ -107,19 +108,23 @@ def with_retry(
                 wait = None  # the caller would have given up by then
             if wait is None:
                 tracer.emit(
-                    "publish_failed",
-                    label,
-                    call_id=call_id,
-                    correlation_id=correlation_id,
-                    detail=f"{what}: gave up after {attempts} attempt(s): {exc}",
+                    Event(
+                        kind="publish_failed",
+                        replica=label,
+                        call_id=call_id,
+                        correlation_id=correlation_id,
+                        detail=f"{what}: gave up after {attempts} attempt(s): {exc}",
+                    )
                 )
                 raise PublishFailed(what, attempts, exc) from None
             tracer.emit(
-                "retry",
-                label,
-                call_id=call_id,
-                correlation_id=correlation_id,
-                detail=f"{what}: attempt {attempts} failed ({exc}); next in {wait:g}s",
+                Event(
+                    kind="retry",
+                    replica=label,
+                    call_id=call_id,
+                    correlation_id=correlation_id,
+                    detail=f"{what}: attempt {attempts} failed ({exc}); next in {wait:g}s",
+                )
             )
             runtime.sleep(wait)
 
@@ -240,12 +245,14 @@ class RpcConsumer(SharedExtension):
         )
         outcome = "reject" if isinstance(exc, MalformedRequest) else "ack"
         container.tracer.emit(
-            "bad_request",
-            container.replica_name,
-            container.service_name,
-            protocol.split_routing_key(message.routing_key)[1],
-            correlation_id=message.correlation_id,
-            detail=f"{type(exc).__name__}: {shorten(safe_str(exc))}",
+            Event(
+                kind="bad_request",
+                replica=container.replica_name,
+                service=container.service_name,
+                method=protocol.split_routing_key(message.routing_key)[1],
+                correlation_id=message.correlation_id,
+                detail=f"{type(exc).__name__}: {shorten(safe_str(exc))}",
+            )
         )
         if not message.reply_to or message.correlation_id is None:
             delivery.settle(outcome)
@@ -268,7 +275,12 @@ class RpcConsumer(SharedExtension):
         assert container is not None
         try:
             container.tracer.emit(
-                "reply", container.replica_name, correlation_id=reply.correlation_id, message=reply
+                Event(
+                    kind="reply",
+                    replica=container.replica_name,
+                    correlation_id=reply.correlation_id,
+                    message=reply,
+                )
             )
             publish_with_retry(
                 container.transport,
@@ -406,13 +418,15 @@ class Rpc(Entrypoint):
             tracer = container.tracer
             if tracer.enabled:
                 tracer.emit(
-                    "reply",
-                    container.replica_name,
-                    container.service_name,
-                    self.method_name,
-                    worker_ctx.call_id,
-                    request.correlation_id,
-                    message=reply,
+                    Event(
+                        kind="reply",
+                        replica=container.replica_name,
+                        service=container.service_name,
+                        method=self.method_name,
+                        call_id=worker_ctx.call_id,
+                        correlation_id=request.correlation_id,
+                        message=reply,
+                    )
                 )
             try:
                 publish_with_retry(
@@ -619,14 +633,16 @@ class RpcClient:
             if self._pending.get(call.correlation_id) is not call:
                 continue  # its reply came, or it timed out, meanwhile
             self.tracer.emit(
-                "resend",
-                self.label,
-                call.service,
-                call.method,
-                call.call_id,
-                call.correlation_id,
-                detail=shorten(reason),
-                message=call.message,
+                Event(
+                    kind="resend",
+                    replica=self.label,
+                    service=call.service,
+                    method=call.method,
+                    call_id=call.call_id,
+                    correlation_id=call.correlation_id,
+                    detail=shorten(reason),
+                    message=call.message,
+                )
             )
             try:
                 self._publish(call)
@@ -720,26 +736,30 @@ class RpcClient:
         self._pending[correlation_id] = call
         if tracer.enabled:
             tracer.emit(
-                "publish",
-                self.label,
-                service,
-                method,
-                caller_call_id,
-                correlation_id,
-                message=message,
+                Event(
+                    kind="publish",
+                    replica=self.label,
+                    service=service,
+                    method=method,
+                    call_id=caller_call_id,
+                    correlation_id=correlation_id,
+                    message=message,
+                )
             )
         try:
             self._publish(call)
         except Unroutable:
             del self._pending[correlation_id]
             tracer.emit(
-                "unroutable",
-                self.label,
-                service,
-                method,
-                caller_call_id,
-                correlation_id,
-                detail=f"no queue bound for {message.routing_key}",
+                Event(
+                    kind="unroutable",
+                    replica=self.label,
+                    service=service,
+                    method=method,
+                    call_id=caller_call_id,
+                    correlation_id=correlation_id,
+                    detail=f"no queue bound for {message.routing_key}",
+                )
             )
             raise ServiceNotFound(service) from None
         except BaseException:
@@ -757,13 +777,15 @@ class RpcClient:
             return
         self._remember_expired(correlation_id, f"{call.service}.{call.method}")
         self.tracer.emit(
-            "timeout",
-            self.label,
-            call.service,
-            call.method,
-            call.call_id,
-            correlation_id,
-            detail=f"no reply within {call.timeout:g}s",
+            Event(
+                kind="timeout",
+                replica=self.label,
+                service=call.service,
+                method=call.method,
+                call_id=call.call_id,
+                correlation_id=correlation_id,
+                detail=f"no reply within {call.timeout:g}s",
+            )
         )
         call.waiter.set_exception(
             RpcTimeout(call.service, call.method, call.timeout or 0.0, correlation_id)
@@ -787,11 +809,13 @@ class RpcClient:
             )
             log.debug("%s: dropping reply %s: %s", self.label, quote(correlation_id), reason)
             self.tracer.emit(
-                "reply_dropped",
-                self.label,
-                correlation_id=correlation_id,
-                detail=reason,
-                message=message,
+                Event(
+                    kind="reply_dropped",
+                    replica=self.label,
+                    correlation_id=correlation_id,
+                    detail=reason,
+                    message=message,
+                )
             )
             return
         if call.timer is not None:

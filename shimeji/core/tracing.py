@@ -15,26 +15,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from shimeji.core.transport import Message
+from shimeji.core.events import Event
 
 __all__ = ["NullTracer", "Tracer", "Tracers"]
 
 
 class Tracer(Protocol):
+    """Where events go. ``enabled`` False tells emitters they may skip building
+    events (a disabled tracer drops them anyway)."""
+
     enabled: bool
 
-    def emit(
-        self,
-        kind: str,
-        replica: str,
-        service: str | None = None,
-        method: str | None = None,
-        call_id: str | None = None,
-        correlation_id: str | None = None,
-        detail: str = "",
-        message: Message | None = None,
-    ) -> None:
-        """Record one event."""
+    def emit(self, event: Event) -> None:
+        """Record one event (``shimeji.core.events.Event``)."""
 
     def request_context(
         self,
@@ -62,7 +55,7 @@ class NullTracer:
 
     enabled = False
 
-    def emit(self, kind: str, replica: str, *args: Any, **kwargs: Any) -> None:
+    def emit(self, event: Event) -> None:
         return None
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
@@ -79,22 +72,10 @@ class Tracers:
     def enabled(self) -> bool:
         return any(tracer.enabled for tracer in self.tracers)
 
-    def emit(
-        self,
-        kind: str,
-        replica: str,
-        service: str | None = None,
-        method: str | None = None,
-        call_id: str | None = None,
-        correlation_id: str | None = None,
-        detail: str = "",
-        message: Message | None = None,
-    ) -> None:
+    def emit(self, event: Event) -> None:
         for tracer in self.tracers:
             if tracer.enabled:
-                tracer.emit(
-                    kind, replica, service, method, call_id, correlation_id, detail, message
-                )
+                tracer.emit(event)
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
         for tracer in self.tracers:

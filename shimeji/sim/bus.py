@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from shimeji.core.events import Event
 from shimeji.core.tracing import Tracer
 from shimeji.core.transport import BrokerUnavailable, Delivery, Message, Unroutable
 
@@ -272,13 +273,12 @@ class SimConnection:
         # The simulated broker holds what it accepted: on_lost is never called.
         if not self.connected or self.bus.outage:
             self.bus.tracer.emit(
-                "publish_refused",
-                self.label,
-                None,
-                None,
-                None,
-                message.correlation_id,
-                "connection cut" if not self.connected else "broker down",
+                Event(
+                    kind="publish_refused",
+                    replica=self.label,
+                    correlation_id=message.correlation_id,
+                    detail="connection cut" if not self.connected else "broker down",
+                )
             )
         self._check("publish")
         self.bus.publish(message, mandatory=mandatory)
@@ -338,7 +338,9 @@ class SimBus:
         is back the clients reconnect and declare their queues again."""
         self.outage_end_us = self.scheduler.clock.now_us + round(seconds * 1_000_000)
         what = "restarting" if restart else "down"
-        self.tracer.emit("fault_outage", "broker", detail=f"broker {what} for {seconds:g}s")
+        self.tracer.emit(
+            Event(kind="fault_outage", replica="broker", detail=f"broker {what} for {seconds:g}s")
+        )
         if restart:
             self._restart()
         self.scheduler.call_at(self.outage_end_us, self._end_outage, self.outage_end_us)
@@ -357,15 +359,17 @@ class SimBus:
             if lost:
                 queue.ready = deque(kept)
                 self.tracer.emit(
-                    "drop",
-                    "broker",
-                    detail=f"{name}: {lost} transient message(s) lost in the broker restart",
+                    Event(
+                        kind="drop",
+                        replica="broker",
+                        detail=f"{name}: {lost} transient message(s) lost in the broker restart",
+                    )
                 )
 
     def _end_outage(self, end_us: int) -> None:
         if self.outage_end_us == end_us:
             self.outage_end_us = None
-            self.tracer.emit("fault_outage_end", "broker", detail="broker back")
+            self.tracer.emit(Event(kind="fault_outage_end", replica="broker", detail="broker back"))
             cut, self._restart_cut = self._restart_cut, []
             for label in cut:  # as each client library reconnects
                 self.reconnect(label)
@@ -431,7 +435,9 @@ class SimBus:
         queue.consumers.clear()
         if self.tracer.enabled:
             lost = f", {len(queue.ready)} message(s) lost" if queue.ready else ""
-            self.tracer.emit("queue_deleted", "broker", detail=f"{name} {reason}{lost}")
+            self.tracer.emit(
+                Event(kind="queue_deleted", replica="broker", detail=f"{name} {reason}{lost}")
+            )
         queue.ready.clear()
 
     def route(self, message: Message) -> tuple[str, ...]:
@@ -448,11 +454,13 @@ class SimBus:
                 raise Unroutable(message.exchange, message.routing_key)
             if self.tracer.enabled:
                 self.tracer.emit(
-                    "drop",
-                    "broker",
-                    correlation_id=message.correlation_id,
-                    detail=f"unroutable: no queue bound for {message.routing_key}",
-                    message=message,
+                    Event(
+                        kind="drop",
+                        replica="broker",
+                        correlation_id=message.correlation_id,
+                        detail=f"unroutable: no queue bound for {message.routing_key}",
+                        message=message,
+                    )
                 )
             return
         self.published += 1
@@ -485,11 +493,13 @@ class SimBus:
             targets = self.route(message)
         if not targets and self.tracer.enabled:
             self.tracer.emit(
-                "drop",
-                "broker",
-                correlation_id=message.correlation_id,
-                detail=f"no queue bound for {message.routing_key} any more",
-                message=message,
+                Event(
+                    kind="drop",
+                    replica="broker",
+                    correlation_id=message.correlation_id,
+                    detail=f"no queue bound for {message.routing_key} any more",
+                    message=message,
+                )
             )
         for name in targets:
             queue = self.queues[name]
@@ -620,14 +630,13 @@ class SimBus:
         if self.tracer.enabled:
             message = delivery.message
             self.tracer.emit(
-                "deliver",
-                consumer.label,
-                None,
-                None,
-                None,
-                message.correlation_id,
-                "redelivered" if delivery.redelivered else "",
-                message,
+                Event(
+                    kind="deliver",
+                    replica=consumer.label,
+                    correlation_id=message.correlation_id,
+                    detail="redelivered" if delivery.redelivered else "",
+                    message=message,
+                )
             )
         if consumer.auto_ack:
             del consumer.unacked[delivery.delivery_tag]
@@ -639,7 +648,11 @@ class SimBus:
         queue = consumer.queue
         if self.tracer.enabled:
             self.tracer.emit(
-                outcome, consumer.label, None, None, None, delivery.message.correlation_id
+                Event(
+                    kind=outcome,
+                    replica=consumer.label,
+                    correlation_id=delivery.message.correlation_id,
+                )
             )
         returns = self.returns.pop(delivery.delivery_tag, 0)
         if outcome == "requeue":
@@ -653,11 +666,13 @@ class SimBus:
         if queue.delivery_limit is not None and returns > queue.delivery_limit:
             if self.tracer.enabled:
                 self.tracer.emit(
-                    "drop",
-                    "broker",
-                    correlation_id=delivery.message.correlation_id,
-                    detail=f"{queue.name}: given back {returns} times, over its delivery limit",
-                    message=delivery.message,
+                    Event(
+                        kind="drop",
+                        replica="broker",
+                        correlation_id=delivery.message.correlation_id,
+                        detail=f"{queue.name}: given back {returns} times, over its delivery limit",
+                        message=delivery.message,
+                    )
                 )
             return
         queue.ready.appendleft(_Queued(delivery.message, True, delivery.malformed, returns))
@@ -692,10 +707,12 @@ class SimBus:
         if self.tracer.enabled:
             for delivery in given_back:
                 self.tracer.emit(
-                    "requeue",
-                    consumer.label,
-                    correlation_id=delivery.message.correlation_id,
-                    detail=f"unacked when {reason}",
+                    Event(
+                        kind="requeue",
+                        replica=consumer.label,
+                        correlation_id=delivery.message.correlation_id,
+                        detail=f"unacked when {reason}",
+                    )
                 )
         # Back at the head of the queue, in the order they were first delivered.
         for delivery in reversed(given_back):

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from shimeji.core.container import ServiceContainer
+from shimeji.core.events import Event
 from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient
@@ -60,6 +61,7 @@ class Replica:
             replica_name=self.name,
         )
         container.on_death.append(cluster._container_died)
+        container.on_worker_start.append(cluster.faults.worker_started)
         return container
 
     def start(self) -> None:
@@ -74,10 +76,12 @@ class Replica:
             outage_end = cluster.bus.outage_end_us
             why = "the broker is down" if outage_end is not None else "it is cut off"
             cluster.tracer.emit(
-                "replica_waiting",
-                self.name,
-                self.service_name,
-                detail=f"{why}; starting once it can connect",
+                Event(
+                    kind="replica_waiting",
+                    replica=self.name,
+                    service=self.service_name,
+                    detail=f"{why}; starting once it can connect",
+                )
             )
             if outage_end is not None:
                 cluster.scheduler.call_at(outage_end, self._start_when_back)
@@ -255,6 +259,7 @@ class SimCluster:
         Adding the same class again adds more replicas to it.
         """
         added = self._registry.add(service_cls, replicas, self._check_service)
+        self.trace.redactor.add(service_cls)
         if self.state == "running":
             for replica in added:
                 replica.start()
@@ -292,11 +297,6 @@ class SimCluster:
         self.faults.add(plan)
         if self.faults._rules:
             self.bus.faults = self.faults
-        if self.faults._crash_during:
-            self.trace.listener = self._on_event
-
-    def _on_event(self, kind: str, replica: str, service: str | None, method: str | None) -> None:
-        self.faults.on_event(kind, replica, service, method)
 
     def kill(self, replica: str | Replica) -> None:
         """Kill a replica now, as a crash would: its unacked requests are redelivered."""
@@ -310,7 +310,12 @@ class SimCluster:
         if target.alive or target.waiting:
             raise RuntimeError(f"replica {target.name} is already running")
         self.tracer.emit(
-            "fault_restart", target.name, target.service_name, detail="replica restarted"
+            Event(
+                kind="fault_restart",
+                replica=target.name,
+                service=target.service_name,
+                detail="replica restarted",
+            )
         )
         target.start()
         return target
@@ -319,14 +324,18 @@ class SimCluster:
         """Cut a replica or a client (``"client"``) off the broker until ``heal``."""
         self._require_running("cut a connection")
         label = self._label(name)
-        self.tracer.emit("fault_partition", label, detail="cut off from the broker")
+        self.tracer.emit(
+            Event(kind="fault_partition", replica=label, detail="cut off from the broker")
+        )
         self.bus.disconnect(label)
 
     def heal(self, name: str | Replica) -> None:
         """Reconnect a partitioned replica or client."""
         self._require_running("restore a connection")
         label = self._label(name)
-        self.tracer.emit("fault_heal", label, detail="reconnected to the broker")
+        self.tracer.emit(
+            Event(kind="fault_heal", replica=label, detail="reconnected to the broker")
+        )
         self.bus.reconnect(label)
         for replica in self.replicas():
             if replica.name == label:
@@ -365,10 +374,17 @@ class SimCluster:
         replica = self._replica(name)
         if not replica.alive:
             self.tracer.emit(
-                "fault_crash", name, replica.service_name, detail=f"{reason} (already down)"
+                Event(
+                    kind="fault_crash",
+                    replica=name,
+                    service=replica.service_name,
+                    detail=f"{reason} (already down)",
+                )
             )
             return
-        self.tracer.emit("fault_crash", name, replica.service_name, detail=reason)
+        self.tracer.emit(
+            Event(kind="fault_crash", replica=name, service=replica.service_name, detail=reason)
+        )
         assert replica.container is not None
         replica.container.kill()
         if restart_after is not None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from shimeji.core.events import Event
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.transport import Message
 from shimeji.sim.scheduler import GreenletExit, to_us
@@ -530,14 +531,15 @@ class FaultInjector:
             what = f"{direction} {service}.{method}"
             if isinstance(fault, Drop):
                 trace.emit(
-                    "fault_drop",
-                    "broker",
-                    service,
-                    method,
-                    None,
-                    correlation_id,
-                    f"{what} lost",
-                    message,
+                    Event(
+                        kind="fault_drop",
+                        replica="broker",
+                        service=service,
+                        method=method,
+                        correlation_id=correlation_id,
+                        detail=f"{what} lost",
+                        message=message,
+                    )
                 )
                 return 0, 0, message, None
             if isinstance(fault, Corrupt):
@@ -548,26 +550,28 @@ class FaultInjector:
                     malformed = "its content_type is not UTF-8"
                     damage = "its properties made undecodable"
                 trace.emit(
-                    "fault_corrupt",
-                    "broker",
-                    service,
-                    method,
-                    None,
-                    correlation_id,
-                    f"{what} corrupted: {damage}",
-                    message,
+                    Event(
+                        kind="fault_corrupt",
+                        replica="broker",
+                        service=service,
+                        method=method,
+                        correlation_id=correlation_id,
+                        detail=f"{what} corrupted: {damage}",
+                        message=message,
+                    )
                 )
             elif isinstance(fault, Duplicate):
                 copies += 1
                 trace.emit(
-                    "fault_duplicate",
-                    "broker",
-                    service,
-                    method,
-                    None,
-                    correlation_id,
-                    f"{what} will be delivered twice",
-                    message,
+                    Event(
+                        kind="fault_duplicate",
+                        replica="broker",
+                        service=service,
+                        method=method,
+                        correlation_id=correlation_id,
+                        detail=f"{what} will be delivered twice",
+                        message=message,
+                    )
                 )
             else:
                 seconds = fault.seconds
@@ -575,22 +579,26 @@ class FaultInjector:
                     seconds += self.cluster.rng.uniform(0, fault.jitter)
                 delay_us += to_us(seconds)
                 trace.emit(
-                    "fault_delay",
-                    "broker",
-                    service,
-                    method,
-                    None,
-                    correlation_id,
-                    f"{what} held {seconds:.6f}s",
-                    message,
+                    Event(
+                        kind="fault_delay",
+                        replica="broker",
+                        service=service,
+                        method=method,
+                        correlation_id=correlation_id,
+                        detail=f"{what} held {seconds:.6f}s",
+                        message=message,
+                    )
                 )
         return copies, delay_us, message, malformed
 
-    # -- call faults, called by the trace ------------------------------------------------
+    # -- call faults, called by the containers ------------------------------------------
 
-    def on_event(self, kind: str, replica: str, service: str | None, method: str | None) -> None:
-        if kind != "worker_start" or not self._crash_during:
+    def worker_started(self, worker_ctx: Any) -> None:
+        """A worker starts (``ServiceContainer.on_worker_start``): crash its replica
+        if a ``CrashDuring`` fault aims at this call."""
+        if not self._crash_during:
             return
+        service, method = worker_ctx.service_name, worker_ctx.method_name
         firing = None
         for entry in self._crash_during:  # every matching fault counts the call
             fault, seen = entry
@@ -603,7 +611,9 @@ class FaultInjector:
             fault, seen = firing
             current = self.cluster.scheduler.current_task()
             self.cluster._crash(
-                replica, f"fault plan: {fault!r} during call {seen}", fault.restart_after
+                worker_ctx.container.replica_name,
+                f"fault plan: {fault!r} during call {seen}",
+                fault.restart_after,
             )
             if current is not None and current.killed:
                 raise GreenletExit  # the worker stops here, mid-call

@@ -136,9 +136,11 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     # Messages included: two runs may take the same steps with other values.
     one, two = first.trace.to_jsonl(messages=True), second.trace.to_jsonl(messages=True)
     if one != two:
-        text_one, text_two = first.trace.to_text(), second.trace.to_text()
-        if text_one == text_two:  # the same steps: show where the messages differ
+        if first.trace.to_jsonl() == second.trace.to_jsonl():
+            # The same steps: show where the messages differ.
             text_one, text_two = one, two
+        else:
+            text_one, text_two = first.trace.to_text(), second.trace.to_text()
         diff = "\n".join(
             difflib.unified_diff(
                 text_one.splitlines(),

@@ -29,11 +29,15 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import attrs
 import pytest
 
 from shimeji.core.config import redact_uri
+from shimeji.core.events import Event
 from shimeji.core.rpc import _UNSET, ClusterProxy
-from shimeji.sim.trace import TraceEvent
+from shimeji.views.log import EventLog
+from shimeji.views.redaction import Redactor
+from shimeji.views.text import render_text
 
 __all__ = [
     "AmqpCluster",
@@ -138,56 +142,34 @@ def require_broker(config: pytest.Config) -> str:
 
 
 class RecordingTracer:
-    """Records trace events (thread-safe), as the simulator's trace does, in
-    arrival order. ``events`` holds ``TraceEvent`` objects (time: seconds since
-    the tracer was made, on the real clock)."""
+    """Records events (thread-safe), as the simulator's trace does, in arrival
+    order: ``shimeji.core.events.Event`` records, ``time`` in seconds since
+    the tracer was made, on the real clock. ``redactor`` hides sensitive
+    arguments in its text timeline."""
 
     enabled = True
 
     def __init__(self) -> None:
-        self.events: list[TraceEvent] = []
+        self.events: list[Event] = []
+        self.redactor = Redactor()
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self._start = time.monotonic()
 
-    def emit(
-        self,
-        kind: str,
-        replica: str,
-        service: str | None = None,
-        method: str | None = None,
-        call_id: str | None = None,
-        correlation_id: str | None = None,
-        detail: str = "",
-        message: Any = None,
-    ) -> None:
+    def emit(self, event: Event) -> None:
         with self._lock:
             self.events.append(
-                TraceEvent(
-                    next(self._seq),
-                    time.monotonic() - self._start,
-                    kind,
-                    replica,
-                    service,
-                    method,
-                    call_id,
-                    correlation_id,
-                    detail,
-                    message,
-                )
+                attrs.evolve(event, seq=next(self._seq), time=time.monotonic() - self._start)
             )
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
         """Adds nothing to the context data of requests."""
         return context_data
 
-    def to_text(self, events: Iterable[TraceEvent] | None = None) -> str:
-        rows = self.events if events is None else list(events)
-        return "\n".join(
-            f"{e.seq:>5} {e.time:10.6f} {e.replica:<24} {e.kind:<14} {e.target:<28} "
-            f"{e.correlation_id or '-'} {e.detail}"
-            for e in rows
-        )
+    def to_text(self, events: Iterable[Event] | None = None) -> str:
+        """The text timeline (``shimeji.views.text``) of every event, or of ``events``."""
+        log = EventLog.from_events(self.events if events is None else list(events), self.redactor)
+        return render_text(log).rstrip("\n")
 
     def __str__(self) -> str:
         return self.to_text()
@@ -291,6 +273,7 @@ class AmqpCluster:
         from shimeji.core.protocol import service_queue_name
 
         name = get_service_name(service_cls)
+        self.trace.redactor.add(service_cls)
         if name not in self.runner.services:
             self._claim_queue(service_queue_name(name))
         return self.runner.add_service(service_cls, replicas)

@@ -23,11 +23,11 @@ from shimeji.views.log import EventLog, EventRecord
 from shimeji.views.model import (
     BROKER,
     LOST_KINDS,
-    NOTE_KINDS,
     TraceModel,
     describe_event,
     describe_reply,
     describe_request,
+    noted,
 )
 from shimeji.views.text import short_id
 
@@ -119,11 +119,7 @@ def _svg(log: EventLog, model: TraceModel) -> str:
                 _arrow(record.seq, x(sender), y0, x(target), y, "lost", record.detail or "lost")
             )
             parts.append(_cross(record.seq, x(target), y))
-        elif label in x_of and (
-            kind in NOTE_KINDS
-            or kind.startswith("fault")
-            or (kind == "replica_start" and record.time > 0)
-        ):
+        elif label in x_of and (noted(kind) or (kind == "replica_start" and record.time > 0)):
             parts.append(_mark(record, x(label), y))
     parts.append("</svg>")
     return "".join(parts)

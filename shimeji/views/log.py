@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from shimeji.core.events import Event
 from shimeji.core.protocol import CALL_ID_STACK_KEY, HEADER_PREFIX
 from shimeji.views.redaction import Redactor
 
@@ -110,64 +111,25 @@ class MessageRecord:
         )
 
 
-@attrs.frozen(slots=True)
-class EventRecord:
-    """One trace event, as the canonical log holds it."""
+#: A log's records are ``shimeji.core.events.Event`` records whose message is a
+#: ``MessageRecord``.
+EventRecord = Event
 
-    seq: int
-    time: float  # virtual seconds since the simulation started
-    kind: str
-    replica: str
-    service: str | None = None
-    method: str | None = None
-    call_id: str | None = None
-    correlation_id: str | None = None
-    detail: str = ""
-    message: MessageRecord | None = None
 
-    @property
-    def target(self) -> str:
-        """``service.method`` (or what is known of it)."""
-        if self.service and self.method:
-            return f"{self.service}.{self.method}"
-        return self.service or ""
-
-    @property
-    def time_us(self) -> int:
-        """The virtual time in whole microseconds (as the simulator counts it)."""
-        return round(self.time * 1_000_000)
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "seq": self.seq,
-            "time": self.time,
-            "kind": self.kind,
-            "replica": self.replica,
-            "service": self.service,
-            "method": self.method,
-            "call_id": self.call_id,
-            "correlation_id": self.correlation_id,
-            "detail": self.detail,
-        }
-        if self.message is not None:
-            data["message"] = self.message.as_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EventRecord:
-        message = data.get("message")
-        return cls(
-            seq=data["seq"],
-            time=data["time"],
-            kind=data["kind"],
-            replica=data["replica"],
-            service=data.get("service"),
-            method=data.get("method"),
-            call_id=data.get("call_id"),
-            correlation_id=data.get("correlation_id"),
-            detail=data.get("detail", ""),
-            message=None if message is None else MessageRecord.from_dict(message),
-        )
+def _record_from_dict(data: Mapping[str, Any]) -> Event:
+    message = data.get("message")
+    return Event(
+        seq=data["seq"],
+        time=data["time"],
+        kind=data["kind"],
+        replica=data["replica"],
+        service=data.get("service"),
+        method=data.get("method"),
+        call_id=data.get("call_id"),
+        correlation_id=data.get("correlation_id"),
+        detail=data.get("detail", ""),
+        message=None if message is None else MessageRecord.from_dict(message),
+    )
 
 
 _REQUIRED = ("seq", "time", "kind", "replica")
@@ -183,21 +145,14 @@ class EventLog:
 
     @classmethod
     def from_events(cls, events: Iterable[Any], redactor: Redactor | None = None) -> EventLog:
-        """From ``shimeji.sim.TraceEvent`` objects (or anything with their attributes)."""
+        """From the events of a trace (their messages as they travelled)."""
         records = []
         for event in events:
-            message = getattr(event, "message", None)
+            message = event.message
             records.append(
-                EventRecord(
-                    seq=event.seq,
+                attrs.evolve(
+                    event,
                     time=round(event.time, 6),
-                    kind=event.kind,
-                    replica=event.replica,
-                    service=event.service,
-                    method=event.method,
-                    call_id=event.call_id,
-                    correlation_id=event.correlation_id,
-                    detail=event.detail,
                     message=(
                         None if message is None else MessageRecord.from_message(message, redactor)
                     ),
@@ -259,7 +214,7 @@ class EventLog:
                     f"{source}:{number}: not a shimeji trace event (missing {', '.join(missing)})"
                 )
             try:
-                records.append(EventRecord.from_dict(data))
+                records.append(_record_from_dict(data))
             except (KeyError, TypeError) as exc:
                 raise LogFormatError(f"{source}:{number}: malformed message field: {exc}") from None
         return cls(records)

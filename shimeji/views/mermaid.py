@@ -20,10 +20,10 @@ from shimeji.views.model import (
     BROKER,
     CLIENT,
     LOST_KINDS,
-    NOTE_KINDS,
     TraceModel,
     describe_reply,
     describe_request,
+    noted,
 )
 
 __all__ = ["escape", "render_mermaid"]
@@ -122,7 +122,7 @@ def render_mermaid(log: EventLog) -> str:
             if label in started and label in alias:
                 lines.append(f"    Note over {who(label)}: {escape('replica started again')}")
             started.add(label)
-        elif kind in NOTE_KINDS or kind.startswith("fault"):
+        elif noted(kind):
             lines.append(f"    Note over {who(label)}: {_note(record)}")
         elif kind == "queue_deleted" and "lost" in record.detail:
             owner = _reply_queue_owner(record, model)

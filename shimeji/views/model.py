@@ -14,10 +14,12 @@ from typing import Any
 
 import attrs
 
+from shimeji.core.events import KINDS, LOST, NOTE, kind_of
 from shimeji.views.log import EventLog, EventRecord, MessageRecord
 
 __all__ = [
     "CLIENT",
+    "ENDING_KINDS",
     "LOST_KINDS",
     "NOTE_KINDS",
     "REPLICA",
@@ -27,34 +29,31 @@ __all__ = [
     "describe_event",
     "describe_reply",
     "describe_request",
+    "noted",
     "shorten",
 ]
 
 CLIENT, REPLICA, BROKER = "client", "replica", "broker"
 
-#: Kinds shown as a note on the participant's lifeline.
-NOTE_KINDS = frozenset(
-    {
-        "timeout",
-        "retry",
-        "publish_failed",
-        "unroutable",
-        "bad_request",
-        "replica_killed",
-        "requeue",
-        "reject",
-        "publish_refused",
-    }
-)
+#: Kinds shown as a note on the participant's lifeline (``shimeji.core.events``).
+NOTE_KINDS = frozenset(name for name, kind in KINDS.items() if kind.drawn == NOTE)
 #: Kinds that mean a message was lost on its way (fault_drop: lost by a fault plan).
-LOST_KINDS = frozenset({"drop", "reply_dropped", "fault_drop"})
+LOST_KINDS = frozenset(name for name, kind in KINDS.items() if kind.drawn == LOST)
+#: Kinds that end the call they concern, seen from its caller (besides its reply).
+ENDING_KINDS = frozenset(name for name, kind in KINDS.items() if kind.ends_call)
 
 _LIFECYCLE_ONLY = frozenset({"replica_start", "replica_stop"})
 
 
+def noted(kind: str) -> bool:
+    """Whether diagrams show an event of this kind as a note (kinds they do not
+    know included: every kind is shown somehow)."""
+    return kind_of(kind).drawn == NOTE
+
+
 def _drawn(kind: str) -> bool:
     """Whether diagrams show an event of this kind on its participant's lifeline."""
-    return kind in NOTE_KINDS or kind in LOST_KINDS or kind.startswith("fault")
+    return kind_of(kind).drawn in (NOTE, LOST)
 
 
 @attrs.define(slots=True)
@@ -162,7 +161,7 @@ class TraceModel:
                     self.senders[record.seq] = repliers[corr or ""]
                 else:
                     self.senders[record.seq] = call.caller if call else BROKER
-            elif kind in ("timeout", "unroutable", "publish_failed"):
+            elif kind in ENDING_KINDS:
                 call = self.calls.get(corr or "")
                 if call is not None and call.end_seq is None:
                     self._end_call(call, record, kind)

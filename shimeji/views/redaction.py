@@ -66,25 +66,28 @@ class Redactor:
 
     @classmethod
     def from_service_classes(cls, service_classes: Iterable[type]) -> Redactor:
-        methods: dict[str, MethodRedaction] = {}
+        redactor = cls()
         for service_cls in service_classes:
-            service = get_service_name(service_cls)
-            for method_name, entrypoint in iter_entrypoints(service_cls):
-                sensitive = tuple(getattr(entrypoint, "sensitive_arguments", ()))
-                if not sensitive:
-                    continue
-                fn = inspect.getattr_static(service_cls, method_name)
-                fn = getattr(fn, "__func__", fn)
-                parameters = tuple(
-                    name
-                    for name, parameter in list(inspect.signature(fn).parameters.items())[1:]
-                    if parameter.kind
-                    in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
-                )
-                methods[request_routing_key(service, method_name)] = MethodRedaction(
-                    parameters, sensitive
-                )
-        return cls(methods)
+            redactor.add(service_cls)
+        return redactor
+
+    def add(self, service_cls: type) -> None:
+        """Learn the sensitive arguments a service class declares."""
+        service = get_service_name(service_cls)
+        for method_name, entrypoint in iter_entrypoints(service_cls):
+            sensitive = tuple(getattr(entrypoint, "sensitive_arguments", ()))
+            if not sensitive:
+                continue
+            fn = inspect.getattr_static(service_cls, method_name)
+            fn = getattr(fn, "__func__", fn)
+            parameters = tuple(
+                name
+                for name, parameter in list(inspect.signature(fn).parameters.items())[1:]
+                if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+            )
+            self.methods[request_routing_key(service, method_name)] = MethodRedaction(
+                parameters, sensitive
+            )
 
     def redact_request(self, routing_key: str, body: Any) -> Any:
         """``body`` with sensitive arguments hidden if it is a request to a known method."""

@@ -12,13 +12,21 @@ event.
 
 from __future__ import annotations
 
-from shimeji.sim.trace import short_id
 from shimeji.views.log import EventLog
 from shimeji.views.model import TraceModel, describe_event
 
 __all__ = ["render_text", "short_id"]
 
 HEADER = ("time", "replica", "event", "target", "call", "corr", "detail")
+
+
+def short_id(value: str | None) -> str:
+    """A readable abbreviation of a uuid-bearing id (``svc.m.1a2b3c4d``)."""
+    if not value:
+        return "-"
+    head, _, tail = value.rpartition(".")
+    tail = tail[:8]
+    return f"{head}.{tail}" if head else tail
 
 
 def render_text(log: EventLog) -> str:

@@ -354,6 +354,7 @@ class FakeTerminal(io.StringIO):
 
 def test_the_progress_bar_counts_calls_and_clears_itself():
     """The bar shows answered/made calls and events, and erases itself at the end."""
+    from shimeji.core.events import Event
     from shimeji.core.transport import Message
 
     stream = FakeTerminal()
@@ -361,8 +362,8 @@ def test_the_progress_bar_counts_calls_and_clears_itself():
     request = Message(b"{}", "a.b", reply_to="r", correlation_id="c")
     reply = Message(b"{}", "r", correlation_id="c")
     for _ in range(128):
-        progress.emit("publish", "client", message=request)
-        progress.emit("deliver", "client", message=reply)
+        progress.emit(Event(kind="publish", replica="client", message=request))
+        progress.emit(Event(kind="deliver", replica="client", message=reply))
     assert progress.line().startswith("[########################] 128/128 calls answered")
     assert "256 events" in stream.getvalue()
     progress.close()

@@ -94,7 +94,7 @@ def test_mermaid(sim_cluster):
     sim_cluster.rpc.user_service.calculate_user_score("u", 2, 3)
     diagram = sim_cluster.trace.to_mermaid()
     assert diagram.startswith("sequenceDiagram\n")
-    assert "participant P0 as client" in diagram
+    assert "actor P0 as client" in diagram  # the one mermaid view draws clients as actors
     assert "as user_service-1" in diagram and "as calculator-1" in diagram
     assert "->>" in diagram and "-->>" in diagram
     assert diagram.count("->>") == 4
