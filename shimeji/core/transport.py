@@ -3,14 +3,29 @@
 A transport moves bytes and keeps broker state (exchanges, queues, bindings,
 consumers, prefetch, acks, redelivery). It knows nothing of RPC: every rule of
 the protocol lives in ``shimeji.core``. The simulator's bus and the kombu
-adapter implement this contract as equals, and raise only the exceptions named
-here, so the code above them cannot tell which one it runs on.
+adapter implement this contract as equals, so the code above them cannot tell
+which one it runs on.
+
+The exceptions a transport raises, and no others:
+
+- ``BrokerUnavailable``: the broker cannot be reached, or the transport is
+  closed; retrying may help (``MessageRefused``: the broker refused a
+  message it had routed);
+- ``Unroutable``: a mandatory message matched no queue;
+- ``QueueNotFound``: an operation named a queue the broker does not have;
+- ``shimeji.exceptions.ConfigurationError``: an exchange or queue exists with
+  other settings;
+- ``shimeji.exceptions.UnserializableValueError``: headers the wire cannot
+  carry.
+
+What a broker may lose after the fact is reported, not raised: see
+``publish(on_lost=)`` and ``consume(on_lost=)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -22,6 +37,8 @@ __all__ = [
     "Delivery",
     "Message",
     "MessageRefused",
+    "QueueInfo",
+    "QueueNotFound",
     "Transport",
     "Unroutable",
 ]
@@ -36,6 +53,15 @@ class Unroutable(ShimejiError):
         super().__init__(f"no queue is bound to {exchange!r} for routing key {routing_key!r}")
 
 
+class QueueNotFound(ShimejiError):
+    """An operation named a queue the broker does not have (never declared, or
+    deleted since)."""
+
+    def __init__(self, queue: str, what: str = "use") -> None:
+        self.queue = queue
+        super().__init__(f"cannot {what} queue {queue!r}: the broker has no such queue")
+
+
 class BrokerUnavailable(ShimejiError):
     """The broker cannot be reached or refused the operation; retrying may help."""
 
@@ -43,6 +69,13 @@ class BrokerUnavailable(ShimejiError):
 class MessageRefused(BrokerUnavailable):
     """The broker refused a message it had accepted for routing (a nack): it will
     not be delivered. Retrying later may work."""
+
+
+class QueueInfo(NamedTuple):
+    """What ``Transport.inspect_queue`` tells of a queue."""
+
+    ready: int  # messages waiting to be delivered
+    consumers: int
 
 
 @attrs.frozen(slots=True)
@@ -111,7 +144,18 @@ class Consumer(Protocol):
 
 
 class Transport(Protocol):
-    """What the RPC protocol needs from a broker."""
+    """What the RPC protocol needs from a broker: one party's connection to it.
+
+    Operations connect on first use; ``connect()`` does it now. After
+    ``close()`` every operation raises ``BrokerUnavailable``.
+    """
+
+    def connect(self) -> None:
+        """Connect now; ``BrokerUnavailable`` if the broker cannot be reached."""
+
+    def close(self) -> None:
+        """Close every consumer (their unsettled deliveries go back to their
+        queues) and the connection; idempotent."""
 
     def declare_exchange(self, name: str) -> None:
         """Declare a durable topic exchange (idempotent)."""
@@ -132,10 +176,18 @@ class Transport(Protocol):
         given back more than ``delivery_limit`` times."""
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
-        """Route messages whose key matches ``routing_key`` (a topic pattern) to ``queue``."""
+        """Route messages whose key matches ``routing_key`` (a topic pattern) to
+        ``queue`` (``QueueNotFound`` if it was never declared)."""
 
     def delete_queue(self, name: str) -> None:
         """Delete a queue and the messages in it (no error if it is gone)."""
+
+    def delete_exchange(self, name: str) -> None:
+        """Delete an exchange (no error if it is gone)."""
+
+    def inspect_queue(self, name: str) -> QueueInfo | None:
+        """How many messages wait in a queue and how many consumers it has; None
+        if there is no such queue."""
 
     def publish(
         self,
@@ -165,10 +217,10 @@ class Transport(Protocol):
         auto_ack: bool = False,
         on_lost: Callable[[str], None] | None = None,
     ) -> Consumer:
-        """Subscribe to ``queue``; at most ``prefetch`` deliveries unsettled at once
-        (0: no limit). ``label`` names the consumer in traces and logs. With
-        ``auto_ack`` a delivery is settled as it is handed over (``ack()`` is
-        then a no-op).
+        """Subscribe to ``queue`` (``QueueNotFound`` if there is no such queue); at
+        most ``prefetch`` deliveries unsettled at once (0: no limit). ``label``
+        names the consumer in traces and logs. With ``auto_ack`` a delivery is
+        settled as it is handed over (``ack()`` is then a no-op).
 
         The subscription outlives a lost connection: the transport connects
         again, declares the queue again and resumes. When the queue had

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING
 
 from shimeji.core.events import Event
 from shimeji.core.tracing import Tracer
-from shimeji.core.transport import BrokerUnavailable, Delivery, Message, Unroutable
+from shimeji.core.transport import (
+    BrokerUnavailable,
+    Delivery,
+    Message,
+    QueueInfo,
+    QueueNotFound,
+    Unroutable,
+)
 
 if TYPE_CHECKING:
     from shimeji.sim.faults import FaultInjector
@@ -217,15 +224,29 @@ class SimConnection:
     raises ``BrokerUnavailable``.
     """
 
-    __slots__ = ("bus", "connected", "consumers", "label")
+    __slots__ = ("bus", "closed", "connected", "consumers", "label")
 
     def __init__(self, bus: SimBus, label: str) -> None:
         self.bus = bus
         self.label = label
         self.connected = True
+        self.closed = False
         self.consumers: list[SimConsumer] = []
 
+    def connect(self) -> None:
+        self._check("connect")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        for consumer in self.consumers:
+            consumer.suspended = False
+            self.bus._close(consumer, reason="its connection closed")
+        self.closed = True
+
     def _check(self, what: str) -> None:
+        if self.closed:
+            raise BrokerUnavailable(f"{self.label} cannot {what}: its connection is closed")
         if not self.connected:
             raise BrokerUnavailable(f"{self.label} cannot {what}: its connection is cut")
         if self.bus.outage:
@@ -262,6 +283,15 @@ class SimConnection:
     def delete_queue(self, name: str) -> None:
         self._check("delete a queue")
         self.bus.delete_queue(name)
+
+    def delete_exchange(self, name: str) -> None:
+        self._check("delete an exchange")
+        self.bus.exchanges.pop(name, None)
+
+    def inspect_queue(self, name: str) -> QueueInfo | None:
+        self._check("inspect a queue")
+        queue = self.bus.queues.get(name)
+        return None if queue is None else QueueInfo(len(queue.ready), len(queue.consumers))
 
     def publish(
         self,
@@ -414,7 +444,7 @@ class SimBus:
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
         if queue not in self.queues:
-            raise KeyError(f"cannot bind queue {queue!r}: it was never declared")
+            raise QueueNotFound(queue, "bind")
         self.declare_exchange(exchange)
         self.exchanges[exchange].bind(routing_key, queue)
 
@@ -519,7 +549,7 @@ class SimBus:
     ) -> SimConsumer:
         target = self.queues.get(queue)
         if target is None:
-            raise KeyError(f"cannot consume from queue {queue!r}: it was never declared")
+            raise QueueNotFound(queue, "consume from")
         consumer = SimConsumer(self, None, target, on_delivery, prefetch, label, auto_ack)
         self._attach(consumer, target)
         return consumer
