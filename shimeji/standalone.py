@@ -8,8 +8,10 @@
     with ServiceRpcProxy("calculator", config) as calculator:
         calculator.add(2, 3)
 
-The call API is the one of ``SimCluster.rpc_proxy`` (``shimeji.core.rpc``'s
-``ClusterProxy``): what works against the simulator works here.
+``ClusterRpcProxy`` connects; what it gives (``with ... as rpc``) is a
+``StandaloneProxy``, the object ``SimCluster.rpc_proxy`` returns too: what works
+against the simulator works here. (nameko calls that object ``ClusterProxy``;
+the name is kept here as an alias.)
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from typing import Any
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core import protocol
-from shimeji.core.config import DEFAULT_CONFIG, Settings
+from shimeji.core.config import DEFAULT_CONFIG, FROM_CONFIG, Settings
 from shimeji.core.exceptions import ConfigurationError, ShimejiError
-from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient, ServiceProxy
+from shimeji.core.rpc import RpcClient, ServiceProxy, StandaloneProxy
 from shimeji.core.tracing import NullTracer, Tracer
 
-__all__ = ["ClusterRpcProxy", "ServiceRpcProxy"]
+__all__ = ["ClusterProxy", "ClusterRpcProxy", "ServiceRpcProxy", "StandaloneProxy"]
+
+#: nameko's name for what ``ClusterRpcProxy`` gives.
+ClusterProxy = StandaloneProxy
 
 _count = iter(range(1, 1 << 62))
 _count_lock = threading.Lock()
@@ -52,7 +57,7 @@ class ClusterRpcProxy:
         self,
         config: Mapping[str, Any] | None = None,
         context_data: Mapping[str, Any] | None = None,
-        timeout: Any = _UNSET,
+        timeout: Any = FROM_CONFIG,
         retry_policy: Any = None,
         *,
         tracer: Tracer | None = None,
@@ -68,9 +73,9 @@ class ClusterRpcProxy:
         self._transport: AmqpTransport | None = None
         self._runtime: ThreadRuntime | None = None
         self._client: RpcClient | None = None
-        self._proxy: ClusterProxy | None = None
+        self._proxy: StandaloneProxy | None = None
 
-    def start(self) -> ClusterProxy:
+    def start(self) -> StandaloneProxy:
         """Connect and create the reply queue; raises ``BrokerUnavailable`` if the
         broker cannot be reached after the retry policy's attempts."""
         if self._proxy is not None:
@@ -88,7 +93,7 @@ class ClusterRpcProxy:
                 label=self.label,
             )
             client.start()
-            proxy = ClusterProxy(
+            proxy = StandaloneProxy(
                 client,
                 context_data=self.context_data,
                 timeout=self.timeout,
@@ -114,7 +119,7 @@ class ClusterRpcProxy:
         if self._runtime is not None:
             self._runtime.close()
 
-    def __enter__(self) -> ClusterProxy:
+    def __enter__(self) -> StandaloneProxy:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -133,7 +138,7 @@ class ServiceRpcProxy(ClusterRpcProxy):
         service_name: str,
         config: Mapping[str, Any] | None = None,
         context_data: Mapping[str, Any] | None = None,
-        timeout: Any = _UNSET,
+        timeout: Any = FROM_CONFIG,
         retry_policy: Any = None,
         *,
         tracer: Tracer | None = None,

@@ -50,7 +50,7 @@ class Namespace:
 
 
 def shell(args: argparse.Namespace) -> int:
-    from shimeji.core.rpc import _UNSET
+    from shimeji.core.config import FROM_CONFIG
     from shimeji.standalone import ClusterRpcProxy
 
     config = load_cli_config(args, strict=False)
@@ -65,7 +65,9 @@ def shell(args: argparse.Namespace) -> int:
     if args.timeout is not None and not (0 < args.timeout < float("inf")):
         raise CommandError(f"--timeout must be seconds > 0, got {args.timeout}")
     try:
-        proxy = ClusterRpcProxy(config, context, _UNSET if args.timeout is None else args.timeout)
+        proxy = ClusterRpcProxy(
+            config, context, FROM_CONFIG if args.timeout is None else args.timeout
+        )
         rpc = proxy.start()
     except BrokerUnavailable as exc:
         raise CommandError(f"cannot connect: {exc}") from None

@@ -28,6 +28,7 @@ from shimeji.core.serialization import Codec, codec_by_name
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "FROM_CONFIG",
     "RetryPolicy",
     "Settings",
     "load_config",
@@ -166,6 +167,15 @@ def _check_type(key: str, value: Any, types: tuple[type, ...], what: str) -> Any
         raise ConfigurationError(f"{key} must be {what}; got {value!r}")
     return value
 
+
+class _FromConfig:
+    def __repr__(self) -> str:
+        return "FROM_CONFIG"
+
+
+#: What a ``timeout=`` argument is when it is left out: ``RPC_TIMEOUT`` applies
+#: (None itself means no timeout at all).
+FROM_CONFIG: Any = _FromConfig()
 
 #: The kinds of queue RPC_QUEUE_TYPE may name: nameko's (classic), or replicated.
 QUEUE_TYPES = ("classic", "quorum")

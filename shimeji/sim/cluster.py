@@ -19,11 +19,12 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from shimeji.core.config import FROM_CONFIG
 from shimeji.core.container import ServiceContainer
 from shimeji.core.events import Event
 from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
-from shimeji.core.rpc import _UNSET, ClusterProxy, RpcClient
+from shimeji.core.rpc import RpcClient, StandaloneProxy
 from shimeji.core.tracing import Tracer, Tracers
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
@@ -164,7 +165,7 @@ class SimCluster:
             "cluster", lambda cls, name, index: Replica(self, cls, name, index)
         )
         self._clients: list[RpcClient] = []
-        self._rpc: ClusterProxy | None = None
+        self._rpc: StandaloneProxy | None = None
         self.crashes: list[ReplicaCrashed] = []
         self.state = "created"
 
@@ -411,25 +412,25 @@ class SimCluster:
         return client
 
     @property
-    def rpc(self) -> ClusterProxy:
+    def rpc(self) -> StandaloneProxy:
         """A client with no context data: ``cluster.rpc.service.method(...)``."""
         self._require_running("make calls")
         if self._rpc is None:
-            self._rpc = ClusterProxy(self._new_client())
+            self._rpc = StandaloneProxy(self._new_client())
         return self._rpc
 
     def rpc_proxy(
         self,
         context_data: Mapping[str, Any] | None = None,
-        timeout: Any = _UNSET,
+        timeout: Any = FROM_CONFIG,
         retry_policy: Any = None,
-    ) -> ClusterProxy:
+    ) -> StandaloneProxy:
         """A new client (its own reply queue) sending ``context_data`` with every call.
 
         ``timeout`` (seconds, or None for none) overrides RPC_TIMEOUT.
         """
         self._require_running("make calls")
-        return ClusterProxy(
+        return StandaloneProxy(
             self._new_client(),
             context_data=context_data,
             timeout=timeout,

@@ -32,9 +32,9 @@ from typing import Any
 import attrs
 import pytest
 
-from shimeji.core.config import redact_uri
+from shimeji.core.config import FROM_CONFIG, redact_uri
 from shimeji.core.events import Event
-from shimeji.core.rpc import _UNSET, ClusterProxy
+from shimeji.core.rpc import StandaloneProxy
 from shimeji.views.log import EventLog
 from shimeji.views.redaction import Redactor
 from shimeji.views.text import render_text
@@ -209,7 +209,7 @@ class AmqpCluster:
         )
         self.settings = self.runner.settings
         self._clients: list[Any] = []
-        self._rpc: ClusterProxy | None = None
+        self._rpc: StandaloneProxy | None = None
         self._start = time.monotonic()
         self.state = "created"
 
@@ -310,24 +310,24 @@ class AmqpCluster:
     # -- clients ------------------------------------------------------------------------------
 
     @property
-    def rpc(self) -> ClusterProxy:
+    def rpc(self) -> StandaloneProxy:
         """A client with no context data: ``cluster.rpc.service.method(...)``."""
         self._require_running("make calls")
         if self._rpc is None:
-            self._rpc = self._new_client(None, _UNSET, None)
+            self._rpc = self._new_client(None, FROM_CONFIG, None)
         return self._rpc
 
     def rpc_proxy(
         self,
         context_data: Mapping[str, Any] | None = None,
-        timeout: Any = _UNSET,
+        timeout: Any = FROM_CONFIG,
         retry_policy: Any = None,
-    ) -> ClusterProxy:
+    ) -> StandaloneProxy:
         """A new client (its own reply queue) sending ``context_data`` with every call."""
         self._require_running("make calls")
         return self._new_client(context_data, timeout, retry_policy)
 
-    def _new_client(self, context_data: Any, timeout: Any, retry_policy: Any) -> ClusterProxy:
+    def _new_client(self, context_data: Any, timeout: Any, retry_policy: Any) -> StandaloneProxy:
         from shimeji.standalone import ClusterRpcProxy
 
         client = ClusterRpcProxy(

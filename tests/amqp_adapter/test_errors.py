@@ -38,7 +38,7 @@ def test_publish_to_unreachable_broker_fails_after_the_retry_policy(caplog):
     """Publishing with the broker down retries as the policy says, then PublishFailed."""
     config = {"AMQP_URI": CLOSED, "RPC_RETRY_POLICY": {"max_retries": 2, "interval_start": 0.01}}
     from shimeji.amqp_adapter import ThreadRuntime
-    from shimeji.core.rpc import publish_with_retry
+    from shimeji.core.retry import publish_with_retry
     from shimeji.core.tracing import NullTracer
     from shimeji.core.transport import Message
 
