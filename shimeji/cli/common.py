@@ -15,7 +15,8 @@ from typing import Any
 from shimeji.cli import CommandError
 from shimeji.cli.loading import find_services as loaded_services
 from shimeji.cli.loading import load_module
-from shimeji.core.config import DEFAULT_CONFIG, Settings, load_config, redact_uri
+from shimeji.config import load_config
+from shimeji.core.config import DEFAULT_CONFIG, Settings, redact_uri
 from shimeji.core.container import get_service_name
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.extensions import iter_dependencies, iter_entrypoints

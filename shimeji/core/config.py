@@ -1,8 +1,10 @@
 """Configuration: the keys shimeji understands, their defaults and their checks.
 
 A configuration is a plain mapping (nameko's shape), usually loaded from YAML
-with ``load_config``. ``Settings.from_config`` checks it once and turns it into
-typed values; every mistake is a ``ConfigurationError`` naming the key.
+with ``shimeji.config.load_config`` (reading files and the environment happens
+there, at the edge: core does no I/O). ``Settings.from_config`` checks it once
+and turns it into typed values; every mistake is a ``ConfigurationError``
+naming the key.
 
 Keys that belong to the application (read by its own dependency providers)
 are declared, so that a typo in a shimeji key is never silently ignored:
@@ -14,14 +16,10 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
-import yaml
 
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.serialization import Codec, codec_by_name
@@ -31,9 +29,7 @@ __all__ = [
     "FROM_CONFIG",
     "RetryPolicy",
     "Settings",
-    "load_config",
     "redact_uri",
-    "substitute_env",
 ]
 
 # Quick retries first (a dropped connection is back in a moment), then one a
@@ -322,96 +318,6 @@ class Settings:
             ),
             logging=logging_config,
         )
-
-
-# -- loading YAML --------------------------------------------------------------
-
-_ENV_PATTERN = re.compile(r"\$\{([^}{:]+)(?::([^}{]*))?\}")
-
-
-def substitute_env(
-    text: str, environ: Mapping[str, str] | None = None, where: str = "value"
-) -> str:
-    """Replace ``${VAR}`` and ``${VAR:default}`` in ``text`` from the environment."""
-    env = os.environ if environ is None else environ
-
-    def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1).strip(), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigurationError(
-            f"{where} uses ${{{name}}} but the environment variable {name} is not set; "
-            f"set it, or give a default as ${{{name}:default}}"
-        )
-
-    return _ENV_PATTERN.sub(replace, text)
-
-
-def _env_loader(environ: Mapping[str, str] | None, source: str) -> type[yaml.SafeLoader]:
-    class EnvLoader(yaml.SafeLoader):
-        pass
-
-    def construct_str(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-        raw = loader.construct_scalar(node)
-        if "${" not in raw:
-            return raw
-        where = f"{source}, line {node.start_mark.line + 1}"
-        value = substitute_env(raw, environ, where)
-        if node.style is None and _ENV_PATTERN.fullmatch(raw.strip()):
-            # An unquoted value that is one whole ${...} takes the YAML type of
-            # what it became: ${PORT:5672} is the number 5672, ${DEBUG:false}
-            # a bool. Quote it to keep a string.
-            try:
-                return yaml.safe_load(value) if value.strip() else value
-            except yaml.YAMLError:
-                return value
-        return value
-
-    EnvLoader.add_constructor("tag:yaml.org,2002:str", construct_str)
-    return EnvLoader
-
-
-def load_config(
-    path: str | os.PathLike[str],
-    extra_keys: Iterable[str] = (),
-    environ: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Load a YAML configuration file, substituting ``${VAR}`` / ``${VAR:default}``.
-
-    The result is checked with ``Settings.from_config``; any problem raises
-    ``ConfigurationError`` naming the file and the key.
-    """
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"configuration file {source} does not exist") from None
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read configuration file {source}: {exc}") from None
-    try:
-        data = yaml.load(text, Loader=_env_loader(environ, source))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigurationError(
-            f"configuration file {source} is not valid YAML{line}: {exc.problem}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"configuration file {source} is not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigurationError(
-            f"configuration file {source} must hold a mapping of keys to values, "
-            f"not a {type(data).__name__}"
-        )
-    try:
-        Settings.from_config(data, extra_keys)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{source}: {exc}") from None
-    return data
 
 
 def redact_uri(uri: str) -> str:
