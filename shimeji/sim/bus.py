@@ -38,8 +38,11 @@ from shimeji.core.transport import (
 )
 
 if TYPE_CHECKING:
-    from shimeji.sim.faults import FaultInjector
     from shimeji.sim.scheduler import Scheduler, SimTimer
+
+#: What the bus asks of message faults for each message it accepts:
+#: ``(copies, extra delay in us, the message to deliver, why it cannot be decoded)``.
+MessageFaults = Callable[[Message], tuple[int, int, Message, "str | None"]]
 
 __all__ = ["SimBus", "SimConnection", "SimConsumer", "SimQueue", "topic_matches"]
 
@@ -348,7 +351,8 @@ class SimBus:
         self.queues: dict[str, SimQueue] = {}
         self.connections: dict[str, SimConnection] = {}
         self.cut_off: list[str] = []  # labels whose connection is cut
-        self.faults: FaultInjector | None = None
+        #: the fault injector's verdict on each accepted message, if faults are armed
+        self.on_publish: MessageFaults | None = None
         self.outage_end_us: int | None = None  # set while the broker is down
         self._restart_cut: list[str] = []  # connections a restart dropped, to restore
         self._next_tag = 0
@@ -495,8 +499,8 @@ class SimBus:
             return
         self.published += 1
         copies, delay_us, malformed = 1, 0, None
-        if self.faults is not None:
-            copies, delay_us, message, malformed = self.faults.on_publish(message)
+        if self.on_publish is not None:
+            copies, delay_us, message, malformed = self.on_publish(message)
         if copies == 0:
             return
         if delay_us:

@@ -28,7 +28,8 @@ from shimeji.core.rpc import RpcClient, StandaloneProxy
 from shimeji.core.tracing import Tracer, Tracers
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
-from shimeji.sim.faults import FaultInjector, FaultPlan
+from shimeji.sim.faults import FaultPlan
+from shimeji.sim.injector import FaultInjector, FaultTarget
 from shimeji.sim.scheduler import Scheduler, SimulationStalled, to_us
 from shimeji.sim.trace import Trace
 
@@ -156,7 +157,17 @@ class SimCluster:
         self._raw_config, self.settings = settings_for(config)
         self._extra_config_keys = set(extra_config_keys)
         self._virtual_time = VirtualTime(self.clock, self._sleep) if virtual_time else None
-        self.faults = FaultInjector(self)
+        self.faults = FaultInjector(
+            self.scheduler,
+            self.rng,
+            self.tracer,
+            FaultTarget(
+                crash=self._crash,
+                partition=self.partition,
+                heal=self.heal,
+                outage=self.bus.begin_outage,
+            ),
+        )
         self._pending_faults = FaultPlan(faults) if faults is not None else FaultPlan()
         self.schedule = tuple(schedule) if schedule is not None else None
         if self.schedule is not None:
@@ -296,8 +307,8 @@ class SimCluster:
             return
         self._require_running("add faults")
         self.faults.add(plan)
-        if self.faults._rules:
-            self.bus.faults = self.faults
+        if self.faults.has_message_faults:
+            self.bus.on_publish = self.faults.on_publish
 
     def kill(self, replica: str | Replica) -> None:
         """Kill a replica now, as a crash would: its unacked requests are redelivered."""

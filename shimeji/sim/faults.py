@@ -30,17 +30,11 @@ import ast
 import importlib
 import math
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from shimeji.core.events import Event
 from shimeji.core.exceptions import ConfigurationError
-from shimeji.core.transport import Message
-from shimeji.sim.scheduler import GreenletExit, to_us
-
-if TYPE_CHECKING:
-    from shimeji.sim.cluster import SimCluster
 
 __all__ = [
     "BrokerOutage",
@@ -51,9 +45,9 @@ __all__ = [
     "Drop",
     "Duplicate",
     "Fault",
-    "FaultInjector",
     "FaultPlan",
     "Partition",
+    "resolve_predicate",
 ]
 
 DIRECTIONS = ("request", "reply", "any")
@@ -73,7 +67,8 @@ def _predicate_path(value: Any) -> str | None:
     )
 
 
-def _resolve(path: str) -> Callable[..., bool]:
+def resolve_predicate(path: str) -> Callable[..., bool]:
+    """The function a ``"module:function"`` predicate names; ConfigurationError if none."""
     module_name, _, name = path.partition(":")
     try:
         target: Any = importlib.import_module(module_name)
@@ -444,176 +439,3 @@ class FaultPlan:
                 )
         value = eval(compile(tree, "<fault plan>", "eval"), {"__builtins__": {}}, names)
         return value if isinstance(value, FaultPlan) else cls(value)
-
-
-class _Rule:
-    """A message fault and how many messages it has seen and hit."""
-
-    __slots__ = ("fault", "hit", "predicate", "seen")
-
-    def __init__(self, fault: Any) -> None:
-        self.fault = fault
-        self.seen = 0
-        self.hit = 0
-        self.predicate = _resolve(fault.predicate) if fault.predicate else None
-
-
-class FaultInjector:
-    """Applies fault plans to one cluster's bus and replicas."""
-
-    def __init__(self, cluster: SimCluster) -> None:
-        self.cluster = cluster
-        self.plan = FaultPlan()
-        self._rules: list[_Rule] = []
-        self._crash_during: list[list[Any]] = []  # [fault, calls seen]
-        self._requests: dict[str, tuple[str, str]] = {}  # correlation id -> (service, method)
-
-    def add(self, plan: FaultPlan) -> None:
-        """Arm the faults of ``plan`` (time faults are scheduled from now on)."""
-        self.plan = self.plan + plan
-        scheduler = self.cluster.scheduler
-        start = scheduler.clock.now_us
-        for fault in plan:
-            if isinstance(fault, (Drop, Delay, Duplicate, Corrupt)):
-                self._rules.append(_Rule(fault))
-            elif isinstance(fault, CrashDuring):
-                self._crash_during.append([fault, 0])
-            elif isinstance(fault, Crash):
-                when = max(start, to_us(fault.at))
-                scheduler.call_at(
-                    when,
-                    self.cluster._crash,
-                    fault.replica,
-                    f"fault plan: {fault!r}",
-                    fault.restart_after,
-                )
-            elif isinstance(fault, Partition):
-                when = max(start, to_us(fault.at))
-                scheduler.call_at(when, self.cluster.partition, fault.replica)
-                scheduler.call_at(when + to_us(fault.duration), self.cluster.heal, fault.replica)
-            elif isinstance(fault, BrokerOutage):
-                when = max(start, to_us(fault.at))
-                scheduler.call_at(
-                    when, self.cluster.bus.begin_outage, fault.duration, fault.restart
-                )
-
-    # -- message faults, called by the bus ----------------------------------------------
-
-    def on_publish(self, message: Message) -> tuple[int, int, Message, str | None]:
-        """``(copies, extra delay in us, message, malformed)`` for a message the broker
-        accepted: 0 copies means it is lost; ``message`` is what is delivered
-        (its body corrupted, maybe); ``malformed`` says why its deliveries cannot
-        be decoded, if they cannot."""
-        correlation_id = message.correlation_id or ""
-        if "." in message.routing_key:  # service.method: a request
-            direction = "request"
-            service, _, method = message.routing_key.rpartition(".")
-            self._requests[correlation_id] = (service, method)
-        else:  # a reply id
-            direction = "reply"
-            service, method = self._requests.get(correlation_id, ("", ""))
-        copies, delay_us, malformed = 1, 0, None
-        trace = self.cluster.trace
-        for rule in self._rules:
-            fault = rule.fault
-            if not fault.matches(direction, service, method):
-                continue
-            if rule.predicate is not None and not rule.predicate(
-                direction, service, method, message
-            ):
-                continue
-            rule.seen += 1
-            if rule.seen <= fault.skip or (fault.count is not None and rule.hit >= fault.count):
-                continue
-            if fault.probability is not None and self.cluster.rng.random() >= fault.probability:
-                continue
-            rule.hit += 1
-            what = f"{direction} {service}.{method}"
-            if isinstance(fault, Drop):
-                trace.emit(
-                    Event(
-                        kind="fault_drop",
-                        replica="broker",
-                        service=service,
-                        method=method,
-                        correlation_id=correlation_id,
-                        detail=f"{what} lost",
-                        message=message,
-                    )
-                )
-                return 0, 0, message, None
-            if isinstance(fault, Corrupt):
-                if fault.part == "body":
-                    message = attrs.evolve(message, body=CORRUPT_BODY)
-                    damage = "its body replaced by bytes no codec reads"
-                else:
-                    malformed = "its content_type is not UTF-8"
-                    damage = "its properties made undecodable"
-                trace.emit(
-                    Event(
-                        kind="fault_corrupt",
-                        replica="broker",
-                        service=service,
-                        method=method,
-                        correlation_id=correlation_id,
-                        detail=f"{what} corrupted: {damage}",
-                        message=message,
-                    )
-                )
-            elif isinstance(fault, Duplicate):
-                copies += 1
-                trace.emit(
-                    Event(
-                        kind="fault_duplicate",
-                        replica="broker",
-                        service=service,
-                        method=method,
-                        correlation_id=correlation_id,
-                        detail=f"{what} will be delivered twice",
-                        message=message,
-                    )
-                )
-            else:
-                seconds = fault.seconds
-                if fault.jitter:
-                    seconds += self.cluster.rng.uniform(0, fault.jitter)
-                delay_us += to_us(seconds)
-                trace.emit(
-                    Event(
-                        kind="fault_delay",
-                        replica="broker",
-                        service=service,
-                        method=method,
-                        correlation_id=correlation_id,
-                        detail=f"{what} held {seconds:.6f}s",
-                        message=message,
-                    )
-                )
-        return copies, delay_us, message, malformed
-
-    # -- call faults, called by the containers ------------------------------------------
-
-    def worker_started(self, worker_ctx: Any) -> None:
-        """A worker starts (``ServiceContainer.on_worker_start``): crash its replica
-        if a ``CrashDuring`` fault aims at this call."""
-        if not self._crash_during:
-            return
-        service, method = worker_ctx.service_name, worker_ctx.method_name
-        firing = None
-        for entry in self._crash_during:  # every matching fault counts the call
-            fault, seen = entry
-            if fault.service != service or fault.method not in (None, method):
-                continue
-            entry[1] = seen = seen + 1
-            if seen == fault.nth and firing is None:
-                firing = fault, seen
-        if firing is not None:
-            fault, seen = firing
-            current = self.cluster.scheduler.current_task()
-            self.cluster._crash(
-                worker_ctx.container.replica_name,
-                f"fault plan: {fault!r} during call {seen}",
-                fault.restart_after,
-            )
-            if current is not None and current.killed:
-                raise GreenletExit  # the worker stops here, mid-call
