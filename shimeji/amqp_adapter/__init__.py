@@ -6,9 +6,11 @@ uses it through ``shimeji.runner.ServiceRunner`` and
 ``shimeji.standalone.ClusterRpcProxy``.
 """
 
+from shimeji.amqp_adapter.consumer import AmqpConsumer
 from shimeji.amqp_adapter.runtime import ThreadRuntime, WorkerKilled
 from shimeji.amqp_adapter.tracing import LoggingTracer
-from shimeji.amqp_adapter.transport import AmqpConsumer, AmqpTransport, connection_for
+from shimeji.amqp_adapter.transport import AmqpTransport
+from shimeji.amqp_adapter.wire import connection_for
 
 __all__ = [
     "AmqpConsumer",

@@ -9,7 +9,12 @@ call into them runs inside ``broker_errors``, which turns
   ``BrokerUnavailable`` too, saying what to fix (retrying will not help,
   but the caller sees the same type whichever transport it runs on);
 - an exchange or queue that exists with other settings into
-  ``ConfigurationError`` naming it.
+  ``ConfigurationError`` naming it;
+- the broker saying it has no such queue (``NOT_FOUND`` naming a queue) into
+  ``QueueNotFound``, where the caller names the queue it used
+  (``broker_errors(queue=)``; the consumer loop, for a consumer that cannot
+  start). A publish to an exchange that does not exist is ``NOT_FOUND`` too,
+  naming the exchange: the publisher reports that message as ``Unroutable``.
 
 Messages name the broker by its redacted URI: a password never appears in an
 exception, hence never in a log or a traceback.
@@ -27,9 +32,9 @@ import kombu.exceptions
 
 from shimeji.core.config import redact_uri
 from shimeji.core.exceptions import ConfigurationError
-from shimeji.core.transport import BrokerUnavailable
+from shimeji.core.transport import BrokerUnavailable, QueueNotFound
 
-__all__ = ["CONNECTION_ERRORS", "broker_errors", "describe_error"]
+__all__ = ["CONNECTION_ERRORS", "broker_errors", "describe_error", "is_missing_queue"]
 
 #: Errors after which a connection (not just a channel) must be rebuilt.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -74,12 +79,21 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def is_missing_queue(exc: BaseException) -> bool:
+    """Whether ``exc`` is the broker saying it has no such queue (``NOT_FOUND``
+    naming a queue, not an exchange)."""
+    return isinstance(exc, amqp.exceptions.NotFound) and "no queue" in str(exc.reply_text or "")
+
+
 @contextmanager
-def broker_errors(what: str, uri: str) -> Iterator[None]:
+def broker_errors(
+    what: str, uri: str, *, queue: str | None = None, verb: str = "use"
+) -> Iterator[None]:
     """Run a call into kombu / py-amqp; re-raise what it raises as shimeji's own error.
 
     ``what`` says what was being done ("publishing 'calculator.add'"); ``uri``
-    is redacted before it is shown.
+    is redacted before it is shown. With ``queue`` (the queue the call names),
+    the broker saying it has no such queue raises ``QueueNotFound(queue, verb)``.
     """
     try:
         yield
@@ -90,6 +104,8 @@ def broker_errors(what: str, uri: str) -> Iterator[None]:
             "program); delete it, or use another name"
         ) from None
     except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError, amqp.exceptions.MessageNacked) as exc:
+        if queue is not None and is_missing_queue(exc):
+            raise QueueNotFound(queue, verb) from None
         raise BrokerUnavailable(
             f"{what}: broker at {redact_uri(uri)} unavailable: {describe_error(exc)}"
         ) from None
