@@ -3,14 +3,15 @@
 ``VirtualClock`` counts whole microseconds since the simulation started;
 integers keep every sum exact, so the same run prints the same times.
 
-``VirtualTime`` makes ``time.time()``, ``datetime.now()`` and friends read
-that clock while a cluster runs (through freezegun, started once per cluster
-and moved as the clock moves), and turns ``time.sleep()`` into a virtual
-sleep. Only one cluster at a time can own the process's notion of time.
+``VirtualTime`` is the one place the process is patched while a cluster runs:
+it makes ``time.time()``, ``datetime.now()`` and friends read that clock, and
+turns ``time.sleep()`` into a virtual sleep, until ``stop()`` puts everything
+back. Its docstring lists every change it makes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import sys
 import threading
@@ -29,7 +30,7 @@ DEFAULT_START = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 # that hold the real clock functions, and shimeji needs the real ones.
 _REAL = (time.sleep, time.perf_counter)
 
-#: Modules whose calls to the clock keep getting real time (freezegun's ignore list).
+#: Modules whose own calls to the clock keep getting real time (freezegun's ignore list).
 _REAL_TIME_USERS = ["hypothesis.", "_pytest.", "pluggy."]
 
 
@@ -82,8 +83,10 @@ class VirtualClock:
             for listener in self._listeners:
                 listener(now_us)
 
-    def on_change(self, listener: Callable[[int], None]) -> None:
+    def on_change(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(now_us)`` whenever the clock moves; returns the unsubscribe."""
         self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     def datetime(self) -> _dt.datetime:
         """Virtual now as a naive UTC datetime (freezegun's representation)."""
@@ -97,20 +100,53 @@ _owner: VirtualTime | None = None
 
 
 class VirtualTime:
-    """Patches the process's clocks to a VirtualClock while a cluster runs.
+    """The one place the process is patched while a cluster runs on virtual time.
 
-    ``sleeper(seconds)`` is called for ``time.sleep`` made on the cluster's
-    thread; it returns False to fall back to a real sleep.
+    ``start()`` makes exactly these changes, and ``stop()`` undoes all of them:
+
+    1. ``freezegun.freeze_time(<virtual now>, ignore=[hypothesis, _pytest,
+       pluggy] + freezegun's default list)``, started and stopped through its
+       public API. freezegun replaces ``time.time``, ``time.monotonic``,
+       ``time.perf_counter``, ``time.localtime``, ``time.gmtime``,
+       ``time.strftime`` (and the ``_ns`` forms), ``datetime.datetime`` and
+       ``datetime.date``, in their modules and wherever a loaded module holds
+       them (``from time import time``), and turns off uuid's time-based
+       generator; its ``stop()`` puts them back.
+    2. Two settings of freezegun that its public API cannot make, in
+       ``_tune_freezegun`` (which says why): its call-stack inspection looks at
+       the direct caller only, and its "now" is this clock's reader.
+    3. ``time.sleep`` is replaced by a virtual sleep in the ``time`` module and
+       in every loaded module that holds the real function (``from time import
+       sleep``). ``stop()`` puts the real one back in each of those places and
+       in any module imported while the cluster ran that picked up the virtual
+       one. (A module loaded before that stores the virtual sleep at run time
+       keeps it: it sleeps for real once no cluster runs.)
+
+    A ``time.sleep(seconds)`` made on the thread that started this object
+    calls ``sleeper(seconds)``: the cluster sleeps in virtual time (in a worker,
+    or in the test itself) and returns True. If the sleeper declines (returns
+    False: the call came from a callback run by the scheduler's loop, which
+    cannot block), the sleep raises RuntimeError. The simulator never sleeps
+    for real. Other threads are outside the simulation and sleep for real, as
+    does a stale reference to the virtual sleep called after ``stop()``.
+
+    freezegun's patches are process-wide, so only one VirtualTime can be started
+    at a time (``VirtualTime.owner()``); starting a second raises
+    ConfigurationError. Ownership is released by ``stop()``, which runs every
+    undo step even if one raises, and by ``start()`` itself when it fails
+    midway, after undoing what it did. ``stop()`` may be called more than once.
     """
 
     def __init__(self, clock: VirtualClock, sleeper: Callable[[float], bool]) -> None:
         self.clock = clock
         self.sleeper = sleeper
-        self._freezer: Any = None
-        self._factory: Any = None
-        self._thread: threading.Thread | None = None
-        self._patched: list[tuple[Any, str]] = []
-        self._inspection_limit: int | None = None
+        self._thread_id: int | None = None
+        self._undo: contextlib.ExitStack | None = None
+
+    @staticmethod
+    def owner() -> VirtualTime | None:
+        """The VirtualTime started in this process, if any."""
+        return _owner
 
     def start(self) -> None:
         global _owner
@@ -123,81 +159,125 @@ class VirtualTime:
                     "first, or create this one with virtual_time=False"
                 )
             _owner = self
-        self._thread = threading.current_thread()
-        # Test runners keep the real clock: Hypothesis times examples and
-        # enforces deadlines with it, pytest reports durations. freezegun gives
-        # real time to calls made *from* those modules; looking one frame up
-        # only (not freezegun's default five) keeps the code they call, such as
-        # a test body, on virtual time.
-        from freezegun import api
-
-        self._inspection_limit = getattr(api, "call_stack_inspection_limit", None)
-        if self._inspection_limit is not None:
-            api.call_stack_inspection_limit = 1
-        self._freezer = freezegun.freeze_time(self.clock.datetime(), ignore=_REAL_TIME_USERS)
-        self._factory = self._freezer.start()
-        if not self._read_clock_on_demand():
-            self.clock.on_change(self._moved)
-        self._patch_sleep()
+        # Every change is followed at once by its undo; the stack runs them in
+        # reverse order, all of them even if one raises, ownership last.
+        undo = contextlib.ExitStack()
+        undo.callback(self._release)
+        try:
+            self._thread_id = threading.get_ident()
+            freezer = freezegun.freeze_time(self.clock.datetime(), ignore=_REAL_TIME_USERS)
+            factory = freezer.start()
+            undo.callback(freezer.stop)
+            undo.callback(self._tune_freezegun(factory))
+            patched: list[tuple[dict[str, Any], str]] = []
+            undo.callback(_unpatch_sleep, patched, set(sys.modules))
+            _patch_sleep(patched)
+        except BaseException:
+            undo.close()
+            raise
+        self._undo = undo
 
     def stop(self) -> None:
+        """Undo everything ``start()`` did and release ownership (idempotent)."""
+        undo, self._undo = self._undo, None
+        if undo is not None:
+            undo.close()
+
+    def _release(self) -> None:
         global _owner
-        if self._freezer is None:
-            return
-        for namespace, name in self._patched:
-            if namespace.get(name) is _virtual_sleep:
-                namespace[name] = _REAL[0]
-        self._patched.clear()
-        self._freezer.stop()
-        self._freezer = self._factory = None
-        if self._inspection_limit is not None:
-            from freezegun import api
-
-            api.call_stack_inspection_limit = self._inspection_limit
         with _owner_lock:
-            _owner = None
+            if _owner is self:
+                _owner = None
+        self._thread_id = None
 
-    def _read_clock_on_demand(self) -> bool:
-        """Have freezegun ask the clock for the time only when code reads it.
+    def _tune_freezegun(self, factory: Any) -> Callable[[], None]:
+        """The only place freezegun's internals are touched; returns the undo.
 
-        freezegun reads the current time by calling the last factory in
-        ``freezegun.api.freeze_factories``; putting the clock's own reader
-        there avoids building a datetime at every tick of virtual time. If
-        freezegun's layout is not the expected one, the clock pushes every
-        change instead (``_moved``).
+        freezegun (checked against 1.5.5) has no public way to get these two effects:
+
+        - Test runners keep the real clock (Hypothesis times examples and
+          enforces deadlines with it, pytest reports durations) while the test
+          body they call sees virtual time. ``ignore=`` gives real time to a
+          call when any of the last ``freezegun.api.call_stack_inspection_limit``
+          frames (5 by default) is in an ignored module, so a test body called
+          by Hypothesis or pytest would read the real clock. That module global
+          is the only knob for the depth; it is set to 1 (the direct caller).
+        - freezegun asks the virtual clock for the time only when code reads it.
+          freezegun's "now" is ``freezegun.api.freeze_factories[-1]()``; its
+          public alternative, ``factory.move_to(datetime)``, would build a
+          datetime at every move of the clock (two per simulated RPC) whether
+          or not anyone reads the time. The factory this freezer pushed is
+          swapped for the clock's reader.
+
+        The undo puts the factory back before the freezer's ``stop()`` pops it,
+        and the old depth back. If freezegun's layout is not the expected one,
+        nothing is touched and the clock pushes each move through the public
+        ``move_to`` instead (test bodies under Hypothesis then read real time).
         """
         from freezegun import api
 
+        undo = contextlib.ExitStack()
+        limit = getattr(api, "call_stack_inspection_limit", None)
+        if isinstance(limit, int):
+            api.call_stack_inspection_limit = 1
+            undo.callback(setattr, api, "call_stack_inspection_limit", limit)
         factories = getattr(api, "freeze_factories", None)
-        if not isinstance(factories, list) or not factories or factories[-1] is not self._factory:
-            return False
-        factories[-1] = self.clock.datetime
-        return True
+        if isinstance(factories, list) and factories and factories[-1] is factory:
+            reader = self.clock.datetime
+            factories[-1] = reader
 
-    def _moved(self, now_us: int) -> None:
-        if self._factory is not None:
-            # FrozenDateTimeFactory reads this attribute on every time() call.
-            self._factory.time_to_freeze = self.clock.datetime()
+            def put_back() -> None:
+                if factories and factories[-1] == reader:
+                    factories[-1] = factory
 
-    def _patch_sleep(self) -> None:
-        real_sleep = _REAL[0]
-        # The time module itself, and every module holding time.sleep under any
-        # name (`from time import sleep`), as freezegun does for time.time.
-        for module in list(sys.modules.values()):
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict):
-                continue
-            for name, value in list(namespace.items()):
-                if value is real_sleep:
-                    namespace[name] = _virtual_sleep
-                    self._patched.append((namespace, name))
+            undo.callback(put_back)
+        else:
+            undo.callback(self.clock.on_change(lambda _: factory.move_to(self.clock.datetime())))
+        return undo.close
+
+
+def _patch_sleep(patched: list[tuple[dict[str, Any], str]]) -> None:
+    """Replace the real ``time.sleep`` by the virtual one wherever a module holds it."""
+    real_sleep = _REAL[0]
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            if value is real_sleep:
+                namespace[name] = _virtual_sleep
+                patched.append((namespace, name))
+
+
+def _unpatch_sleep(patched: list[tuple[dict[str, Any], str]], modules_at_start: set[str]) -> None:
+    """Put the real ``time.sleep`` back where it was replaced, and in modules
+    imported since (``from time import sleep`` while the cluster ran)."""
+    real_sleep = _REAL[0]
+    for namespace, name in patched:
+        if namespace.get(name) is _virtual_sleep:
+            namespace[name] = real_sleep
+    patched.clear()
+    for module_name in set(sys.modules) - modules_at_start:
+        namespace = getattr(sys.modules.get(module_name), "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name, value in list(namespace.items()):
+            if value is _virtual_sleep:
+                namespace[name] = real_sleep
 
 
 def _virtual_sleep(seconds: float) -> None:
+    """``time.sleep`` while a VirtualTime is started (see VirtualTime)."""
     owner = _owner
-    if owner is not None and threading.current_thread() is owner._thread and owner.sleeper(seconds):
-        return
-    _REAL[0](seconds)
+    if owner is None or threading.get_ident() != owner._thread_id:
+        _REAL[0](seconds)  # another thread, or after stop(): outside the simulation
+    elif not owner.sleeper(seconds):
+        raise RuntimeError(
+            f"time.sleep({seconds!r}) cannot be called from a simulator callback (code "
+            "the scheduler's event loop runs directly, such as a timer), only from service "
+            "code in a worker or from the test itself: schedule the later work with "
+            "scheduler.call_later() instead"
+        )
 
 
 def real_perf_counter() -> float:
