@@ -352,6 +352,11 @@ class ServiceContainer:
     def worker_count(self) -> int:
         return len(self._workers)
 
+    def running_workers(self) -> list[tuple[WorkerContext, Task]]:
+        """The workers running now, with their tasks (for diagnosis)."""
+        with self._lock:
+            return list(self._workers.items())
+
     # -- workers --------------------------------------------------------------
 
     def spawn_worker(

@@ -3,8 +3,9 @@
 ``SimCluster`` is the entry point; ``cluster.trace`` records what happened.
 """
 
-from shimeji.sim.cluster import Replica, SimCluster
+from shimeji.sim.cluster import SimCluster
+from shimeji.sim.replica import SimReplica
 from shimeji.sim.scheduler import SimulationStalled
 from shimeji.sim.trace import Trace, TraceEvent
 
-__all__ = ["Replica", "SimCluster", "SimulationStalled", "Trace", "TraceEvent"]
+__all__ = ["SimCluster", "SimReplica", "SimulationStalled", "Trace", "TraceEvent"]

@@ -15,8 +15,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from shimeji.core.config import FROM_CONFIG
@@ -30,77 +29,17 @@ from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
 from shimeji.sim.faults import FaultPlan
 from shimeji.sim.injector import FaultInjector, FaultTarget
+from shimeji.sim.replica import SimReplica
 from shimeji.sim.scheduler import Scheduler, SimulationStalled, to_us
+from shimeji.sim.stall import describe_stall
 from shimeji.sim.trace import Trace
 
-__all__ = ["Replica", "SimCluster"]
+__all__ = ["STOP_HOOKS", "SimCluster"]
 
-
-class Replica:
-    """A handle on one replica (``calculator-1``) of a service in a SimCluster."""
-
-    def __init__(self, cluster: SimCluster, service_cls: type, service_name: str, index: int):
-        self.cluster = cluster
-        self.service_cls = service_cls
-        self.service_name = service_name
-        self.index = index
-        self.name = f"{service_name}-{index}"
-        self.container: ServiceContainer | None = None
-        self.waiting = False  # its start waits for the broker to come back
-
-    @property
-    def alive(self) -> bool:
-        return self.container is not None and self.container.alive
-
-    def _make_container(self) -> ServiceContainer:
-        cluster = self.cluster
-        container = ServiceContainer(
-            self.service_cls,
-            cluster.settings,
-            transport=cluster.bus.connect(self.name),
-            runtime=cluster.scheduler,
-            tracer=cluster.tracer,
-            replica_name=self.name,
-        )
-        container.on_death.append(cluster._container_died)
-        container.on_worker_start.append(cluster.faults.worker_started)
-        return container
-
-    def start(self) -> None:
-        if self.alive or self.waiting:
-            raise RuntimeError(f"replica {self.name} is already running")
-        cluster = self.cluster
-        if not cluster.bus.reachable(self.name):
-            # A replica cannot reach the broker: it connects once it can, as a
-            # client library retrying its connection would (after the outage
-            # ends, or when its partition heals).
-            self.waiting = True
-            outage_end = cluster.bus.outage_end_us
-            why = "the broker is down" if outage_end is not None else "it is cut off"
-            cluster.tracer.emit(
-                Event(
-                    kind="replica_waiting",
-                    replica=self.name,
-                    service=self.service_name,
-                    detail=f"{why}; starting once it can connect",
-                )
-            )
-            if outage_end is not None:
-                cluster.scheduler.call_at(outage_end, self._start_when_back)
-            return
-        self.container = self._make_container()
-        self.container.start()
-
-    def _start_when_back(self) -> None:
-        if not self.waiting:
-            return
-        self.waiting = False
-        if self.cluster.state == "running" and not self.alive:
-            self.start()
-
-    def __repr__(self) -> str:
-        state = self.container.state if self.container else "not started"
-        return f"<Replica {self.name} ({state})>"
+#: Called with each SimCluster as it stops. The pytest plugin (and
+#: ``shimeji.sim.strategies``) add one that attaches the cluster's seed, fault
+#: plan and trace to the report of a failing Hypothesis example.
+STOP_HOOKS: list[Callable[[SimCluster], None]] = []
 
 
 class SimCluster:
@@ -149,7 +88,13 @@ class SimCluster:
         self.rng = random.Random(seed)
         self.clock = VirtualClock(start_time)
         self.scheduler = Scheduler(self.clock, self.rng)
-        self.scheduler.stall_reporter = self._describe_stall
+        self.scheduler.stall_reporter = lambda: describe_stall(
+            [r.container for r in self.replicas() if r.container is not None],
+            self._clients,
+            self.bus,
+            self.clock,
+            self.settings,
+        )
         self.trace = Trace(self.clock, enabled=trace)
         # What containers, clients and the bus report to: the trace, and the extra tracer.
         self.tracer: Tracer = self.trace if tracer is None else Tracers(self.trace, tracer)
@@ -172,8 +117,8 @@ class SimCluster:
         self.schedule = tuple(schedule) if schedule is not None else None
         if self.schedule is not None:
             self.scheduler.chooser = _Choices(self.schedule)
-        self._registry: ServiceRegistry[Replica] = ServiceRegistry(
-            "cluster", lambda cls, name, index: Replica(self, cls, name, index)
+        self._registry: ServiceRegistry[SimReplica] = ServiceRegistry(
+            "cluster", lambda cls, name, index: SimReplica(self, cls, name, index)
         )
         self._clients: list[RpcClient] = []
         self._rpc: StandaloneProxy | None = None
@@ -234,11 +179,14 @@ class SimCluster:
             for client in self._clients:
                 client.close(delete_queue=True)
         finally:
-            if self._virtual_time is not None:
-                self._virtual_time.stop()
-            self.scheduler.close()
-            self.state = "stopped"
-            _note_for_hypothesis(self)
+            try:
+                if self._virtual_time is not None:
+                    self._virtual_time.stop()
+            finally:
+                self.scheduler.close()
+                self.state = "stopped"
+                for hook in STOP_HOOKS:
+                    hook(self)
         if raise_crashes:
             self._raise_crashes()
 
@@ -265,7 +213,7 @@ class SimCluster:
 
     # -- services --------------------------------------------------------------------
 
-    def add_service(self, service_cls: type, replicas: int = 1) -> list[Replica]:
+    def add_service(self, service_cls: type, replicas: int = 1) -> list[SimReplica]:
         """Add ``replicas`` replicas of a service (started at once if the cluster runs).
 
         Adding the same class again adds more replicas to it.
@@ -280,11 +228,11 @@ class SimCluster:
     def _check_service(self, service_cls: type) -> None:
         check_service(service_cls, self.settings, self.tracer)
 
-    def replicas(self, service: str | None = None) -> list[Replica]:
+    def replicas(self, service: str | None = None) -> list[SimReplica]:
         """Every replica (of one service), in the order they were added."""
         return self._registry.replicas(service)
 
-    def replica(self, name: str) -> Replica:
+    def replica(self, name: str) -> SimReplica:
         """The replica named ``name`` (e.g. ``"calculator-2"``)."""
         return self._registry.replica(name)
 
@@ -310,12 +258,12 @@ class SimCluster:
         if self.faults.has_message_faults:
             self.bus.on_publish = self.faults.on_publish
 
-    def kill(self, replica: str | Replica) -> None:
+    def kill(self, replica: str | SimReplica) -> None:
         """Kill a replica now, as a crash would: its unacked requests are redelivered."""
         self._require_running("kill a replica")
         self._crash(self._replica(replica).name, "killed by the test", None)
 
-    def restart(self, replica: str | Replica) -> Replica:
+    def restart(self, replica: str | SimReplica) -> SimReplica:
         """Start a killed replica again (a fresh container under the same name)."""
         self._require_running("restart a replica")
         target = self._replica(replica)
@@ -332,7 +280,7 @@ class SimCluster:
         target.start()
         return target
 
-    def partition(self, name: str | Replica) -> None:
+    def partition(self, name: str | SimReplica) -> None:
         """Cut a replica or a client (``"client"``) off the broker until ``heal``."""
         self._require_running("cut a connection")
         label = self._label(name)
@@ -341,7 +289,7 @@ class SimCluster:
         )
         self.bus.disconnect(label)
 
-    def heal(self, name: str | Replica) -> None:
+    def heal(self, name: str | SimReplica) -> None:
         """Reconnect a partitioned replica or client."""
         self._require_running("restore a connection")
         label = self._label(name)
@@ -364,16 +312,16 @@ class SimCluster:
     def _labels(self) -> list[str]:
         return [r.name for r in self.replicas()] + [c.label for c in self._clients]
 
-    def _label(self, name: str | Replica) -> str:
-        label = name.name if isinstance(name, Replica) else name
+    def _label(self, name: str | SimReplica) -> str:
+        label = name.name if isinstance(name, SimReplica) else name
         if label not in self._labels():
             raise ConfigurationError(
                 f"no replica or client named {label!r}; replicas and clients: {self._labels()}"
             )
         return label
 
-    def _replica(self, replica: str | Replica) -> Replica:
-        if isinstance(replica, Replica):
+    def _replica(self, replica: str | SimReplica) -> SimReplica:
+        if isinstance(replica, SimReplica):
             return replica
         try:
             return self.replica(replica)
@@ -480,53 +428,12 @@ class SimCluster:
             raise RuntimeError(f"{what} is for the test itself, not for service code")
 
     def _sleep(self, seconds: float) -> bool:
-        """time.sleep() on the cluster's thread: virtual in a worker or in the test."""
+        """time.sleep() on the cluster's thread: virtual in a worker or in the test;
+        False from a loop callback, where VirtualTime raises."""
         if self.scheduler.current_task() is not None or not self.scheduler.running:
             self.scheduler.sleep(seconds)
             return True
         return False
-
-    # -- diagnosis -----------------------------------------------------------------------
-
-    def _describe_stall(self) -> list[str]:
-        lines: list[str] = []
-        clients = list(self._clients)
-        for replica in self.replicas():
-            container = replica.container
-            if container is None:
-                continue
-            listener = next(
-                (
-                    ext
-                    for ext in container.shared_extensions.values()
-                    if getattr(ext, "client", None) is not None
-                ),
-                None,
-            )
-            if listener is not None:
-                clients.append(listener.client)
-            for worker_ctx, task in container._workers.items():
-                if task.waiting_on:  # type: ignore[attr-defined]
-                    lines.append(
-                        f"worker {worker_ctx.call_id} on {container.replica_name} is "
-                        f"{task.waiting_on}"
-                    )  # type: ignore[attr-defined]
-        for client in clients:
-            for call in client.pending:
-                lines.append(
-                    f"{client.label} waits for a reply from {call.describe()}, sent at "
-                    f"t={call.since - self.clock.start:.6f}s"
-                )
-        for queue, ready, consumers in self.bus.queue_stats():
-            if ready:
-                who = (
-                    f"its consumers {', '.join(consumers)} are all at their prefetch limit "
-                    f"(max_workers={self.settings.max_workers})"
-                    if consumers
-                    else "no replica consumes it"
-                )
-                lines.append(f"queue {queue} holds {ready} message(s): {who}")
-        return lines
 
     def __repr__(self) -> str:
         return (
@@ -548,33 +455,3 @@ class _Choices:
         choice = self.choices[self.used]
         self.used += 1
         return choice % candidates
-
-
-class _Report:
-    """What a failing Hypothesis example prints about its simulation (built only
-    if Hypothesis asks, for the minimal example)."""
-
-    def __init__(self, cluster: SimCluster) -> None:
-        self.cluster = cluster
-
-    def __repr__(self) -> str:
-        cluster = self.cluster
-        lines = [
-            f"shimeji: seed={cluster.seed}",
-            f"fault plan: {cluster.fault_plan!r}",
-        ]
-        if cluster.schedule is not None:
-            lines.append(f"schedule: {cluster.schedule!r}")
-        lines.append(f"trace ({len(cluster.trace)} events):")
-        lines.append(cluster.trace.to_text())
-        return "\n".join(lines)
-
-
-def _note_for_hypothesis(cluster: SimCluster) -> None:
-    control = sys.modules.get("hypothesis.control")
-    if control is None:
-        return
-    try:
-        control.note(_Report(cluster))
-    except Exception:  # not inside a Hypothesis test
-        return

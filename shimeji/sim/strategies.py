@@ -25,6 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 from hypothesis import strategies as st
 
 from shimeji.core.exceptions import ConfigurationError
+from shimeji.sim import hypothesis_report
 from shimeji.sim.faults import (
     BrokerOutage,
     Corrupt,
@@ -38,6 +39,8 @@ from shimeji.sim.faults import (
 )
 
 __all__ = ["FAULT_KINDS", "fault_plans", "faults", "schedules", "seeds"]
+
+hypothesis_report.install()
 
 #: The kinds of fault ``fault_plans`` can draw, by name.
 FAULT_KINDS = (

@@ -70,6 +70,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     _fault_plan(config)  # a bad plan is a usage error before any test runs
+    try:
+        from shimeji.sim import hypothesis_report
+    except ImportError:  # Hypothesis is not installed: nothing to report to
+        return
+    hypothesis_report.install()
 
 
 def _fault_plan(config: pytest.Config) -> FaultPlan | None:

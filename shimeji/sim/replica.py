@@ -1,0 +1,86 @@
+"""A replica on the simulator: one running copy of a service in a SimCluster.
+
+It is a real ``ServiceContainer`` on its own connection to the simulated bus,
+in the cluster's scheduler and virtual time. One that cannot reach the broker
+when it starts (an outage, a partition) waits and starts once it can, as a
+client library retrying its connection would.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shimeji.core.container import ServiceContainer
+from shimeji.core.events import Event
+
+if TYPE_CHECKING:
+    from shimeji.sim.cluster import SimCluster
+
+__all__ = ["SimReplica"]
+
+
+class SimReplica:
+    """A handle on one replica (``calculator-1``) of a service in a SimCluster."""
+
+    def __init__(self, cluster: SimCluster, service_cls: type, service_name: str, index: int):
+        self.cluster = cluster
+        self.service_cls = service_cls
+        self.service_name = service_name
+        self.index = index
+        self.name = f"{service_name}-{index}"
+        self.container: ServiceContainer | None = None
+        self.waiting = False  # its start waits for the broker to come back
+
+    @property
+    def alive(self) -> bool:
+        return self.container is not None and self.container.alive
+
+    def _make_container(self) -> ServiceContainer:
+        cluster = self.cluster
+        container = ServiceContainer(
+            self.service_cls,
+            cluster.settings,
+            transport=cluster.bus.connect(self.name),
+            runtime=cluster.scheduler,
+            tracer=cluster.tracer,
+            replica_name=self.name,
+        )
+        container.on_death.append(cluster._container_died)
+        container.on_worker_start.append(cluster.faults.worker_started)
+        return container
+
+    def start(self) -> None:
+        if self.alive or self.waiting:
+            raise RuntimeError(f"replica {self.name} is already running")
+        cluster = self.cluster
+        if not cluster.bus.reachable(self.name):
+            # A replica cannot reach the broker: it connects once it can, as a
+            # client library retrying its connection would (after the outage
+            # ends, or when its partition heals).
+            self.waiting = True
+            outage_end = cluster.bus.outage_end_us
+            why = "the broker is down" if outage_end is not None else "it is cut off"
+            cluster.tracer.emit(
+                Event(
+                    kind="replica_waiting",
+                    replica=self.name,
+                    service=self.service_name,
+                    detail=f"{why}; starting once it can connect",
+                )
+            )
+            if outage_end is not None:
+                cluster.scheduler.call_at(outage_end, self._start_when_back)
+            return
+        self.container = self._make_container()
+        self.container.start()
+
+    def _start_when_back(self) -> None:
+        if not self.waiting:
+            return
+        self.waiting = False
+        if self.cluster.state == "running" and not self.alive:
+            self.start()
+
+    def __repr__(self) -> str:
+        state = self.container.state if self.container else "not started"
+        return f"<SimReplica {self.name} ({state})>"
