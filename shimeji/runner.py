@@ -33,7 +33,7 @@ from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.tracing import NullTracer, Tracer
 from shimeji.core.transport import BrokerUnavailable
 
-__all__ = ["LIVENESS_WINDOW", "Health", "Replica", "ServiceRunner"]
+__all__ = ["LIVENESS_WINDOW", "Health", "RunnerReplica", "ServiceRunner"]
 
 log = logging.getLogger("shimeji.runner")
 
@@ -49,7 +49,7 @@ class Health:
     ``live``: the runner and every replica's consumer loop are working (a
     supervisor restarts the process otherwise). ``ready``: every replica
     consumes its queue now (not while connecting or reconnecting).
-    ``replicas`` maps each replica to its status (``Replica.status``).
+    ``replicas`` maps each replica to its status (``RunnerReplica.status``).
     """
 
     live: bool
@@ -66,7 +66,7 @@ class Health:
         }
 
 
-class Replica:
+class RunnerReplica:
     """One running copy of a service (``calculator-1``): its container, transport and
     runtime."""
 
@@ -146,7 +146,7 @@ class Replica:
 
     def __repr__(self) -> str:
         state = self.container.state if self.container else "not started"
-        return f"<Replica {self.name} ({state})>"
+        return f"<RunnerReplica {self.name} ({state})>"
 
 
 class ServiceRunner:
@@ -169,8 +169,8 @@ class ServiceRunner:
         self._extra_config_keys = set(extra_config_keys)
         self.config = self.settings.config
         self.tracer: Tracer = tracer if tracer is not None else NullTracer()
-        self._registry: ServiceRegistry[Replica] = ServiceRegistry(
-            "runner", lambda cls, name, index: Replica(self, cls, name, index)
+        self._registry: ServiceRegistry[RunnerReplica] = ServiceRegistry(
+            "runner", lambda cls, name, index: RunnerReplica(self, cls, name, index)
         )
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -179,7 +179,7 @@ class ServiceRunner:
 
     # -- services ------------------------------------------------------------------------
 
-    def add_service(self, service_cls: type, replicas: int = 1) -> list[Replica]:
+    def add_service(self, service_cls: type, replicas: int = 1) -> list[RunnerReplica]:
         """Add ``replicas`` replicas of a service (started at once if the runner runs).
 
         Adding the same class again adds more replicas of it.
@@ -192,11 +192,11 @@ class ServiceRunner:
                 replica.start()
         return added
 
-    def replicas(self, service: str | None = None) -> list[Replica]:
+    def replicas(self, service: str | None = None) -> list[RunnerReplica]:
         """Every replica (of one service), in the order they were added."""
         return self._registry.replicas(service)
 
-    def replica(self, name: str) -> Replica:
+    def replica(self, name: str) -> RunnerReplica:
         """The replica named ``name`` (e.g. ``"calculator-2"``)."""
         return self._registry.replica(name)
 
@@ -276,7 +276,7 @@ class ServiceRunner:
             self.state = state
             self._changed.notify_all()
 
-    def _replica_failed(self, replica: Replica, reason: str) -> None:
+    def _replica_failed(self, replica: RunnerReplica, reason: str) -> None:
         """A replica stopped consuming for good (its transport says why)."""
         with self._changed:
             self.crashes.append(ReplicaCrashed(replica.name, BrokerUnavailable(reason)))

@@ -44,13 +44,14 @@ from shimeji.core.runtime import Runtime, Task, Waiter
 from shimeji.core.tracing import Tracer
 from shimeji.core.transport import Transport
 
-__all__ = ["ServiceContainer", "WorkerContext", "get_service_name", "redacted_arguments"]
+__all__ = ["REDACTED", "ServiceContainer", "WorkerContext", "get_service_name"]
 
 log = logging.getLogger("shimeji.container")
 
 ExcInfo = tuple[type[BaseException], BaseException, Any]
 HandleResult = Callable[["WorkerContext", Any, "ExcInfo | None"], tuple[Any, "ExcInfo | None"]]
 
+#: What views show in place of a sensitive argument (``@rpc(sensitive_arguments=...)``).
 REDACTED = "********"
 
 # What a call may raise and still be an answer: any Exception, and SystemExit
@@ -142,49 +143,6 @@ class WorkerContext:
 
     def __repr__(self) -> str:
         return f"<WorkerContext {self.call_id} on {self.container.replica_name}>"
-
-
-def redacted_arguments(
-    entrypoint: Entrypoint, fn: Callable[..., Any], args: Iterable[Any], kwargs: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The call's arguments by name, sensitive ones (and ``arg.key`` paths) replaced."""
-    try:
-        bound = inspect.signature(fn).bind(None, *args, **kwargs)
-    except TypeError:
-        bound = None
-    if bound is None:
-        named: dict[str, Any] = {"args": list(args), **dict(kwargs)}
-    else:
-        named = dict(bound.arguments)
-        named.pop(next(iter(named)), None)  # self
-    if not entrypoint.sensitive_arguments:
-        return named
-    redacted = _deep_copy(named)
-    for path in entrypoint.sensitive_arguments:
-        _redact(redacted, path.split("."))
-    return redacted
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_deep_copy(v) for v in value]
-    return value
-
-
-def _redact(target: Any, path: list[str]) -> None:
-    key, rest = path[0], path[1:]
-    if isinstance(target, dict) and key in target:
-        if rest:
-            _redact(target[key], rest)
-        else:
-            target[key] = REDACTED
-    elif isinstance(target, list) and key.isdigit() and int(key) < len(target):
-        if rest:
-            _redact(target[int(key)], rest)
-        else:
-            target[int(key)] = REDACTED
 
 
 class ServiceContainer:
