@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING
 from shimeji.core.events import Event
 from shimeji.core.tracing import Tracer
 from shimeji.core.transport import (
-    BrokerUnavailable,
     Delivery,
     Message,
-    QueueInfo,
     QueueNotFound,
     Unroutable,
 )
+from shimeji.sim.connection import SimConnection
+from shimeji.sim.routing import Exchange, topic_matches
 
 if TYPE_CHECKING:
     from shimeji.sim.scheduler import Scheduler, SimTimer
@@ -45,22 +45,6 @@ if TYPE_CHECKING:
 MessageFaults = Callable[[Message], tuple[int, int, Message, "str | None"]]
 
 __all__ = ["SimBus", "SimConnection", "SimConsumer", "SimQueue", "topic_matches"]
-
-
-def _match_words(pattern: list[str], words: list[str]) -> bool:
-    if not pattern:
-        return not words
-    head, rest = pattern[0], pattern[1:]
-    if head == "#":
-        return any(_match_words(rest, words[i:]) for i in range(len(words) + 1))
-    if not words:
-        return False
-    return (head == "*" or head == words[0]) and _match_words(rest, words[1:])
-
-
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    """AMQP topic matching: ``*`` is exactly one word, ``#`` zero or more."""
-    return _match_words(pattern.split("."), routing_key.split("."))
 
 
 class _Queued:
@@ -153,191 +137,10 @@ class SimConsumer:
         self.bus._cancel(self)
 
     def close(self) -> None:
-        self.bus._close(self)
+        self.bus.close_consumer(self)
 
     def __repr__(self) -> str:
         return f"<SimConsumer {self.label} on {self.queue.name} unacked={len(self.unacked)}>"
-
-
-class _Exchange:
-    __slots__ = ("cache", "exact", "name", "one_word", "patterns")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        # routing key -> queues; bindings change rarely, keys repeat constantly
-        self.cache: dict[str, tuple[str, ...]] = {}
-        # Bindings indexed for speed; routing order is exact, one-word, patterns.
-        self.exact: dict[str, list[str]] = {}
-        self.one_word: dict[str, list[str]] = {}  # "svc.*" indexed by "svc"
-        self.patterns: list[tuple[str, str]] = []
-
-    def bind(self, pattern: str, queue: str) -> None:
-        self.cache.clear()
-        words = pattern.split(".")
-        if "*" not in words and "#" not in words:
-            targets = self.exact.setdefault(pattern, [])
-        elif words[-1] == "*" and "*" not in words[:-1] and "#" not in words:
-            targets = self.one_word.setdefault(pattern[:-2], [])
-        else:
-            if (pattern, queue) not in self.patterns:
-                self.patterns.append((pattern, queue))
-            return
-        if queue not in targets:
-            targets.append(queue)
-
-    def bindings_of(self, queue: str) -> list[str]:
-        found = [key for key, targets in self.exact.items() if queue in targets]
-        found += [f"{prefix}.*" for prefix, targets in self.one_word.items() if queue in targets]
-        found += [pattern for pattern, target in self.patterns if target == queue]
-        return found
-
-    def unbind_queue(self, queue: str) -> None:
-        self.cache.clear()
-        for table in (self.exact, self.one_word):
-            for targets in table.values():
-                if queue in targets:
-                    targets.remove(queue)
-        self.patterns = [entry for entry in self.patterns if entry[1] != queue]
-
-    def route(self, routing_key: str) -> tuple[str, ...]:
-        found = self.cache.get(routing_key)
-        if found is None:
-            if len(self.cache) > 10_000:  # many one-off reply ids: start afresh
-                self.cache.clear()
-            found = self.cache[routing_key] = tuple(self._route(routing_key))
-        return found
-
-    def _route(self, routing_key: str) -> list[str]:
-        found = list(self.exact.get(routing_key, ()))
-        prefix, dot, _ = routing_key.rpartition(".")
-        if dot:
-            for queue in self.one_word.get(prefix, ()):
-                if queue not in found:
-                    found.append(queue)
-        for pattern, queue in self.patterns:
-            if queue not in found and topic_matches(pattern, routing_key):
-                found.append(queue)
-        return found
-
-
-class SimConnection:
-    """One client's or replica's connection to the SimBus: a Transport of its own.
-
-    While the connection is cut (``SimBus.disconnect``) every operation on it
-    raises ``BrokerUnavailable``.
-    """
-
-    __slots__ = ("bus", "closed", "connected", "consumers", "label")
-
-    def __init__(self, bus: SimBus, label: str) -> None:
-        self.bus = bus
-        self.label = label
-        self.connected = True
-        self.closed = False
-        self.consumers: list[SimConsumer] = []
-
-    def connect(self) -> None:
-        self._check("connect")
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        for consumer in self.consumers:
-            consumer.suspended = False
-            self.bus._close(consumer, reason="its connection closed")
-        self.closed = True
-
-    def _check(self, what: str) -> None:
-        if self.closed:
-            raise BrokerUnavailable(f"{self.label} cannot {what}: its connection is closed")
-        if not self.connected:
-            raise BrokerUnavailable(f"{self.label} cannot {what}: its connection is cut")
-        if self.bus.outage:
-            raise BrokerUnavailable(f"{self.label} cannot {what}: the broker is down")
-
-    def declare_exchange(self, name: str) -> None:
-        self._check("declare an exchange")
-        self.bus.declare_exchange(name)
-
-    def declare_queue(
-        self,
-        name: str,
-        *,
-        durable: bool = True,
-        auto_delete: bool = False,
-        expires: float | None = None,
-        queue_type: str = "classic",
-        delivery_limit: int | None = None,
-    ) -> None:
-        self._check("declare a queue")
-        self.bus.declare_queue(
-            name,
-            durable=durable,
-            auto_delete=auto_delete,
-            expires=expires,
-            queue_type=queue_type,
-            delivery_limit=delivery_limit,
-        )
-
-    def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
-        self._check("bind a queue")
-        self.bus.bind_queue(queue, exchange, routing_key)
-
-    def delete_queue(self, name: str) -> None:
-        self._check("delete a queue")
-        self.bus.delete_queue(name)
-
-    def delete_exchange(self, name: str) -> None:
-        self._check("delete an exchange")
-        self.bus.exchanges.pop(name, None)
-
-    def inspect_queue(self, name: str) -> QueueInfo | None:
-        self._check("inspect a queue")
-        queue = self.bus.queues.get(name)
-        return None if queue is None else QueueInfo(len(queue.ready), len(queue.consumers))
-
-    def publish(
-        self,
-        message: Message,
-        *,
-        mandatory: bool,
-        on_lost: Callable[[BrokerUnavailable], None] | None = None,
-    ) -> None:
-        # The simulated broker holds what it accepted: on_lost is never called.
-        if not self.connected or self.bus.outage:
-            self.bus.tracer.emit(
-                Event(
-                    kind="publish_refused",
-                    replica=self.label,
-                    correlation_id=message.correlation_id,
-                    detail="connection cut" if not self.connected else "broker down",
-                )
-            )
-        self._check("publish")
-        self.bus.publish(message, mandatory=mandatory)
-
-    def consume(
-        self,
-        queue: str,
-        on_delivery: Callable[[Delivery], None],
-        *,
-        prefetch: int,
-        label: str,
-        auto_ack: bool = False,
-        on_lost: Callable[[str], None] | None = None,
-    ) -> SimConsumer:
-        self._check("consume")
-        consumer = self.bus.consume(
-            queue, on_delivery, prefetch=prefetch, label=label, auto_ack=auto_ack
-        )
-        consumer.connection = self
-        consumer.on_lost = on_lost
-        self.consumers.append(consumer)
-        return consumer
-
-    def __repr__(self) -> str:
-        state = "connected" if self.connected else "cut"
-        return f"<SimConnection {self.label} {state}>"
 
 
 class SimBus:
@@ -347,7 +150,7 @@ class SimBus:
         self.scheduler = scheduler
         self.tracer = tracer
         self.latency_us = round(latency * 1_000_000)
-        self.exchanges: dict[str, _Exchange] = {}
+        self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, SimQueue] = {}
         self.connections: dict[str, SimConnection] = {}
         self.cut_off: list[str] = []  # labels whose connection is cut
@@ -426,7 +229,7 @@ class SimBus:
 
     def declare_exchange(self, name: str) -> None:
         if name not in self.exchanges:
-            self.exchanges[name] = _Exchange(name)
+            self.exchanges[name] = Exchange(name)
 
     def declare_queue(
         self,
@@ -588,7 +391,7 @@ class SimBus:
                 for exchange in self.exchanges.values()
                 for key in exchange.bindings_of(consumer.queue.name)
             ]
-            self._close(consumer, reason="its connection was cut")
+            self.close_consumer(consumer, reason="its connection was cut")
             consumer.closed = False
             consumer.suspended = True
 
@@ -728,7 +531,8 @@ class SimBus:
                 return
             self._arm_expiry(queue)
 
-    def _close(self, consumer: SimConsumer, reason: str = "its consumer closed") -> None:
+    def close_consumer(self, consumer: SimConsumer, reason: str = "its consumer closed") -> None:
+        """Close a consumer for good: its unsettled deliveries go back to the queue."""
         if consumer.closed:
             return
         self._cancel(consumer)
