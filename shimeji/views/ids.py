@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from shimeji.views.log import EventRecord, MessageRecord
+from shimeji.core.events import Event as EventRecord
+
+if TYPE_CHECKING:
+    from shimeji.views.log import MessageRecord
 
 __all__ = ["IdNamer", "canonicalize"]
 

@@ -25,6 +25,7 @@ import attrs
 
 from shimeji.core.events import Event
 from shimeji.core.protocol import CALL_ID_STACK_KEY, HEADER_PREFIX
+from shimeji.views.ids import canonicalize
 from shimeji.views.redaction import Redactor
 
 __all__ = ["EventLog", "EventRecord", "LogFormatError", "MessageRecord"]
@@ -176,8 +177,6 @@ class EventLog:
 
     def canonical(self) -> EventLog:
         """This log with stable names for every id (see ``shimeji.views.ids``)."""
-        from shimeji.views.ids import canonicalize
-
         return EventLog(canonicalize(self.records))
 
     # -- jsonl ---------------------------------------------------------------------
