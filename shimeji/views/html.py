@@ -24,12 +24,11 @@ from shimeji.views.model import (
     BROKER,
     LOST_KINDS,
     TraceModel,
-    describe_event,
     describe_reply,
     describe_request,
     noted,
 )
-from shimeji.views.text import short_id
+from shimeji.views.text import timeline_row
 
 __all__ = ["render_html"]
 
@@ -161,15 +160,7 @@ def _mark(record: EventRecord, x: float, y: float) -> str:
 def _rows(log: EventLog, model: TraceModel) -> str:
     rows = []
     for record in log.records:
-        cells = (
-            f"{record.time:.6f}",
-            record.replica,
-            record.kind,
-            record.target or "-",
-            short_id(record.call_id),
-            short_id(record.correlation_id),
-            describe_event(record, model, limit=70, arrow="→", reply_limit=50),
-        )
+        cells = timeline_row(record, model, limit=70, arrow="→", reply_limit=50)
         tds = "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
         rows.append(
             f'<tr class="event kind-{html.escape(record.kind)}" data-seq="{record.seq}" '

@@ -12,10 +12,11 @@ event.
 
 from __future__ import annotations
 
+from shimeji.core.events import Event
 from shimeji.views.log import EventLog
 from shimeji.views.model import TraceModel, describe_event
 
-__all__ = ["render_text", "short_id"]
+__all__ = ["HEADER", "render_text", "short_id", "timeline_row"]
 
 HEADER = ("time", "replica", "event", "target", "call", "corr", "detail")
 
@@ -29,21 +30,26 @@ def short_id(value: str | None) -> str:
     return f"{head}.{tail}" if head else tail
 
 
+def timeline_row(
+    record: Event, model: TraceModel, limit: int, arrow: str = "->", reply_limit: int | None = None
+) -> tuple[str, str, str, str, str, str, str]:
+    """The cells of one timeline row (the columns of ``HEADER``); the text and
+    html views both lay out these."""
+    return (
+        f"{record.time:.6f}",
+        record.replica,
+        record.kind,
+        record.target or "-",
+        short_id(record.call_id),
+        short_id(record.correlation_id),
+        describe_event(record, model, limit=limit, arrow=arrow, reply_limit=reply_limit),
+    )
+
+
 def render_text(log: EventLog) -> str:
     """The aligned timeline of ``log``, ending with a newline."""
     model = TraceModel(log)
-    rows = [
-        (
-            f"{record.time:.6f}",
-            record.replica,
-            record.kind,
-            record.target or "-",
-            short_id(record.call_id),
-            short_id(record.correlation_id),
-            describe_event(record, model, limit=60),
-        )
-        for record in log.records
-    ]
+    rows = [timeline_row(record, model, limit=60) for record in log.records]
     widths = [max([len(HEADER[i])] + [len(row[i]) for row in rows]) for i in range(6)]
     lines = []
     for row in [HEADER, *rows]:
