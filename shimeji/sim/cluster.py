@@ -200,7 +200,9 @@ class SimCluster:
                 f"simulated task(s) {', '.join(errors)} crashed; see the log for tracebacks"
             )
 
-    def _container_died(self, container: ServiceContainer) -> None:
+    def container_died(self, container: ServiceContainer) -> None:
+        """Told by each replica's container when it dies: its crash, if it was
+        one, is raised by ``stop()``."""
         if container.crash is not None:
             self.crashes.append(container.crash)
 
@@ -299,7 +301,7 @@ class SimCluster:
         self.bus.reconnect(label)
         for replica in self.replicas():
             if replica.name == label:
-                replica._start_when_back()
+                replica.start_when_back()
 
     def broker_outage(self, seconds: float, restart: bool = False) -> None:
         """Take the broker down for ``seconds`` of virtual time, from now; with

@@ -45,7 +45,7 @@ class SimReplica:
             tracer=cluster.tracer,
             replica_name=self.name,
         )
-        container.on_death.append(cluster._container_died)
+        container.on_death.append(cluster.container_died)
         container.on_worker_start.append(cluster.faults.worker_started)
         return container
 
@@ -69,12 +69,14 @@ class SimReplica:
                 )
             )
             if outage_end is not None:
-                cluster.scheduler.call_at(outage_end, self._start_when_back)
+                cluster.scheduler.call_at(outage_end, self.start_when_back)
             return
         self.container = self._make_container()
         self.container.start()
 
-    def _start_when_back(self) -> None:
+    def start_when_back(self) -> None:
+        """Start now if this replica waits for the broker (its outage ended, or
+        its partition healed)."""
         if not self.waiting:
             return
         self.waiting = False

@@ -64,7 +64,7 @@ class Trace:
         if event.seq != -1:  # recorded already, by another recorder: keep its stamps
             event = attrs.evolve(event)
         event.seq = len(self._events)
-        event.time = self.clock._now_us / 1_000_000
+        event.time = self.clock.now_us / 1_000_000
         self._events.append(event)
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
