@@ -75,7 +75,7 @@ class LeaderFollowers:
             task = self._lead()
             if task is None:
                 return  # the role ended
-            task._run()
+            task.run()
             # The gate is locked again (this thread took it to lead): stand by on it.
             with self._lock:
                 if self.standby is not None or self._dismissed:

@@ -98,7 +98,8 @@ class ThreadTask:
         if waiter is not None:
             waiter._interrupt()
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Run the task on the calling thread (a pool thread, or one it was lent)."""
         fn, args = self.fn, self.args
         self.fn = self.args = None
         _local.task = self
@@ -241,7 +242,7 @@ class _Pool:
                 with lock:
                     self._threads -= 1
                 return
-            task._run()
+            task.run()
 
     @property
     def closed(self) -> bool:
