@@ -87,7 +87,7 @@ def test_a_lent_thread_takes_the_first_task_spawned_on_it(runtime):
     while not second.done and time.monotonic() < deadline:
         time.sleep(0.001)
     assert second.done and not first.done and ran[0] is not threading.current_thread()
-    first._run()  # what the lending thread does
+    first.run()  # what the lending thread does
     assert first.done and ran[1] is threading.current_thread()
     third = runtime.spawn(lambda: None, name="third")  # not lent any more: the pool
     assert [task for _, task in slot] == [first] and third is not first
