@@ -259,6 +259,11 @@ class SimCluster:
         self.faults.add(plan)
         if self.faults.has_message_faults:
             self.bus.on_publish = self.faults.on_publish
+        if self.faults.has_call_faults:
+            for replica in self.replicas():
+                hooks = replica.container.on_worker_start if replica.container else None
+                if hooks is not None and self.faults.worker_started not in hooks:
+                    hooks.append(self.faults.worker_started)
 
     def kill(self, replica: str | SimReplica) -> None:
         """Kill a replica now, as a crash would: its unacked requests are redelivered."""

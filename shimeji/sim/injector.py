@@ -86,6 +86,11 @@ class FaultInjector:
         """Whether the bus must show this injector every message it accepts."""
         return bool(self._rules)
 
+    @property
+    def has_call_faults(self) -> bool:
+        """Whether containers must tell this injector of every worker that starts."""
+        return bool(self._crash_during)
+
     def add(self, plan: FaultPlan) -> None:
         """Arm the faults of ``plan`` (time faults are scheduled from now on)."""
         self.plan = self.plan + plan

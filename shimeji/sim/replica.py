@@ -46,7 +46,8 @@ class SimReplica:
             replica_name=self.name,
         )
         container.on_death.append(cluster.container_died)
-        container.on_worker_start.append(cluster.faults.worker_started)
+        if cluster.faults.has_call_faults:
+            container.on_worker_start.append(cluster.faults.worker_started)
         return container
 
     def start(self) -> None:

@@ -41,31 +41,46 @@ class Trace:
         self.enabled = enabled
         self.redactor = Redactor()
         self._events: list[Event] = []
+        # Recording costs two appends: events are numbered, timed and their
+        # calls named when the trace is read (``_catch_up``), not as they come.
+        self._emitted: list[Event] = []
+        self._times: list[int] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
 
     def emit(self, event: Event) -> None:
-        if not self.enabled:
+        if self.enabled:
+            self._emitted.append(event)
+            self._times.append(self.clock.now_us)
+
+    def _catch_up(self) -> None:
+        """Number, time and name the events emitted since the trace was last read."""
+        emitted, times = self._emitted, self._times
+        if not emitted:
             return
-        correlation_id = event.correlation_id
-        if correlation_id is not None:
-            if event.kind == "publish":
-                self._calls[correlation_id] = (
-                    event.service,
-                    event.method,
-                    event.replica,
-                    event.call_id,
-                )
-            elif event.service is None:
-                # Deliveries and settlements know only the message: name its call.
-                known = self._calls.get(correlation_id)
-                if known is not None:
-                    event.service, event.method = known[0], known[1]
-        if event.seq != -1:  # recorded already, by another recorder: keep its stamps
-            event = attrs.evolve(event)
-        event.seq = len(self._events)
-        event.time = self.clock.now_us / 1_000_000
-        self._events.append(event)
+        events, calls = self._events, self._calls
+        for event, now_us in zip(emitted, times, strict=True):
+            if event.seq != -1:  # recorded already, by another recorder: keep its stamps
+                event = attrs.evolve(event)
+            correlation_id = event.correlation_id
+            if correlation_id is not None:
+                if event.kind == "publish":
+                    calls[correlation_id] = (
+                        event.service,
+                        event.method,
+                        event.replica,
+                        event.call_id,
+                    )
+                elif event.service is None:
+                    # Deliveries and settlements know only the message: name its call.
+                    known = calls.get(correlation_id)
+                    if known is not None:
+                        event.service, event.method = known[0], known[1]
+            event.seq = len(events)
+            event.time = now_us / 1_000_000
+            events.append(event)
+        emitted.clear()
+        times.clear()
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
         """The trace records requests as they are; it adds no context data."""
@@ -74,6 +89,7 @@ class Trace:
     @property
     def events(self) -> list[Event]:
         """Every event so far, in order."""
+        self._catch_up()
         return self._events
 
     @property
@@ -86,6 +102,7 @@ class Trace:
 
     def caller_of(self, correlation_id: str | None) -> str | None:
         """The label of whoever published the request with this correlation id."""
+        self._catch_up()
         known = self._calls.get(correlation_id or "")
         return known[2] if known else None
 
@@ -95,7 +112,7 @@ class Trace:
         return iter(self.events)
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self._events) + len(self._emitted)
 
     def filter(self, kind: str | None = None, **fields: Any) -> list[Event]:
         """Events of ``kind`` whose attributes equal ``fields``."""
@@ -112,6 +129,7 @@ class Trace:
 
     def clear(self) -> None:
         """Forget the events so far (sequence numbers start again at 0)."""
+        self._catch_up()  # the calls they name are still known
         self._events.clear()
 
     # -- views -------------------------------------------------------------------
