@@ -134,7 +134,6 @@ class FaultInjector:
             direction = "reply"
             service, method = self._requests.get(correlation_id, ("", ""))
         copies, delay_us, malformed = 1, 0, None
-        trace = self.tracer
         for rule in self._rules:
             fault = rule.fault
             if not fault.matches(direction, service, method):
@@ -151,65 +150,37 @@ class FaultInjector:
             rule.hit += 1
             what = f"{direction} {service}.{method}"
             if isinstance(fault, Drop):
-                trace.emit(
-                    Event(
-                        kind="fault_drop",
-                        replica="broker",
-                        service=service,
-                        method=method,
-                        correlation_id=correlation_id,
-                        detail=f"{what} lost",
-                        message=message,
-                    )
-                )
-                return 0, 0, message, None
-            if isinstance(fault, Corrupt):
+                kind, detail = "fault_drop", f"{what} lost"
+            elif isinstance(fault, Corrupt):
+                kind = "fault_corrupt"
                 if fault.part == "body":
                     message = attrs.evolve(message, body=CORRUPT_BODY)
-                    damage = "its body replaced by bytes no codec reads"
+                    detail = f"{what} corrupted: its body replaced by bytes no codec reads"
                 else:
                     malformed = "its content_type is not UTF-8"
-                    damage = "its properties made undecodable"
-                trace.emit(
-                    Event(
-                        kind="fault_corrupt",
-                        replica="broker",
-                        service=service,
-                        method=method,
-                        correlation_id=correlation_id,
-                        detail=f"{what} corrupted: {damage}",
-                        message=message,
-                    )
-                )
+                    detail = f"{what} corrupted: its properties made undecodable"
             elif isinstance(fault, Duplicate):
                 copies += 1
-                trace.emit(
-                    Event(
-                        kind="fault_duplicate",
-                        replica="broker",
-                        service=service,
-                        method=method,
-                        correlation_id=correlation_id,
-                        detail=f"{what} will be delivered twice",
-                        message=message,
-                    )
-                )
+                kind, detail = "fault_duplicate", f"{what} will be delivered twice"
             else:
                 seconds = fault.seconds
                 if fault.jitter:
                     seconds += self.rng.uniform(0, fault.jitter)
                 delay_us += to_us(seconds)
-                trace.emit(
-                    Event(
-                        kind="fault_delay",
-                        replica="broker",
-                        service=service,
-                        method=method,
-                        correlation_id=correlation_id,
-                        detail=f"{what} held {seconds:.6f}s",
-                        message=message,
-                    )
+                kind, detail = "fault_delay", f"{what} held {seconds:.6f}s"
+            self.tracer.emit(
+                Event(
+                    kind=kind,
+                    replica="broker",
+                    service=service,
+                    method=method,
+                    correlation_id=correlation_id,
+                    detail=detail,
+                    message=message,
                 )
+            )
+            if kind == "fault_drop":
+                return 0, 0, message, None
         return copies, delay_us, message, malformed
 
     # -- call faults, called by the containers ------------------------------------------
