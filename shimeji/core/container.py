@@ -190,7 +190,7 @@ class ServiceContainer:
         if not self.entrypoints:
             raise ConfigurationError(
                 f"service class {service_cls.__qualname__} has no entrypoints: "
-                "decorate at least one method with @rpc"
+                "decorate at least one method with @rpc, @event_handler or @timer"
             )
         self.dependencies: list[DependencyProvider] = [
             template.bind(self, attr_name) for attr_name, template in iter_dependencies(service_cls)

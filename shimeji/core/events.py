@@ -151,6 +151,9 @@ KINDS: dict[str, EventKind] = _kinds(
     EventKind("timeout", NOTE, "a call got no reply in time", ends_call=True),
     EventKind("bad_request", NOTE, "a request that cannot be served was answered with its error"),
     EventKind("queue_deleted", ROW, "a queue was deleted (and the messages in it)"),
+    # events and timers
+    EventKind("dispatch", ROW, "a service (or a client) dispatched an event"),
+    EventKind("timer_tick", ROW, "a timer fired: its method runs"),
     # workers
     EventKind("worker_start", ACTIVATE, "a worker started handling a call"),
     EventKind("worker_end", DEACTIVATE, "a worker finished: ok, or the error it raised"),

@@ -18,6 +18,7 @@ __all__ = [
     "BadRequest",
     "ConfigurationError",
     "ContainerBeingKilled",
+    "EventHandlerConfigurationError",
     "ExtensionNotFound",
     "IncorrectSignature",
     "MalformedReply",
@@ -165,6 +166,11 @@ class PublishFailed(ShimejiError):
             f"with: {self.cause}. Nothing was sent; check the broker, or raise "
             "RPC_RETRY_POLICY max_retries"
         )
+
+
+class EventHandlerConfigurationError(ConfigurationError):
+    """An event handler asks for what cannot be: a broadcast handler with reliable
+    delivery and the default broadcast identifier."""
 
 
 class ExtensionNotFound(ShimejiError):

@@ -25,18 +25,24 @@ from shimeji.core.serialization import Codec
 
 __all__ = [
     "CALL_ID_STACK_KEY",
+    "EVENT_EXCHANGE_SUFFIX",
     "HEADER_PREFIX",
     "STANDALONE_SERVICE",
+    "broadcast_queue_name",
     "context_from_headers",
     "decode_reply",
     "decode_request",
     "encode_reply",
     "encode_request",
+    "event_exchange_name",
+    "event_source",
     "headers_from_context",
+    "pool_queue_name",
     "reply_queue_name",
     "request_routing_key",
     "service_binding_key",
     "service_queue_name",
+    "singleton_queue_name",
     "split_routing_key",
     "validate_service_name",
 ]
@@ -80,6 +86,43 @@ def split_routing_key(routing_key: str) -> tuple[str, str]:
 
 def reply_queue_name(owner: str, reply_id: str) -> str:
     return f"rpc.reply-{owner}-{reply_id}"
+
+
+# -- events (nameko's publish-subscribe) ---------------------------------------------
+#
+# A service dispatches events to a topic exchange of its own, ``<service>.events``,
+# with the event type as routing key and the event data as the body. Handlers
+# consume queues bound to it with the event type, named by handler type:
+#   SERVICE_POOL  evt-<source>-<event type>--<service>.<method>
+#   SINGLETON     evt-<source>-<event type>
+#   BROADCAST     evt-<source>-<event type>--<service>.<method>-<broadcast identifier>
+
+EVENT_EXCHANGE_SUFFIX = ".events"
+
+
+def event_exchange_name(source_service: str) -> str:
+    return f"{source_service}{EVENT_EXCHANGE_SUFFIX}"
+
+
+def event_source(exchange: str) -> str | None:
+    """The service an event exchange belongs to, or None if it is not one."""
+    if exchange.endswith(EVENT_EXCHANGE_SUFFIX):
+        return exchange[: -len(EVENT_EXCHANGE_SUFFIX)]
+    return None
+
+
+def pool_queue_name(source: str, event_type: str, service: str, method: str) -> str:
+    return f"evt-{source}-{event_type}--{service}.{method}"
+
+
+def singleton_queue_name(source: str, event_type: str) -> str:
+    return f"evt-{source}-{event_type}"
+
+
+def broadcast_queue_name(
+    source: str, event_type: str, service: str, method: str, identifier: str
+) -> str:
+    return f"evt-{source}-{event_type}--{service}.{method}-{identifier}"
 
 
 # -- headers ---------------------------------------------------------------------

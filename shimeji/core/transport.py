@@ -169,11 +169,14 @@ class Transport(Protocol):
         expires: float | None = None,
         queue_type: str = "classic",
         delivery_limit: int | None = None,
+        exclusive: bool = False,
     ) -> None:
         """Declare a queue (idempotent). ``expires``: seconds unused before the
         broker deletes it. ``queue_type="quorum"``: a queue replicated across the
         nodes of a cluster (durable), which drops (or dead-letters) a message
-        given back more than ``delivery_limit`` times."""
+        given back more than ``delivery_limit`` times. ``exclusive``: only this
+        connection may consume it, and it is deleted when the connection
+        closes or drops (the transport declares it again on reconnecting)."""
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
         """Route messages whose key matches ``routing_key`` (a topic pattern) to

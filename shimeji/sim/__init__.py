@@ -5,7 +5,14 @@
 
 from shimeji.sim.cluster import SimCluster
 from shimeji.sim.replica import SimReplica
-from shimeji.sim.scheduler import SimulationStalled
+from shimeji.sim.scheduler import SimulationLivelock, SimulationStalled
 from shimeji.sim.trace import Trace, TraceEvent
 
-__all__ = ["SimCluster", "SimReplica", "SimulationStalled", "Trace", "TraceEvent"]
+__all__ = [
+    "SimCluster",
+    "SimReplica",
+    "SimulationLivelock",
+    "SimulationStalled",
+    "Trace",
+    "TraceEvent",
+]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from shimeji.core.events import Event
@@ -36,6 +37,7 @@ from shimeji.core.transport import (
 )
 from shimeji.sim.connection import SimConnection
 from shimeji.sim.routing import Exchange, topic_matches
+from shimeji.sim.scheduler import SimulationLivelock
 
 if TYPE_CHECKING:
     from shimeji.sim.scheduler import Scheduler, SimTimer
@@ -45,6 +47,24 @@ if TYPE_CHECKING:
 MessageFaults = Callable[[Message], tuple[int, int, Message, "str | None"]]
 
 __all__ = ["SimBus", "SimConnection", "SimConsumer", "SimQueue", "topic_matches"]
+
+
+#: How often one message may go back to its (classic) queue before the simulator
+#: calls it a livelock: a consumer that always gives it back, such as an event
+#: handler that always fails with requeue_on_error=True.
+REDELIVERY_LOOP = 10_000
+
+
+def _loop_found(queue: str, delivery: Delivery, since: float) -> None:
+    message = delivery.message
+    raise SimulationLivelock(
+        f"the simulation is in a livelock: a message on queue {queue!r} (routing key "
+        f"{message.routing_key!r}, correlation id {message.correlation_id}) went back to its "
+        f"queue {REDELIVERY_LOOP:,} times, the last time by {delivery.consumer.label}. On "
+        "RabbitMQ it would be redelivered for ever. Is it an event handler that always fails "
+        "with requeue_on_error=True? Let it succeed or fail for good, or use "
+        "RPC_QUEUE_TYPE quorum, whose delivery limit drops such a message."
+    )
 
 
 class _Queued:
@@ -68,6 +88,7 @@ class SimQueue:
         "expires_us",
         "expiry_timer",
         "name",
+        "owner",
         "ready",
         "rr",
     )
@@ -82,6 +103,7 @@ class SimQueue:
         self.rr = 0  # index of the consumer whose turn is next
         self.expiry_timer: SimTimer | None = None
         self.delivery_limit: int | None = None  # quorum queues: returns before a drop
+        self.owner: str | None = None  # the connection an exclusive queue belongs to
 
     def __repr__(self) -> str:
         return f"<SimQueue {self.name} ready={len(self.ready)} consumers={len(self.consumers)}>"
@@ -168,6 +190,12 @@ class SimBus:
         """Whether the broker is down (publishes fail, nothing is delivered)."""
         return self.outage_end_us is not None
 
+    def drop_exclusive_queues(self, owner: str, why: str) -> None:
+        """Delete the exclusive queues of a connection that closed or dropped."""
+        for name, queue in list(self.queues.items()):
+            if queue.owner == owner:
+                self.delete_queue(name, f"deleted with its exclusive connection ({why})")
+
     def begin_outage(self, seconds: float, restart: bool = False) -> None:
         """The broker is down for ``seconds``. With ``restart``, it restarts as
         RabbitMQ does: every connection drops (consumers give back what they
@@ -240,13 +268,15 @@ class SimBus:
         expires: float | None = None,
         queue_type: str = "classic",
         delivery_limit: int | None = None,
+        owner: str | None = None,
     ) -> None:
         queue = self.queues.get(name)
         if queue is None:
             expires_us = None if expires is None else round(expires * 1_000_000)
             queue = self.queues[name] = SimQueue(name, durable, auto_delete, expires_us)
-            # A quorum queue counts how often it took each message back.
+            # A quorum queue drops a message given back more than this.
             queue.delivery_limit = delivery_limit if queue_type == "quorum" else None
+            queue.owner = owner
         self._arm_expiry(queue)  # (re)declaring counts as use
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
@@ -394,6 +424,7 @@ class SimBus:
             self.close_consumer(consumer, reason="its connection was cut")
             consumer.closed = False
             consumer.suspended = True
+        self.drop_exclusive_queues(label, "its connection was cut")
 
     def reconnect(self, label: str) -> None:
         """Restore ``label``'s connection: declare its queues and bindings again and
@@ -414,7 +445,11 @@ class SimBus:
             if queue is None:
                 expires = None if old.expires_us is None else old.expires_us / 1_000_000
                 self.declare_queue(
-                    old.name, durable=old.durable, auto_delete=old.auto_delete, expires=expires
+                    old.name,
+                    durable=old.durable,
+                    auto_delete=old.auto_delete,
+                    expires=expires,
+                    owner=old.owner,
                 )
                 queue = self.queues[old.name]
                 queue.delivery_limit = old.delivery_limit
@@ -500,6 +535,11 @@ class SimBus:
         """Put an unsettled message back at the head of its queue, unless the
         queue's delivery limit drops it (a quorum queue)."""
         returns += 1
+        if queue.delivery_limit is None and returns == REDELIVERY_LOOP:
+            # RabbitMQ would redeliver it for ever; a test must not spin for ever.
+            self.scheduler.call_urgent(
+                partial(_loop_found, queue.name, delivery, self.scheduler.clock.elapsed())
+            )
         if queue.delivery_limit is not None and returns > queue.delivery_limit:
             if self.tracer.enabled:
                 self.tracer.emit(

@@ -22,11 +22,14 @@ from shimeji.core.config import FROM_CONFIG
 from shimeji.core.container import ServiceContainer
 from shimeji.core.events import Event
 from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
+from shimeji.core.protocol import validate_service_name
+from shimeji.core.pubsub import publish_event
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.rpc import RpcClient, StandaloneProxy
 from shimeji.core.tracing import Tracer, Tracers
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
+from shimeji.sim.connection import SimConnection
 from shimeji.sim.faults import FaultPlan
 from shimeji.sim.injector import FaultInjector, FaultTarget
 from shimeji.sim.replica import SimReplica
@@ -121,6 +124,7 @@ class SimCluster:
             "cluster", lambda cls, name, index: SimReplica(self, cls, name, index)
         )
         self._clients: list[RpcClient] = []
+        self._dispatcher: SimConnection | None = None
         self._rpc: StandaloneProxy | None = None
         self.crashes: list[ReplicaCrashed] = []
         self.state = "created"
@@ -317,7 +321,8 @@ class SimCluster:
         self.bus.begin_outage(seconds, restart)
 
     def _labels(self) -> list[str]:
-        return [r.name for r in self.replicas()] + [c.label for c in self._clients]
+        labels = [r.name for r in self.replicas()] + [c.label for c in self._clients]
+        return labels + (["dispatcher"] if self._dispatcher is not None else [])
 
     def _label(self, name: str | SimReplica) -> str:
         label = name.name if isinstance(name, SimReplica) else name
@@ -401,6 +406,42 @@ class SimCluster:
             context_data=context_data,
             timeout=timeout,
             retry_policy=retry_policy,
+        )
+
+    # -- events ------------------------------------------------------------------------
+
+    def dispatch(
+        self,
+        source_service: str,
+        event_type: str,
+        event_data: Any,
+        context_data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Dispatch an event as ``source_service`` would, from outside any service
+        (the connection labelled ``"dispatcher"``), with ``context_data``."""
+        self._require_running("dispatch events")
+        problem = validate_service_name(source_service)
+        if problem:
+            raise ConfigurationError(f"dispatch: {problem}")
+        if context_data is not None and not isinstance(context_data, Mapping):
+            raise ConfigurationError(f"context_data must be a mapping, got {context_data!r}")
+        if self._dispatcher is None:
+            self._dispatcher = self.bus.connect("dispatcher")
+        if not isinstance(event_type, str) or not event_type:
+            raise ConfigurationError(
+                f"dispatch: an event type is a non-empty string, not {event_type!r}"
+            )
+        publish_event(
+            transport=self._dispatcher,
+            runtime=self.scheduler,
+            tracer=self.tracer,
+            settings=self.settings,
+            label="dispatcher",
+            source_service=source_service,
+            event_type=event_type,
+            event_data=event_data,
+            context_data=dict(context_data or {}),
+            call_id_stack=[],
         )
 
     # -- time --------------------------------------------------------------------------

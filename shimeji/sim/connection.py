@@ -46,6 +46,7 @@ class SimConnection:
         for consumer in self.consumers:
             consumer.suspended = False
             self.bus.close_consumer(consumer, reason="its connection closed")
+        self.bus.drop_exclusive_queues(self.label, "its connection closed")
         self.closed = True
 
     def _check(self, what: str) -> None:
@@ -69,6 +70,7 @@ class SimConnection:
         expires: float | None = None,
         queue_type: str = "classic",
         delivery_limit: int | None = None,
+        exclusive: bool = False,
     ) -> None:
         self._check("declare a queue")
         self.bus.declare_queue(
@@ -78,6 +80,7 @@ class SimConnection:
             expires=expires,
             queue_type=queue_type,
             delivery_limit=delivery_limit,
+            owner=self.label if exclusive else None,
         )
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:

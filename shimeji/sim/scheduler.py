@@ -27,7 +27,14 @@ import greenlet
 from shimeji.core.exceptions import ShimejiError
 from shimeji.sim.clock import VirtualClock
 
-__all__ = ["Scheduler", "SimTask", "SimTimer", "SimWaiter", "SimulationStalled"]
+__all__ = [
+    "Scheduler",
+    "SimTask",
+    "SimTimer",
+    "SimWaiter",
+    "SimulationLivelock",
+    "SimulationStalled",
+]
 
 log = logging.getLogger("shimeji.sim")
 
@@ -37,6 +44,11 @@ GreenletExit = greenlet.GreenletExit
 class SimulationStalled(ShimejiError):
     """A caller waits with no deadline, and nothing left in the simulation can
     ever answer it."""
+
+
+class SimulationLivelock(ShimejiError):
+    """The simulation runs in circles: one message has gone back to its queue so
+    often that it would never be settled (``shimeji.sim.bus.REDELIVERY_LOOP``)."""
 
 
 _VARIANT = "89ab"

@@ -64,7 +64,7 @@ class Trace:
                 event = attrs.evolve(event)
             correlation_id = event.correlation_id
             if correlation_id is not None:
-                if event.kind == "publish":
+                if event.kind in ("publish", "dispatch"):
                     calls[correlation_id] = (
                         event.service,
                         event.method,

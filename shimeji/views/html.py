@@ -24,6 +24,7 @@ from shimeji.views.model import (
     BROKER,
     LOST_KINDS,
     TraceModel,
+    describe_dispatch,
     describe_reply,
     describe_request,
     noted,
@@ -90,9 +91,17 @@ def _svg(log: EventLog, model: TraceModel) -> str:
     for record in log.records:
         kind, label = record.kind, record.replica
         y = _row_y(index_of[record.seq])
-        if kind in ("publish", "reply") and record.correlation_id:
+        if kind in ("publish", "reply", "dispatch") and record.correlation_id:
             sources[(record.correlation_id, kind)] = record.seq
-        if kind == "deliver" and record.seq not in model.unclaimed:
+        if kind == "deliver" and model.is_event(record):
+            sender = model.sender(record)
+            source = sources.get((record.correlation_id or "", "dispatch"))
+            y0 = _row_y(index_of[source]) if source is not None else y
+            dispatch = model.dispatches[record.correlation_id or ""]
+            text = describe_dispatch(dispatch.method, dispatch.message, limit=28)
+            css = "event redelivered" if record.detail == "redelivered" else "event"
+            parts.append(_arrow(record.seq, x(sender), y0, x(label), y, css, text))
+        elif kind == "deliver" and record.seq not in model.unclaimed:
             request = model.is_request(record)
             sender = model.sender(record)
             source = sources.get((record.correlation_id or "", "publish" if request else "reply"))
@@ -207,6 +216,7 @@ main { display: flex; height: calc(100vh - 44px); }
 #diagram .message text { font: 10px ui-monospace, monospace; fill: #3d4955;
   paint-order: stroke; stroke: #fff; stroke-width: 3px; }
 #diagram .message.reply path { stroke-dasharray: 5 3; stroke: #4b6b45; }
+#diagram .message.event path { stroke-dasharray: 1 3; stroke: #5a4b8a; }
 #diagram .message.redelivered path { stroke: #9a5b00; }
 #diagram .message.lost path { stroke: #b03030; stroke-dasharray: 2 3; }
 #diagram .cross { stroke: #b03030; stroke-width: 2.2; }

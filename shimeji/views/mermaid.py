@@ -21,6 +21,7 @@ from shimeji.views.model import (
     CLIENT,
     LOST_KINDS,
     TraceModel,
+    describe_dispatch,
     describe_reply,
     describe_request,
     noted,
@@ -89,7 +90,13 @@ def render_mermaid(log: EventLog) -> str:
             continue  # drawn as lost at its reply_dropped event
         if kind == "deliver":
             sender = model.sender(record)
-            if model.is_request(record):
+            if model.is_event(record):  # an asynchronous arrow: nobody waits for it
+                dispatch = model.dispatches[record.correlation_id or ""]
+                text = describe_dispatch(dispatch.method, dispatch.message)
+                if record.detail == "redelivered":
+                    text += " (redelivered)"
+                lines.append(f"    {who(sender)}-){who(label)}: {escape(text)}")
+            elif model.is_request(record):
                 text = describe_request(record.method, record.message)
                 if record.detail == "redelivered":
                     text += " (redelivered)"

@@ -26,6 +26,7 @@ __all__ = [
     "Call",
     "TraceModel",
     "Worker",
+    "describe_dispatch",
     "describe_event",
     "describe_reply",
     "describe_request",
@@ -103,6 +104,9 @@ class TraceModel:
         self.calls: dict[str, Call] = {}
         self.senders: dict[int, str] = {}  # seq of a deliver / lost event -> sender label
         self.requests: set[int] = set()  # seqs of deliver events that hand over a request
+        #: correlation id of a dispatched event -> its dispatch record
+        self.dispatches: dict[str, EventRecord] = {}
+        self.events: set[int] = set()  # seqs of deliver events that hand over an event
         self.reply_owner: dict[str, str] = {}  # reply queue id -> client label
         #: seqs of deliver events whose reply nobody took (a reply_dropped follows)
         self.unclaimed: set[int] = set()
@@ -140,6 +144,11 @@ class TraceModel:
                     self.reply_owner.setdefault(record.message.reply_to, label)
             elif kind == "reply" and corr is not None:
                 repliers[corr] = label
+            elif kind == "dispatch" and corr is not None:
+                self.dispatches[corr] = record
+            elif kind == "deliver" and corr in self.dispatches:
+                self.events.add(record.seq)
+                self.senders[record.seq] = self.dispatches[corr].replica
             elif kind == "deliver":
                 delivered[(corr or "", label)] = record.seq
                 call = self.calls.get(corr or "")
@@ -226,6 +235,10 @@ class TraceModel:
         """Whether a deliver event hands a request (not a reply) to its replica."""
         return record.seq in self.requests
 
+    def is_event(self, record: EventRecord) -> bool:
+        """Whether a deliver event hands a dispatched event to a handler."""
+        return record.seq in self.events
+
     def call(self, correlation_id: str | None) -> Call | None:
         return self.calls.get(correlation_id or "")
 
@@ -253,6 +266,16 @@ def describe_request(method: str | None, message: MessageRecord | None, limit: i
     if isinstance(kwargs, dict):
         parts += [f"{key}={_compact(value)}" for key, value in kwargs.items()]
     return shorten(f"{name}({', '.join(parts)})", limit)
+
+
+def describe_dispatch(
+    event_type: str | None, message: MessageRecord | None, limit: int = 48
+) -> str:
+    """``order_placed {"id": 1}``: the event type and its (redacted) data, shortened."""
+    name = event_type or "?"
+    if message is None or message.body_encoding != "json":
+        return name
+    return shorten(f"{name} {_compact(message.body)}", limit)
 
 
 def describe_reply(message: MessageRecord | None, limit: int = 48) -> str:
@@ -283,10 +306,16 @@ def describe_event(
     kind = record.kind
     if kind == "publish":
         return describe_request(record.method, record.message, limit=limit)
+    if kind == "dispatch":
+        return describe_dispatch(record.method, record.message, limit=limit)
     if kind == "reply":
         return f"{arrow} " + describe_reply(record.message, limit=limit)
     if kind == "deliver":
         sender = model.sender(record) or "?"
+        if model.is_event(record):
+            event_type = model.dispatches[record.correlation_id or ""].method
+            text = f"event {event_type or '?'} from {sender}"
+            return f"{text} (redelivered)" if record.detail == "redelivered" else text
         if model.is_request(record):
             text = f"from {sender}"
             return f"{text} (redelivered)" if record.detail == "redelivered" else text
