@@ -38,10 +38,13 @@ class VirtualClock:
     """Virtual time in microseconds since the start of a simulation.
 
     Invariant: the clock never goes backwards. It only moves when the event
-    loop reaches an event scheduled later than now.
+    loop reaches an event scheduled later than now (``advance_to``).
+
+    ``now_us`` is read for every event recorded: it is a plain attribute, to
+    be read and never written but by ``advance_to``.
     """
 
-    __slots__ = ("_listeners", "_now_us", "start", "start_us")
+    __slots__ = ("_listeners", "now_us", "start", "start_us")
 
     def __init__(self, start: _dt.datetime | float = DEFAULT_START) -> None:
         if isinstance(start, _dt.datetime):
@@ -56,30 +59,26 @@ class VirtualClock:
             )
         self.start_us = start_us
         self.start = start_us / 1_000_000
-        self._now_us = 0
+        #: microseconds since the simulation started
+        self.now_us = 0
         self._listeners: list[Callable[[int], None]] = []
-
-    @property
-    def now_us(self) -> int:
-        """Microseconds since the simulation started."""
-        return self._now_us
 
     def time(self) -> float:
         """Virtual epoch seconds."""
-        return (self.start_us + self._now_us) / 1_000_000
+        return (self.start_us + self.now_us) / 1_000_000
 
     def elapsed(self) -> float:
         """Virtual seconds since the simulation started."""
-        return self._now_us / 1_000_000
+        return self.now_us / 1_000_000
 
     def advance_to(self, now_us: int) -> None:
-        if now_us < self._now_us:
+        if now_us < self.now_us:
             raise ValueError(
-                f"virtual time cannot go backwards: asked to move from {self._now_us}us "
+                f"virtual time cannot go backwards: asked to move from {self.now_us}us "
                 f"to {now_us}us"
             )
-        if now_us != self._now_us:
-            self._now_us = now_us
+        if now_us != self.now_us:
+            self.now_us = now_us
             for listener in self._listeners:
                 listener(now_us)
 
@@ -90,7 +89,7 @@ class VirtualClock:
 
     def datetime(self) -> _dt.datetime:
         """Virtual now as a naive UTC datetime (freezegun's representation)."""
-        return _EPOCH + _dt.timedelta(microseconds=self.start_us + self._now_us)
+        return _EPOCH + _dt.timedelta(microseconds=self.start_us + self.now_us)
 
 
 _EPOCH = _dt.datetime(1970, 1, 1)

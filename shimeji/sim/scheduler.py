@@ -289,8 +289,15 @@ class Scheduler:
     def new_id(self) -> str:
         # A version-4 UUID drawn from the seeded RNG (formatted by hand: uuid.UUID
         # is several times slower, and ids are made for every call).
-        h = f"{self.rng.getrandbits(128):032x}"
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+        n = self.rng.getrandbits(128)
+        return "%08x-%04x-4%03x-%s%03x-%012x" % (  # noqa: UP031 (the fastest form)
+            n >> 96,
+            (n >> 80) & 0xFFFF,
+            (n >> 64) & 0xFFF,
+            _VARIANT[(n >> 60) & 3],
+            (n >> 48) & 0xFFF,
+            n & 0xFFFFFFFFFFFF,
+        )
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> SimTask:
         task = SimTask(self, fn, args, name)

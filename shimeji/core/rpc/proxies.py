@@ -20,6 +20,9 @@ from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.extensions import DependencyProvider, SharedExtension
 from shimeji.core.rpc.client import RpcClient, RpcReply
 
+#: Characters a method name cannot hold: it becomes the last word of a routing key.
+_NOT_IN_NAMES = frozenset(".*# \t\n")
+
 __all__ = [
     "MethodProxy",
     "ReplyListener",
@@ -88,10 +91,12 @@ class ServiceProxy:
     def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        return self[name]
+        # Kept as an attribute: the next ``proxy.method`` finds it at once.
+        proxy = self.__dict__[name] = self[name]
+        return proxy
 
     def __getitem__(self, name: str) -> MethodProxy:
-        if not isinstance(name, str) or not name or any(c in name for c in ".*# \t\n"):
+        if not isinstance(name, str) or not name or not _NOT_IN_NAMES.isdisjoint(name):
             raise ConfigurationError(
                 f"{name!r} cannot be a method name (it becomes the last word of the "
                 f"routing key {self.service_name}.<method>): use the method's own name"
@@ -149,7 +154,9 @@ class StandaloneProxy:
     def __getattr__(self, name: str) -> ServiceProxy:
         if name.startswith("_"):
             raise AttributeError(name)
-        return self[name]
+        # Kept as an attribute: the next ``proxy.service`` finds it at once.
+        proxy = self.__dict__[name] = self[name]
+        return proxy
 
     def __getitem__(self, service_name: str) -> ServiceProxy:
         return ServiceProxy(
