@@ -366,8 +366,9 @@ class ServiceContainer:
             self._worker_done(worker_ctx)
 
     def _lifecycle(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
-        for hook in self.on_worker_start:
-            hook(worker_ctx)
+        if self.on_worker_start:
+            for hook in self.on_worker_start:
+                hook(worker_ctx)
         tracer = self.tracer
         if tracer.enabled:
             tracer.emit(
@@ -436,8 +437,9 @@ class ServiceContainer:
             self._hook_failed(worker_ctx, stage, provider, exc)
         finally:
             exc_info = None  # no reference cycle through the traceback
-        for hook in self.on_worker_end:
-            hook(worker_ctx)
+        if self.on_worker_end:
+            for hook in self.on_worker_end:
+                hook(worker_ctx)
 
     def _log_worker_error(self, worker_ctx: WorkerContext, exc: BaseException) -> None:
         if isinstance(exc, worker_ctx.entrypoint.expected_exceptions):

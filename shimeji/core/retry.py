@@ -34,6 +34,7 @@ def with_retry(
     correlation_id: str | None = None,
     call_id: str | None = None,
     deadline: float | None = None,
+    failed: BrokerUnavailable | None = None,
 ) -> Any:
     """Run ``operation``, retrying on ``BrokerUnavailable`` as ``policy`` says.
 
@@ -41,12 +42,16 @@ def with_retry(
     the next attempt would come after ``deadline`` (a time on ``runtime``'s
     clock: a call's timeout bounds its retries). Other errors (``Unroutable``
     among them: retrying cannot create a queue) pass through at once.
+    ``failed``: the first attempt was made already, and failed so.
     """
     attempts = 0
     waits = None
     while True:
         attempts += 1
         try:
+            if failed is not None:
+                exc, failed = failed, None
+                raise exc
             return operation()
         except BrokerUnavailable as exc:
             if waits is None:
@@ -92,6 +97,16 @@ def publish_with_retry(
 ) -> None:
     """Publish, retrying as ``policy`` says; ``PublishFailed`` if it never works
     (then nothing was sent). ``on_lost``: see ``Transport.publish``."""
+    # The first attempt straight away: publishing usually works, and this is
+    # on the path of every call.
+    try:
+        if on_lost is None:
+            transport.publish(message, mandatory=mandatory)
+        else:
+            transport.publish(message, mandatory=mandatory, on_lost=on_lost)
+        return
+    except BrokerUnavailable as exc:
+        failed = exc
     if on_lost is None:
         operation = partial(transport.publish, message, mandatory=mandatory)
     else:
@@ -106,7 +121,5 @@ def publish_with_retry(
         correlation_id=message.correlation_id,
         call_id=call_id,
         deadline=deadline,
+        failed=failed,
     )
-
-
-# -- server side ---------------------------------------------------------------

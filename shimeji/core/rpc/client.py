@@ -49,6 +49,7 @@ class PendingCall:
     __slots__ = (
         "call_id",
         "correlation_id",
+        "deadline",
         "message",
         "method",
         "retry_policy",
@@ -80,11 +81,8 @@ class PendingCall:
         self.since = since
         self.retry_policy = retry_policy
         self.timer: Timer | None = None
-
-    @property
-    def deadline(self) -> float | None:
-        """When the call times out (runtime clock), if it has a timeout."""
-        return None if self.timeout is None else self.since + self.timeout
+        #: when the call times out (runtime clock), if it has a timeout
+        self.deadline: float | None = None if timeout is None else since + timeout
 
     def describe(self) -> str:
         return f"{self.service}.{self.method} (correlation id {self.correlation_id})"

@@ -43,9 +43,12 @@ class MethodProxy:
         self.method_name = method_name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call_async(*args, **kwargs).result()
+        return self._send(args, kwargs).result()
 
     def call_async(self, *args: Any, **kwargs: Any) -> RpcReply:
+        return self._send(args, kwargs)
+
+    def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RpcReply:
         proxy = self.service_proxy
         return proxy.client.call(
             proxy.service_name,
@@ -91,8 +94,10 @@ class ServiceProxy:
     def __getattr__(self, name: str) -> MethodProxy:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
-        # Kept as an attribute: the next ``proxy.method`` finds it at once.
-        proxy = self.__dict__[name] = self[name]
+        proxy = self[name]
+        if self.worker_ctx is None:
+            # A standalone proxy lives on: the next ``proxy.method`` finds this at once.
+            self.__dict__[name] = proxy
         return proxy
 
     def __getitem__(self, name: str) -> MethodProxy:
