@@ -8,6 +8,10 @@
     with ServiceRpcProxy("calculator", config) as calculator:
         calculator.add(2, 3)
 
+    dispatch = event_dispatcher(config)
+    dispatch("orders", "order_placed", {"id": 1})
+    dispatch.close()
+
 ``ClusterRpcProxy`` connects; what it gives (``with ... as rpc``) is a
 ``StandaloneProxy``, the object ``SimCluster.rpc_proxy`` returns too: what works
 against the simulator works here. (nameko calls that object ``ClusterProxy``;
@@ -23,12 +27,20 @@ from typing import Any
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core import protocol
-from shimeji.core.config import DEFAULT_CONFIG, FROM_CONFIG, Settings
+from shimeji.core.config import DEFAULT_CONFIG, FROM_CONFIG, RetryPolicy, Settings
 from shimeji.core.exceptions import ConfigurationError, ShimejiError
+from shimeji.core.pubsub import publish_event
 from shimeji.core.rpc import RpcClient, ServiceProxy, StandaloneProxy
 from shimeji.core.tracing import NullTracer, Tracer
 
-__all__ = ["ClusterProxy", "ClusterRpcProxy", "ServiceRpcProxy", "StandaloneProxy"]
+__all__ = [
+    "ClusterProxy",
+    "ClusterRpcProxy",
+    "ServiceRpcProxy",
+    "StandaloneDispatcher",
+    "StandaloneProxy",
+    "event_dispatcher",
+]
 
 #: nameko's name for what ``ClusterRpcProxy`` gives.
 ClusterProxy = StandaloneProxy
@@ -40,6 +52,12 @@ _count_lock = threading.Lock()
 def _next_label() -> str:
     with _count_lock:
         return f"standalone-{next(_count)}"
+
+
+def _client_settings(config: Mapping[str, Any] | None) -> Settings:
+    raw = dict(config or {})
+    # A client reads no application key: those belong to the services.
+    return Settings.from_config(raw, extra_keys=set(raw) - set(DEFAULT_CONFIG))
 
 
 class ClusterRpcProxy:
@@ -62,9 +80,7 @@ class ClusterRpcProxy:
         *,
         tracer: Tracer | None = None,
     ) -> None:
-        raw = dict(config or {})
-        # A client reads no application key: those belong to the services.
-        self.settings = Settings.from_config(raw, extra_keys=set(raw) - set(DEFAULT_CONFIG))
+        self.settings = _client_settings(config)
         self.context_data = context_data
         self.timeout = timeout
         self.retry_policy = retry_policy
@@ -151,3 +167,107 @@ class ServiceRpcProxy(ClusterRpcProxy):
 
     def __enter__(self) -> ServiceProxy:  # type: ignore[override]
         return self.start()[self.service_name]
+
+
+class StandaloneDispatcher:
+    """Dispatch events from outside any service: ``dispatch(source_service,
+    event_type, event_data)`` publishes as ``source_service`` would (its
+    exchange declared first), with ``context_data`` in the headers.
+
+    It connects on the first dispatch and keeps the connection until
+    ``close()`` (or the end of a ``with`` block). It may be shared by threads.
+    ``dispatch`` returns once the broker has the event; it raises
+    ``UnserializableValueError`` before sending data the serializer refuses,
+    and ``PublishFailed`` when the broker stays out of reach.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | None = None,
+        context_data: Mapping[str, Any] | None = None,
+        retry_policy: Any = None,
+        *,
+        tracer: Tracer | None = None,
+    ) -> None:
+        if context_data is not None and not isinstance(context_data, Mapping):
+            raise ConfigurationError(f"context_data must be a mapping, got {context_data!r}")
+        self.settings = _client_settings(config)
+        self.context_data = dict(context_data or {})
+        self.retry_policy = (
+            None if retry_policy is None else RetryPolicy.from_value(retry_policy, "retry_policy")
+        )
+        self.tracer: Tracer = tracer if tracer is not None else NullTracer()
+        self.label = _next_label()
+        self._lock = threading.Lock()
+        self._transport: AmqpTransport | None = None
+        self._runtime: ThreadRuntime | None = None
+
+    def _connected(self) -> tuple[AmqpTransport, ThreadRuntime]:
+        with self._lock:
+            if self._transport is None or self._runtime is None:
+                transport = AmqpTransport(self.settings, tracer=self.tracer, name=self.label)
+                runtime = ThreadRuntime(1, name=self.label)
+                try:
+                    transport.connect()
+                except BaseException:
+                    transport.close()
+                    runtime.close()
+                    raise
+                self._transport, self._runtime = transport, runtime
+            return self._transport, self._runtime
+
+    def __call__(self, source_service: str, event_type: str, event_data: Any) -> None:
+        problem = protocol.validate_service_name(source_service)
+        if problem:
+            raise ConfigurationError(f"dispatch: {problem}")
+        if not isinstance(event_type, str) or not event_type:
+            raise ConfigurationError(
+                f"dispatch: an event type is a non-empty string, not {event_type!r}"
+            )
+        transport, runtime = self._connected()
+        publish_event(
+            transport=transport,
+            runtime=runtime,
+            tracer=self.tracer,
+            settings=self.settings,
+            label=self.label,
+            source_service=source_service,
+            event_type=event_type,
+            event_data=event_data,
+            context_data=self.context_data,
+            call_id_stack=[],
+            retry_policy=self.retry_policy,
+        )
+
+    def close(self) -> None:
+        """Close the connection (a later dispatch connects again)."""
+        with self._lock:
+            transport, self._transport = self._transport, None
+            runtime, self._runtime = self._runtime, None
+        if transport is not None:
+            transport.close()
+        if runtime is not None:
+            runtime.close()
+
+    def __enter__(self) -> StandaloneDispatcher:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "connected" if self._transport is not None else "not connected"
+        return f"<StandaloneDispatcher {self.label} {state}>"
+
+
+def event_dispatcher(
+    config: Mapping[str, Any] | None = None,
+    context_data: Mapping[str, Any] | None = None,
+    retry_policy: Any = None,
+    *,
+    tracer: Tracer | None = None,
+) -> StandaloneDispatcher:
+    """nameko's ``event_dispatcher(config)``: a ``dispatch(source_service,
+    event_type, event_data)`` callable (a ``StandaloneDispatcher``; close it
+    when done)."""
+    return StandaloneDispatcher(config, context_data, retry_policy, tracer=tracer)

@@ -226,8 +226,14 @@ class ConsumerLoop:
         with broker_errors("consuming", self.uri):
             raise value
 
-    def add(self, consumer: AmqpConsumer) -> None:
-        """Register and start a consumer (on the loop thread).
+    def add(
+        self,
+        consumer: AmqpConsumer,
+        *,
+        prepare: Callable[[kombu.Connection], None] | None = None,
+    ) -> None:
+        """Register and start a consumer (on the loop thread); ``prepare(conn)``
+        first, if given (it declares a queue only this connection may use).
 
         ``QueueNotFound`` if the broker has no such queue: the consumer is
         then dropped, and the connection serves on (the broker closed the
@@ -236,6 +242,8 @@ class ConsumerLoop:
         self._consumers.append(consumer)
         if self._conn is not None and self.connected:
             try:
+                if prepare is not None:
+                    prepare(self._conn)
                 consumer.start(self._conn)
             except amqp.exceptions.NotFound as exc:
                 if not is_missing_queue(exc):

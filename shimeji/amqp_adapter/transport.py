@@ -88,6 +88,9 @@ class AmqpTransport:
         self._start_lock = threading.Lock()
         # name -> (durable, auto_delete, arguments), to declare it again after a reconnection
         self._queues: dict[str, tuple[bool, bool, dict[str, Any]]] = {}
+        # queues only the consumer loop's connection may use: declared and bound
+        # there, when consuming starts and after every reconnection
+        self._exclusive: set[str] = set()
         self._bindings: dict[str, list[tuple[str, str]]] = {}
         self._emulated_auto_delete: set[str] = set()
         self._exchanges: set[str] = set()
@@ -206,6 +209,7 @@ class AmqpTransport:
         expires: float | None = None,
         queue_type: str = "classic",
         delivery_limit: int | None = None,
+        exclusive: bool = False,
     ) -> None:
         arguments: dict[str, Any] = {}
         if expires is not None:
@@ -217,6 +221,11 @@ class AmqpTransport:
         self._queues[name] = (durable, auto_delete, arguments)
         if auto_delete and expires is not None:
             self._emulated_auto_delete.add(name)
+        if exclusive:
+            # Owned by the connection that declares it: the consumer loop's, when
+            # it starts consuming (see consume); the publisher's would lock it.
+            self._exclusive.add(name)
+            return
         self._publisher.run(
             f"declaring queue {name!r}", lambda channel: self._declare_on(channel, name)
         )
@@ -228,6 +237,7 @@ class AmqpTransport:
             name,
             durable=durable,
             auto_delete=broker_auto_delete,
+            exclusive=name in self._exclusive,
             arguments=arguments or None,
         )
 
@@ -235,6 +245,8 @@ class AmqpTransport:
         bindings = self._bindings.setdefault(queue, [])
         if (exchange, routing_key) not in bindings:
             bindings.append((exchange, routing_key))
+        if queue in self._exclusive:
+            return  # bound by the connection that owns it, when it consumes
         self._publisher.run(
             f"binding queue {queue!r} to {exchange!r} with {routing_key!r}",
             lambda channel: channel.queue_bind(queue, exchange, routing_key),
@@ -255,6 +267,7 @@ class AmqpTransport:
         self._queues.pop(name, None)
         self._bindings.pop(name, None)
         self._emulated_auto_delete.discard(name)
+        self._exclusive.discard(name)
 
     def publish(
         self, message: Message, *, mandatory: bool, on_lost: LostCallback | None = None
@@ -291,7 +304,14 @@ class AmqpTransport:
             tracer=self.tracer,
             on_gone=self._consumer_gone,
         )
-        loop.call(lambda: loop.add(consumer))  # QueueNotFound if there is no such queue
+        prepare = None
+        if queue in self._exclusive:
+
+            def prepare(conn: kombu.Connection) -> None:
+                self._restore_queue(conn, queue)
+
+        # QueueNotFound if there is no such queue
+        loop.call(lambda: loop.add(consumer, prepare=prepare))
         return consumer
 
     def inspect_queue(self, name: str) -> QueueInfo | None:

@@ -210,6 +210,8 @@ class AmqpCluster:
         self.settings = self.runner.settings
         self._clients: list[Any] = []
         self._rpc: StandaloneProxy | None = None
+        self._dispatchers: dict[str, Any] = {}  # by context data (its repr)
+        self._event_sources: set[str] = set()
         self._start = time.monotonic()
         self.state = "created"
 
@@ -240,6 +242,8 @@ class AmqpCluster:
             self.runner.stop(timeout=timeout)
             for client in self._clients:
                 client.stop()
+            for dispatcher in self._dispatchers.values():
+                dispatcher.close()
         finally:
             self._delete_queues()
             self.state = "stopped"
@@ -248,14 +252,27 @@ class AmqpCluster:
             raise crashes[0]
 
     def _delete_queues(self) -> None:
+        """Delete the service queues, the event handlers' queues and the event
+        exchanges of the services involved (event exchanges are named after
+        their service, not after this cluster)."""
         from shimeji.amqp_adapter import AmqpTransport
-        from shimeji.core.protocol import service_queue_name
+        from shimeji.core.protocol import event_exchange_name, service_queue_name
+        from shimeji.core.pubsub import EventHandler
 
         queues = [service_queue_name(name) for name in self.runner.services]
+        sources = set(self._event_sources) | set(self.runner.services)
+        for replica in self.runner.replicas():
+            container = getattr(replica, "container", None)
+            for entrypoint in getattr(container, "entrypoints", ()):
+                if isinstance(entrypoint, EventHandler) and entrypoint.queue_name:
+                    queues.append(entrypoint.queue_name)
+                    sources.add(entrypoint.source_service)
         cleaner = AmqpTransport(self.settings, name="cleanup")
         try:
-            for queue in queues:
+            for queue in dict.fromkeys(queues):
                 cleaner.delete_queue(queue)
+            for source in sorted(sources):
+                cleaner.delete_exchange(event_exchange_name(source))
             if self._own_exchange:
                 cleaner.delete_exchange(self.exchange)
         finally:
@@ -336,6 +353,26 @@ class AmqpCluster:
         proxy = client.start()
         self._clients.append(client)
         return proxy
+
+    def dispatch(
+        self,
+        source_service: str,
+        event_type: str,
+        event_data: Any,
+        context_data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Dispatch an event as ``source_service`` would, from outside any service
+        (a standalone dispatcher), with ``context_data``."""
+        from shimeji.standalone import StandaloneDispatcher
+
+        self._require_running("dispatch events")
+        key = repr(sorted((context_data or {}).items()))
+        dispatcher = self._dispatchers.get(key)
+        if dispatcher is None:
+            dispatcher = StandaloneDispatcher(self.config, context_data, tracer=self.trace)
+            self._dispatchers[key] = dispatcher
+        self._event_sources.add(source_service)
+        dispatcher(source_service, event_type, event_data)
 
     # -- time -----------------------------------------------------------------------------------
 
