@@ -11,7 +11,8 @@ call into them runs inside ``broker_errors``, which turns
 - an exchange or queue that exists with other settings into
   ``ConfigurationError`` naming it;
 - the broker saying it has no such queue (``NOT_FOUND`` naming a queue) into
-  ``QueueNotFound``, where the caller names the queue it used
+  ``QueueNotFound``, where the caller names the queue it used; an exclusive
+  queue of another connection (``RESOURCE_LOCKED``), ``QueueLocked``
   (``broker_errors(queue=)``; the consumer loop, for a consumer that cannot
   start). A publish to an exchange that does not exist is ``NOT_FOUND`` too,
   naming the exchange: the publisher reports that message as ``Unroutable``.
@@ -32,7 +33,7 @@ import kombu.exceptions
 
 from shimeji.core.config import redact_uri
 from shimeji.core.exceptions import ConfigurationError
-from shimeji.core.transport import BrokerUnavailable, QueueNotFound
+from shimeji.core.transport import BrokerUnavailable, QueueLocked, QueueNotFound
 
 __all__ = ["CONNECTION_ERRORS", "broker_errors", "describe_error", "is_missing_queue"]
 
@@ -106,6 +107,8 @@ def broker_errors(
     except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError, amqp.exceptions.MessageNacked) as exc:
         if queue is not None and is_missing_queue(exc):
             raise QueueNotFound(queue, verb) from None
+        if queue is not None and isinstance(exc, amqp.exceptions.ResourceLocked):
+            raise QueueLocked(queue, verb) from None
         raise BrokerUnavailable(
             f"{what}: broker at {redact_uri(uri)} unavailable: {describe_error(exc)}"
         ) from None

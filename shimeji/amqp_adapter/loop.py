@@ -66,7 +66,7 @@ from shimeji.amqp_adapter.wire import StopConnecting, connect_patiently
 from shimeji.core.config import RetryPolicy, redact_uri
 from shimeji.core.exceptions import describe
 from shimeji.core.quoting import escape
-from shimeji.core.transport import BrokerUnavailable, QueueNotFound
+from shimeji.core.transport import BrokerUnavailable, QueueLocked, QueueNotFound
 
 if TYPE_CHECKING:
     from shimeji.amqp_adapter.consumer import AmqpConsumer
@@ -235,9 +235,10 @@ class ConsumerLoop:
         """Register and start a consumer (on the loop thread); ``prepare(conn)``
         first, if given (it declares a queue only this connection may use).
 
-        ``QueueNotFound`` if the broker has no such queue: the consumer is
-        then dropped, and the connection serves on (the broker closed the
-        consumer's channel only).
+        ``QueueNotFound`` if the broker has no such queue, ``QueueLocked`` if it
+        is another connection's exclusive queue: the consumer is then dropped,
+        and the connection serves on (the broker closed the consumer's channel
+        only).
         """
         self._consumers.append(consumer)
         if self._conn is not None and self.connected:
@@ -251,6 +252,24 @@ class ConsumerLoop:
                 self.forget(consumer)
                 consumer.discard()
                 raise QueueNotFound(consumer.queue, "consume from") from None
+            except amqp.exceptions.ResourceLocked:
+                # Another connection's exclusive queue.
+                self.forget(consumer)
+                consumer.discard()
+                raise QueueLocked(consumer.queue, "consume from") from None
+
+    def with_channel(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(channel)`` on a throwaway channel of the loop's connection (on
+        the loop thread): for the queues only this connection may use."""
+        if self._conn is None or not self.connected:
+            raise BrokerUnavailable(f"not connected to {self.redacted_uri}")
+        channel = self._conn.channel()
+        try:
+            return fn(channel)
+        finally:
+            with contextlib.suppress(Exception):
+                if channel.is_open:
+                    channel.close()
 
     def forget(self, consumer: AmqpConsumer) -> None:
         """Unregister a consumer (on the loop thread): it is not resumed after a

@@ -238,9 +238,12 @@ class Publisher:
                 self._reset(connection_too=True)
                 raise
 
-    def probe(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(channel)`` on a throwaway channel (one a channel error may close)."""
-        with self.lock, broker_errors(what, self.uri):
+    def probe(
+        self, what: str, fn: Callable[[Any], Any], *, queue: str | None = None, verb: str = "use"
+    ) -> Any:
+        """Run ``fn(channel)`` on a throwaway channel (one a channel error may close);
+        errors naming ``queue`` as ``run``."""
+        with self.lock, broker_errors(what, self.uri, queue=queue, verb=verb):
             self._ensure_channel()
             assert self._conn is not None
             try:

@@ -261,7 +261,7 @@ class AmqpTransport:
             with contextlib.suppress(amqp.exceptions.NotFound):
                 channel.queue_delete(name)
 
-        self._publisher.probe(f"deleting queue {name!r}", delete)
+        self._publisher.probe(f"deleting queue {name!r}", delete, queue=name, verb="delete")
 
     def _forget_queue(self, name: str) -> None:
         self._queues.pop(name, None)
@@ -315,7 +315,8 @@ class AmqpTransport:
         return consumer
 
     def inspect_queue(self, name: str) -> QueueInfo | None:
-        """``QueueInfo(ready, consumers)`` of a queue, or None if there is no such queue."""
+        """``QueueInfo(ready, consumers)`` of a queue, or None if there is no such
+        queue; ``QueueLocked`` for another connection's exclusive queue."""
 
         def probe(channel: Any) -> QueueInfo | None:
             try:
@@ -324,14 +325,27 @@ class AmqpTransport:
                 return None
             return QueueInfo(ok.message_count, ok.consumer_count)
 
-        return self._publisher.probe(f"inspecting queue {name!r}", probe)  # type: ignore[no-any-return]
-
-    def delete_exchange(self, name: str) -> None:
-        """Delete an exchange (no error if it is gone)."""
-        self._exchanges.discard(name)
-        self._publisher.probe(
-            f"deleting exchange {name!r}", lambda channel: channel.exchange_delete(name)
+        loop = self._loop
+        if name in self._exclusive and loop is not None and loop.connected:
+            # Ours, on the consumer loop's connection: only that one may look.
+            with broker_errors(f"inspecting queue {name!r}", self.uri, queue=name, verb="inspect"):
+                return loop.call(lambda: loop.with_channel(probe))  # type: ignore[no-any-return]
+        return self._publisher.probe(  # type: ignore[no-any-return]
+            f"inspecting queue {name!r}", probe, queue=name, verb="inspect"
         )
+
+    def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
+        """Delete an exchange and its bindings (no error if it is gone);
+        ``if_unused``: only if no queue is bound to it."""
+        self._exchanges.discard(name)
+
+        def delete(channel: Any) -> None:
+            # RabbitMQ refuses (PRECONDITION_FAILED, closing the channel) to
+            # delete an exchange in use when asked if_unused: nothing to do then.
+            with contextlib.suppress(amqp.exceptions.PreconditionFailed):
+                channel.exchange_delete(name, if_unused=if_unused)
+
+        self._publisher.probe(f"deleting exchange {name!r}", delete)
 
     # -- health ---------------------------------------------------------------------------------
 

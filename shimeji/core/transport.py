@@ -38,6 +38,7 @@ __all__ = [
     "Message",
     "MessageRefused",
     "QueueInfo",
+    "QueueLocked",
     "QueueNotFound",
     "Transport",
     "Unroutable",
@@ -60,6 +61,18 @@ class QueueNotFound(ShimejiError):
     def __init__(self, queue: str, what: str = "use") -> None:
         self.queue = queue
         super().__init__(f"cannot {what} queue {queue!r}: the broker has no such queue")
+
+
+class QueueLocked(ShimejiError):
+    """An operation named an exclusive queue that belongs to another connection
+    (a non-reliable broadcast handler's queue belongs to its replica's)."""
+
+    def __init__(self, queue: str, what: str = "use") -> None:
+        self.queue = queue
+        super().__init__(
+            f"cannot {what} queue {queue!r}: it is exclusive to the connection that "
+            "declared it; only that connection may use it, until it closes"
+        )
 
 
 class BrokerUnavailable(ShimejiError):
@@ -185,8 +198,9 @@ class Transport(Protocol):
     def delete_queue(self, name: str) -> None:
         """Delete a queue and the messages in it (no error if it is gone)."""
 
-    def delete_exchange(self, name: str) -> None:
-        """Delete an exchange (no error if it is gone)."""
+    def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
+        """Delete an exchange, and the bindings to it (no error if it is gone).
+        ``if_unused``: only if no queue is bound to it (else nothing happens)."""
 
     def inspect_queue(self, name: str) -> QueueInfo | None:
         """How many messages wait in a queue and how many consumers it has; None

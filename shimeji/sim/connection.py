@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shimeji.core.events import Event
-from shimeji.core.transport import BrokerUnavailable, Delivery, Message, QueueInfo
+from shimeji.core.transport import BrokerUnavailable, Delivery, Message, QueueInfo, QueueLocked
 
 if TYPE_CHECKING:
     from shimeji.sim.bus import SimBus, SimConsumer
@@ -57,6 +57,12 @@ class SimConnection:
         if self.bus.outage:
             raise BrokerUnavailable(f"{self.label} cannot {what}: the broker is down")
 
+    def _check_owner(self, name: str, what: str) -> None:
+        # An exclusive queue is for the connection that declared it only.
+        queue = self.bus.queues.get(name)
+        if queue is not None and queue.owner is not None and queue.owner != self.label:
+            raise QueueLocked(name, what)
+
     def declare_exchange(self, name: str) -> None:
         self._check("declare an exchange")
         self.bus.declare_exchange(name)
@@ -73,6 +79,7 @@ class SimConnection:
         exclusive: bool = False,
     ) -> None:
         self._check("declare a queue")
+        self._check_owner(name, "declare")
         self.bus.declare_queue(
             name,
             durable=durable,
@@ -85,18 +92,23 @@ class SimConnection:
 
     def bind_queue(self, queue: str, exchange: str, routing_key: str) -> None:
         self._check("bind a queue")
+        self._check_owner(queue, "bind")
         self.bus.bind_queue(queue, exchange, routing_key)
 
     def delete_queue(self, name: str) -> None:
         self._check("delete a queue")
+        self._check_owner(name, "delete")
         self.bus.delete_queue(name)
 
-    def delete_exchange(self, name: str) -> None:
+    def delete_exchange(self, name: str, *, if_unused: bool = False) -> None:
         self._check("delete an exchange")
-        self.bus.exchanges.pop(name, None)
+        exchange = self.bus.exchanges.get(name)
+        if exchange is not None and not (if_unused and exchange.in_use):
+            del self.bus.exchanges[name]
 
     def inspect_queue(self, name: str) -> QueueInfo | None:
         self._check("inspect a queue")
+        self._check_owner(name, "inspect")
         queue = self.bus.queues.get(name)
         return None if queue is None else QueueInfo(len(queue.ready), len(queue.consumers))
 
@@ -131,6 +143,7 @@ class SimConnection:
         on_lost: Callable[[str], None] | None = None,
     ) -> SimConsumer:
         self._check("consume")
+        self._check_owner(queue, "consume from")
         consumer = self.bus.consume(
             queue, on_delivery, prefetch=prefetch, label=label, auto_ack=auto_ack
         )

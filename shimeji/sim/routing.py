@@ -59,6 +59,11 @@ class Exchange:
         found += [pattern for pattern, target in self.patterns if target == queue]
         return found
 
+    @property
+    def in_use(self) -> bool:
+        """Whether any queue is bound to it."""
+        return bool(self.patterns) or any(self.exact.values()) or any(self.one_word.values())
+
     def unbind_queue(self, queue: str) -> None:
         self.cache.clear()
         for table in (self.exact, self.one_word):

@@ -253,8 +253,8 @@ class AmqpCluster:
 
     def _delete_queues(self) -> None:
         """Delete the service queues, the event handlers' queues and the event
-        exchanges of the services involved (event exchanges are named after
-        their service, not after this cluster)."""
+        exchanges of the services involved that nothing else is bound to (event
+        exchanges are named after their service, not after this cluster)."""
         from shimeji.amqp_adapter import AmqpTransport
         from shimeji.core.protocol import event_exchange_name, service_queue_name
         from shimeji.core.pubsub import EventHandler
@@ -272,7 +272,8 @@ class AmqpCluster:
             for queue in dict.fromkeys(queues):
                 cleaner.delete_queue(queue)
             for source in sorted(sources):
-                cleaner.delete_exchange(event_exchange_name(source))
+                # Others (a nameko service, another program) may be bound to it.
+                cleaner.delete_exchange(event_exchange_name(source), if_unused=True)
             if self._own_exchange:
                 cleaner.delete_exchange(self.exchange)
         finally:

@@ -67,7 +67,14 @@ def nameko_service(broker_uri: str, nameko_python: str, interop_exchange: str):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-        clean_broker(broker_uri, "rpc-nameko_greeter", exchange=interop_exchange)
+        clean_broker(
+            broker_uri,
+            "rpc-nameko_greeter",
+            "evt-shimeji_echo-shimeji_happened--nameko_greeter.on_shimeji",
+            exchange=interop_exchange,
+        )
+        for source in ("nameko_greeter", "shimeji_echo"):
+            clean_broker(broker_uri, exchange=f"{source}.events")
 
 
 @pytest.fixture
@@ -101,5 +108,33 @@ def nameko_call(broker_uri: str, nameko_python: str, interop_exchange: str):
         if done.returncode != 0:
             raise AssertionError(f"the nameko client failed:\n{done.stderr}")
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run
+
+
+@pytest.fixture
+def nameko_dispatch(broker_uri: str, nameko_python: str):
+    """``nameko_dispatch(source, event_type, data)``: dispatch an event with
+    nameko's standalone ``event_dispatcher``, in a nameko process."""
+
+    def run(source: str, event_type: str, data: object) -> None:
+        done = subprocess.run(
+            [
+                nameko_python,
+                "-W",
+                "ignore",
+                str(NAMEKO_SIDE),
+                "dispatch",
+                broker_uri,
+                source,
+                event_type,
+                json.dumps(data),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"the nameko dispatcher failed:\n{done.stderr}")
 
     return run

@@ -5,6 +5,11 @@ imported by shimeji's tests:
 
     python nameko_side.py serve URI EXCHANGE         # until SIGTERM
     python nameko_side.py call URI EXCHANGE CALLS    # CALLS: JSON, prints JSON
+    python nameko_side.py dispatch URI SOURCE EVENT_TYPE DATA  # DATA: JSON
+
+The service (``nameko_greeter``) dispatches events on request (``emit``) and
+keeps what its handler of ``shimeji_echo``'s ``shimeji_happened`` events
+received (``events_seen``).
 """
 
 import eventlet
@@ -15,11 +20,15 @@ import json  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 
+from nameko.events import EventDispatcher, event_handler  # noqa: E402
 from nameko.exceptions import RemoteError  # noqa: E402
 from nameko.extensions import DependencyProvider  # noqa: E402
 from nameko.rpc import RpcProxy, rpc  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
+from nameko.standalone.events import event_dispatcher  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+
+EVENTS_SEEN = []
 
 
 class WorkerContextProvider(DependencyProvider):
@@ -32,6 +41,7 @@ class Greeter:
 
     worker = WorkerContextProvider()
     shimeji = RpcProxy("shimeji_echo")
+    dispatch = EventDispatcher()
 
     @rpc
     def hello(self, name):
@@ -58,6 +68,23 @@ class Greeter:
         except RemoteError as exc:
             return {"exc_type": exc.exc_type, "value": exc.value}
         return None
+
+    @rpc
+    def emit(self, event_type, payload):
+        self.dispatch(event_type, payload)
+        return list(self.worker.call_id_stack)
+
+    @event_handler("shimeji_echo", "shimeji_happened")
+    def on_shimeji(self, payload):
+        data = dict(self.worker.data)
+        data.pop("call_id_stack", None)
+        EVENTS_SEEN.append(
+            {"payload": payload, "context": data, "stack": list(self.worker.call_id_stack)}
+        )
+
+    @rpc
+    def events_seen(self):
+        return EVENTS_SEEN
 
 
 def serve(uri, exchange):
@@ -90,11 +117,18 @@ def call(uri, exchange, calls):
     print(json.dumps(outcomes), flush=True)
 
 
+def dispatch(uri, source, event_type, data):
+    event_dispatcher({"AMQP_URI": uri})(source, event_type, json.loads(data))
+    print("dispatched", flush=True)
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "serve":
         serve(*args)
     elif mode == "call":
         call(*args)
+    elif mode == "dispatch":
+        dispatch(*args)
     else:
-        sys.exit(f"unknown mode {mode!r}: use serve or call")
+        sys.exit(f"unknown mode {mode!r}: use serve, call or dispatch")

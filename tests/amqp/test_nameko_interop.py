@@ -6,12 +6,18 @@ processes; shimeji's services and clients run in this one.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from shimeji.contextdata import ContextDataProvider
+from shimeji.events import EventDispatcher, event_handler
 from shimeji.exceptions import MethodNotFound, RemoteError
 from shimeji.extensions import DependencyProvider
 from shimeji.rpc import RpcProxy, rpc
+from shimeji.standalone import event_dispatcher
+
+EVENTS_SEEN: list[dict] = []
 
 
 class CallIds(DependencyProvider):
@@ -25,6 +31,7 @@ class ShimejiEcho:
     context = ContextDataProvider()
     call_ids = CallIds()
     nameko = RpcProxy("nameko_greeter")
+    dispatch = EventDispatcher()
 
     @rpc
     def echo(self, value):
@@ -45,6 +52,17 @@ class ShimejiEcho:
     @rpc
     def ask_nameko(self, name):
         return self.nameko.hello(name)
+
+    @rpc
+    def happen(self, payload):
+        self.dispatch("shimeji_happened", payload)
+        return self.call_ids
+
+    @event_handler("nameko_greeter", "nameko_happened")
+    def on_nameko(self, payload):
+        EVENTS_SEEN.append(
+            {"payload": payload, "context": dict(self.context), "stack": self.call_ids}
+        )
 
     @rpc
     def nameko_fails(self):
@@ -153,3 +171,85 @@ def test_nameko_service_proxy_calls_a_shimeji_service(interop_cluster):
         "exc_type": "ValueError",
         "value": "from nameko",
     }
+
+
+# -- events ------------------------------------------------------------------------------
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def events_seen():
+    EVENTS_SEEN.clear()
+    yield EVENTS_SEEN
+    EVENTS_SEEN.clear()
+
+
+def nameko_events_seen(cluster, count):
+    seen: list = []
+
+    def enough():
+        seen[:] = cluster.rpc.nameko_greeter.events_seen()
+        return len(seen) >= count
+
+    wait_for(enough)
+    return seen
+
+
+def test_a_nameko_event_reaches_a_shimeji_handler(interop_cluster, events_seen):
+    """A nameko service's EventDispatcher reaches a shimeji @event_handler, with
+    the context data and the call id stack of the nameko worker."""
+    interop_cluster.add_service(ShimejiEcho)
+    client = interop_cluster.rpc_proxy(context_data={"user_id": "u-evt"})
+    dispatcher_stack = client.nameko_greeter.emit("nameko_happened", {"n": 1})
+    wait_for(lambda: events_seen)
+    seen = events_seen[0]
+    assert seen["payload"] == {"n": 1}
+    assert seen["context"] == {"user_id": "u-evt"}
+    assert seen["stack"][:-1] == dispatcher_stack
+    assert seen["stack"][-1].startswith("shimeji_echo.on_nameko.")
+
+
+def test_a_shimeji_event_reaches_a_nameko_handler(interop_cluster):
+    """A shimeji service's EventDispatcher reaches a nameko @event_handler, with
+    context data and call id stack."""
+    interop_cluster.add_service(ShimejiEcho)
+    before = len(interop_cluster.rpc.nameko_greeter.events_seen())
+    client = interop_cluster.rpc_proxy(context_data={"user_id": "u-shimeji"})
+    dispatcher_stack = client.shimeji_echo.happen({"n": 2})
+    seen = nameko_events_seen(interop_cluster, before + 1)[before]
+    assert seen["payload"] == {"n": 2}
+    assert seen["context"] == {"user_id": "u-shimeji"}
+    assert seen["stack"][:-1] == dispatcher_stack
+    assert seen["stack"][-1].startswith("nameko_greeter.on_shimeji.")
+
+
+def test_nameko_standalone_dispatcher_reaches_a_shimeji_handler(
+    interop_cluster, nameko_dispatch, events_seen
+):
+    """nameko's standalone event_dispatcher (which declares no exchange) reaches
+    a shimeji handler, whose start declared the exchange."""
+    interop_cluster.add_service(ShimejiEcho)
+    nameko_dispatch("nameko_greeter", "nameko_happened", {"n": 3})
+    wait_for(lambda: events_seen)
+    assert events_seen[0]["payload"] == {"n": 3}
+    assert events_seen[0]["context"] == {}
+    assert len(events_seen[0]["stack"]) == 1
+
+
+def test_shimeji_standalone_dispatcher_reaches_a_nameko_handler(interop_cluster, broker_uri):
+    """shimeji's standalone event_dispatcher reaches a nameko handler, with the
+    context data it was given."""
+    before = len(interop_cluster.rpc.nameko_greeter.events_seen())
+    with event_dispatcher({"AMQP_URI": broker_uri}, context_data={"user_id": "u-out"}) as send:
+        send("shimeji_echo", "shimeji_happened", {"n": 4})
+    seen = nameko_events_seen(interop_cluster, before + 1)[before]
+    assert seen["payload"] == {"n": 4}
+    assert seen["context"] == {"user_id": "u-out"}
+    assert seen["stack"][0].startswith("nameko_greeter.on_shimeji.")

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from shimeji.core.transport import Message, Unroutable
+from shimeji.core.transport import Message, QueueLocked, Unroutable
 from shimeji.sim.bus import SimBus, topic_matches
 from shimeji.sim.clock import VirtualClock
 from shimeji.sim.scheduler import Scheduler
@@ -96,3 +96,34 @@ def test_expiring_queue_is_deleted_when_unused(bus):
     bus.scheduler.run()
     assert "temp" not in bus.queues
     assert bus.scheduler.clock.now_us == 2_000_000
+
+
+def test_an_exclusive_queue_is_its_connections_alone(bus):
+    """Another connection gets QueueLocked, as RabbitMQ's RESOURCE_LOCKED; the queue
+    goes when its connection closes."""
+    owner, other = bus.connect("owner"), bus.connect("other")
+    owner.declare_queue("mine", auto_delete=True, exclusive=True)
+    owner.bind_queue("mine", "ex", "k.*")
+    owner.consume("mine", lambda delivery: None, prefetch=1, label="owner")
+    assert owner.inspect_queue("mine") == (0, 1)
+    for attempt in (
+        lambda: other.inspect_queue("mine"),
+        lambda: other.consume("mine", lambda delivery: None, prefetch=1, label="other"),
+        lambda: other.bind_queue("mine", "ex", "other"),
+        lambda: other.declare_queue("mine", exclusive=True),
+        lambda: other.delete_queue("mine"),
+    ):
+        with pytest.raises(QueueLocked, match="exclusive to the connection"):
+            attempt()
+    owner.close()
+    assert other.inspect_queue("mine") is None
+
+
+def test_delete_exchange_if_unused(bus):
+    """if_unused spares an exchange a queue is bound to, and deletes it once not."""
+    conn = bus.connect("c")
+    conn.delete_exchange("ex", if_unused=True)
+    assert "ex" in bus.exchanges
+    conn.delete_queue("q")
+    conn.delete_exchange("ex", if_unused=True)
+    assert "ex" not in bus.exchanges
