@@ -11,8 +11,10 @@
         ...
 
 Message faults (``Drop``, ``Delay``, ``Duplicate``, ``Corrupt``) act on the messages that
-match them: by direction (``"request"``, ``"reply"`` or ``"any"``), service,
-method and an optional predicate; the first ``skip`` matches pass, then at
+match them: by direction (``"request"``, ``"reply"``, ``"event"`` or ``"any"``),
+service, method and an optional predicate (for an event: the service that
+dispatched it and the event type, at the moment it is published, so a
+fault hits every handler's copy); the first ``skip`` matches pass, then at
 most ``count`` are hit (None: all), each with ``probability`` drawn from the
 cluster's seeded RNG (None: always). Time faults (``Crash``, ``Partition``,
 ``BrokerOutage``) happen at ``at`` seconds of virtual time since the cluster
@@ -50,7 +52,7 @@ __all__ = [
     "resolve_predicate",
 ]
 
-DIRECTIONS = ("request", "reply", "any")
+DIRECTIONS = ("request", "reply", "event", "any")
 
 
 def _predicate_path(value: Any) -> str | None:

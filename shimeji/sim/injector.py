@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from shimeji.core.events import Event
+from shimeji.core.protocol import event_source
 from shimeji.core.tracing import Tracer
 from shimeji.core.transport import Message
 from shimeji.sim.faults import (
@@ -126,7 +127,10 @@ class FaultInjector:
         (its body corrupted, maybe); ``malformed`` says why its deliveries cannot
         be decoded, if they cannot."""
         correlation_id = message.correlation_id or ""
-        if "." in message.routing_key:  # service.method: a request
+        source = event_source(message.exchange)
+        if source is not None:  # an event: its source service and event type
+            direction, service, method = "event", source, message.routing_key
+        elif "." in message.routing_key:  # service.method: a request
             direction = "request"
             service, _, method = message.routing_key.rpartition(".")
             self._requests[correlation_id] = (service, method)

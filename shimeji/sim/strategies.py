@@ -98,9 +98,12 @@ def faults(
     clients: Sequence[str] = ("client",),
     horizon: float = 5.0,
     restarts: bool = True,
+    events: Mapping[str, Sequence[str]] | None = None,
 ) -> st.SearchStrategy[object]:
     """One fault of the given ``kinds``, aimed at ``services`` (names, or a mapping
-    of names to replica counts: replicas are ``<name>-1`` ... ``<name>-<n>``)."""
+    of names to replica counts: replicas are ``<name>-1`` ... ``<name>-<n>``).
+    ``events`` maps services that dispatch events to their event types: message
+    faults may then hit events too (``direction="event"``)."""
     counts = _normalise(services)
     unknown = set(kinds) - set(FAULT_KINDS)
     if unknown or not kinds:
@@ -115,58 +118,64 @@ def faults(
         return st.none() | st.sampled_from(list(options)) if options else st.none()
 
     restart = st.none() | _durations(horizon) if restarts else st.none()
+    sources = sorted(events or {})
+
+    def targets(*directions: str) -> st.SearchStrategy[tuple[str, str | None, str | None]]:
+        """(direction, service, method) of a message fault: a call's request or
+        reply, or (with ``events``) an event, by its source and type."""
+        rpc = st.tuples(st.sampled_from(directions), maybe_service).flatmap(
+            lambda d_s: st.tuples(st.just(d_s[0]), st.just(d_s[1]), maybe_method(d_s[1]))
+        )
+        if not sources:
+            return rpc
+        source = st.none() | st.sampled_from(sources)
+        event = source.flatmap(
+            lambda src: st.tuples(
+                st.just("event"),
+                st.just(src),
+                st.none() | st.sampled_from(list((events or {})[src]))
+                if src is not None and (events or {})[src]
+                else st.none(),
+            )
+        )
+        return rpc | event
+
+    def message_fault(cls: type, directions: tuple[str, ...], **fields: object) -> object:
+        return targets(*directions).flatmap(
+            lambda t: st.builds(
+                cls, direction=st.just(t[0]), service=st.just(t[1]), method=st.just(t[2]), **fields
+            )
+        )
+
     options: list[st.SearchStrategy[object]] = []
     if "drop" in kinds:
         options.append(
-            maybe_service.flatmap(
-                lambda s: st.builds(
-                    Drop,
-                    direction=st.sampled_from(["request", "reply"]),
-                    service=st.just(s),
-                    method=maybe_method(s),
-                    skip=st.integers(0, 3),
-                    count=st.integers(1, 3),
-                )
+            message_fault(
+                Drop, ("request", "reply"), skip=st.integers(0, 3), count=st.integers(1, 3)
             )
         )
     if "delay" in kinds:
         options.append(
-            maybe_service.flatmap(
-                lambda s: st.builds(
-                    Delay,
-                    seconds=_durations(horizon),
-                    direction=st.sampled_from(["reply", "request"]),
-                    service=st.just(s),
-                    method=maybe_method(s),
-                    skip=st.integers(0, 3),
-                    count=st.integers(1, 3),
-                )
+            message_fault(
+                Delay,
+                ("reply", "request"),
+                seconds=_durations(horizon),
+                skip=st.integers(0, 3),
+                count=st.integers(1, 3),
             )
         )
     if "duplicate" in kinds:
         options.append(
-            maybe_service.flatmap(
-                lambda s: st.builds(
-                    Duplicate,
-                    service=st.just(s),
-                    method=maybe_method(s),
-                    skip=st.integers(0, 3),
-                    count=st.integers(1, 2),
-                )
-            )
+            message_fault(Duplicate, ("request",), skip=st.integers(0, 3), count=st.integers(1, 2))
         )
     if "corrupt" in kinds:
         options.append(
-            maybe_service.flatmap(
-                lambda s: st.builds(
-                    Corrupt,
-                    part=st.sampled_from(["body", "properties"]),
-                    direction=st.sampled_from(["request", "reply"]),
-                    service=st.just(s),
-                    method=maybe_method(s),
-                    skip=st.integers(0, 3),
-                    count=st.integers(1, 2),
-                )
+            message_fault(
+                Corrupt,
+                ("request", "reply"),
+                part=st.sampled_from(["body", "properties"]),
+                skip=st.integers(0, 3),
+                count=st.integers(1, 2),
             )
         )
     if "crash" in kinds:
@@ -218,19 +227,27 @@ def fault_plans(
     clients: Sequence[str] = ("client",),
     horizon: float = 5.0,
     restarts: bool = True,
+    events: Mapping[str, Sequence[str]] | None = None,
 ) -> st.SearchStrategy[FaultPlan]:
     """Fault plans of ``min_faults`` to ``max_faults`` faults (see ``faults``).
 
     ``kinds`` picks which faults may appear (``FAULT_KINDS``); ``methods`` maps
     service names to method names that faults may single out; ``clients`` are
     the client labels partitions may cut; times fall within ``horizon`` seconds;
-    ``restarts=False`` keeps crashed replicas down.
+    ``restarts=False`` keeps crashed replicas down; ``events`` maps services
+    that dispatch events to the event types message faults may hit.
     """
     if not 0 <= min_faults <= max_faults:
         raise ConfigurationError(
             f"need 0 <= min_faults <= max_faults, got {min_faults} and {max_faults}"
         )
     one = faults(
-        services, kinds=kinds, methods=methods, clients=clients, horizon=horizon, restarts=restarts
+        services,
+        kinds=kinds,
+        methods=methods,
+        clients=clients,
+        horizon=horizon,
+        restarts=restarts,
+        events=events,
     )
     return st.lists(one, min_size=min_faults, max_size=max_faults).map(FaultPlan)

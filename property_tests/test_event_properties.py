@@ -1,0 +1,173 @@
+"""Properties of events under faults: what reliable delivery promises, and that
+every loss is one the fault plan caused.
+
+A service ``orders`` dispatches ``order_placed`` from an RPC method; ``email``
+(a reliable SERVICE_POOL handler, 1-3 replicas) applies each order once
+however often it is delivered (an idempotent handler); ``audit`` (a
+broadcast handler without reliable delivery, 0-2 replicas) only records.
+Plans draw every fault kind, message faults aimed at requests, replies and
+the events themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shimeji.events import BROADCAST, EventDispatcher, event_handler
+from shimeji.exceptions import (
+    MalformedReply,
+    MalformedRequest,
+    PublishFailed,
+    RemoteError,
+    RpcTimeout,
+)
+from shimeji.rpc import rpc
+from shimeji.sim import SimCluster
+from shimeji.sim.strategies import fault_plans, schedules, seeds
+
+ENDINGS = (RemoteError, RpcTimeout, PublishFailed, MalformedRequest, MalformedReply)
+APPLIED: set[int] = set()  # email's effects: each order once
+
+
+class Orders:
+    name = "orders"
+    dispatch = EventDispatcher()
+
+    @rpc
+    def place(self, order_id):
+        self.dispatch("order_placed", {"id": order_id})
+        return order_id
+
+
+class Email:
+    name = "email"
+
+    @event_handler("orders", "order_placed")
+    def send(self, payload):
+        APPLIED.add(payload["id"])  # idempotent: a second delivery changes nothing
+
+
+class Audit:
+    name = "audit"
+
+    @event_handler("orders", "order_placed", handler_type=BROADCAST, reliable_delivery=False)
+    def record(self, payload):
+        pass
+
+
+@st.composite
+def worlds(draw):
+    email = draw(st.integers(1, 3))
+    audit = draw(st.integers(0, 2))
+    services = {"orders": 1, "email": email, **({"audit": audit} if audit else {})}
+    plan = draw(
+        fault_plans(
+            services,
+            methods={"orders": ["place"], "email": ["send"]},
+            events={"orders": ["order_placed"]},
+            horizon=4.0,
+        )
+    )
+    return {
+        "seed": draw(seeds()),
+        "email": email,
+        "audit": audit,
+        "orders": draw(st.integers(1, 4)),
+        "plan": plan,
+        "schedule": draw(schedules()),
+    }
+
+
+def simulate(world):
+    """Place the orders; return the ids whose place() returned, and the cluster."""
+    APPLIED.clear()
+    placed = []
+    cluster = SimCluster(
+        seed=world["seed"],
+        config={"RPC_TIMEOUT": 3.0},
+        faults=world["plan"],
+        schedule=world["schedule"],
+    )
+    with cluster:
+        cluster.add_service(Orders)
+        cluster.add_service(Email, replicas=world["email"])
+        if world["audit"]:
+            cluster.add_service(Audit, replicas=world["audit"])
+        client = cluster.rpc_proxy(timeout=8.0)
+        for order in range(world["orders"]):
+            with contextlib.suppress(*ENDINGS):
+                placed.append(client.orders.place(order))
+        cluster.advance(60)  # restarts happen, partitions heal, redeliveries settle
+        email_alive = any(replica.alive for replica in cluster.replicas("email"))
+    return placed, email_alive, cluster
+
+
+def event_ids(cluster):
+    """Each dispatched event's correlation id -> its order id."""
+    return {
+        e.correlation_id: json.loads(e.message.body)["id"]
+        for e in cluster.trace.filter("dispatch")
+        if e.message is not None
+    }
+
+
+def damaged(cluster):
+    """Correlation ids of the messages a drop or corrupt fault hit."""
+    return {
+        e.correlation_id for e in cluster.trace.events if e.kind in ("fault_drop", "fault_corrupt")
+    }
+
+
+def handled_by(cluster, service):
+    return Counter(
+        e.correlation_id for e in cluster.trace.filter("worker_start") if e.service == service
+    )
+
+
+@given(worlds())
+def test_reliable_delivery_loses_only_what_the_plan_destroyed(world):
+    """An order whose place() returned is applied by email, unless the plan
+    dropped or corrupted its event, or left no email replica alive; an event
+    the plan dropped is never handled; nothing is handled that was not
+    dispatched."""
+    placed, email_alive, cluster = simulate(world)
+    events = event_ids(cluster)
+    hit = damaged(cluster)
+    handled = handled_by(cluster, "email")
+    assert set(handled) <= set(events)
+    dropped = {e.correlation_id for e in cluster.trace.filter("fault_drop")}
+    assert not set(handled) & dropped
+    assert set(events.values()) >= APPLIED
+    if not email_alive:
+        return
+    for order in placed:
+        cids = [cid for cid, oid in events.items() if oid == order]
+        assert cids, order  # place() returned, so it dispatched
+        if all(cid in hit for cid in cids):
+            continue
+        assert order in APPLIED, (order, world["plan"])
+
+
+@given(worlds())
+def test_an_event_is_handled_twice_only_under_a_plan_that_redelivers(world):
+    """Without duplicates, crashes, cut connections or outages, each event is
+    handled once per subscribing service (and once per broadcast replica)."""
+    _, _, cluster = simulate(world)
+    if world["plan"].may_redeliver:
+        return
+    for service in ("email", "audit"):
+        handled = handled_by(cluster, service)
+        limit = 1 if service == "email" else world["audit"]
+        assert max(handled.values(), default=0) <= limit, (service, handled)
+
+
+@given(worlds())
+def test_event_worlds_replay_byte_for_byte(world):
+    _, _, first = simulate(world)
+    _, _, second = simulate(world)
+    assert first.trace.to_text() == second.trace.to_text()
