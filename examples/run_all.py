@@ -1,6 +1,6 @@
 """Run every example on the simulator and print its result and trace.
 
-    python -m examples.run_all            # from the repository root
+python -m examples.run_all            # from the repository root
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from shimeji.config import load_config
 from shimeji.sim import SimCluster
 
-EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit")
+EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit", "notifications")
 CONFIG = Path(__file__).with_name("config.yaml")
 
 

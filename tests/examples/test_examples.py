@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from examples import audit, calculator, order_errors, orders, run_all, user_score
+from examples import audit, calculator, notifications, order_errors, orders, run_all, user_score
 from shimeji.config import load_config
 from shimeji.sim import SimCluster
 
@@ -101,3 +101,17 @@ def test_run_all_script():
     for name in run_all.EXAMPLES:
         assert f"=== {name}:" in done.stdout
     assert "worker_start" in done.stdout
+
+
+def test_notifications_events_and_timer(cluster):
+    """One email per order from the pool, every order on each audit replica,
+    the user in the event's context, five ticks of a one-minute timer."""
+    result = notifications.scenario(cluster)
+    assert [(sent["order_id"], sent["placed_by"]) for sent in result["emails"]] == [
+        (1, "u-42"),
+        (2, "u-42"),
+        (3, "u-42"),
+    ]
+    assert {sent["sent_by"] for sent in result["emails"]} == {"email_service-1", "email_service-2"}
+    assert result["audit entries per replica"] == {"audit_log-1": 3, "audit_log-2": 3}
+    assert result["reconciliations in 5 minutes"] == 5

@@ -11,7 +11,15 @@ from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
 from shimeji.views import EventLog
 
-EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit", "timeouts")
+EXAMPLES = (
+    "calculator",
+    "user_score",
+    "orders",
+    "order_errors",
+    "audit",
+    "timeouts",
+    "notifications",
+)
 
 
 def run_example(name: str, seed: int = 0) -> SimCluster:

@@ -28,9 +28,9 @@ def test_example_timelines(name):
     assert_golden(render(example_log(name), "text"), GOLDEN / f"{name}.txt")
 
 
-@pytest.mark.parametrize("name", ["orders", "user_score", "timeouts"])
+@pytest.mark.parametrize("name", ["orders", "user_score", "timeouts", "notifications"])
 def test_example_diagrams(name):
-    """The mermaid diagram of the nested and the parallel calls."""
+    """The mermaid diagram of the nested and the parallel calls, and of events."""
     assert_golden(render(example_log(name), "mermaid"), GOLDEN / f"{name}.mmd")
 
 
