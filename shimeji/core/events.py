@@ -153,7 +153,7 @@ KINDS: dict[str, EventKind] = _kinds(
     EventKind("queue_deleted", ROW, "a queue was deleted (and the messages in it)"),
     # events and timers
     EventKind("dispatch", ROW, "a service (or a client) dispatched an event"),
-    EventKind("timer_tick", ROW, "a timer fired: its method runs"),
+    EventKind("timer_tick", NOTE, "a timer fired: its method runs"),
     # workers
     EventKind("worker_start", ACTIVATE, "a worker started handling a call"),
     EventKind("worker_end", DEACTIVATE, "a worker finished: ok, or the error it raised"),
