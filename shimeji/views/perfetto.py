@@ -9,10 +9,11 @@ Layout, in virtual time (microseconds, as the simulator counts them):
   publish to the reply, timeout or failure). A replica running several
   workers at once gets more threads ("workers 2", ...) so that slices on one
   thread always nest, as the format requires;
-- a flow per message delivered: a zero-length ``publish`` slice inside the
-  sending worker or call, a zero-length ``deliver`` slice inside the
-  receiving one, joined by a flow (version 2 flow events: ``bind_id`` with
-  ``flow_out`` / ``flow_in``, so each end binds to its own slice);
+- a flow per message delivered (request, reply or event): a zero-length
+  ``publish`` slice inside the sending worker or call, a zero-length
+  ``deliver`` slice inside the receiving one, joined by a flow (version 2
+  flow events: ``bind_id`` with ``flow_out`` / ``flow_in``, so each end
+  binds to its own slice);
 - every event of the log as a process-scoped instant with its fields as args.
 
 The output is deterministic: events are sorted on (timestamp, kind of
@@ -32,6 +33,7 @@ from shimeji.views.model import (
     CLIENT,
     TraceModel,
     Worker,
+    describe_dispatch,
     describe_reply,
     describe_request,
 )
@@ -141,22 +143,28 @@ def trace_events(log: EventLog) -> list[dict[str, Any]]:
         workers_by_request.setdefault(key, []).append(worker)
     sources: dict[int, tuple[str, int, _Slice | None]] = {}  # publish/reply seq -> end
     for record in log.records:
-        if record.kind in ("publish", "reply"):
+        if record.kind in ("publish", "reply", "dispatch"):
             host = by_worker.get(record.call_id or "") or by_call.get(record.correlation_id or "")
             sources[record.seq] = (record.replica, record.time_us, host)
-    last_source: dict[tuple[str, str], int] = {}  # (corr, "publish" | "reply") -> seq
+    # (corr, "publish" | "reply" | "dispatch") -> seq
+    last_source: dict[tuple[str, str], int] = {}
     for record in log.records:
-        if record.kind in ("publish", "reply") and record.correlation_id:
+        if record.kind in ("publish", "reply", "dispatch") and record.correlation_id:
             last_source[(record.correlation_id, record.kind)] = record.seq
             continue
         if record.kind != "deliver" or not record.correlation_id:
             continue
         request = model.is_request(record)
-        source_seq = last_source.get((record.correlation_id, "publish" if request else "reply"))
+        event = not request and model.is_event(record)
+        source_kind = "publish" if request else "dispatch" if event else "reply"
+        source_seq = last_source.get((record.correlation_id, source_kind))
         if source_seq is None:
             continue
         sender, sent_us, sender_host = sources[source_seq]
-        if request:
+        if event:
+            receiver_host = _worker_for(workers_by_request, record, by_worker)
+            name = "event " + describe_dispatch(record.method, record.message, limit=80)
+        elif request:
             receiver_host = _worker_for(workers_by_request, record, by_worker)
             name = describe_request(record.method, record.message, limit=80)
         else:
