@@ -18,7 +18,10 @@ conventions:
   fails; a reply carrying an error sets its status to ERROR;
 - a SERVER span per worker, ``{service}/{method}``, from worker start to
   worker end, current while the method runs (spans the method opens are its
-  children); an exception in the method sets its status to ERROR.
+  children); an exception in the method sets its status to ERROR;
+- a PRODUCER span per event dispatched, ``{source}.events {event_type}
+  publish``, and a CONSUMER span (in place of the SERVER one) for each
+  handler's worker, ``{service}/{method}``, a child of the PRODUCER span.
 
 The trace context crosses services in the context data: the client span is
 written as W3C ``traceparent`` (and ``tracestate``) context data keys, which
@@ -45,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 import shimeji
 from shimeji.core.events import Event
-from shimeji.core.protocol import HEADER_PREFIX
+from shimeji.core.protocol import HEADER_PREFIX, event_source
 from shimeji.core.transport import Message
 
 __all__ = ["CONTEXT_KEYS", "OpenTelemetryTracer"]
@@ -77,8 +80,9 @@ class OpenTelemetryTracer:
         self._lock = threading.Lock()
         self._calls: dict[str, Span] = {}  # correlation id -> client span
         self._callers: dict[str, str] = {}  # correlation id -> label of the caller
-        # (replica, correlation id) -> (headers, exchange) of a request delivered
-        self._requests: dict[tuple[str, str], tuple[Mapping[str, Any], str]] = {}
+        # (replica, correlation id) -> (headers, exchange, routing key, is an
+        # event) of a request or event delivered
+        self._requests: dict[tuple[str, str], tuple[Mapping[str, Any], str, str, bool]] = {}
         self._workers: dict[str, tuple[Span, Any, str]] = {}  # call id -> (span, token, replica)
 
     # -- client side --------------------------------------------------------------------
@@ -93,8 +97,11 @@ class OpenTelemetryTracer:
         call_id: str | None,
         correlation_id: str,
         exchange: str = "",
+        event: bool = False,
     ) -> Mapping[str, Any]:
-        """Start the call's CLIENT span and add its trace context to the context data."""
+        """Start the call's CLIENT span and add its trace context to the context
+        data. With ``event`` (``service`` the source, ``method`` the event type),
+        a PRODUCER span for an event dispatched instead, ended at once."""
         with self._lock:
             worker = self._workers.get(call_id or "")
         parent = None  # the current context: the caller's own spans, if any
@@ -104,6 +111,25 @@ class OpenTelemetryTracer:
                 # Not inside the worker's trace (a runtime that does not carry
                 # context into the worker): the worker's span is the parent.
                 parent = trace.set_span_in_context(worker[0])
+        if event:
+            span = self._tracer.start_span(
+                f"{exchange} {method} publish",
+                context=parent,
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "rabbitmq",
+                    "messaging.operation.type": "publish",
+                    "messaging.destination.name": exchange,
+                    "messaging.rabbitmq.destination.routing_key": method,
+                    "messaging.message.id": correlation_id,
+                    "shimeji.caller": caller,
+                    **({"shimeji.caller_call_id": call_id} if call_id else {}),
+                },
+            )
+            carrier: dict[str, str] = {}
+            self._propagator.inject(carrier, context=trace.set_span_in_context(span))
+            span.end()
+            return {**context_data, **carrier}
         span = self._tracer.start_span(
             f"{service}/{method}",
             context=parent,
@@ -124,7 +150,7 @@ class OpenTelemetryTracer:
         with self._lock:
             self._calls[correlation_id] = span
             self._callers[correlation_id] = caller
-        carrier: dict[str, str] = {}
+        carrier = {}
         self._propagator.inject(carrier, context=trace.set_span_in_context(span))
         return {**context_data, **carrier}
 
@@ -150,11 +176,14 @@ class OpenTelemetryTracer:
         )
         service, method, call_id, detail = event.service, event.method, event.call_id, event.detail
         if kind == "deliver" and message is not None:
-            if message.reply_to is not None:  # a request reaches a replica
+            is_event = event_source(message.exchange) is not None
+            if message.reply_to is not None or is_event:  # a request or event reaches a replica
                 with self._lock:
                     self._requests[(replica, correlation_id or "")] = (
                         message.headers,
                         message.exchange,
+                        message.routing_key,
+                        is_event,
                     )
             else:
                 with self._lock:
@@ -189,10 +218,9 @@ class OpenTelemetryTracer:
         correlation_id: str | None,
     ) -> None:
         with self._lock:
-            headers, exchange = self._requests.pop((replica, correlation_id or ""), None) or (
-                {},
-                "",
-            )
+            headers, exchange, routing_key, is_event = self._requests.pop(
+                (replica, correlation_id or ""), None
+            ) or ({}, "", f"{service}.{method}", False)
         carrier = {
             key[len(_PREFIX) :]: value
             for key, value in headers.items()
@@ -202,7 +230,7 @@ class OpenTelemetryTracer:
         span = self._tracer.start_span(
             f"{service}/{method}",
             context=parent,
-            kind=SpanKind.SERVER,
+            kind=SpanKind.CONSUMER if is_event else SpanKind.SERVER,
             attributes={
                 "rpc.system": "nameko",
                 "rpc.service": service or "",
@@ -210,7 +238,7 @@ class OpenTelemetryTracer:
                 "messaging.system": "rabbitmq",
                 "messaging.operation.type": "process",
                 "messaging.destination.name": exchange,
-                "messaging.rabbitmq.destination.routing_key": f"{service}.{method}",
+                "messaging.rabbitmq.destination.routing_key": routing_key,
                 "messaging.message.conversation_id": correlation_id or "",
                 "shimeji.call_id": call_id,
                 "shimeji.replica": replica,

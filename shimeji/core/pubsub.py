@@ -100,6 +100,17 @@ def publish_event(
     body = codec.dumps(event_data, "the event data")
     exchange = protocol.event_exchange_name(source_service)
     event_id = runtime.new_id()
+    if tracer.enabled:
+        context_data = tracer.request_context(
+            context_data,
+            caller=label,
+            service=source_service,
+            method=event_type,
+            call_id=call_id,
+            correlation_id=event_id,
+            exchange=exchange,
+            event=True,
+        )
     message = Message(
         body=body,
         routing_key=event_type,

@@ -39,13 +39,16 @@ class Tracer(Protocol):
         call_id: str | None,
         correlation_id: str,
         exchange: str,
+        event: bool = False,
     ) -> Mapping[str, Any]:
         """The context data to send with a request that is about to be published.
 
         ``caller`` is the replica or client label, ``call_id`` the caller's
-        call id, ``exchange`` the exchange the request is published to.
-        Return ``context_data`` itself to add nothing; never change it in
-        place.
+        call id, ``exchange`` the exchange the request is published to. With
+        ``event``, it is an event being dispatched: ``service`` is its source,
+        ``method`` its type, ``correlation_id`` the id it travels with, and no
+        reply will come. Return ``context_data`` itself to add nothing; never
+        change it in place.
         """
         ...
 

@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from shimeji.events import EventDispatcher, event_handler
 from shimeji.exceptions import RemoteError, RpcTimeout
 from shimeji.otel import OpenTelemetryTracer
 from shimeji.rpc import RpcProxy, rpc
@@ -162,3 +163,51 @@ def test_the_simulator_trace_is_unchanged_but_for_the_new_header(spans):
         return cluster.trace.to_text()
 
     assert run(OpenTelemetryTracer(provider)) == run(None)
+
+
+class Shop:
+    name = "shop"
+    dispatch = EventDispatcher()
+
+    @rpc
+    def sell(self, item):
+        self.dispatch("sold", {"item": item})
+
+
+class Stock:
+    name = "stock"
+
+    @event_handler("shop", "sold")
+    def on_sold(self, payload):
+        pass
+
+
+def test_an_event_is_a_producer_span_and_its_handlers_consumer_spans(spans):
+    """client shop/sell > server shop/sell > producer 'shop.events sold publish'
+    > consumer stock/on_sold, one trace; the traceparent rides the event's headers."""
+    provider, exporter = spans
+    with SimCluster(seed=0, tracer=OpenTelemetryTracer(provider)) as cluster:
+        cluster.add_service(Shop)
+        cluster.add_service(Stock)
+        cluster.rpc.shop.sell("apple")
+        cluster.advance(1)
+    client = by_name(exporter, "shop/sell", SpanKind.CLIENT)
+    server = by_name(exporter, "shop/sell", SpanKind.SERVER)
+    producer = by_name(exporter, "shop.events sold publish", SpanKind.PRODUCER)
+    consumer = by_name(exporter, "stock/on_sold", SpanKind.CONSUMER)
+    chain = [client, server, producer, consumer]
+    for parent, child in itertools.pairwise(chain):
+        assert child.parent is not None and child.parent.span_id == parent.context.span_id
+    assert producer.attributes["messaging.destination.name"] == "shop.events"
+    assert producer.attributes["messaging.rabbitmq.destination.routing_key"] == "sold"
+    assert consumer.attributes["messaging.operation.type"] == "process"
+    assert consumer.attributes["messaging.rabbitmq.destination.routing_key"] == "sold"
+    assert (
+        producer.attributes["messaging.message.id"]
+        == (consumer.attributes["messaging.message.conversation_id"])
+    )
+    dispatch = next(iter(cluster.trace.filter("dispatch")))
+    context = producer.context
+    assert dispatch.message.headers["nameko.traceparent"] == (
+        f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+    )
