@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["percentile", "pipelined", "sequential"]
+__all__ = ["events", "percentile", "pipelined", "sequential"]
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -57,3 +57,21 @@ def pipelined(call_async: Callable[[int], Any], calls: int, in_flight: int) -> f
         if reply.result() != expected:
             raise AssertionError(f"call {expected} returned a wrong result")
     return calls / (time.perf_counter() - began)
+
+
+def events(
+    dispatch: Callable[[int], Any], count: Callable[[], int], events: int
+) -> dict[str, float]:
+    """Dispatch ``events`` events one after another, then wait until the service's
+    ``count()`` has grown by as many: dispatches per second, and events handled
+    per second from the first dispatch to the last one handled."""
+    clock = time.perf_counter
+    before = count()
+    began = clock()
+    for i in range(events):
+        dispatch(i)
+    dispatched = clock() - began
+    while count() < before + events:
+        time.sleep(0.005)
+    handled = clock() - began
+    return {"dispatch_per_s": events / dispatched, "handled_per_s": events / handled}

@@ -1,7 +1,9 @@
 """nameko 2.14.1's side of the AMQP benchmark; runs in nameko's own virtualenv.
 
-nameko run benchmarks.nameko_bench --config FILE     # the services
+nameko run benchmarks.nameko_bench:Echo benchmarks.nameko_bench:Front --config FILE
+nameko run benchmarks.nameko_bench:Sink --config FILE  # the event benchmark's
 python benchmarks/nameko_bench.py client URI EXCHANGE CALLS WARMUP PIPELINED
+python benchmarks/nameko_bench.py events URI EXCHANGE EVENTS
 """
 
 import eventlet
@@ -12,6 +14,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from nameko.events import event_handler  # noqa: E402
 from nameko.rpc import RpcProxy, rpc  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,6 +40,34 @@ class Front:
         return self.echo_rpc.echo(value)
 
 
+class Sink:
+    name = "nbench_sink"
+    handled = 0
+
+    @event_handler("nbench_source", "tick")
+    def on_tick(self, payload):
+        Sink.handled += 1
+
+    @rpc
+    def count(self):
+        return Sink.handled
+
+
+def events_client(uri, exchange, events):
+    from nameko.standalone.events import event_dispatcher
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    config = {"AMQP_URI": uri, "rpc_exchange": exchange}
+    dispatch = event_dispatcher(config)
+    with ClusterRpcProxy(config) as rpc_proxy:
+        figures = measure.events(
+            lambda i: dispatch("nbench_source", "tick", {"n": i}),
+            rpc_proxy.nbench_sink.count,
+            int(events),
+        )
+    print(json.dumps(figures), flush=True)
+
+
 def client(uri, exchange, calls, warmup, pipelined_calls):
     from nameko.standalone.rpc import ClusterRpcProxy
 
@@ -52,6 +83,12 @@ def client(uri, exchange, calls, warmup, pipelined_calls):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] != "client":
-        sys.exit("usage: nameko_bench.py client URI EXCHANGE CALLS WARMUP PIPELINED")
-    client(*sys.argv[2:])
+    if sys.argv[1] == "client":
+        client(*sys.argv[2:])
+    elif sys.argv[1] == "events":
+        events_client(*sys.argv[2:])
+    else:
+        sys.exit(
+            "usage: nameko_bench.py client URI EXCHANGE CALLS WARMUP PIPELINED\n"
+            "       nameko_bench.py events URI EXCHANGE EVENTS"
+        )
