@@ -276,12 +276,24 @@ class EventHandler(Entrypoint):
         transport = container.transport
         exchange = protocol.event_exchange_name(self.source_service)
         transport.declare_exchange(exchange)
-        transport.declare_queue(
-            self.queue_name,
-            durable=True,
-            auto_delete=not self.reliable_delivery,
-            exclusive=self.handler_type == BROADCAST and not self.reliable_delivery,
-        )
+        settings = container.settings
+        if self.reliable_delivery:
+            # A queue that outlives its consumers: of RPC_QUEUE_TYPE, like the
+            # service queues (quorum on a cluster; its delivery limit also ends
+            # a requeue_on_error loop).
+            transport.declare_queue(
+                self.queue_name,
+                durable=True,
+                queue_type=settings.queue_type,
+                delivery_limit=settings.delivery_limit,
+            )
+        else:
+            transport.declare_queue(
+                self.queue_name,
+                durable=True,
+                auto_delete=True,
+                exclusive=self.handler_type == BROADCAST,
+            )
         transport.bind_queue(self.queue_name, exchange, self.event_type)
         self._consumer = transport.consume(
             self.queue_name,

@@ -115,3 +115,26 @@ def test_notifications_events_and_timer(cluster):
     assert {sent["sent_by"] for sent in result["emails"]} == {"email_service-1", "email_service-2"}
     assert result["audit entries per replica"] == {"audit_log-1": 3, "audit_log-2": 3}
     assert result["reconciliations in 5 minutes"] == 5
+
+
+def test_notifications_under_the_tutorials_faults():
+    """docs/tutorial.md, chapter 6: a dropped event is lost for every handler; an
+    email replica killed mid-event leaves it to the other, which sends it once."""
+    from shimeji.sim.faults import CrashDuring, Drop
+
+    with SimCluster(seed=0, faults=[Drop(direction="event", service="order_service")]) as cluster:
+        result = notifications.scenario(cluster)
+    assert [sent["order_id"] for sent in result["emails"]] == [2, 3]
+    assert result["audit entries per replica"] == {"audit_log-1": 2, "audit_log-2": 2}
+    crash = CrashDuring(service="email_service", method="send_confirmation")
+    with SimCluster(seed=0, faults=[crash]) as cluster:
+        result = notifications.scenario(cluster)
+    assert [(sent["order_id"], sent["sent_by"]) for sent in result["emails"]] == [
+        (1, "email_service-2"),
+        (2, "email_service-2"),
+        (3, "email_service-2"),
+    ]
+    redelivered = [
+        e for e in cluster.trace.filter("deliver") if e.detail and "redelivered" in e.detail
+    ]
+    assert [e.replica for e in redelivered] == ["email_service-2"]

@@ -241,3 +241,17 @@ def test_the_text_trace_says_which_event_came_from_where():
         cluster.advance(1)
         text = cluster.trace.to_text()
     assert "dispatch" in text and "orders.order_placed" in text
+
+
+def test_on_quorum_queues_a_hopeless_event_is_dropped_at_the_delivery_limit():
+    """With RPC_QUEUE_TYPE quorum, reliable handler queues are quorum queues: an
+    event redelivered more than RPC_DELIVERY_LIMIT times is dropped, not a livelock."""
+    config = {"RPC_QUEUE_TYPE": "quorum", "RPC_DELIVERY_LIMIT": 3}
+    with SimCluster(seed=1, config=config) as cluster:
+        cluster.add_service(Hopeless)
+        cluster.dispatch("orders", "order_placed", {"id": 1})
+        cluster.advance(10)
+        runs = [e for e in cluster.trace.filter("worker_start") if e.service == "hopeless"]
+        drops = [e for e in cluster.trace.filter("drop") if "delivery limit" in (e.detail or "")]
+    assert len(runs) == 4  # the first delivery and three returns
+    assert len(drops) == 1
