@@ -11,7 +11,7 @@ from typing import Any
 
 from shimeji.contextdata import ContextDataProvider
 from shimeji.events import BROADCAST, SINGLETON, EventDispatcher, event_handler
-from shimeji.rpc import rpc
+from shimeji.rpc import RpcProxy, rpc
 from shimeji.timer import timer
 from tests.conformance.services import CallIds, ReplicaName
 
@@ -57,6 +57,29 @@ class Email:
     @event_handler("orders", "order_placed")
     def send(self, payload: Any) -> None:
         saw("email", payload["id"], self.replica, self.context.get("user_id"), self.call_ids)
+
+
+class Whoami:
+    """Answers with the context data and call id stack it was called with."""
+
+    name = "whoami"
+    context = ContextDataProvider()
+    call_ids = CallIds()
+
+    @rpc
+    def tell(self):
+        return {"user_id": self.context.get("user_id"), "stack": self.call_ids}
+
+
+class Asker:
+    """Handles the event by calling another service."""
+
+    name = "asker"
+    whoami = RpcProxy("whoami")
+
+    @event_handler("orders", "order_placed")
+    def ask(self, payload):
+        saw("asker", payload["id"], self.whoami.tell())
 
 
 class Billing:

@@ -14,6 +14,7 @@ from shimeji.exceptions import (
 )
 from tests.conformance import event_services
 from tests.conformance.event_services import (
+    Asker,
     Audit,
     BadBroadcast,
     Billing,
@@ -24,6 +25,7 @@ from tests.conformance.event_services import (
     LeaderB,
     Orders,
     Ticker,
+    Whoami,
     WrongSignature,
     seen,
 )
@@ -137,6 +139,23 @@ def test_context_data_and_call_ids_follow_the_event(cluster):
     assert call_ids[:-1] == dispatcher_ids
     assert dispatcher_ids[-1].startswith("orders.place.")
     assert call_ids[-1].startswith("email.send.")
+
+
+def test_an_rpc_from_a_handler_carries_the_events_context(cluster):
+    """A call made by an event handler carries the event's context data, and its
+    call id stack continues through dispatcher, handler and callee."""
+    cluster.add_service(Orders)
+    cluster.add_service(Asker)
+    cluster.add_service(Whoami)
+    dispatcher_ids = cluster.rpc_proxy(context_data={"user_id": "u5"}).orders.place(5)
+    wait_until(cluster, lambda: seen("asker"))
+    order, told = seen("asker")[0]
+    assert (order, told["user_id"]) == (5, "u5")
+    assert told["stack"][: len(dispatcher_ids)] == dispatcher_ids
+    assert [entry.split(".")[0] for entry in told["stack"][len(dispatcher_ids) :]] == [
+        "asker",
+        "whoami",
+    ]
 
 
 def test_unserializable_event_data_is_refused_before_sending(cluster):
