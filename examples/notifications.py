@@ -19,6 +19,7 @@ from shimeji.timer import timer
 
 # What the handlers did, for the scenario to report (one simulation at a time).
 OUTBOX = []
+CONFIRMED = set()  # orders confirmed: where a real service would ask its database
 AUDIT = []
 RECONCILED = []
 
@@ -49,6 +50,10 @@ class EmailService:
 
     @event_handler("order_service", "order_placed")
     def send_confirmation(self, order):
+        # Idempotent: an event can arrive twice (at-least-once delivery).
+        if order["order_id"] in CONFIRMED:
+            return
+        CONFIRMED.add(order["order_id"])
         OUTBOX.append(
             {
                 "to": order["email"],
@@ -79,7 +84,7 @@ class StockReconciler:
 
 def scenario(cluster):
     """Three orders dispatched as events, five minutes of a one-minute timer."""
-    for store in (OUTBOX, AUDIT, RECONCILED):
+    for store in (OUTBOX, CONFIRMED, AUDIT, RECONCILED):
         store.clear()
     cluster.add_service(OrderService)
     cluster.add_service(EmailService, replicas=2)

@@ -118,9 +118,22 @@ def test_notifications_events_and_timer(cluster):
 
 
 def test_notifications_under_the_tutorials_faults():
-    """docs/tutorial.md, chapter 6: a dropped event is lost for every handler; an
-    email replica killed mid-event leaves it to the other, which sends it once."""
-    from shimeji.sim.faults import CrashDuring, Drop
+    """docs/tutorial.md, chapter 6: a subscriber that was down misses the event; a
+    duplicated event is sent once by the idempotent handler; a dropped event is
+    lost for every handler; an email replica killed mid-event leaves it to the
+    other, which sends it once."""
+    from shimeji.sim.faults import Crash, CrashDuring, Drop, Duplicate
+
+    down = Crash(replica="audit_log-1", at=0.0, restart_after=0.003)
+    with SimCluster(seed=0, faults=[down]) as cluster:
+        result = notifications.scenario(cluster)
+    assert result["audit entries per replica"] == {"audit_log-1": 2, "audit_log-2": 3}
+    with SimCluster(seed=0, faults=[Duplicate(direction="event", service="order_service")]) as c:
+        result = notifications.scenario(c)
+    handled = [e for e in c.trace.filter("worker_start") if e.method == "send_confirmation"]
+    assert len(handled) == 4
+    assert [sent["order_id"] for sent in result["emails"]] == [1, 2, 3]
+    assert result["audit entries per replica"] == {"audit_log-1": 4, "audit_log-2": 4}
 
     with SimCluster(seed=0, faults=[Drop(direction="event", service="order_service")]) as cluster:
         result = notifications.scenario(cluster)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from shimeji.exceptions import ConfigurationError
+from shimeji.rpc import rpc
 from shimeji.sim import SimCluster
 from shimeji.timer import timer
 
@@ -111,3 +112,33 @@ def test_stop_lets_a_running_tick_finish_and_starts_no_other():
 def test_an_interval_is_seconds_above_zero(interval):
     with pytest.raises(ConfigurationError, match="interval must be seconds > 0"):
         timer(interval=interval)
+
+
+class TickAndCall:
+    name = "tick_and_call"
+
+    @timer(interval=1)
+    def tick(self):
+        pass
+
+    @rpc
+    def hit(self):
+        pass
+
+
+@pytest.mark.parametrize(("schedule", "first"), [((), "timer_tick"), ((1,), "deliver")])
+def test_a_tick_racing_a_message_is_a_tie_the_schedule_decides(schedule, first):
+    """A tick and a request due at the same instant: the schedule (as
+    ``strategies.schedules`` draws it) says which runs first."""
+    with SimCluster(seed=0, schedule=schedule) as cluster:
+        cluster.add_service(TickAndCall)
+        cluster.advance(0.999)
+        cluster.rpc.tick_and_call.hit.call_async()  # delivered 1 ms later: at 1.0
+        cluster.advance(0.5)
+        at_one = [
+            e.kind
+            for e in cluster.trace.events
+            if e.time == pytest.approx(1.0) and e.kind in ("timer_tick", "deliver")
+        ]
+    assert at_one[0] == first
+    assert sorted(at_one) == ["deliver", "timer_tick"]
