@@ -19,6 +19,7 @@ __all__ = [
     "ConfigurationError",
     "ContainerBeingKilled",
     "ExtensionNotFound",
+    "FaultPlanError",
     "IncorrectSignature",
     "MalformedReply",
     "MalformedRequest",
@@ -29,6 +30,7 @@ __all__ = [
     "RpcTimeout",
     "ServiceNotFound",
     "ShimejiError",
+    "SimulationStalled",
     "UnknownService",
     "UnserializableValueError",
     "describe",
@@ -148,6 +150,31 @@ class UnserializableValueError(ShimejiError):
 
 class ConfigurationError(ShimejiError):
     """The configuration, a service class or an argument is invalid."""
+
+
+class FaultPlanError(ConfigurationError):
+    """A fault plan names a service, method, replica or client the cluster does not
+    have: it could never fire. ``problems`` holds one sentence per such name."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(*self.problems)
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return f"the fault plan can never fire as written: {self.problems[0]}"
+        listed = "; ".join(f"({n}) {p}" for n, p in enumerate(self.problems, start=1))
+        return f"the fault plan can never fire as written: {listed}"
+
+
+class SimulationStalled(ShimejiError):
+    """A caller waits with no deadline, and nothing left in the simulation can
+    ever answer it (raised by the simulator; ``stuck`` lists what waits, one
+    line each)."""
+
+    def __init__(self, message: str, stuck: list[str] | None = None) -> None:
+        self.stuck = list(stuck or [])
+        super().__init__(message)
 
 
 class PublishFailed(ShimejiError):

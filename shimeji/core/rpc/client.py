@@ -306,7 +306,7 @@ class RpcClient:
             correlation_id=correlation_id,
             reply_to=self.reply_to,
         )
-        waiter = self.runtime.new_waiter(f"{self.label} waiting for {service}.{method}")
+        waiter = self.runtime.new_waiter(f"a reply from {service}.{method} to {self.label}")
         call = PendingCall(
             service,
             method,
