@@ -30,7 +30,10 @@ from shimeji.views.model import (
 )
 from shimeji.views.text import timeline_row
 
-__all__ = ["render_html"]
+__all__ = ["GENERATOR", "render_html"]
+
+#: Marks a page as written by shimeji (``shimeji sim`` overwrites only such a page).
+GENERATOR = '<meta name="generator" content="shimeji">'
 
 ROW = 22  # height of a timeline row, in pixels; the diagram uses the same rows
 HEAD = 30  # height of the header row
@@ -364,6 +367,7 @@ def render_html(log: EventLog, title: str = "shimeji trace") -> str:
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+{GENERATOR}
 <title>{html.escape(title)}</title>
 <style>{_STYLE % {"row": ROW, "head": HEAD}}</style>
 </head>

@@ -127,3 +127,56 @@ def test_redact_leaves_ordinary_values():
         "PASSWORD_MIN": None,
         "use_token": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["sim", "examples/orders.py", "--format", "x"],
+            "shimeji sim: error: argument --format: invalid choice: 'x' (choose from 'text', "
+            "'mermaid', 'perfetto', 'html', 'jsonl') (see 'shimeji sim --help')",
+        ),
+        (
+            ["sim", "examples/orders.py", "--seed", "x"],
+            "shimeji sim: error: argument --seed: invalid int value: 'x' (see 'shimeji sim "
+            "--help')",
+        ),
+        (["sim"], "shimeji sim: error: the following arguments are required: MODULE"),
+        ([], "shimeji: error: name a command: sim, run, shell, show-config (see 'shimeji --help')"),
+        (["nope"], "shimeji: error: argument COMMAND: invalid choice: 'nope'"),
+        (["run", "x", "--replicas", "two"], "shimeji run: error: argument --replicas: invalid"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, message, capsys):
+    """A bad option is one line saying what is wrong and where the help is: no usage
+    block before it."""
+    try:
+        status = main(argv)
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith(message)
+
+
+def test_version(capsys):
+    """shimeji --version prints the version."""
+    import shimeji
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out == f"shimeji {shimeji.__version__}\n"
+
+
+@pytest.mark.parametrize("command", [[], ["sim"], ["run"], ["shell"], ["show-config"]])
+def test_help_texts_are_plain_text(command, capsys):
+    """--help shows no reStructuredText markup (``x``, :class:, ...)."""
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = capsys.readouterr().out
+    assert "usage: shimeji" in text
+    for markup in ("``", ":class:", ":func:", ":meth:", "\n.. "):
+        assert markup not in text, (markup, text)
