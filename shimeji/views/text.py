@@ -266,9 +266,8 @@ def _outcome(model: TraceModel, call: Any, width: int, indent: int) -> list[str]
     if call.end_kind:
         ending = next((r for r in model.records if r.seq == call.end_seq), None)
         detail = ending.detail if ending is not None else ""
-        return [
-            f"no reply ({call.end_kind}): {detail}" if detail else f"no reply ({call.end_kind})"
-        ]
+        what = call.end_kind.replace("_", " ")
+        return [f"{what}: {detail}" if detail else what]
     return ["no reply: the call was still waiting when the run ended"]
 
 
