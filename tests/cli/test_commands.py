@@ -18,9 +18,33 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
+APP_SERVICE = textwrap.dedent(
+    """\
+    from shimeji.extensions import DependencyProvider
+    from shimeji.rpc import rpc
+
+
+    class Database(DependencyProvider):
+        config_keys = ("API_TOKEN", "DATABASE_URL")
+
+
+    class Accounts:
+        name = "accounts"
+        db = Database()
+
+        @rpc
+        def balance(self, account):
+            return 0
+    """
+)
+
+
 def test_show_config_substitutes_and_redacts(tmp_path, capsys, monkeypatch):
     """show-config prints the configuration after ${VAR} substitution, defaults filled
-    in, with the password of AMQP_URI and secret-looking values hidden."""
+    in, with the password of AMQP_URI and secret-looking values hidden; the keys of
+    the application are those its services declare."""
+    (tmp_path / "app_services.py").write_text(APP_SERVICE)
+    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("RABBIT_PASSWORD", "pw-from-env-9")
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -34,7 +58,7 @@ def test_show_config_substitutes_and_redacts(tmp_path, capsys, monkeypatch):
             """
         )
     )
-    status, out, err = run_cli(capsys, "show-config", "--config", str(config))
+    status, out, err = run_cli(capsys, "show-config", "app_services", "--config", str(config))
     assert status == 0, err
     shown = yaml.safe_load(out)
     assert shown["AMQP_URI"] == "amqp://svc:***@rabbit:5672/prod"
@@ -45,7 +69,71 @@ def test_show_config_substitutes_and_redacts(tmp_path, capsys, monkeypatch):
     assert shown["DATABASE_URL"] == "postgres://app:***@db/app"
     for secret in ("pw-from-env-9", "tok-123456", "db-secret-77"):
         assert secret not in out and secret not in err
-    assert "keys of the application (not checked here): API_TOKEN, DATABASE_URL" in out
+    assert "# keys of the application, declared by its services: API_TOKEN, DATABASE_URL" in out
+
+
+PLAIN_SERVICE = textwrap.dedent(
+    """\
+    from shimeji.rpc import rpc
+
+
+    class Echo:
+        name = "echo"
+
+        @rpc
+        def say(self, text):
+            return text
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "services", "accepted"),
+    [
+        ("max_workers: 3\n", [], True),
+        ("max_worker: 3\n", [], False),
+        ("API_TOKEN: x\n", [], False),
+        ("API_TOKEN: x\n", ["app_services"], True),
+        ("API_TOKEN: x\nOTHER_KEY: 1\n", ["app_services"], False),
+        ("max_workers: lots\n", ["app_services"], False),
+    ],
+)
+def test_show_config_and_run_agree(text, services, accepted, tmp_path, capsys, monkeypatch):
+    """A file show-config accepts is one shimeji run accepts, and the other way round:
+    both check it against shimeji's keys and those the services named declare (with
+    none named, show-config is run with services that declare nothing). run never
+    reaches a broker here: starting the runner is replaced by a stand-in."""
+    import shimeji.runner
+
+    (tmp_path / "app_services.py").write_text(APP_SERVICE)
+    (tmp_path / "plain_services.py").write_text(PLAIN_SERVICE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+
+    class Started(Exception):
+        pass
+
+    def start(self):
+        raise Started
+
+    monkeypatch.setattr(shimeji.runner.ServiceRunner, "start", start)
+    shown, _, shown_err = run_cli(capsys, "show-config", *services, "--config", str(config))
+    try:
+        ran, _, ran_err = run_cli(
+            capsys, "run", *(services or ["plain_services"]), "--config", str(config)
+        )
+    except Started:
+        ran, ran_err = 0, ""  # the configuration passed; the runner was about to connect
+    assert (shown == 0) == accepted, shown_err
+    assert (ran == 0) == accepted, ran_err
+    if not accepted:  # the same reason, in the same words
+        reason = ran_err.strip().split("error: ", 1)[1]
+        assert reason in shown_err
+    if "max_worker:" in text:
+        assert "unknown configuration key 'max_worker' (did you mean 'max_workers'?)" in shown_err
+    if not accepted and not services and "unknown" in shown_err:
+        assert "name the services that declare it, as for shimeji run" in shown_err
 
 
 def test_show_config_broker_option_overrides(capsys):
