@@ -131,20 +131,36 @@ class RpcTimeout(ShimejiError):
 
 
 class UnserializableValueError(ShimejiError):
-    """A value cannot be encoded by the configured serializer."""
+    """A value cannot be encoded by the configured serializer.
 
-    def __init__(self, value: Any, where: str = "value", reason: str = "") -> None:
+    ``where`` says where the value is, in the caller's terms (``argument 1 of
+    orders.place['when']``, ``the return value of orders.get['when']``);
+    ``path`` is the same place as keys and indexes into the message body
+    (``("result", "when")``), when the codec knows it; ``reason`` says why and
+    what to do instead.
+    """
+
+    def __init__(
+        self,
+        value: Any,
+        where: str = "value",
+        reason: str = "",
+        *,
+        path: tuple[Any, ...] = (),
+        shown: str | None = None,
+    ) -> None:
         self.value = value
         self.where = where
         self.reason = reason
+        self.path = path
         # Short and inert whatever the value: this text goes into logs and replies.
-        self.repr_value = quote(value)
+        self.repr_value = quote(value) if shown is None else shown
         super().__init__(self.repr_value)
 
     def __str__(self) -> str:
-        text = f"Unserializable value at {self.where}: {self.repr_value}"
+        text = f"{self.where} cannot be sent: {self.repr_value}"
         if self.reason:
-            text += f" ({self.reason})"
+            text += f"; {self.reason}"
         return text
 
 

@@ -277,6 +277,18 @@ def _arrow(value: Any, width: int, indent: int) -> list[str]:
     return lines
 
 
+def _wrapped(text: str, width: int, indent: int) -> list[str]:
+    """``text`` wrapped to ``width``, its later lines indented two more than the first."""
+    return textwrap.wrap(
+        text,
+        width,
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent + 2),
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [" " * indent]
+
+
 def _results(model: TraceModel, width: int) -> list[str]:
     calls = [call for call in model.calls.values() if call.caller in model.clients]
     if not calls:
@@ -295,6 +307,9 @@ def _results(model: TraceModel, width: int) -> list[str]:
         lines.extend(head[1:])
         pad = " " * len(lead)
         outcome = _outcome(model, call, width, len(lead))
-        lines.append(pad + outcome[0])
-        lines.extend(outcome[1:])
+        if outcome[0].startswith("->"):
+            lines.append(pad + outcome[0])
+            lines.extend(outcome[1:])
+        else:  # an error or why no reply came: prose, wrapped
+            lines.extend(_wrapped(outcome[0], width, len(lead)))
     return lines

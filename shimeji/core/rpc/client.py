@@ -282,7 +282,7 @@ class RpcClient:
                 deadline=None if timeout is None else since + timeout,
             )
         codec = self.settings.serializer
-        body = protocol.encode_request(codec, args, kwargs)
+        body = protocol.encode_request(codec, args, kwargs, f"{service}.{method}")
         correlation_id = self.runtime.new_id()
         caller_call_id = call_id_stack[-1] if call_id_stack else None
         tracer = self.tracer
