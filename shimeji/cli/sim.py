@@ -365,7 +365,8 @@ def run(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.cluster = cluster
 
-    failure: str | None = None  # what ran and raised: exit status 1
+    failure: str | None = None  # why the scenario or a replica failed (exit status 1)
+    raised = False  # the call ran and raised (exit status 1)
     outcome = ""
     module_file = getattr(module, "__file__", None)
     with _service_logs(args.verbose):
@@ -377,9 +378,7 @@ def run(args: argparse.Namespace) -> int:
             if call is not None:
                 for service_cls in services:
                     cluster.add_service(service_cls, replicas.get(service_cls.name, 1))
-                outcome, failed = _make_call(cluster, call)
-                if failed:
-                    failure = ""
+                outcome, raised = _make_call(cluster, call)
             else:
                 assert scenario is not None
                 scenario(cluster)
@@ -388,11 +387,15 @@ def run(args: argparse.Namespace) -> int:
                 cluster.stop(raise_crashes=False)
             raise CommandError(_plan_error(args, exc.problems)) from None
         except Exception as exc:
-            name = getattr(scenario, "__name__", "scenario")
-            failure = f"scenario {name}() {_raised(exc, module_file)}"
+            what = (
+                f"the call {call}"
+                if call is not None
+                else f"scenario {getattr(scenario, '__name__', 'scenario')}()"
+            )
+            failure = f"{what} {_raised(exc, module_file)}"
         finally:
             try:
-                cluster.stop(raise_crashes=failure is None)
+                cluster.stop(raise_crashes=failure is None and not raised)
             except FaultPlanError as exc:
                 raise CommandError(_plan_error(args, exc.problems)) from None
             except Exception as exc:
@@ -415,9 +418,9 @@ def run(args: argparse.Namespace) -> int:
         print(outcome, file=sys.stderr)
     if problem is not None:
         raise CommandError(problem)
-    if failure:
+    if failure is not None:
         print(f"shimeji sim: error: {failure}", file=sys.stderr)
-    return 0 if failure is None else 1
+    return 1 if failure is not None or raised else 0
 
 
 def _render(log: EventLog, args: argparse.Namespace) -> str:
