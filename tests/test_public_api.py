@@ -23,6 +23,8 @@ PUBLIC = {
         "UnserializableValueError",
         "ConfigurationError",
         "ContainerBeingKilled",
+        "SimulationStalled",
+        "FaultPlanError",
         "deserialize_to_instance",
         "serialize",
         "deserialize",

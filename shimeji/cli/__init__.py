@@ -7,8 +7,11 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
-__all__ = ["COMMANDS", "CommandError", "main"]
+from shimeji import __version__
+
+__all__ = ["COMMANDS", "CommandError", "Parser", "main"]
 
 #: Modules defining subcommands, in the order ``shimeji --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -23,11 +26,20 @@ class CommandError(Exception):
     """A problem to report as one line on stderr, with exit status 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: what is wrong, and where the
+    help is (not the usage block first, as argparse prints it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="shimeji",
         description="Run and inspect shimeji services (on the simulator or on RabbitMQ).",
     )
+    parser.add_argument("--version", action="version", version=f"shimeji {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS:
         importlib.import_module(module_name).register(subparsers)
@@ -39,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help(sys.stderr)
+        names = ", ".join(name.rpartition(".")[2].replace("_", "-") for name in COMMANDS)
+        print(f"shimeji: error: name a command: {names} (see 'shimeji --help')", file=sys.stderr)
         return 2
     try:
         return int(handler(args) or 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -20,6 +21,7 @@ import attrs
 from shimeji.cli import CommandError
 from shimeji.core.extensions import iter_entrypoints
 from shimeji.core.protocol import validate_service_name
+from shimeji.core.suggest import did_you_mean
 
 __all__ = [
     "CallSpec",
@@ -28,6 +30,8 @@ __all__ = [
     "load_module",
     "parse_call",
     "parse_replicas",
+    "signature_problems",
+    "signature_text",
 ]
 
 
@@ -245,3 +249,56 @@ def parse_replicas(values: list[str]) -> dict[str, int]:
             raise CommandError(f"--replicas names {service!r} twice")
         counts[service] = int(number)
     return counts
+
+
+def _parameters(fn: Any) -> list[inspect.Parameter]:
+    """A method's parameters without ``self``."""
+    return list(inspect.signature(fn).parameters.values())[1:]
+
+
+def signature_text(fn: Any) -> str:
+    """``(a, b=2, *, c)``: a method's signature as its caller sees it (no ``self``)."""
+    return str(inspect.signature(fn).replace(parameters=_parameters(fn)))
+
+
+def signature_problems(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+    """Every way ``fn(self, *args, **kwargs)`` would fail to bind: all missing and
+    unexpected arguments, not only the first Python names. Empty if it binds."""
+    P = inspect.Parameter
+    parameters = _parameters(fn)
+    positional = [p for p in parameters if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
+    takes_varargs = any(p.kind == P.VAR_POSITIONAL for p in parameters)
+    takes_varkw = any(p.kind == P.VAR_KEYWORD for p in parameters)
+    problems: list[str] = []
+    if len(args) > len(positional) and not takes_varargs:
+        problems.append(
+            f"{len(args)} positional arguments given, and it takes "
+            f"{'at most ' if any(p.default is not P.empty for p in positional) else ''}"
+            f"{len(positional)}"
+        )
+    filled = {p.name for p in positional[: len(args)]}
+    named = {p.name: p for p in parameters if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
+    unexpected = []
+    for key in kwargs:
+        if key in filled:
+            problems.append(f"{key!r} given twice, by position and by name")
+        elif key in named:
+            filled.add(key)
+        elif not takes_varkw:
+            unexpected.append(key)
+    if unexpected:
+        free = [name for name in named if name not in filled]
+        plural = "s" if len(unexpected) > 1 else ""
+        listed = ", ".join(f"{key!r}{did_you_mean(key, free)}" for key in unexpected)
+        problems.append(f"unexpected keyword argument{plural} {listed}")
+    missing = [
+        p.name
+        for p in parameters
+        if p.default is P.empty
+        and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)
+        and p.name not in filled
+    ]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        problems.append(f"missing argument{plural} {', '.join(repr(m) for m in missing)}")
+    return problems

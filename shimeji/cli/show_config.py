@@ -1,7 +1,9 @@
 """``shimeji show-config``: the configuration as shimeji sees it, secrets hidden.
 
 ``${VAR}`` substitutions are done and defaults filled in; passwords in URIs and
-the values of keys that look secret are replaced by ``***``.
+the values of keys that look secret are replaced by ``***``. The file is
+checked as ``shimeji run`` checks it: a key that is neither shimeji's nor
+declared by the services named (their providers' ``config_keys``) is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from shimeji.cli.common import add_config_arguments, load_cli_config
+from shimeji.cli import CommandError
+from shimeji.cli.common import add_config_arguments, find_services, load_cli_config
 from shimeji.core.config import DEFAULT_CONFIG, redact_uri
 
 __all__ = ["redact", "register", "show_config"]
@@ -28,7 +31,15 @@ def register(subparsers: Any) -> None:
         "show-config",
         help="print the configuration after substitution, secrets redacted",
         description="Print the configuration (defaults filled in, ${VAR} substituted), "
-        "with passwords and secret-looking values replaced by ***.",
+        "with passwords and secret-looking values replaced by ***. It is checked as "
+        "'shimeji run' checks it: keys of the application must be declared by the "
+        "services named (their providers' config_keys).",
+    )
+    parser.add_argument(
+        "services",
+        nargs="*",
+        metavar="module[:Class]",
+        help="the services whose keys the configuration may hold, as for 'shimeji run'",
     )
     add_config_arguments(parser)
     parser.set_defaults(handler=show_config)
@@ -51,13 +62,19 @@ def redact(value: Any, key: str = "") -> Any:
 
 
 def show_config(args: argparse.Namespace) -> int:
-    config = load_cli_config(args, strict=False)
+    services = find_services(args.services) if args.services else []
+    try:
+        config = load_cli_config(args, services)
+    except CommandError as exc:
+        if not services and "unknown configuration key" in str(exc):
+            raise CommandError(
+                f"{exc}; if it is a key of your application, name the services that declare "
+                "it, as for shimeji run: shimeji show-config MODULE --config FILE"
+            ) from None
+        raise
     shown = {**DEFAULT_CONFIG, **config}
-    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+    declared = sorted(set(config) - set(DEFAULT_CONFIG))
     yaml.safe_dump(redact(shown), sys.stdout, sort_keys=False, default_flow_style=False)
-    if unknown:
-        print(
-            f"# keys of the application (not checked here): {', '.join(unknown)}",
-            file=sys.stdout,
-        )
+    if declared:
+        print(f"# keys of the application, declared by its services: {', '.join(declared)}")
     return 0

@@ -9,6 +9,11 @@ command runs the module's ``scenario(cluster)`` function (``--scenario``
 names another one), which adds the services it needs and makes calls. With
 ``--call``, every service class of the module is added (one replica each,
 unless ``--replicas`` says otherwise) and the one call is made.
+
+Exit status: 0 when everything ran and returned; 1 when the scenario or the
+call ran and raised (the trace is shown, then what was raised); 2 when the
+command could not run as given (a module, a call, a fault plan or an option
+that is wrong), before anything runs where that can be known.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,13 +37,25 @@ from shimeji.cli.loading import (
     load_module,
     parse_call,
     parse_replicas,
+    signature_problems,
+    signature_text,
 )
 from shimeji.core.events import Event
-from shimeji.core.exceptions import ConfigurationError, ShimejiError
+from shimeji.core.exceptions import (
+    ConfigurationError,
+    FaultPlanError,
+    ShimejiError,
+    SimulationStalled,
+)
+from shimeji.core.extensions import iter_entrypoints
+from shimeji.core.pubsub import subscriptions
+from shimeji.core.rpc import Rpc
+from shimeji.core.suggest import did_you_mean
 from shimeji.sim import SimCluster
 from shimeji.sim.clock import real_perf_counter
-from shimeji.sim.faults import FaultPlan
+from shimeji.sim.faults import FaultPlan, PlanGraph, plan_problems
 from shimeji.views import FORMATS, EventLog, render
+from shimeji.views.html import GENERATOR
 from shimeji.views.ids import IdNamer, canonicalize
 
 __all__ = ["Progress", "register", "run"]
@@ -47,7 +65,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "sim",
         help="run services on the simulator and show the trace",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=plain(__doc__.split("\n\n", 1)[1]) if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("module", metavar="MODULE", help="a .py file or a dotted module name")
@@ -81,7 +99,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--format", choices=FORMATS, default="text", help="the view to show (default: text)"
     )
-    parser.add_argument("--out", metavar="FILE", help="write the view to FILE instead of stdout")
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the view to FILE instead of stdout (html to a terminal: MODULE's name .html)",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="text: show every event, the routine ones too (replicas starting and stopping, "
+        "queues deleted)",
+    )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="text: every column (call ids too), and every value in full, however wide",
+    )
     parser.add_argument(
         "--ids",
         choices=("canonical", "raw"),
@@ -249,29 +282,79 @@ def _load_config(path: str | None) -> dict[str, Any] | None:
         raise CommandError(f"configuration {path}: {describe_exception(exc)}") from None
 
 
+def plain(text: str) -> str:
+    """Help text without reStructuredText markup (````--call```` reads ``--call``)."""
+    return text.replace("``", "")
+
+
 def _title(args: argparse.Namespace) -> str:
     what = f"--call {args.call}" if args.call else f"{args.scenario or 'scenario'}()"
     faults = " with faults" if args.faults else ""
     return f"shimeji sim {args.module} {what} --seed {args.seed}{faults}"
 
 
-def run(args: argparse.Namespace) -> int:
+#: The summary's width when it does not go to a terminal (and the narrowest one).
+WIDTH = 100
+MIN_WIDTH = 60
+
+
+def _text_width() -> int:
+    if not sys.stdout.isatty():
+        return WIDTH
+    return max(MIN_WIDTH, shutil.get_terminal_size((WIDTH, 24)).columns)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse what cannot work before spending a run on it."""
+    if args.format != "text":
+        for flag in ("all", "wide"):
+            if getattr(args, flag):
+                raise CommandError(f"--{flag} applies to --format text only")
+    if args.out is None and args.format == "html" and sys.stdout.isatty():
+        # A page is for a browser, not for a terminal: write it to a file.
+        args.out = _page_name(args.module)
+        if os.path.exists(args.out) and not _written_by_shimeji(args.out):
+            raise CommandError(
+                f"--format html writes a page, and {args.out} exists and is not one shimeji "
+                "wrote; give --out FILE"
+            )
     if args.out is not None:
-        # Refuse a place to write before spending a run on it.
         directory = os.path.dirname(args.out)
         if directory and not os.path.isdir(directory):
             raise CommandError(f"cannot write {args.out}: no directory {directory}")
         if os.path.isdir(args.out):
             raise CommandError(f"cannot write {args.out}: it is a directory")
+
+
+def _page_name(module: str) -> str:
+    stem = Path(module).stem if module.endswith(".py") else module.rpartition(".")[2]
+    return f"{stem}.html"
+
+
+def _written_by_shimeji(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            return GENERATOR in stream.read(2048)
+    except OSError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_options(args)
     replicas = parse_replicas(args.replicas)
     call = parse_call(args.call) if args.call is not None else None
     config = _load_config(args.config)
     faults = _load_faults(args.faults) if args.faults is not None else None
     module = load_module(args.module)
     scenario = None if call is not None else _find_scenario(module, args)
-    services = find_services(module) if call is not None else []
+    services = find_services(module)
     if call is not None:
         _check_call_services(module, args.module, services, call, replicas)
+        _check_call(call, services, args.module)
+    else:
+        _check_replicas_known(replicas, services, args.module)
+    if faults is not None:
+        _check_faults(faults, services, replicas if call is not None else None, args)
 
     progress = Progress(sys.stderr) if not args.no_progress and sys.stderr.isatty() else None
     try:
@@ -283,7 +366,8 @@ def run(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.cluster = cluster
 
-    failure: str | None = None
+    failure: str | None = None  # why the scenario or a replica failed (exit status 1)
+    raised = False  # the call ran and raised (exit status 1)
     outcome = ""
     module_file = getattr(module, "__file__", None)
     with _service_logs(args.verbose):
@@ -295,27 +379,32 @@ def run(args: argparse.Namespace) -> int:
             if call is not None:
                 for service_cls in services:
                     cluster.add_service(service_cls, replicas.get(service_cls.name, 1))
-                outcome = _make_call(cluster, call)
+                outcome, raised = _make_call(cluster, call)
             else:
                 assert scenario is not None
                 scenario(cluster)
+        except FaultPlanError as exc:
+            with contextlib.suppress(Exception):
+                cluster.stop(raise_crashes=False)
+            raise CommandError(_plan_error(args, exc.problems)) from None
         except Exception as exc:
             what = (
                 f"the call {call}"
                 if call is not None
                 else f"scenario {getattr(scenario, '__name__', 'scenario')}()"
             )
-            failure = f"{what} raised {describe_exception(exc, near=module_file)}"
+            failure = f"{what} {_raised(exc, module_file)}"
         finally:
             try:
-                cluster.stop(raise_crashes=failure is None)
+                cluster.stop(raise_crashes=failure is None and not raised)
+            except FaultPlanError as exc:
+                raise CommandError(_plan_error(args, exc.problems)) from None
             except Exception as exc:
                 failure = failure or f"a replica crashed: {describe_exception(exc)}"
             if progress is not None:
                 progress.close()
 
-    if failure is None and call is None:
-        failure = _check_scenario_result(cluster, replicas, args.module)
+    problem = _check_scenario_result(cluster, replicas, args.module) if call is None else None
 
     log = EventLog.from_cluster(cluster)
     if args.ids == "canonical":
@@ -324,25 +413,137 @@ def run(args: argparse.Namespace) -> int:
         log = EventLog(canonicalize(log.records, namer))
         failure = namer.rewrite(failure)
         outcome = namer.rewrite(outcome) or ""
-    output = render(log, args.format, title=_title(args))
+    output = _render(log, args)
     _write(output, args.out, len(log), args.format)
     if outcome:
         print(outcome, file=sys.stderr)
+    if problem is not None:
+        raise CommandError(problem)
     if failure is not None:
-        raise CommandError(failure)
-    return 0
+        print(f"shimeji sim: error: {failure}", file=sys.stderr)
+    return 1 if failure is not None or raised else 0
 
 
-def _make_call(cluster: SimCluster, call: CallSpec) -> str:
-    """Make the call; say on one line what it returned or raised (both are outcomes
-    worth showing, not errors of the command)."""
+def _render(log: EventLog, args: argparse.Namespace) -> str:
+    if args.format != "text":
+        return render(log, args.format, title=_title(args))
+    hints = []
+    if not args.all:
+        hints.append("--all shows every event.")
+    if not args.wide:
+        hints.append("--wide shows every column, in full.")
+    return render(
+        log,
+        "text",
+        title=_title(args),
+        width=None if args.wide else (_text_width() if args.out is None else WIDTH),
+        fold=not args.all,
+        legend=True,
+        results=True,
+        detail_limit=None if args.wide else 60,
+        hint=" ".join(hints),
+    )
+
+
+def _raised(exc: BaseException, near: str | None) -> str:
+    """``raised Type: message (at file:line)`` on one line; a stall keeps its lines."""
+    if isinstance(exc, SimulationStalled):
+        return f"did not finish: {exc}"
+    return f"raised {describe_exception(exc, near=near)}"
+
+
+def _make_call(cluster: SimCluster, call: CallSpec) -> tuple[str, bool]:
+    """Make the call; say what it returned or raised, and whether it raised."""
     try:
         result = cluster.rpc[call.service][call.method](*call.args, **call.kwargs)
     except ConfigurationError:
         raise  # a mistake in the command (a fault plan, say), not the call's outcome
+    except SimulationStalled as exc:
+        return f"{call} did not finish: {exc}", True
     except ShimejiError as exc:
-        return f"{call} raised {type(exc).__name__}: {' '.join(str(exc).split())}"
-    return f"{call} returned {result!r}"
+        return f"{call} raised {type(exc).__name__}: {' '.join(str(exc).split())}", True
+    return f"{call} returned {result!r}", False
+
+
+def _faults_source(args: argparse.Namespace) -> str:
+    return args.faults if args.faults and os.path.isfile(args.faults) else "--faults"
+
+
+def _check_faults(
+    plan: FaultPlan,
+    services: list[type],
+    replicas: Mapping[str, int] | None,
+    args: argparse.Namespace,
+) -> None:
+    """The plan's names against the module's services before running; with --call,
+    against their replicas and the one client too. (What a scenario decides, the
+    number of replicas, is checked again at its first call.)"""
+    graph = PlanGraph(
+        {
+            service.name: tuple(name for name, _ in iter_entrypoints(service))
+            for service in services
+        },
+        None
+        if replicas is None
+        else tuple(
+            f"{service.name}-{index}"
+            for service in services
+            for index in range(1, replicas.get(service.name, 1) + 1)
+        ),
+        None if replicas is None else ("client",),
+        subscriptions(services),
+    )
+    problems = plan_problems(plan, graph)
+    if problems:
+        raise CommandError(_plan_error(args, problems))
+
+
+def _plan_error(args: argparse.Namespace, problems: list[str]) -> str:
+    listed = (
+        problems[0]
+        if len(problems) == 1
+        else "; ".join(f"({n}) {p}" for n, p in enumerate(problems, start=1))
+    )
+    return f"the fault plan ({_faults_source(args)}) can never fire: {listed}"
+
+
+def _check_call(call: CallSpec, services: list[type], spec: str) -> None:
+    """A call that could never work: an unknown service or method, arguments its
+    signature refuses."""
+    by_name = {service.name: service for service in services}
+    service = by_name.get(call.service)
+    if service is None:
+        raise CommandError(
+            f"--call names service {call.service!r}, which {spec} does not define"
+            f"{did_you_mean(call.service, by_name)}; its services: {', '.join(by_name)}"
+        )
+    methods = [
+        name for name, entrypoint in iter_entrypoints(service) if isinstance(entrypoint, Rpc)
+    ]
+    if call.method not in methods:
+        raise CommandError(
+            f"--call names method {call.method!r}, which {call.service} does not have"
+            f"{did_you_mean(call.method, methods)}; its methods: {', '.join(methods)}"
+        )
+    function = getattr(service, call.method)
+    problems = signature_problems(function, call.args, call.kwargs)
+    if problems:
+        raise CommandError(
+            f"--call {call} does not fit {call.service}.{call.method}"
+            f"{signature_text(function)}: {'; '.join(problems)}"
+        )
+
+
+def _check_replicas_known(replicas: Mapping[str, int], services: list[type], spec: str) -> None:
+    """--replicas names services the module has (defines or imports), before the
+    scenario runs: a misspelt name would otherwise show only after it ran."""
+    names = [service.name for service in services]
+    for name in replicas:
+        if name not in names:
+            raise CommandError(
+                f"--replicas names {name!r}, which {spec} does not define or import"
+                f"{did_you_mean(name, names)}; its services: {', '.join(names) or 'none'}"
+            )
 
 
 def _find_scenario(module: ModuleType, args: argparse.Namespace) -> Any:
@@ -398,8 +599,8 @@ def _check_call_services(
     for name in replicas:
         if name not in names:
             raise CommandError(
-                f"--replicas names {name!r}, which {spec} does not define; its services: "
-                f"{', '.join(names)}"
+                f"--replicas names {name!r}, which {spec} does not define"
+                f"{did_you_mean(name, names)}; its services: {', '.join(names)}"
             )
 
 
@@ -432,4 +633,5 @@ def _write(output: str, out: str | None, events: int, format: str) -> None:
             stream.write(output)
     except OSError as exc:
         raise CommandError(f"cannot write {out}: {exc.strerror or exc}") from None
-    print(f"wrote the {format} view of {events} events to {out}")
+    opened = " (open it in a browser)" if format == "html" else ""
+    print(f"wrote the {format} view of {events} events to {out}{opened}")

@@ -14,7 +14,6 @@ in a provider's ``config_keys``.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -23,6 +22,7 @@ import attrs
 
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.serialization import Codec, codec_by_name
+from shimeji.core.suggest import did_you_mean
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -136,12 +136,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    if not close:
-        lowered = {k.lower(): k for k in known}
-        if name.lower() in lowered:
-            close = [lowered[name.lower()]]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return did_you_mean(name, known)
 
 
 def _check_positive_int(key: str, value: Any, minimum: int) -> int:

@@ -243,7 +243,7 @@ class ServiceContainer:
             idle = None
             if self._workers or self._backlog:
                 idle = self._idle = self.runtime.new_waiter(
-                    f"replica {self.replica_name} to finish its workers"
+                    f"the workers of {self.replica_name} to finish"
                 )
         if idle is not None:
             idle.wait()

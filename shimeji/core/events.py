@@ -119,13 +119,17 @@ ROW = "row"  # a row of the timelines only (publishing, acks, lifecycle)
 
 
 class EventKind(NamedTuple):
-    """A kind of event: its name, how diagrams draw it, whether it ends the call
-    it concerns (for its caller), and what it means."""
+    """A kind of event: its name, how diagrams draw it, what it means (``about``,
+    the legend's text), whether it ends the call it concerns (for its caller),
+    and whether it is ``routine``: bookkeeping every run has (replicas
+    starting and stopping, queues deleted), which summaries fold away
+    (``shimeji sim`` hides them unless ``--all``)."""
 
     name: str
     drawn: str
     about: str
     ends_call: bool = False
+    routine: bool = False
 
 
 def _kinds(*kinds: EventKind) -> dict[str, EventKind]:
@@ -150,7 +154,7 @@ KINDS: dict[str, EventKind] = _kinds(
     EventKind("unroutable", NOTE, "no queue is bound for a request", ends_call=True),
     EventKind("timeout", NOTE, "a call got no reply in time", ends_call=True),
     EventKind("bad_request", NOTE, "a request that cannot be served was answered with its error"),
-    EventKind("queue_deleted", ROW, "a queue was deleted (and the messages in it)"),
+    EventKind("queue_deleted", ROW, "a queue was deleted (and the messages in it)", routine=True),
     # events and timers
     EventKind("dispatch", ROW, "a service (or a client) dispatched an event"),
     EventKind("timer_tick", NOTE, "a timer fired: its method runs"),
@@ -158,8 +162,8 @@ KINDS: dict[str, EventKind] = _kinds(
     EventKind("worker_start", ACTIVATE, "a worker started handling a call"),
     EventKind("worker_end", DEACTIVATE, "a worker finished: ok, or the error it raised"),
     # replicas
-    EventKind("replica_start", ROW, "a replica started"),
-    EventKind("replica_stop", ROW, "a replica stopped"),
+    EventKind("replica_start", ROW, "a replica started", routine=True),
+    EventKind("replica_stop", ROW, "a replica stopped", routine=True),
     EventKind("replica_killed", NOTE, "a replica died; its unacked messages went back"),
     EventKind("replica_waiting", NOTE, "a replica waits for the broker before it starts"),
     # faults (the simulator's fault plans and controls)

@@ -20,6 +20,7 @@ __all__ = [
     "ContainerBeingKilled",
     "EventHandlerConfigurationError",
     "ExtensionNotFound",
+    "FaultPlanError",
     "IncorrectSignature",
     "MalformedReply",
     "MalformedRequest",
@@ -30,6 +31,8 @@ __all__ = [
     "RpcTimeout",
     "ServiceNotFound",
     "ShimejiError",
+    "SimulationLivelock",
+    "SimulationStalled",
     "UnknownService",
     "UnserializableValueError",
     "describe",
@@ -130,25 +133,71 @@ class RpcTimeout(ShimejiError):
 
 
 class UnserializableValueError(ShimejiError):
-    """A value cannot be encoded by the configured serializer."""
+    """A value cannot be encoded by the configured serializer.
 
-    def __init__(self, value: Any, where: str = "value", reason: str = "") -> None:
+    ``where`` says where the value is, in the caller's terms (``argument 1 of
+    orders.place['when']``, ``the return value of orders.get['when']``);
+    ``path`` is the same place as keys and indexes into the message body
+    (``("result", "when")``), when the codec knows it; ``reason`` says why and
+    what to do instead.
+    """
+
+    def __init__(
+        self,
+        value: Any,
+        where: str = "value",
+        reason: str = "",
+        *,
+        path: tuple[Any, ...] = (),
+        shown: str | None = None,
+    ) -> None:
         self.value = value
         self.where = where
         self.reason = reason
+        self.path = path
         # Short and inert whatever the value: this text goes into logs and replies.
-        self.repr_value = quote(value)
+        self.repr_value = quote(value) if shown is None else shown
         super().__init__(self.repr_value)
 
     def __str__(self) -> str:
-        text = f"Unserializable value at {self.where}: {self.repr_value}"
+        text = f"{self.where} cannot be sent: {self.repr_value}"
         if self.reason:
-            text += f" ({self.reason})"
+            text += f"; {self.reason}"
         return text
 
 
 class ConfigurationError(ShimejiError):
     """The configuration, a service class or an argument is invalid."""
+
+
+class FaultPlanError(ConfigurationError):
+    """A fault plan names a service, method, replica or client the cluster does not
+    have: it could never fire. ``problems`` holds one sentence per such name."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(*self.problems)
+
+    def __str__(self) -> str:
+        if len(self.problems) == 1:
+            return f"the fault plan can never fire as written: {self.problems[0]}"
+        listed = "; ".join(f"({n}) {p}" for n, p in enumerate(self.problems, start=1))
+        return f"the fault plan can never fire as written: {listed}"
+
+
+class SimulationStalled(ShimejiError):
+    """A caller waits with no deadline, and nothing left in the simulation can
+    ever answer it (raised by the simulator; ``stuck`` lists what waits, one
+    line each)."""
+
+    def __init__(self, message: str, stuck: list[str] | None = None) -> None:
+        self.stuck = list(stuck or [])
+        super().__init__(message)
+
+
+class SimulationLivelock(ShimejiError):
+    """The simulation runs in circles: one message has gone back to its queue so
+    often that it would never be settled (``shimeji.sim.bus.REDELIVERY_LOOP``)."""
 
 
 class PublishFailed(ShimejiError):

@@ -19,9 +19,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shimeji.core.exceptions import MalformedRequest, deserialize, safe_str, serialize
+from shimeji.core.exceptions import (
+    MalformedRequest,
+    UnserializableValueError,
+    deserialize,
+    safe_str,
+    serialize,
+)
 from shimeji.core.quoting import quote, shorten
-from shimeji.core.serialization import Codec
+from shimeji.core.serialization import Codec, path_text
 
 __all__ = [
     "CALL_ID_STACK_KEY",
@@ -34,6 +40,7 @@ __all__ = [
     "decode_request",
     "encode_reply",
     "encode_request",
+    "encode_result",
     "event_exchange_name",
     "event_source",
     "headers_from_context",
@@ -168,9 +175,38 @@ def context_from_headers(headers: Any) -> tuple[dict[str, Any], list[str]]:
 # -- bodies ----------------------------------------------------------------------
 
 
-def encode_request(codec: Codec, args: tuple | list, kwargs: Mapping[str, Any]) -> bytes:
-    """Raises UnserializableValueError naming the argument that cannot be sent."""
-    return codec.dumps({"args": list(args), "kwargs": dict(kwargs)}, "the call's arguments")
+def _rephrased(exc: UnserializableValueError, root: str, rest: tuple[Any, ...]) -> Exception:
+    """The same error, its place said from the caller's side (not the body's)."""
+    return UnserializableValueError(
+        exc.value, root + path_text(rest), exc.reason, path=exc.path, shown=exc.repr_value
+    )
+
+
+def encode_request(
+    codec: Codec, args: tuple | list, kwargs: Mapping[str, Any], target: str = "the call"
+) -> bytes:
+    """Raises UnserializableValueError naming the argument that cannot be sent
+    (``argument 2 of calculator.multiply['when']``; ``target``: ``service.method``)."""
+    try:
+        return codec.dumps({"args": list(args), "kwargs": dict(kwargs)}, "the call's arguments")
+    except UnserializableValueError as exc:
+        path = exc.path
+        if len(path) >= 2 and path[0] == "args" and isinstance(path[1], int):
+            raise _rephrased(exc, f"argument {path[1] + 1} of {target}", path[2:]) from None
+        if len(path) >= 2 and path[0] == "kwargs" and isinstance(path[1], str):
+            raise _rephrased(exc, f"argument {path[1]}= of {target}", path[2:]) from None
+        raise
+
+
+def encode_result(codec: Codec, result: Any, target: str = "the method") -> bytes:
+    """A reply body carrying ``result``; raises UnserializableValueError naming the
+    place in the return value of ``target`` that cannot be sent."""
+    try:
+        return codec.dumps({"result": result, "error": None}, "the result")
+    except UnserializableValueError as exc:
+        if exc.path[:1] == ("result",):
+            raise _rephrased(exc, f"the return value of {target}", exc.path[1:]) from None
+        raise
 
 
 def decode_request(codec: Codec, body: bytes) -> tuple[list[Any], dict[str, Any]]:
@@ -201,12 +237,14 @@ def decode_request(codec: Codec, body: bytes) -> tuple[list[Any], dict[str, Any]
     return list(args), dict(kwargs)
 
 
-def encode_reply(codec: Codec, result: Any, exc: BaseException | None) -> bytes:
+def encode_reply(
+    codec: Codec, result: Any, exc: BaseException | None, target: str = "the method"
+) -> bytes:
     """A reply body; an unserializable result becomes an UnserializableValueError reply."""
     if exc is not None:
         return codec.dumps({"result": None, "error": serialize(exc)}, "the error")
     try:
-        return codec.dumps({"result": result, "error": None}, "the result")
+        return encode_result(codec, result, target)
     except Exception as unserializable:  # UnserializableValueError, or a codec's own error
         return codec.dumps({"result": None, "error": serialize(unserializable)}, "the error")
 

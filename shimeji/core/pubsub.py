@@ -59,6 +59,7 @@ __all__ = [
     "EventHandler",
     "event_handler",
     "publish_event",
+    "subscriptions",
 ]
 
 log = logging.getLogger("shimeji.events")
@@ -392,3 +393,16 @@ class EventHandler(Entrypoint):
 
 
 event_handler = EventHandler.decorator
+
+
+def subscriptions(service_classes: Any) -> dict[str, tuple[str, ...]]:
+    """The events the handlers of ``service_classes`` listen to: source service ->
+    event types, in the order first met."""
+    from shimeji.core.extensions import iter_entrypoints
+
+    found: dict[str, dict[str, None]] = {}
+    for service_cls in service_classes:
+        for _, entrypoint in iter_entrypoints(service_cls):
+            if isinstance(entrypoint, EventHandler):
+                found.setdefault(entrypoint.source_service, {})[entrypoint.event_type] = None
+    return {source: tuple(types) for source, types in found.items()}

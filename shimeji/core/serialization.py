@@ -12,17 +12,22 @@ the path to the offending value.
 
 from __future__ import annotations
 
+import datetime as _dt
+import decimal
+import enum
 import json
 import math
 import pickle
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from shimeji.core.exceptions import ConfigurationError, UnserializableValueError
+from shimeji.core.quoting import quote
 
-__all__ = ["Codec", "codec_by_name", "register_codec"]
+__all__ = ["Codec", "codec_by_name", "path_text", "register_codec", "type_name", "user_type"]
 
 
 @attrs.frozen
@@ -54,31 +59,91 @@ def _json_dumps(value: Any, where: str) -> bytes:
 
 
 def _explain(value: Any, where: str, exc: BaseException) -> UnserializableValueError:
-    """Find the first value that JSON refuses and say where it is."""
+    """Find the first value that JSON refuses and say where it is, and what to do."""
     if isinstance(exc, RecursionError):
         return UnserializableValueError(
             value, where, "it is nested too deeply to encode; flatten it before sending"
         )
     try:
-        found = _find_bad(value, where, [])
+        found = _find_bad(value, (), [])
     except RecursionError:
         found = None
     if found is None:
         return UnserializableValueError(value, where, str(exc))
     bad, path, reason = found
-    return UnserializableValueError(bad, path, reason)
+    return UnserializableValueError(
+        bad, where + path_text(path), reason, path=path, shown=_shown(bad)
+    )
+
+
+class DictKey(str):
+    """A step of a path naming a dict key itself (one JSON refuses, quoted), not its value."""
+
+
+def path_text(path: tuple[Any, ...]) -> str:
+    """``['when'][0]`` for the steps ``("when", 0)`` (`` key (1, 2)`` for a bad key)."""
+    text = ""
+    for step in path:
+        text += f" key {step}" if isinstance(step, DictKey) else f"[{step!r}]"
+    return text
+
+
+def user_type(value: Any) -> type:
+    """The type a user wrote: freezegun's stand-ins (``FakeDatetime``, while a
+    simulation patches the clock) are shown as the class they stand for."""
+    for cls in type(value).__mro__:
+        if not cls.__module__.startswith("freezegun"):
+            return cls
+    return type(value)
+
+
+def type_name(cls: type) -> str:
+    """``datetime.datetime``; builtins by their bare name (``set``)."""
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _shown(value: Any) -> str:
+    """The value as quoted in the error, under its user type's name."""
+    shown = quote(value)
+    fake = type(value)
+    real = user_type(value)
+    if real is not fake and shown.startswith(fake.__name__ + "("):
+        shown = type_name(real) + shown[len(fake.__name__) :]
+    return shown
+
+
+_ADVICE = (
+    ((_dt.datetime, _dt.date, _dt.time), "send value.isoformat(), an ISO 8601 string, instead"),
+    ((_dt.timedelta,), "send value.total_seconds() instead"),
+    ((decimal.Decimal,), "send str(value) (or float(value), if rounding is fine) instead"),
+    ((uuid.UUID,), "send str(value) instead"),
+    ((set, frozenset), "send a list instead (sorted(value))"),
+    ((bytes, bytearray), "send text instead (value.decode(), or base64 for binary data)"),
+    ((enum.Enum,), "send value.value instead"),
+)
+
+
+def _advice(value: Any) -> str:
+    for types, advice in _ADVICE:
+        if isinstance(value, types):
+            return advice
+    return "convert it to str, int, float, bool, None, list or dict before sending"
 
 
 _SCALARS = (str, int, bool, type(None))
 
 
-def _find_bad(value: Any, path: str, seen: list[int]) -> tuple[Any, str, str] | None:
+def _find_bad(
+    value: Any, path: tuple[Any, ...], seen: list[int]
+) -> tuple[Any, tuple[Any, ...], str] | None:
     if isinstance(value, _SCALARS):
         return None
     if isinstance(value, float):
         if math.isfinite(value):
             return None
-        return value, path, "NaN and infinity are not valid JSON; send None or a string"
+        return value, path, "NaN and infinity are not valid JSON: send None or a string instead"
     if isinstance(value, (list, tuple, dict)):
         if any(ident == id(value) for ident in seen):
             return value, path, "the value contains itself (a reference cycle)"
@@ -87,13 +152,17 @@ def _find_bad(value: Any, path: str, seen: list[int]) -> tuple[Any, str, str] | 
             if isinstance(value, dict):
                 for key, item in value.items():
                     if not isinstance(key, (str, int, float, bool, type(None))):
-                        return key, f"{path} key {key!r}", "JSON object keys must be strings"
-                    found = _find_bad(item, f"{path}[{key!r}]", seen)
+                        return (
+                            key,
+                            (*path, DictKey(quote(key))),
+                            "JSON object keys must be strings",
+                        )
+                    found = _find_bad(item, (*path, key), seen)
                     if found:
                         return found
             else:
                 for index, item in enumerate(value):
-                    found = _find_bad(item, f"{path}[{index}]", seen)
+                    found = _find_bad(item, (*path, index), seen)
                     if found:
                         return found
         finally:
@@ -102,8 +171,8 @@ def _find_bad(value: Any, path: str, seen: list[int]) -> tuple[Any, str, str] | 
     return (
         value,
         path,
-        f"{type(value).__name__} is not a JSON type; convert it to str, int, float, bool, "
-        "None, list or dict before sending",
+        f"{type_name(user_type(value))} is not a JSON type: {_advice(value)}, or configure a "
+        "serializer that can carry it (the serializer setting)",
     )
 
 

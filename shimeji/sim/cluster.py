@@ -21,19 +21,25 @@ from typing import Any
 from shimeji.core.config import FROM_CONFIG
 from shimeji.core.container import ServiceContainer
 from shimeji.core.events import Event
-from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed, ShimejiError
+from shimeji.core.exceptions import (
+    ConfigurationError,
+    FaultPlanError,
+    ReplicaCrashed,
+    ShimejiError,
+)
+from shimeji.core.extensions import iter_entrypoints
 from shimeji.core.protocol import validate_service_name
-from shimeji.core.pubsub import publish_event
+from shimeji.core.pubsub import publish_event, subscriptions
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.rpc import RpcClient, StandaloneProxy
 from shimeji.core.tracing import Tracer, Tracers
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
 from shimeji.sim.connection import SimConnection
-from shimeji.sim.faults import FaultPlan
+from shimeji.sim.faults import FaultPlan, PlanGraph, check_plan, plan_problems
 from shimeji.sim.injector import FaultInjector, FaultTarget
 from shimeji.sim.replica import SimReplica
-from shimeji.sim.scheduler import Scheduler, SimulationStalled, to_us
+from shimeji.sim.scheduler import Scheduler, SimTimer, SimulationStalled, to_us
 from shimeji.sim.stall import describe_stall
 from shimeji.sim.trace import Trace
 
@@ -57,7 +63,9 @@ class SimCluster:
     ``tracer`` is one more tracer that sees every event as the trace does
     (e.g. ``shimeji.otel.OpenTelemetryTracer``).
 
-    ``faults`` is a ``FaultPlan`` (or a list of faults) armed at start.
+    ``faults`` is a ``FaultPlan`` (or a list of faults) armed at start; the
+    services, methods, replicas and clients it names are checked once the test
+    has set the cluster up (see ``add_faults``).
     ``schedule`` is a sequence of choices deciding which of several events due
     at the same instant runs first (each choice is taken modulo the number of
     candidates; when they run out, the first scheduled runs first): property
@@ -117,6 +125,10 @@ class SimCluster:
             ),
         )
         self._pending_faults = FaultPlan(faults) if faults is not None else FaultPlan()
+        # Plans armed before the simulation first ran, whose names are checked then.
+        self._unchecked: list[tuple[FaultPlan, list[SimTimer]]] = []
+        self._has_run = False
+        self.scheduler.before_first_run = self._first_run
         self.schedule = tuple(schedule) if schedule is not None else None
         if self.schedule is not None:
             self.scheduler.chooser = _Choices(self.schedule)
@@ -165,6 +177,8 @@ class SimCluster:
         if self.state != "running":
             return
         self.state = "stopping"
+        # A plan whose names were never checked (nothing ran) is checked at the end.
+        first_run, self.scheduler.before_first_run = self.scheduler.before_first_run, None
         try:
             containers = [r.container for r in self.replicas() if r.container and r.alive]
             for container in containers:
@@ -173,7 +187,7 @@ class SimCluster:
             with contextlib.suppress(SimulationStalled):
                 self.scheduler.run_root(
                     lambda: all(c.worker_count == 0 for c in containers if c.alive),
-                    "stopping the cluster, waiting for running workers to finish",
+                    "the running workers to finish, as the cluster stops",
                 )
             for container in containers:
                 if container.alive and container.worker_count:
@@ -192,6 +206,8 @@ class SimCluster:
                 for hook in STOP_HOOKS:
                     hook(self)
         if raise_crashes:
+            if first_run is not None:
+                first_run()
             self._raise_crashes()
 
     def _raise_crashes(self) -> None:
@@ -254,13 +270,31 @@ class SimCluster:
         return self.faults.plan if self.state != "created" else self._pending_faults
 
     def add_faults(self, plan: Any) -> None:
-        """Arm more faults (a FaultPlan, a fault, or a list of faults)."""
+        """Arm more faults (a FaultPlan, a fault, or a list of faults).
+
+        Every service, method, replica and client the plan names must exist, or
+        the plan could never fire: ``FaultPlanError`` says which name is wrong
+        (with a did-you-mean). Once the simulation has run (a call, ``advance``,
+        ``run_until_idle``), a plan is checked here, before it is armed. A plan
+        given before that (``SimCluster(faults=...)``, the pytest option
+        ``--shimeji-faults``, ``add_faults`` before the first call) is checked
+        when the simulation first runs, against the services, replicas and
+        clients added by then: add the services a plan names before the first
+        call.
+        """
         plan = FaultPlan(plan)
         if self.state == "created":
             self._pending_faults = self._pending_faults + plan
             return
         self._require_running("add faults")
-        self.faults.add(plan)
+        if self._has_run:
+            check_plan(plan, self.fault_graph())
+            self._arm(plan)
+        else:
+            self._unchecked.append((plan, self._arm(plan)))
+
+    def _arm(self, plan: FaultPlan) -> list[SimTimer]:
+        timers = self.faults.add(plan)
         if self.faults.has_message_faults:
             self.bus.on_publish = self.faults.on_publish
         if self.faults.has_call_faults:
@@ -268,6 +302,37 @@ class SimCluster:
                 hooks = replica.container.on_worker_start if replica.container else None
                 if hooks is not None and self.faults.worker_started not in hooks:
                     hooks.append(self.faults.worker_started)
+        return timers
+
+    def _first_run(self) -> None:
+        """The simulation runs for the first time: check the names of the plans
+        armed so far; disarm them all if one names what the cluster lacks."""
+        self._has_run = True
+        unchecked, self._unchecked = self._unchecked, []
+        if not unchecked:
+            return
+        graph = self.fault_graph()
+        problems = [p for plan, _ in unchecked for p in plan_problems(plan, graph)]
+        if problems:
+            for plan, timers in unchecked:
+                self.faults.disarm(plan, timers)
+            raise FaultPlanError(problems)
+
+    def fault_graph(self) -> PlanGraph:
+        """What a fault plan may name in this cluster now: its services and their
+        methods, its replicas and its clients."""
+        services: dict[str, tuple[str, ...]] = {}
+        for replica in self.replicas():
+            if replica.service_name not in services:
+                services[replica.service_name] = tuple(
+                    name for name, _ in iter_entrypoints(replica.service_cls)
+                )
+        return PlanGraph(
+            services,
+            tuple(replica.name for replica in self.replicas()),
+            tuple(client.label for client in self._clients),
+            subscriptions(dict.fromkeys(r.service_cls for r in self.replicas())),
+        )
 
     def kill(self, replica: str | SimReplica) -> None:
         """Kill a replica now, as a crash would: its unacked requests are redelivered."""

@@ -24,6 +24,12 @@ the ``nth`` matching call, after its worker started and before it replies.
 ``repr(plan)`` is Python that rebuilds the plan (``FaultPlan.from_python``
 reads it back), so a failing run can be pasted into a test or a command line.
 Every fault shows in the trace as an event whose kind starts with ``fault``.
+
+A plan that names a service, method, replica or client the cluster does not
+have could never fire: ``check_plan`` finds such names against a
+``PlanGraph`` and raises ``FaultPlanError`` (with a did-you-mean). A
+``SimCluster`` checks every plan it is given, once the test has added its
+services (see ``SimCluster.add_faults``).
 """
 
 from __future__ import annotations
@@ -31,12 +37,14 @@ from __future__ import annotations
 import ast
 import importlib
 import math
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from shimeji.core.exceptions import ConfigurationError
+from shimeji.core.exceptions import ConfigurationError, FaultPlanError
+from shimeji.core.suggest import closest
 
 __all__ = [
     "BrokerOutage",
@@ -49,6 +57,9 @@ __all__ = [
     "Fault",
     "FaultPlan",
     "Partition",
+    "PlanGraph",
+    "check_plan",
+    "plan_problems",
     "resolve_predicate",
 ]
 
@@ -441,3 +452,153 @@ class FaultPlan:
                 )
         value = eval(compile(tree, "<fault plan>", "eval"), {"__builtins__": {}}, names)
         return value if isinstance(value, FaultPlan) else cls(value)
+
+
+# -- names a plan may use -------------------------------------------------------------
+
+
+@attrs.frozen
+class PlanGraph:
+    """What a fault plan may name: ``services`` maps each service to its methods
+    (entrypoint names); ``replicas`` and ``clients`` are the labels of its
+    replicas (``calculator-2``) and clients (``client``, ``client-2``);
+    ``events`` maps each service whose events some handler listens to (it
+    may not run in the cluster) to those event types, which an event fault
+    names as its ``service`` and ``method``.
+
+    ``None`` for ``replicas`` or ``clients`` means not known yet: a replica
+    name is then only checked for its service (``<service>-<n>``), a client
+    label only for its form (``client`` or ``client-<n>``).
+    """
+
+    services: Mapping[str, Sequence[str]]
+    replicas: Sequence[str] | None = None
+    clients: Sequence[str] | None = None
+    events: Mapping[str, Sequence[str]] = attrs.field(factory=dict)
+
+
+_CLIENT_LABEL = re.compile(r"client(-[0-9]+)?")
+_REPLICA_NAME = re.compile(r"(.+)-([0-9]+)")
+
+
+def _hint(name: str, known: Sequence[str]) -> str:
+    found = closest(name, known)
+    return f" (did you mean {found!r}?)" if found is not None else ""
+
+
+def _listed(names: Sequence[str], what: str) -> str:
+    return f"{what}: {', '.join(names)}" if names else f"{what}: none"
+
+
+def _event_problem(fault: Any, graph: PlanGraph) -> str | None:
+    sources = list(graph.events)
+    source, event_type = fault.service, fault.method
+    if source is not None and source not in graph.events:
+        return (
+            f"{fault!r} names events from {source!r}, which no handler in the cluster "
+            f"listens to{_hint(source, sources)}; {_listed(sources, 'handlers listen to')}"
+        )
+    if event_type is None:
+        return None
+    types = sorted({t for s, ts in graph.events.items() if source in (None, s) for t in ts})
+    if event_type not in types:
+        whose = f"{source}'s" if source is not None else "any"
+        return (
+            f"{fault!r} names event type {event_type!r}, which no handler of {whose} "
+            f"events listens to{_hint(event_type, types)}; {_listed(types, 'they listen to')}"
+        )
+    return None
+
+
+def _service_problem(fault: Any, graph: PlanGraph) -> str | None:
+    direction = getattr(fault, "direction", None)
+    if direction == "event":
+        return _event_problem(fault, graph)
+    if direction == "any" and (_event_problem(fault, graph) is None):
+        return None  # it names events (an "any" fault may hit both)
+    services = list(graph.services)
+    service, method = fault.service, fault.method
+    if service is not None and service not in graph.services:
+        return (
+            f"{fault!r} names service {service!r}, which the cluster does not run"
+            f"{_hint(service, services)}; {_listed(services, 'it runs')}"
+        )
+    if method is None:
+        return None
+    if service is not None:
+        methods = list(graph.services[service])
+        if method not in methods:
+            return (
+                f"{fault!r} names method {method!r}, which {service} does not have"
+                f"{_hint(method, methods)}; {_listed(methods, 'its methods')}"
+            )
+        return None
+    every = sorted({m for methods in graph.services.values() for m in methods})
+    if method not in every:
+        return (
+            f"{fault!r} names method {method!r}, which no service has"
+            f"{_hint(method, every)}; {_listed(every, 'the methods are')}"
+        )
+    return None
+
+
+def _label_problem(fault: Any, graph: PlanGraph, clients_allowed: bool) -> str | None:
+    label = fault.replica
+    services = list(graph.services)
+    is_client_form = _CLIENT_LABEL.fullmatch(label) is not None
+    if not clients_allowed and is_client_form and label not in (graph.replicas or ()):
+        return (
+            f"{fault!r} names {label!r}, a client: a Crash kills replicas; cut a client off "
+            "the broker with Partition instead"
+        )
+    if graph.replicas is None:
+        match = _REPLICA_NAME.fullmatch(label)
+        if clients_allowed and is_client_form and graph.clients is None:
+            return None
+        if match is not None and match.group(1) in graph.services:
+            return None
+        number = match.group(2) if match is not None else "1"
+        guesses = [f"{service}-{number}" for service in services]
+        what = "neither a client nor a replica" if clients_allowed else "not a replica"
+        return (
+            f"{fault!r} names {label!r}, which is {what} of a service the cluster "
+            f"runs{_hint(label, guesses)}; replicas are named <service>-<n>, "
+            f"{_listed(services, 'its services')}"
+        )
+    known = list(graph.replicas)
+    if clients_allowed:
+        if graph.clients is None:
+            if is_client_form:
+                return None
+        else:
+            known += list(graph.clients)
+    if label in known:
+        return None
+    what = "replica or client" if clients_allowed else "replica"
+    return (
+        f"{fault!r} names {what} {label!r}, which the cluster does not have"
+        f"{_hint(label, known)}; {_listed(known, 'it has')}"
+    )
+
+
+def plan_problems(plan: Any, graph: PlanGraph) -> list[str]:
+    """One sentence for each name in ``plan`` that ``graph`` does not have."""
+    problems: list[str] = []
+    for fault in FaultPlan(plan):
+        problem: str | None = None
+        if isinstance(fault, (_MessageFault, CrashDuring)):
+            problem = _service_problem(fault, graph)
+        elif isinstance(fault, Crash):
+            problem = _label_problem(fault, graph, clients_allowed=False)
+        elif isinstance(fault, Partition):
+            problem = _label_problem(fault, graph, clients_allowed=True)
+        if problem is not None and problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def check_plan(plan: Any, graph: PlanGraph) -> None:
+    """Raise ``FaultPlanError`` if ``plan`` names anything ``graph`` does not have."""
+    problems = plan_problems(plan, graph)
+    if problems:
+        raise FaultPlanError(problems)

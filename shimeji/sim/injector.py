@@ -33,7 +33,7 @@ from shimeji.sim.faults import (
     Partition,
     resolve_predicate,
 )
-from shimeji.sim.scheduler import GreenletExit, Scheduler, to_us
+from shimeji.sim.scheduler import GreenletExit, Scheduler, SimTimer, to_us
 
 __all__ = ["FaultInjector", "FaultTarget"]
 
@@ -92,11 +92,13 @@ class FaultInjector:
         """Whether containers must tell this injector of every worker that starts."""
         return bool(self._crash_during)
 
-    def add(self, plan: FaultPlan) -> None:
-        """Arm the faults of ``plan`` (time faults are scheduled from now on)."""
+    def add(self, plan: FaultPlan) -> list[SimTimer]:
+        """Arm the faults of ``plan`` (time faults are scheduled from now on); the
+        timers of its time faults are returned, for ``disarm``."""
         self.plan = self.plan + plan
         scheduler = self.scheduler
         start = scheduler.clock.now_us
+        timers: list[SimTimer] = []
         for fault in plan:
             if isinstance(fault, (Drop, Delay, Duplicate, Corrupt)):
                 self._rules.append(_Rule(fault))
@@ -104,20 +106,40 @@ class FaultInjector:
                 self._crash_during.append([fault, 0])
             elif isinstance(fault, Crash):
                 when = max(start, to_us(fault.at))
-                scheduler.call_at(
-                    when,
-                    self.target.crash,
-                    fault.replica,
-                    f"fault plan: {fault!r}",
-                    fault.restart_after,
+                timers.append(
+                    scheduler.call_at(
+                        when,
+                        self.target.crash,
+                        fault.replica,
+                        f"fault plan: {fault!r}",
+                        fault.restart_after,
+                    )
                 )
             elif isinstance(fault, Partition):
                 when = max(start, to_us(fault.at))
-                scheduler.call_at(when, self.target.partition, fault.replica)
-                scheduler.call_at(when + to_us(fault.duration), self.target.heal, fault.replica)
+                timers.append(scheduler.call_at(when, self.target.partition, fault.replica))
+                timers.append(
+                    scheduler.call_at(when + to_us(fault.duration), self.target.heal, fault.replica)
+                )
             elif isinstance(fault, BrokerOutage):
                 when = max(start, to_us(fault.at))
-                scheduler.call_at(when, self.target.outage, fault.duration, fault.restart)
+                timers.append(
+                    scheduler.call_at(when, self.target.outage, fault.duration, fault.restart)
+                )
+        return timers
+
+    def disarm(self, plan: FaultPlan, timers: list[SimTimer]) -> None:
+        """Take back the faults of ``plan``, armed by ``add`` (which gave ``timers``):
+        none of them fires. ``self.plan`` still lists them, as they were given."""
+        faults = list(plan)
+
+        def armed(fault: Any) -> bool:
+            return not any(fault is taken for taken in faults)
+
+        for timer in timers:
+            timer.cancel()
+        self._rules = [rule for rule in self._rules if armed(rule.fault)]
+        self._crash_during = [entry for entry in self._crash_during if armed(entry[0])]
 
     # -- message faults, called by the bus ----------------------------------------------
 

@@ -24,9 +24,11 @@ from typing import Any
 
 import greenlet
 
-from shimeji.core.exceptions import ShimejiError
+from shimeji.core.exceptions import SimulationLivelock, SimulationStalled
 from shimeji.sim.clock import VirtualClock
 
+# SimulationStalled and SimulationLivelock are defined with every other
+# exception (shimeji.exceptions).
 __all__ = [
     "Scheduler",
     "SimTask",
@@ -39,16 +41,6 @@ __all__ = [
 log = logging.getLogger("shimeji.sim")
 
 GreenletExit = greenlet.GreenletExit
-
-
-class SimulationStalled(ShimejiError):
-    """A caller waits with no deadline, and nothing left in the simulation can
-    ever answer it."""
-
-
-class SimulationLivelock(ShimejiError):
-    """The simulation runs in circles: one message has gone back to its queue so
-    often that it would never be settled (``shimeji.sim.bus.REDELIVERY_LOOP``)."""
 
 
 _VARIANT = "89ab"
@@ -280,6 +272,9 @@ class Scheduler:
         #: picks which of k events due at the same instant runs next (None: the
         #: first scheduled). Hypothesis drives it to explore interleavings.
         self.chooser: Callable[[int], int] | None = None
+        #: called once, before the loop first runs (the cluster checks its fault
+        #: plan's names there, once the test has added its services)
+        self.before_first_run: Callable[[], None] | None = None
 
     # -- the Runtime contract ---------------------------------------------------
 
@@ -317,7 +312,7 @@ class Scheduler:
         if task is not None:
             token = task.next_token()
             self.call_at(target, task.resume, token, lane=task)
-            task.park(f"sleeping until t={target / 1e6:.6f}")
+            task.park(f"its sleep to end at t={target / 1e6:.6f}")
             return
         self.run_root_until(target)
 
@@ -367,6 +362,10 @@ class Scheduler:
             )
         if self.current_task() is not None:
             raise RuntimeError("a simulated task cannot run the event loop itself")
+        hook = self.before_first_run
+        if hook is not None:
+            self.before_first_run = None
+            hook()
         self._hub = greenlet.getcurrent()
         heap, urgent, clock = self._heap, self._urgent, self.clock
         try:
@@ -418,16 +417,24 @@ class Scheduler:
         return candidates[self.chooser(len(candidates)) % len(candidates)]
 
     def run_root(self, done: Callable[[], bool], description: str) -> None:
-        """The root waits for ``done()``: run the loop; stalled if it never holds."""
+        """The root waits for ``done()``: run the loop; stalled if it never holds.
+
+        ``description`` names what the root waits for, as a noun phrase ("a
+        reply from calculator.multiply")."""
         if self.run(done):
             return
         stuck = self.stall_reporter()
         lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
         raise SimulationStalled(
-            f"the simulation stalled at t={self.clock.elapsed():.6f}s: the test is {description}, "
-            f"and nothing left to run can ever answer it.\nStuck:\n{lines}\n"
-            "Give the call a timeout, or check for a replica waiting on itself "
-            "(max_workers) or a service that is not running."
+            f"the simulation stalled at t={self.clock.elapsed():.6f}s: the test waits for "
+            f"{description}, and nothing left to run can ever bring it.\n"
+            f"What waits, and for what:\n{lines}\n"
+            "To fix it:\n"
+            "  - give the call a timeout (rpc_proxy(timeout=...) or RPC_TIMEOUT): it then raises "
+            "RpcTimeout;\n"
+            "  - or look for a lost message (a fault plan), a replica calling itself with too few "
+            "workers\n    (max_workers), or a service that is not running.",
+            stuck,
         )
 
     def run_root_until(self, target_us: int) -> None:

@@ -6,7 +6,9 @@ Options:
 
 - ``--shimeji-seed N`` (default 0) seeds it;
 - ``--shimeji-faults PLAN`` arms a fault plan in it (the Python a plan prints
-  as, or a file holding it);
+  as, or a file holding it); the services, methods, replicas and clients it
+  names are checked at the test's first call, against what the test added
+  (``FaultPlanError``, with a did-you-mean);
 - ``--shimeji-check-determinism`` runs each test that uses it a second time,
   on a fresh cluster, and fails the test if the two traces differ.
 
@@ -58,7 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PLAN",
         help="a fault plan to arm in sim_cluster: Python such as "
-        "\"FaultPlan([Drop(service='x')])\", or a file holding it",
+        "\"FaultPlan([Drop(service='x')])\", or a file holding it; the names in it are "
+        "checked at each test's first call",
     )
     group.addoption(
         "--shimeji-check-determinism",

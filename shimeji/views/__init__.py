@@ -13,6 +13,7 @@ later (``EventLog.from_jsonl``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from shimeji.views.log import EventLog, EventRecord, LogFormatError, MessageRecord
 from shimeji.views.redaction import Redactor
@@ -32,10 +33,10 @@ def _jsonl(log: EventLog, title: str) -> str:
     return log.to_jsonl()
 
 
-def _text(log: EventLog, title: str) -> str:
+def _text(log: EventLog, title: str, **options: Any) -> str:
     from shimeji.views.text import render_text
 
-    return render_text(log)
+    return render_text(log, **options)
 
 
 def _mermaid(log: EventLog, title: str) -> str:
@@ -56,7 +57,7 @@ def _html(log: EventLog, title: str) -> str:
     return render_html(log, title)
 
 
-_RENDERERS: dict[str, Callable[[EventLog, str], str]] = {
+_RENDERERS: dict[str, Callable[..., str]] = {
     "text": _text,
     "mermaid": _mermaid,
     "perfetto": _perfetto,
@@ -68,9 +69,17 @@ _RENDERERS: dict[str, Callable[[EventLog, str], str]] = {
 FORMATS: tuple[str, ...] = tuple(_RENDERERS)
 
 
-def render(log: EventLog, format: str = "text", *, title: str = "shimeji trace") -> str:
-    """``log`` rendered in ``format`` (one of ``FORMATS``); ``title`` names the html page."""
+def render(
+    log: EventLog, format: str = "text", *, title: str = "shimeji trace", **options: Any
+) -> str:
+    """``log`` rendered in ``format`` (one of ``FORMATS``); ``title`` names the html page.
+
+    ``options`` go to the text view (``shimeji.views.text.render_text``: the
+    summary ``shimeji sim`` prints); the other views take none.
+    """
     renderer = _RENDERERS.get(format)
     if renderer is None:
         raise ValueError(f"unknown view format {format!r}; choose one of {', '.join(FORMATS)}")
-    return renderer(log, title)
+    if options and format != "text":
+        raise TypeError(f"the {format} view takes no options, got {', '.join(options)}")
+    return renderer(log, title, **options)

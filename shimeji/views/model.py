@@ -246,15 +246,18 @@ class TraceModel:
 # -- one-line summaries of messages -----------------------------------------------
 
 
-def shorten(text: str, limit: int = 48) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def shorten(text: str, limit: int | None = 48) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (None: never cut)."""
+    return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=False)
 
 
-def describe_request(method: str | None, message: MessageRecord | None, limit: int = 48) -> str:
+def describe_request(
+    method: str | None, message: MessageRecord | None, limit: int | None = 48
+) -> str:
     """``multiply(6, 7)``: the method and its (redacted) arguments, shortened."""
     name = method or "?"
     body = message.body if message is not None else None
@@ -269,7 +272,7 @@ def describe_request(method: str | None, message: MessageRecord | None, limit: i
 
 
 def describe_dispatch(
-    event_type: str | None, message: MessageRecord | None, limit: int = 48
+    event_type: str | None, message: MessageRecord | None, limit: int | None = 48
 ) -> str:
     """``order_placed {"id": 1}``: the event type and its (redacted) data, shortened."""
     name = event_type or "?"
@@ -278,7 +281,7 @@ def describe_dispatch(
     return shorten(f"{name} {_compact(message.body)}", limit)
 
 
-def describe_reply(message: MessageRecord | None, limit: int = 48) -> str:
+def describe_reply(message: MessageRecord | None, limit: int | None = 48) -> str:
     """The result, or ``ValueError: Division by zero`` for an error reply."""
     if message is None:
         return "reply"
@@ -296,7 +299,7 @@ def describe_reply(message: MessageRecord | None, limit: int = 48) -> str:
 def describe_event(
     record: EventRecord,
     model: TraceModel,
-    limit: int,
+    limit: int | None,
     arrow: str = "->",
     reply_limit: int | None = None,
 ) -> str:

@@ -18,9 +18,33 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
+APP_SERVICE = textwrap.dedent(
+    """\
+    from shimeji.extensions import DependencyProvider
+    from shimeji.rpc import rpc
+
+
+    class Database(DependencyProvider):
+        config_keys = ("API_TOKEN", "DATABASE_URL")
+
+
+    class Accounts:
+        name = "accounts"
+        db = Database()
+
+        @rpc
+        def balance(self, account):
+            return 0
+    """
+)
+
+
 def test_show_config_substitutes_and_redacts(tmp_path, capsys, monkeypatch):
     """show-config prints the configuration after ${VAR} substitution, defaults filled
-    in, with the password of AMQP_URI and secret-looking values hidden."""
+    in, with the password of AMQP_URI and secret-looking values hidden; the keys of
+    the application are those its services declare."""
+    (tmp_path / "app_services.py").write_text(APP_SERVICE)
+    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("RABBIT_PASSWORD", "pw-from-env-9")
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -34,7 +58,7 @@ def test_show_config_substitutes_and_redacts(tmp_path, capsys, monkeypatch):
             """
         )
     )
-    status, out, err = run_cli(capsys, "show-config", "--config", str(config))
+    status, out, err = run_cli(capsys, "show-config", "app_services", "--config", str(config))
     assert status == 0, err
     shown = yaml.safe_load(out)
     assert shown["AMQP_URI"] == "amqp://svc:***@rabbit:5672/prod"
@@ -45,7 +69,71 @@ def test_show_config_substitutes_and_redacts(tmp_path, capsys, monkeypatch):
     assert shown["DATABASE_URL"] == "postgres://app:***@db/app"
     for secret in ("pw-from-env-9", "tok-123456", "db-secret-77"):
         assert secret not in out and secret not in err
-    assert "keys of the application (not checked here): API_TOKEN, DATABASE_URL" in out
+    assert "# keys of the application, declared by its services: API_TOKEN, DATABASE_URL" in out
+
+
+PLAIN_SERVICE = textwrap.dedent(
+    """\
+    from shimeji.rpc import rpc
+
+
+    class Echo:
+        name = "echo"
+
+        @rpc
+        def say(self, text):
+            return text
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "services", "accepted"),
+    [
+        ("max_workers: 3\n", [], True),
+        ("max_worker: 3\n", [], False),
+        ("API_TOKEN: x\n", [], False),
+        ("API_TOKEN: x\n", ["app_services"], True),
+        ("API_TOKEN: x\nOTHER_KEY: 1\n", ["app_services"], False),
+        ("max_workers: lots\n", ["app_services"], False),
+    ],
+)
+def test_show_config_and_run_agree(text, services, accepted, tmp_path, capsys, monkeypatch):
+    """A file show-config accepts is one shimeji run accepts, and the other way round:
+    both check it against shimeji's keys and those the services named declare (with
+    none named, show-config is run with services that declare nothing). run never
+    reaches a broker here: starting the runner is replaced by a stand-in."""
+    import shimeji.runner
+
+    (tmp_path / "app_services.py").write_text(APP_SERVICE)
+    (tmp_path / "plain_services.py").write_text(PLAIN_SERVICE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+
+    class Started(Exception):
+        pass
+
+    def start(self):
+        raise Started
+
+    monkeypatch.setattr(shimeji.runner.ServiceRunner, "start", start)
+    shown, _, shown_err = run_cli(capsys, "show-config", *services, "--config", str(config))
+    try:
+        ran, _, ran_err = run_cli(
+            capsys, "run", *(services or ["plain_services"]), "--config", str(config)
+        )
+    except Started:
+        ran, ran_err = 0, ""  # the configuration passed; the runner was about to connect
+    assert (shown == 0) == accepted, shown_err
+    assert (ran == 0) == accepted, ran_err
+    if not accepted:  # the same reason, in the same words
+        reason = ran_err.strip().split("error: ", 1)[1]
+        assert reason in shown_err
+    if "max_worker:" in text:
+        assert "unknown configuration key 'max_worker' (did you mean 'max_workers'?)" in shown_err
+    if not accepted and not services and "unknown" in shown_err:
+        assert "name the services that declare it, as for shimeji run" in shown_err
 
 
 def test_show_config_broker_option_overrides(capsys):
@@ -127,3 +215,56 @@ def test_redact_leaves_ordinary_values():
         "PASSWORD_MIN": None,
         "use_token": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["sim", "examples/orders.py", "--format", "x"],
+            "shimeji sim: error: argument --format: invalid choice: 'x' (choose from 'text', "
+            "'mermaid', 'perfetto', 'html', 'jsonl') (see 'shimeji sim --help')",
+        ),
+        (
+            ["sim", "examples/orders.py", "--seed", "x"],
+            "shimeji sim: error: argument --seed: invalid int value: 'x' (see 'shimeji sim "
+            "--help')",
+        ),
+        (["sim"], "shimeji sim: error: the following arguments are required: MODULE"),
+        ([], "shimeji: error: name a command: sim, run, shell, show-config (see 'shimeji --help')"),
+        (["nope"], "shimeji: error: argument COMMAND: invalid choice: 'nope'"),
+        (["run", "x", "--replicas", "two"], "shimeji run: error: argument --replicas: invalid"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, message, capsys):
+    """A bad option is one line saying what is wrong and where the help is: no usage
+    block before it."""
+    try:
+        status = main(argv)
+    except SystemExit as exit:
+        status = exit.code
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith(message)
+
+
+def test_version(capsys):
+    """shimeji --version prints the version."""
+    import shimeji
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out == f"shimeji {shimeji.__version__}\n"
+
+
+@pytest.mark.parametrize("command", [[], ["sim"], ["run"], ["shell"], ["show-config"]])
+def test_help_texts_are_plain_text(command, capsys):
+    """--help shows no reStructuredText markup (``x``, :class:, ...)."""
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = capsys.readouterr().out
+    assert "usage: shimeji" in text
+    for markup in ("``", ":class:", ":func:", ":meth:", "\n.. "):
+        assert markup not in text, (markup, text)

@@ -14,9 +14,14 @@ import pytest
 from shimeji.cli import main
 from shimeji.cli.loading import parse_call
 from shimeji.cli.sim import Progress
+from shimeji.core.events import KINDS
+from shimeji.testing.golden import assert_golden
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
+#: What `shimeji sim` prints by default (the summary), per example.
+SIM_GOLDEN = GOLDEN / "sim"
+EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit", "timeouts")
 
 
 def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -31,10 +36,25 @@ def _in_the_repository(monkeypatch):
 
 
 def test_an_example_alone_prints_its_timeline(capsys):
-    """`shimeji sim examples/orders.py` prints the order-processing timeline, exit 0."""
+    """`shimeji sim examples/orders.py` prints the order-processing timeline, exit 0:
+    within 100 columns, routine events folded away, a legend, and the scenario's
+    call with its whole result at the end."""
     status, out, err = run("examples/orders.py", capsys=capsys)
     assert (status, err) == (0, "")
-    assert out == (GOLDEN / "orders.txt").read_text()
+    assert_golden(out, SIM_GOLDEN / "orders.txt")
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    routine = [name for name, kind in KINDS.items() if kind.routine]
+    assert routine and not any(f"  {name}  " in line for line in lines for name in routine)
+    assert "16 routine events not shown: queue_deleted, replica_start, replica_stop." in out
+    assert "--all shows every event." in out and "--wide shows every column, in full." in out
+    legend = lines.index(
+        "Legend. time: virtual seconds; corr: the correlation id a request and its reply share."
+    )
+    assert lines[legend + 1] == "  publish       " + KINDS["publish"].about
+    results = lines.index("Calls made by clients, and what each returned, in full:")
+    assert lines[results + 1] == "c1  order_service.process_order_parallel("
+    assert '         "email_sent": true' in lines[results:]
     for step in (
         "process_order_parallel",
         "payment_service-1",
@@ -42,6 +62,52 @@ def test_an_example_alone_prints_its_timeline(capsys):
         "email_service-1",
     ):
         assert step in out
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_summary_of_each_example(name, capsys):
+    """The default output of `shimeji sim examples/<name>.py` is kept in
+    tests/golden/sim (regenerate with SHIMEJI_UPDATE_GOLDEN=1), and fits 100 columns."""
+    status, out, _ = run(f"examples/{name}.py", capsys=capsys)
+    assert status == 0
+    assert_golden(out, SIM_GOLDEN / f"{name}.txt")
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_all_and_wide_show_everything(capsys):
+    """--all --wide is the full timeline: every event, every column, nothing cut."""
+    status, out, _ = run("examples/orders.py", "--all", "--wide", capsys=capsys)
+    assert status == 0
+    timeline = out.split("\n\n")[0].splitlines()
+    full = (GOLDEN / "orders.txt").read_text().splitlines()
+    assert len(timeline) == len(full)  # the header and every event
+    assert [line[:120] for line in timeline] == [line[:120] for line in full]
+    assert any(len(line) > 200 for line in timeline)  # the reply, whole
+    (last,) = [line for line in timeline if "reply from order_service-1:" in line]
+    assert last.endswith('"email_sent": true}')
+    assert "not shown" not in out
+    assert "call: the call id of the worker that took the step" in " ".join(out.split())
+
+
+def test_the_summary_is_as_wide_as_the_terminal(capsys, monkeypatch):
+    """On a terminal, the summary takes the terminal's width; on a very narrow one,
+    its last column keeps a readable minimum."""
+    import os
+    import shutil
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    for columns in (80, 120, 40):
+        monkeypatch.setattr(
+            shutil, "get_terminal_size", lambda *a, c=columns: os.terminal_size((c, 24))
+        )
+        status, out, _ = run("examples/orders.py", capsys=capsys)
+        assert status == 0
+        timeline = [line for line in out.splitlines() if line[:1] in ("0", " ")]
+        widest = max(len(line) for line in timeline)
+        if columns >= 80:
+            assert widest == columns
+        else:
+            assert widest < 80 and all(line.endswith("…") or len(line) < 80 for line in timeline)
 
 
 def test_the_command_is_installed_and_exits_0():
@@ -62,7 +128,7 @@ def test_the_command_is_installed_and_exits_0():
 def test_a_dotted_module_name_works_too(capsys):
     """MODULE may be a module importable from the current directory."""
     status, out, _ = run("examples.orders", capsys=capsys)
-    assert status == 0 and out == (GOLDEN / "orders.txt").read_text()
+    assert status == 0 and out == (SIM_GOLDEN / "orders.txt").read_text()
 
 
 @pytest.mark.parametrize("format", ["text", "mermaid", "jsonl", "perfetto", "html"])
@@ -74,7 +140,8 @@ def test_every_format_can_be_written_to_a_file(format, tmp_path, capsys):
     )
     assert status == 0
     events = len((GOLDEN / "user_score.txt").read_text().splitlines()) - 1
-    assert out == f"wrote the {format} view of {events} events to {target}\n"
+    opened = " (open it in a browser)" if format == "html" else ""
+    assert out == f"wrote the {format} view of {events} events to {target}{opened}\n"
     text = target.read_text()
     assert {
         "text": "    time  replica",
@@ -90,14 +157,6 @@ def test_a_single_call_uses_every_service_of_the_module(capsys):
     status, out, err = run(
         "examples/user_score.py",
         "--call",
-        "user_service.calculate_user_score('u9', 2, base_score=None) ",
-        capsys=capsys,
-    )
-    assert status == 0
-    assert "IncorrectSignature" in err
-    status, out, err = run(
-        "examples/user_score.py",
-        "--call",
         "user_service.calculate_user_score('u9', 2, multiplier=-4)",
         capsys=capsys,
     )
@@ -106,11 +165,12 @@ def test_a_single_call_uses_every_service_of_the_module(capsys):
         "user_service.calculate_user_score('u9', 2, multiplier=-4) returned "
         "{'user_id': 'u9', 'score': -8}\n"
     )
-    assert "calculator-1    replica_start" in out and "user_service-1  replica_start" in out
+    assert "calculator-1    deliver" in out and "user_service-1  deliver" in out
+    assert 'c1  user_service.calculate_user_score("u9", 2, multiplier=-4)\n    -> {' in out
 
 
-def test_a_failing_call_is_an_outcome_not_an_error(capsys):
-    """A call that raises remotely is shown (exit 0): it is what the user asked to see."""
+def test_a_failing_call_is_shown_and_exits_1(capsys):
+    """A call that ran and raised remotely is shown, trace and all, with exit status 1."""
     status, out, err = run(
         "examples/calculator.py",
         "--call",
@@ -119,14 +179,16 @@ def test_a_failing_call_is_an_outcome_not_an_error(capsys):
         "mermaid",
         capsys=capsys,
     )
-    assert status == 0
+    assert status == 1
     assert err == "calculator.divide(1, 0) raised RemoteError: ValueError Division by zero\n"
     assert "P1-->>P0: ValueError: Division by zero" in out
 
 
 def test_replicas_override_what_the_scenario_asks(capsys):
     """--replicas calculator=4 gives the scenario four calculators instead of two."""
-    status, out, _ = run("examples/user_score.py", "--replicas", "calculator=4", capsys=capsys)
+    status, out, _ = run(
+        "examples/user_score.py", "--replicas", "calculator=4", "--all", capsys=capsys
+    )
     assert status == 0
     assert "calculator-4    replica_start" in out
     assert "calculator-5" not in out
@@ -134,11 +196,13 @@ def test_replicas_override_what_the_scenario_asks(capsys):
 
 def test_seed_and_raw_ids(capsys):
     """--ids raw shows the UUIDs drawn from --seed; two seeds give two sets of ids."""
-    _, seed_0, _ = run("examples/calculator.py", "--ids", "raw", capsys=capsys)
-    _, seed_1, _ = run("examples/calculator.py", "--ids", "raw", "--seed", "1", capsys=capsys)
-    _, again_1, _ = run("examples/calculator.py", "--ids", "raw", "--seed", "1", capsys=capsys)
+    raw = ("examples/calculator.py", "--ids", "raw", "--wide")
+    _, seed_0, _ = run(*raw, capsys=capsys)
+    _, seed_1, _ = run(*raw, "--seed", "1", capsys=capsys)
+    _, again_1, _ = run(*raw, "--seed", "1", capsys=capsys)
     assert seed_0 != seed_1 and seed_1 == again_1
     assert "standalone_rpc_proxy.call.1 " not in seed_0
+    assert "standalone_rpc_proxy.call.e3e70682 " in seed_0
 
 
 def test_a_fault_plan_as_python_or_as_a_file(tmp_path, capsys):
@@ -147,7 +211,7 @@ def test_a_fault_plan_as_python_or_as_a_file(tmp_path, capsys):
     status, inline, _ = run("examples/user_score.py", "--faults", plan, capsys=capsys)
     assert status == 0
     assert "fault_crash" in inline and "(redelivered)" in inline
-    assert inline == (GOLDEN / "crash_redelivery.txt").read_text()
+    assert_golden(inline, SIM_GOLDEN / "crash_redelivery.txt")
     path = tmp_path / "plan.py"
     path.write_text(plan + "\n")
     status, from_file, _ = run("examples/user_score.py", "--faults", str(path), capsys=capsys)
@@ -229,12 +293,18 @@ RAISES = SERVICE + "\ndef scenario(cluster):\n    cluster.add_service(Echo)\n"
         ),
         (
             ["examples/calculator.py", "--call", "calculator.add(1, 2)", "--replicas", "calc=2"],
-            "--replicas names 'calc', which examples/calculator.py does not define; its "
-            "services: calculator",
+            "--replicas names 'calc', which examples/calculator.py does not define (did you "
+            "mean 'calculator'?); its services: calculator",
         ),
         (
             ["examples/calculator.py", "--replicas", "ghost=2"],
-            "--replicas names 'ghost', which the scenario never added; it added: calculator",
+            "--replicas names 'ghost', which examples/calculator.py does not define or import; "
+            "its services: calculator",
+        ),
+        (
+            ["examples/orders.py", "--replicas", "paymentservice=2"],
+            "--replicas names 'paymentservice', which examples/orders.py does not define or "
+            "import (did you mean 'payment_service'?)",
         ),
         (
             ["examples/calculator.py", "--faults", "Explode()"],
@@ -263,14 +333,85 @@ RAISES = SERVICE + "\ndef scenario(cluster):\n    cluster.add_service(Echo)\n"
                 "--faults",
                 "Crash(replica='calculator')",
             ],
-            "the call calculator.add(1, 2) raised ConfigurationError: no replica named",
+            "the fault plan (--faults) can never fire: Crash(replica='calculator') names "
+            "replica 'calculator', which the cluster does not have (did you mean "
+            "'calculator-1'?); it has: calculator-1",
+        ),
+        (
+            ["examples/orders.py", "--faults", 'Drop(service="paymnt_service")'],
+            "the fault plan (--faults) can never fire: Drop(service='paymnt_service') names "
+            "service 'paymnt_service', which the cluster does not run (did you mean "
+            "'payment_service'?); it runs: order_service, payment_service,",
+        ),
+        (
+            [
+                "examples/user_score.py",
+                "--faults",
+                "CrashDuring(service='calculator', method='mul')",
+            ],
+            "names method 'mul', which calculator does not have (did you mean 'multiply'?); "
+            "its methods: add, divide, multiply",
+        ),
+        (
+            # The scenario decides how many replicas: checked at its first call.
+            ["examples/user_score.py", "--faults", "Crash(replica='calculator-5')"],
+            "the fault plan (--faults) can never fire: Crash(replica='calculator-5') names "
+            "replica 'calculator-5', which the cluster does not have (did you mean "
+            "'calculator-2'?); it has: calculator-1, calculator-2, user_service-1",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculater.add(1, 2)"],
+            "--call names service 'calculater', which examples/calculator.py does not define "
+            "(did you mean 'calculator'?); its services: calculator",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.multipy(6, 7)"],
+            "--call names method 'multipy', which calculator does not have (did you mean "
+            "'multiply'?); its methods: add, divide, multiply",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.multiply(1, 2, 3, c=4, d=5)"],
+            "--call calculator.multiply(1, 2, 3, c=4, d=5) does not fit "
+            "calculator.multiply(a, b): 3 positional arguments given, and it takes 2; "
+            "unexpected keyword arguments 'c', 'd'",
+        ),
+        (
+            [
+                "examples/user_score.py",
+                "--call",
+                "user_service.calculate_user_score('u', 1, multiplyer=2)",
+            ],
+            "--call user_service.calculate_user_score('u', 1, multiplyer=2) does not fit "
+            "user_service.calculate_user_score(user_id, base_score, multiplier): unexpected "
+            "keyword argument 'multiplyer' (did you mean 'multiplier'?); missing argument "
+            "'multiplier'",
+        ),
+        (
+            ["examples/calculator.py", "--call", "calculator.multiply()"],
+            "--call calculator.multiply() does not fit calculator.multiply(a, b): missing "
+            "arguments 'a', 'b'",
+        ),
+        (
+            [
+                "examples/user_score.py",
+                "--call",
+                "user_service.calculate_user_score('u9', 2, base_score=None)",
+            ],
+            "does not fit user_service.calculate_user_score(user_id, base_score, multiplier): "
+            "'base_score' given twice, by position and by name; missing argument 'multiplier'",
+        ),
+        (
+            ["examples/calculator.py", "--format", "mermaid", "--wide"],
+            "--wide applies to --format text only",
         ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv, message, capsys):
-    """Each mistake is one precise line on stderr, exit status 2, no traceback."""
-    status, _, err = run(*argv, capsys=capsys)
+    """Each mistake is one precise line on stderr, exit status 2, no traceback, and
+    nothing on stdout: what could never work is refused before anything runs."""
+    status, out, err = run(*argv, capsys=capsys)
     assert status == 2
+    assert out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("shimeji sim: error: ")
     assert message in err
@@ -318,12 +459,13 @@ def test_bad_input_is_one_line_and_status_2(argv, message, capsys):
     ],
 )
 def test_problems_in_the_module_are_one_line(code, argv, message, tmp_path, capsys):
-    """Import errors, missing services, scenarios that raise: one line, status 2."""
+    """Import errors, missing services: one line, status 2; a scenario that ran and
+    raised: one line too, status 1."""
     path = write(tmp_path, "mod_under_test.py", code)
     sys.modules.pop("mod_under_test", None)
     status, _, err = run(path, *argv, capsys=capsys)
     sys.modules.pop("mod_under_test", None)
-    assert status == 2
+    assert status == (1 if "raised" in message else 2)
     assert err.count("\n") == 1 and "Traceback" not in err
     assert message.format(path=path) in err
 
@@ -334,7 +476,7 @@ def test_a_scenario_that_raises_still_shows_its_trace(tmp_path, capsys):
     path = write(tmp_path, "mod_raises.py", code)
     sys.modules.pop("mod_raises", None)
     status, out, err = run(path, capsys=capsys)
-    assert status == 2
+    assert status == 1
     assert 'say("before")' in out
     assert "raised KeyError: 'after'" in err
 
@@ -374,3 +516,79 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):
     """Captured stderr is not a terminal: nothing but errors goes there."""
     status, _, err = run("examples/orders.py", capsys=capsys)
     assert status == 0 and err == ""
+
+
+def test_a_stalled_scenario_says_what_waits_line_by_line(capsys):
+    """A stall is a short story, one line per thing that waits, not one long line;
+    the trace comes first, the status is 1 (the scenario ran)."""
+    status, out, err = run(
+        "examples/user_score.py",
+        "--faults",
+        'Drop(direction="reply", service="calculator")',
+        capsys=capsys,
+    )
+    assert status == 1
+    assert "fault_drop" in out
+    assert err.splitlines() == [
+        "shimeji sim: error: scenario scenario() did not finish: the simulation stalled at "
+        "t=0.002000s: the test waits for a reply from user_service.calculate_user_score to "
+        "client, and nothing left to run can ever bring it.",
+        "What waits, and for what:",
+        "  - client waits for a reply from user_service.calculate_user_score (correlation id "
+        "c1), sent at t=0.000000s",
+        "  - user_service-1, running user_service.calculate_user_score.1, waits for a reply "
+        "from calculator.multiply (correlation id c2), sent at t=0.001000s",
+        "To fix it:",
+        "  - give the call a timeout (rpc_proxy(timeout=...) or RPC_TIMEOUT): it then raises "
+        "RpcTimeout;",
+        "  - or look for a lost message (a fault plan), a replica calling itself with too few "
+        "workers",
+        "    (max_workers), or a service that is not running.",
+    ]
+
+
+def test_a_call_that_never_came_back_exits_1(capsys):
+    """--call on a lost reply: the outcome says it did not finish, exit status 1."""
+    status, _, err = run(
+        "examples/calculator.py",
+        "--call",
+        "calculator.add(1, 2)",
+        "--faults",
+        "Drop(direction='reply')",
+        capsys=capsys,
+    )
+    assert status == 1
+    assert err.startswith("calculator.add(1, 2) did not finish: the simulation stalled at ")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_html_for_a_terminal_goes_to_a_file(tmp_path, capsys, monkeypatch):
+    """--format html without --out on a terminal writes MODULE.html (never dumps the
+    page), again over its own page, but not over a file shimeji did not write."""
+    import shutil
+
+    shutil.copy(ROOT / "examples" / "calculator.py", tmp_path / "calc_page.py")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    for _ in range(2):
+        status, out, _ = run("calc_page.py", "--format", "html", capsys=capsys)
+        assert status == 0
+        assert out.startswith("wrote the html view of ")
+        assert out.endswith(" events to calc_page.html (open it in a browser)\n")
+    assert (tmp_path / "calc_page.html").read_text().startswith("<!DOCTYPE html>")
+    (tmp_path / "calc_page.html").write_text("my own notes\n")
+    status, out, err = run("calc_page.py", "--format", "html", capsys=capsys)
+    assert (status, out) == (2, "")
+    assert "calc_page.html exists and is not one shimeji wrote; give --out FILE" in err
+    assert (tmp_path / "calc_page.html").read_text() == "my own notes\n"
+    sys.modules.pop("calc_page", None)
+
+
+def test_html_to_a_pipe_is_the_page(capsys):
+    """Piped (not a terminal), the page goes to stdout as before."""
+    status, out, _ = run("examples/calculator.py", "--format", "html", capsys=capsys)
+    assert status == 0 and out.startswith("<!DOCTYPE html>")

@@ -29,8 +29,30 @@ def test_each_diagram_is_what_its_command_prints(command, diagram, capsys, monke
 
 
 def test_the_first_timeline_is_real(capsys, monkeypatch):
-    """The timeline of the first step is what the command prints (up to the '...')."""
+    """The timeline of the first step is what the command prints, all of it."""
     monkeypatch.chdir(ROOT)
-    shown = re.search(r"```\n(    time  replica.*?)\n\.\.\.\n", TUTORIAL, re.DOTALL).group(1)
+    shown = re.search(r"```\n(    time  replica.*?\n)```", TUTORIAL, re.DOTALL).group(1)
     assert main(["sim", "examples/calculator.py", "--call", "calculator.multiply(6, 7)"]) == 0
-    assert capsys.readouterr().out.startswith(shown + "\n")
+    out, err = capsys.readouterr()
+    assert out == shown
+    assert err == "calculator.multiply(6, 7) returned 42\n"
+
+
+def test_what_the_tutorial_says_of_the_flags(capsys, monkeypatch):
+    """--all shows the routine events it says are left out; --wide the seven columns
+    of print(cluster.trace), with nothing cut; not a terminal: 100 columns."""
+    from shimeji.sim import SimCluster
+    from shimeji.views.text import HEADER
+
+    monkeypatch.chdir(ROOT)
+    main(["sim", "examples/orders.py", "--all", "--wide"])
+    out = capsys.readouterr().out
+    for kind in ("replica_start", "replica_stop", "queue_deleted"):
+        assert f"  {kind}  " in out
+    assert out.splitlines()[0].split() == list(HEADER)
+    with SimCluster() as cluster:
+        pass
+    assert str(cluster.trace).splitlines()[0].split() == list(HEADER)
+    main(["sim", "examples/orders.py"])
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) == 100

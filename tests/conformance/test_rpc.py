@@ -155,7 +155,8 @@ def test_unserializable_argument_is_refused_before_sending(cluster):
     cluster.add_service(Calculator)
     with pytest.raises(UnserializableValueError) as caught:
         cluster.rpc.calculator.echo({"when": {1, 2}})
-    assert caught.value.where == "the call's arguments['args'][0]['when']"
+    assert caught.value.where == "argument 1 of calculator.echo['when']"
+    assert caught.value.path == ("args", 0, "when")
     assert cluster.rpc.calculator.add(1, 1) == 2  # the client still works
 
 

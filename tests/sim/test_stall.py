@@ -29,10 +29,32 @@ def test_replica_calling_itself_with_one_worker_stalls():
         with pytest.raises(SimulationStalled) as caught:
             cluster.rpc.self_caller.outer()
         text = str(caught.value)
-        assert "waiting for self_caller.outer" in text
-        assert "self_caller-1 waits for a reply from self_caller.inner" in text
-        assert "queue rpc-self_caller holds 1 message(s)" in text
-        assert "max_workers=1" in text
+        assert text.splitlines()[0] == (
+            "the simulation stalled at t=0.001000s: the test waits for a reply from "
+            "self_caller.outer to client, and nothing left to run can ever bring it."
+        )
+        assert caught.value.stuck == [
+            "client waits for a reply from self_caller.outer (correlation id "
+            "f7c1bd87-4da5-4709-9471-3d60c8a70639), sent at t=0.000000s",
+            "self_caller-1, running self_caller.outer.e443df78-9558-467f-9ba9-1faf7a024204, "
+            "waits for a reply from self_caller.inner (correlation id "
+            "23a7711a-8133-4876-b7eb-dcd9e87a1613), sent at t=0.001000s",
+            "queue rpc-self_caller holds 1 message nobody takes: its one consumer, "
+            "self_caller-1, is at its prefetch limit (max_workers=1)",
+        ]
+        assert "What waits, and for what:\n  - client waits" in text
+        assert "give the call a timeout" in text
+        # No phrase reads "is <someone> waiting", as the first version did.
+        assert " is client waiting" not in text and "is self_caller-1 waiting" not in text
+
+
+def test_stalled_is_importable_with_every_other_exception():
+    """shimeji.exceptions has it, and the simulator raises that very class."""
+    import shimeji.exceptions
+    import shimeji.sim
+
+    assert shimeji.exceptions.SimulationStalled is shimeji.sim.SimulationStalled
+    assert issubclass(shimeji.exceptions.SimulationStalled, shimeji.exceptions.ShimejiError)
 
 
 def test_with_a_timeout_it_times_out_instead():

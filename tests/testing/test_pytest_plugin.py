@@ -133,17 +133,50 @@ def test_timeouts(sim_cluster):
 
 def test_faults_option_reads_a_file_and_rejects_nonsense(pytester: pytest.Pytester):
     """--shimeji-faults takes a file; an invalid plan is a usage error."""
-    pytester.makepyfile("""
+    pytester.makepyfile(
+        SERVICE
+        + """
 def test_plan(sim_cluster):
-    assert repr(sim_cluster.fault_plan) == "FaultPlan([Crash(replica='a-1', at=2.0)])"
-""")
+    sim_cluster.add_service(Calculator)
+    assert repr(sim_cluster.fault_plan) == "FaultPlan([Crash(replica='calculator-1', at=2.0)])"
+"""
+    )
     path = pytester.path / "plan.py"
-    path.write_text("FaultPlan([Crash('a-1', at=2.0)])\n")
+    path.write_text("FaultPlan([Crash('calculator-1', at=2.0)])\n")
     pytester.runpytest("-p", "no:cacheprovider", f"--shimeji-faults={path}").assert_outcomes(
         passed=1
     )
     bad = pytester.runpytest("-p", "no:cacheprovider", "--shimeji-faults=os.system('x')")
     bad.stderr.fnmatch_lines(["*--shimeji-faults: fault plan may only call*"])
+
+
+def test_a_faults_option_naming_what_the_test_lacks_fails_it(pytester: pytest.Pytester):
+    """A plan from --shimeji-faults is checked at the test's first call, against the
+    services it added: a misspelt service fails the test, with a did-you-mean."""
+    pytester.makepyfile(
+        SERVICE
+        + """
+def test_calls(sim_cluster):
+    sim_cluster.add_service(Calculator)
+    assert sim_cluster.rpc.calculator.add(1, 2) == 3
+"""
+    )
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--shimeji-faults=Drop(service='calculater')"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*FaultPlanError: the fault plan can never fire as written: Drop(service='calculater')"
+            " names service 'calculater', which the cluster does not run (did you mean"
+            " 'calculator'?); it runs: calculator",
+        ]
+    )
+    fine = pytester.runpytest(
+        "-p", "no:cacheprovider", "--shimeji-faults=Drop(service='calculator', method='add')"
+    )
+    fine.assert_outcomes(failed=1)  # the one call is lost: the fault fired
+    fine.stdout.fnmatch_lines(["*SimulationStalled*"])
 
 
 def test_check_determinism_passes_a_deterministic_test(pytester: pytest.Pytester):

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["Browser", "BrowserError", "Page", "find_chromium"]
+__all__ = ["Browser", "BrowserError", "Page", "find_chromium", "png_pixels", "png_size"]
 
 FLAGS = (
     "--headless",
@@ -212,6 +212,28 @@ class Page:
             raise BrowserError(f"{expression!r} threw: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def set_viewport(self, width: int, height: int) -> None:
+        """Lay the page out in a window of ``width`` x ``height`` CSS pixels."""
+        self.browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session=self.session,
+        )
+        self.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+    def screenshot(self, scale: float = 1.0) -> bytes:
+        """A PNG of the viewport as it is drawn now (``scale``: of its pixels)."""
+        import base64
+
+        params: dict[str, Any] = {"format": "png"}
+        if scale != 1.0:
+            width, height = self.evaluate("[innerWidth, innerHeight]")
+            params["clip"] = {"x": 0, "y": 0, "width": width, "height": height, "scale": scale}
+        data = self.browser.send(
+            "Page.captureScreenshot", params, session=self.session, timeout=60
+        )["data"]
+        return base64.b64decode(data)
+
     def _events(self, method: str) -> list[dict[str, Any]]:
         return [
             event["params"]
@@ -244,3 +266,61 @@ class Page:
     @property
     def requested_urls(self) -> list[str]:
         return [event["request"]["url"] for event in self._events("Network.requestWillBeSent")]
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """``(width, height)`` of a PNG, from its header."""
+    import struct
+
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG")
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
+
+
+def png_pixels(png: bytes) -> tuple[int, int, list[bytes]]:
+    """``(width, height, rows)`` of an 8-bit RGB or RGBA PNG (as Chromium writes
+    screenshots): each row holds ``width`` pixels of 3 or 4 bytes, unfiltered."""
+    import struct
+    import zlib
+
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    position, chunks, header = 8, [], b""
+    while position < len(png):
+        (length,) = struct.unpack(">I", png[position : position + 4])
+        kind = png[position + 4 : position + 8]
+        body = png[position + 8 : position + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            chunks.append(body)
+        position += 12 + length
+    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    if depth != 8 or color not in (2, 6) or interlace:
+        raise ValueError(f"unsupported PNG (depth {depth}, color type {color})")
+    size = 3 if color == 2 else 4
+    raw = zlib.decompress(b"".join(chunks))
+    stride = width * size
+    rows: list[bytes] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for x in range(stride):
+            left = line[x - size] if x >= size else 0
+            up = previous[x]
+            corner = previous[x - size] if x >= size else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 255
+            elif kind == 2:
+                line[x] = (line[x] + up) & 255
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 255
+            elif kind == 4:
+                guess = left + up - corner
+                near = min((abs(guess - left), 0), (abs(guess - up), 1), (abs(guess - corner), 2))
+                line[x] = (line[x] + (left, up, corner)[near[1]]) & 255
+        rows.append(bytes(line))
+        previous = line
+    return width, height, rows

@@ -89,3 +89,39 @@ def secret_cluster(seed: int = 0) -> SimCluster:
         cluster.rpc.gateway.enter("ada", "hunter2-by-position")
         cluster.rpc.vault.login("bob", password="s3cret-by-name", card={"number": "5500-0000"})
     return cluster
+
+
+class Ledger:
+    name = "ledger"
+
+    @rpc
+    def record(self, entry):
+        return {"entry": entry, "ok": True}
+
+
+class Checkout:
+    name = "checkout"
+    ledger_rpc = RpcProxy("ledger")
+    vault_rpc = RpcProxy("vault")
+
+    @rpc
+    def pay(self, order, amount):
+        replies = [self.ledger_rpc.record.call_async({"order": order, "line": n}) for n in range(2)]
+        self.vault_rpc.login("shop", "pw")
+        return {"order": order, "amount": amount, "lines": [r.result() for r in replies]}
+
+
+def big_cluster(events: int = 10_000, seed: int = 0) -> SimCluster:
+    """A trace of about ``events`` events: nested and parallel calls over three
+    services with several replicas, made in waves of parallel calls."""
+    with SimCluster(seed=seed) as cluster:
+        cluster.add_service(Checkout, replicas=3)
+        cluster.add_service(Ledger, replicas=2)
+        cluster.add_service(Vault, replicas=2)
+        order = 0
+        while len(cluster.trace.events) < events - 40:
+            wave = [cluster.rpc.checkout.pay.call_async(order + n, n * 1.5) for n in range(5)]
+            order += len(wave)
+            for reply in wave:
+                reply.result()
+    return cluster

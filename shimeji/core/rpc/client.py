@@ -280,7 +280,7 @@ class RpcClient:
                 deadline=None if timeout is None else since + timeout,
             )
         codec = self.settings.serializer
-        body = protocol.encode_request(codec, args, kwargs)
+        body = protocol.encode_request(codec, args, kwargs, f"{service}.{method}")
         correlation_id = self.runtime.new_id()
         caller_call_id = call_id_stack[-1] if call_id_stack else None
         tracer = self.tracer
@@ -304,7 +304,7 @@ class RpcClient:
             correlation_id=correlation_id,
             reply_to=self.reply_to,
         )
-        waiter = self.runtime.new_waiter(f"{self.label} waiting for {service}.{method}")
+        waiter = self.runtime.new_waiter(f"a reply from {service}.{method} to {self.label}")
         call = PendingCall(
             service,
             method,

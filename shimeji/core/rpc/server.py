@@ -284,7 +284,9 @@ class Rpc(Entrypoint):
             body = protocol.encode_reply(codec, None, exc_info[1])
         else:
             try:
-                body = codec.dumps({"result": result, "error": None}, "the result")
+                body = protocol.encode_result(
+                    codec, result, f"{container.service_name}.{self.method_name}"
+                )
             except UnserializableValueError as exc:
                 log.error(
                     "%s: %s returned a value that cannot be sent: %s",
