@@ -31,7 +31,13 @@ from typing import Any
 
 from shimeji.core.events import Event, kind_of
 from shimeji.views.log import EventLog
-from shimeji.views.model import TraceModel, describe_event, describe_reply, describe_request
+from shimeji.views.model import (
+    TraceModel,
+    describe_dispatch,
+    describe_event,
+    describe_reply,
+    describe_request,
+)
 
 __all__ = ["HEADER", "SUMMARY_HEADER", "fit_json", "render_text", "short_id", "timeline_row"]
 
@@ -84,6 +90,13 @@ def what_happened(record: Event, model: TraceModel, limit: int | None) -> str:
         return describe_request(target or record.method, record.message, limit=limit)
     if kind == "reply":
         return f"{target} -> {describe_reply(record.message, limit=limit)}"
+    if kind == "dispatch":
+        return describe_dispatch(record.method, record.message, limit=limit)
+    if kind == "deliver" and model.is_event(record):
+        dispatch = model.dispatches.get(record.correlation_id or "")
+        event_type = dispatch.method if dispatch is not None else record.method
+        text = f"event {event_type or '?'} from {model.sender(record) or '?'}"
+        return f"{text} (redelivered)" if record.detail == "redelivered" else text
     if kind == "deliver" and model.is_request(record):
         text = f"{target} from {model.sender(record) or '?'}"
         return f"{text} (redelivered)" if record.detail == "redelivered" else text

@@ -21,7 +21,15 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 #: What `shimeji sim` prints by default (the summary), per example.
 SIM_GOLDEN = GOLDEN / "sim"
-EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit", "timeouts")
+EXAMPLES = (
+    "calculator",
+    "user_score",
+    "orders",
+    "order_errors",
+    "audit",
+    "timeouts",
+    "notifications",
+)
 
 
 def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
