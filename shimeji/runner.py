@@ -32,6 +32,8 @@ from shimeji.core.exceptions import ReplicaCrashed, ShimejiError
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.tracing import NullTracer, Tracer
 from shimeji.core.transport import BrokerUnavailable
+from shimeji.core.web import WebServer, web_servers
+from shimeji.http_server import HttpServer
 
 __all__ = ["LIVENESS_WINDOW", "Health", "RunnerReplica", "ServiceRunner"]
 
@@ -176,6 +178,8 @@ class ServiceRunner:
         self._changed = threading.Condition(self._lock)
         self.crashes: list[ReplicaCrashed] = []
         self.state = "created"
+        self.http: HttpServer | None = None  # serving the HTTP routes, if any service has one
+        self._turns: dict[str, int] = {}
 
     # -- services ------------------------------------------------------------------------
 
@@ -190,6 +194,7 @@ class ServiceRunner:
         if self.state == "running":
             for replica in added:
                 replica.start()
+            self._serve_http()
         return added
 
     def replicas(self, service: str | None = None) -> list[RunnerReplica]:
@@ -226,9 +231,43 @@ class ServiceRunner:
         try:
             for replica in self.replicas():
                 replica.start()
+            self._serve_http()
         except BaseException:
             self.kill()
             raise
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    @property
+    def web_address(self) -> tuple[str, int] | None:
+        """Where the HTTP routes are served (the port bound when it was 0), or None."""
+        return self.http.address if self.http is not None else None
+
+    def _serve_http(self) -> None:
+        services = [(name, self.replicas(name)[0].service_cls) for name in self.services]
+        if self.http is None:
+            server = HttpServer(self.settings, services, self._pick_web_server)
+            if not server.has_routes:
+                return
+            server.start()
+            self.http = server
+        else:
+            for name, service_cls in services:
+                self.http.add_service(name, service_cls)
+
+    def _pick_web_server(self, service: str) -> WebServer | None:
+        running = [
+            replica.container
+            for replica in self.replicas(service)
+            if replica.container is not None and replica.container.state == "running"
+        ]
+        if not running:
+            return None
+        with self._lock:
+            turn = self._turns.get(service, 0)
+            self._turns[service] = turn + 1
+        servers = web_servers([running[turn % len(running)]])
+        return servers[0] if servers else None
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully: take no new calls, let running workers finish and ack
@@ -236,6 +275,9 @@ class ServiceRunner:
         if self.state != "running":
             return
         self.state = "stopping"
+        if self.http is not None:
+            # No new requests; those in hand finish (their workers still run).
+            self.http.stop()
         replicas = [r for r in self.replicas() if r.alive]
         for replica in replicas:
             assert replica.container is not None
@@ -265,6 +307,8 @@ class ServiceRunner:
         if self.state in ("stopped", "killed"):
             return
         self.state = "killing"
+        if self.http is not None:
+            threading.Thread(target=self.http.stop, name="shimeji-http-stop", daemon=True).start()
         for replica in self.replicas():
             if replica.container is not None:
                 replica.container.kill()

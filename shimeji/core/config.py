@@ -29,6 +29,7 @@ __all__ = [
     "FROM_CONFIG",
     "RetryPolicy",
     "Settings",
+    "parse_address",
     "redact_uri",
 ]
 
@@ -62,6 +63,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "AMQP_SSL": None,
     "TRANSPORT_OPTIONS": {},
     "LOGGING": None,
+    "WEB_SERVER_ADDRESS": "0.0.0.0:8000",  # [host:]port of the HTTP entrypoints
+    "WEB_MAX_BODY_SIZE": 1_048_576,  # bytes of a request body; more is answered 413
+    "WEB_TIMEOUT": 10,  # seconds a client may take to send a request (then 408)
 }
 
 
@@ -153,6 +157,12 @@ def _check_optional_seconds(key: str, value: Any) -> float | None:
     return float(value)
 
 
+def _check_seconds(key: str, value: Any) -> float:
+    if not _is_number(value) or value <= 0:
+        raise ConfigurationError(f"{key} must be a number of seconds > 0; got {value!r}")
+    return float(value)
+
+
 def _check_type(key: str, value: Any, types: tuple[type, ...], what: str) -> Any:
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
         raise ConfigurationError(f"{key} must be {what}; got {value!r}")
@@ -216,6 +226,9 @@ class Settings:
     amqp_ssl: Any
     transport_options: Mapping[str, Any]
     logging: Mapping[str, Any] | None
+    web_server_address: tuple[str, int] = ("0.0.0.0", 8000)
+    web_max_body_size: int = 1_048_576
+    web_timeout: float = 10.0
 
     @classmethod
     def from_config(
@@ -312,7 +325,25 @@ class Settings:
                 "TRANSPORT_OPTIONS", merged["TRANSPORT_OPTIONS"] or {}, (Mapping,), "a mapping"
             ),
             logging=logging_config,
+            web_server_address=parse_address(merged["WEB_SERVER_ADDRESS"]),
+            web_max_body_size=_check_positive_int(
+                "WEB_MAX_BODY_SIZE", merged["WEB_MAX_BODY_SIZE"], 0
+            ),
+            web_timeout=_check_seconds("WEB_TIMEOUT", merged["WEB_TIMEOUT"]),
         )
+
+
+def parse_address(value: Any) -> tuple[str, int]:
+    """``WEB_SERVER_ADDRESS`` (``[host:]port``, nameko's form; port 0: any free
+    port) as ``(host, port)``."""
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or int(port) > 65535 or (host and not host.strip()):
+        raise ConfigurationError(
+            f"WEB_SERVER_ADDRESS must be [host:]port, such as 0.0.0.0:8000 or 127.0.0.1:8080; "
+            f"got {value!r}"
+        )
+    return host or "0.0.0.0", int(port)
 
 
 def redact_uri(uri: str) -> str:

@@ -154,6 +154,13 @@ KINDS: dict[str, EventKind] = _kinds(
     EventKind("unroutable", NOTE, "no queue is bound for a request", ends_call=True),
     EventKind("timeout", NOTE, "a call got no reply in time", ends_call=True),
     EventKind("bad_request", NOTE, "a request that cannot be served was answered with its error"),
+    EventKind(
+        "http_refused",
+        NOTE,
+        "the HTTP front answered a request itself (no route, a body too large, no replica "
+        "running, or the replica died with it)",
+        ends_call=True,
+    ),
     EventKind("queue_deleted", ROW, "a queue was deleted (and the messages in it)", routine=True),
     # events and timers
     EventKind("dispatch", ROW, "a service (or a client) dispatched an event"),

@@ -37,6 +37,7 @@ from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
 from shimeji.sim.connection import SimConnection
 from shimeji.sim.faults import FaultPlan, PlanGraph, check_plan, plan_problems
+from shimeji.sim.http import SimHttpClient
 from shimeji.sim.injector import FaultInjector, FaultTarget
 from shimeji.sim.replica import SimReplica
 from shimeji.sim.scheduler import Scheduler, SimTimer, SimulationStalled, to_us
@@ -137,6 +138,7 @@ class SimCluster:
         )
         self._clients: list[RpcClient] = []
         self._dispatcher: SimConnection | None = None
+        self._http: SimHttpClient | None = None
         self._rpc: StandaloneProxy | None = None
         self.crashes: list[ReplicaCrashed] = []
         self.state = "created"
@@ -474,6 +476,16 @@ class SimCluster:
         )
 
     # -- events ------------------------------------------------------------------------
+
+    @property
+    def http(self) -> SimHttpClient:
+        """The HTTP client: ``cluster.http.get("/orders/1", headers=...)``,
+        ``.post(url, json=...)``, returning status, headers, text and
+        ``json()``; requests travel in virtual time (``shimeji.sim.http``)."""
+        self._require_running("send HTTP requests")
+        if self._http is None:
+            self._http = SimHttpClient(self)
+        return self._http
 
     def dispatch(
         self,

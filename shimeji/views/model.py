@@ -258,8 +258,16 @@ def _compact(value: Any) -> str:
 def describe_request(
     method: str | None, message: MessageRecord | None, limit: int | None = 48
 ) -> str:
-    """``multiply(6, 7)``: the method and its (redacted) arguments, shortened."""
+    """``multiply(6, 7)``: the method and its (redacted) arguments, shortened; an
+    HTTP request as ``GET /orders/1`` and its body."""
     name = method or "?"
+    if message is not None and message.exchange == "http":
+        return shorten(
+            _http_line(
+                message, f"{message.headers.get('method', '?')} {message.headers.get('path', '?')}"
+            ),
+            limit,
+        )
     body = message.body if message is not None else None
     if not isinstance(body, dict) or message is None or message.body_encoding != "json":
         return name
@@ -269,6 +277,18 @@ def describe_request(
     if isinstance(kwargs, dict):
         parts += [f"{key}={_compact(value)}" for key, value in kwargs.items()]
     return shorten(f"{name}({', '.join(parts)})", limit)
+
+
+def _http_line(message: MessageRecord, head: str) -> str:
+    """``head`` and the body of an HTTP message (JSON compacted, text on one line)."""
+    body = message.body
+    if message.body_encoding == "json":
+        text = _compact(body)
+    elif message.body_encoding == "text":
+        text = " ".join(str(body).split())
+    else:
+        text = "(binary body)" if body else ""
+    return f"{head} {text}" if text and text != '""' else head
 
 
 def describe_dispatch(
@@ -285,6 +305,8 @@ def describe_reply(message: MessageRecord | None, limit: int | None = 48) -> str
     """The result, or ``ValueError: Division by zero`` for an error reply."""
     if message is None:
         return "reply"
+    if message.exchange == "http":
+        return shorten(_http_line(message, str(message.headers.get("status", "?"))), limit)
     body = message.body
     if message.body_encoding != "json" or not isinstance(body, dict):
         return shorten(str(body), limit)

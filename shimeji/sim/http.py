@@ -1,0 +1,306 @@
+"""HTTP on the simulator: a test client and the front before the replicas.
+
+``SimCluster.http`` sends a request in virtual time. The front (``HttpFront``)
+matches it against the routes of every service the cluster runs; a request
+no route takes is answered 404 or 405 at once, a body over
+``WEB_MAX_BODY_SIZE`` 413. Otherwise the request takes ``latency`` to reach a
+replica of the route's service, chosen round-robin among those running (503
+if none runs), which handles it in a worker; the response takes ``latency``
+back. A replica that dies with the request in hand is answered 502 by the
+front, as a load balancer answers for a backend whose connection dropped.
+
+In the trace an HTTP request is a call: ``publish`` by the client ``http``,
+``deliver`` to the replica, ``reply``, ``deliver`` back (their messages have
+the exchange ``http``, the method and path in ``headers``, the status in the
+response's), or an ``http_refused`` note when the front answered itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request, Response
+
+from shimeji.core.events import Event
+from shimeji.core.exceptions import ContainerBeingKilled
+from shimeji.core.transport import Message
+from shimeji.core.web import (
+    HTTP_EXCHANGE,
+    ClientResponse,
+    HttpClient,
+    HttpFront,
+    ReplicaGone,
+    request_body,
+    web_servers,
+)
+
+if TYPE_CHECKING:
+    from shimeji.sim.cluster import SimCluster
+    from shimeji.sim.replica import SimReplica
+
+__all__ = ["SimHttpClient"]
+
+#: The trace label of the HTTP client.
+LABEL = "http"
+
+
+def _request_message(request: Request, service: str, method: str, corr: str) -> Message:
+    headers: dict[str, Any] = {"method": request.method, "path": request.full_path.rstrip("?")}
+    for name, value in request.headers.items():
+        if name.lower().startswith("nameko."):
+            headers["nameko." + name[len("nameko.") :].lower().replace("-", "_")] = value
+    return Message(
+        body=request.get_data(cache=True),
+        routing_key=f"{service}.{method}",
+        exchange=HTTP_EXCHANGE,
+        content_type=request.mimetype or None,
+        headers=headers,
+        reply_to=LABEL,
+        correlation_id=corr,
+    )
+
+
+def _response_message(response: Response, corr: str) -> Message:
+    return Message(
+        body=response.get_data(),
+        routing_key=LABEL,
+        exchange=HTTP_EXCHANGE,
+        content_type=response.mimetype or None,
+        headers={"status": response.status_code},
+        correlation_id=corr,
+    )
+
+
+class SimHttpClient(HttpClient):
+    """Requests to the cluster's HTTP routes, in virtual time (see the module)."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self.cluster = cluster
+        self._turns: dict[str, int] = {}
+
+    def _front(self) -> HttpFront:
+        front = HttpFront(self.cluster.settings.web_max_body_size)
+        for replica in self.cluster.replicas():
+            front.add_service(replica.service_name, replica.service_cls)
+        return front
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> ClientResponse:
+        cluster = self.cluster
+        cluster._require_running("send HTTP requests")
+        out_headers, body = request_body(headers, json, data)
+        environ = EnvironBuilder(
+            path=url,
+            method=method.upper(),
+            headers=list(out_headers.items()),
+            data=body,
+            query_string=dict(params) if params else None,
+        ).get_environ()
+        request = Request(environ)
+        front = self._front()
+        scheduler = cluster.scheduler
+        corr = scheduler.new_id()
+        waiter = scheduler.new_waiter(f"the HTTP response to {request.method} {url}")
+        try:
+            service, name, values = front.match(request)
+        except HTTPException as exc:
+            response: Response = exc.get_response(environ)  # type: ignore[assignment]
+            self._refused(request, response, corr, None, None)
+            return ClientResponse.from_response(response)
+        too_large = front.read_body(request)
+        if too_large is not None:
+            self._answer_from_front(request, too_large, corr, service, name, waiter)
+            return ClientResponse.from_response(waiter.wait())
+        cluster.tracer.emit(
+            Event(
+                kind="publish",
+                replica=LABEL,
+                service=service,
+                method=name,
+                correlation_id=corr,
+                message=_request_message(request, service, name, corr),
+            )
+        )
+        scheduler.call_later(
+            cluster.bus.latency_us / 1e6,
+            self._arrive,
+            front,
+            request,
+            service,
+            name,
+            values,
+            corr,
+            waiter,
+        )
+        response = waiter.wait()
+        return ClientResponse.from_response(response)
+
+    # -- the front, in virtual time ----------------------------------------------------
+
+    def _arrive(
+        self,
+        front: HttpFront,
+        request: Request,
+        service: str,
+        name: str,
+        values: dict[str, Any],
+        corr: str,
+        waiter: Any,
+    ) -> None:
+        replica = self._pick(service)
+        if replica is None:
+            response = Response(f"Service Unavailable: no replica of {service} is running\n", 503)
+            self._answer_from_front(request, response, corr, service, name, waiter)
+            return
+        self.cluster.tracer.emit(
+            Event(
+                kind="deliver",
+                replica=replica.name,
+                service=service,
+                method=name,
+                correlation_id=corr,
+                message=_request_message(request, service, name, corr),
+            )
+        )
+        self.cluster.scheduler.spawn(
+            self._serve,
+            replica,
+            request,
+            service,
+            name,
+            values,
+            corr,
+            waiter,
+            name=f"{replica.name}:http",
+        )
+
+    def _pick(self, service: str) -> SimReplica | None:
+        running = [
+            replica
+            for replica in self.cluster.replicas(service)
+            if replica.alive
+            and replica.container is not None
+            and replica.container.state == "running"
+        ]
+        if not running:
+            return None
+        turn = self._turns.get(service, 0)
+        self._turns[service] = turn + 1
+        return running[turn % len(running)]
+
+    def _serve(
+        self,
+        replica: SimReplica,
+        request: Request,
+        service: str,
+        name: str,
+        values: dict[str, Any],
+        corr: str,
+        waiter: Any,
+    ) -> None:
+        servers = web_servers([replica.container]) if replica.container is not None else []
+        provider = servers[0].provider(name) if servers else None
+        if provider is None:  # stopped between the pick and now
+            response = Response(f"Service Unavailable: {replica.name} is stopping\n", 503)
+            self._answer_from_front(request, response, corr, service, name, waiter)
+            return
+        try:
+            response = provider.handle_request(request, values, corr)
+        except (ReplicaGone, ContainerBeingKilled) as exc:
+            response = Response(f"Bad Gateway: {exc}\n", 502)
+            self._answer_from_front(request, response, corr, service, name, waiter)
+            return
+        message = _response_message(response, corr)
+        self.cluster.tracer.emit(
+            Event(
+                kind="reply",
+                replica=replica.name,
+                service=service,
+                method=name,
+                correlation_id=corr,
+                message=message,
+            )
+        )
+        self.cluster.scheduler.call_later(
+            self.cluster.bus.latency_us / 1e6,
+            self._respond,
+            response,
+            message,
+            service,
+            name,
+            corr,
+            waiter,
+        )
+
+    def _respond(
+        self,
+        response: Response,
+        message: Message,
+        service: str,
+        name: str,
+        corr: str,
+        waiter: Any,
+    ) -> None:
+        self.cluster.tracer.emit(
+            Event(
+                kind="deliver",
+                replica=LABEL,
+                service=service,
+                method=name,
+                correlation_id=corr,
+                message=message,
+            )
+        )
+        waiter.set_result(response)
+
+    def _answer_from_front(
+        self,
+        request: Request,
+        response: Response,
+        corr: str,
+        service: str | None,
+        name: str | None,
+        waiter: Any,
+    ) -> None:
+        def answer() -> None:
+            self._refused(request, response, corr, service, name)
+            waiter.set_result(response)
+
+        self.cluster.scheduler.call_later(self.cluster.bus.latency_us / 1e6, answer)
+
+    def _refused(
+        self,
+        request: Request,
+        response: Response,
+        corr: str,
+        service: str | None,
+        name: str | None,
+    ) -> None:
+        status = response.status
+        first_line = response.get_data(as_text=True).strip().splitlines()
+        why = first_line[0] if first_line and not first_line[0].startswith("<") else status
+        self.cluster.tracer.emit(
+            Event(
+                kind="http_refused",
+                replica=LABEL,
+                service=service,
+                method=name,
+                correlation_id=corr,
+                detail=f"{request.method} {request.full_path.rstrip('?')}: {status}"
+                + (f" ({why})" if why != status else ""),
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"<SimHttpClient of {self.cluster!r}>"
