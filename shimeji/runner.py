@@ -27,12 +27,12 @@ from typing import Any
 import attrs
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
-from shimeji.core.container import ServiceContainer
+from shimeji.core.container import ServiceContainer, get_service_name
 from shimeji.core.exceptions import ReplicaCrashed, ShimejiError
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.tracing import NullTracer, Tracer
 from shimeji.core.transport import BrokerUnavailable
-from shimeji.core.web import WebServer, web_servers
+from shimeji.core.web import WebServer, check_routes, web_servers
 from shimeji.http_server import HttpServer
 
 __all__ = ["LIVENESS_WINDOW", "Health", "RunnerReplica", "ServiceRunner"]
@@ -188,14 +188,18 @@ class ServiceRunner:
 
         Adding the same class again adds more replicas of it.
         """
-        added = self._registry.add(
-            service_cls, replicas, lambda cls: check_service(cls, self.settings, self.tracer)
-        )
+        added = self._registry.add(service_cls, replicas, self._check_service)
         if self.state == "running":
             for replica in added:
                 replica.start()
             self._serve_http()
         return added
+
+    def _check_service(self, service_cls: type) -> None:
+        check_service(service_cls, self.settings, self.tracer)
+        # Its HTTP routes must not be claimed by another service already here.
+        services = {r.service_name: r.service_cls for r in self.replicas()}
+        check_routes(services.items(), get_service_name(service_cls), service_cls)
 
     def replicas(self, service: str | None = None) -> list[RunnerReplica]:
         """Every replica (of one service), in the order they were added."""

@@ -63,6 +63,7 @@ __all__ = [
     "HttpRequestHandler",
     "ReplicaGone",
     "WebServer",
+    "check_routes",
     "http",
     "parse_address",
     "request_body",
@@ -411,6 +412,15 @@ class HttpFront:
             return _answer(502, f"Bad Gateway: {text}"), service, method
 
 
+def check_routes(services: Iterable[tuple[str, type]], name: str, service_cls: type) -> None:
+    """``ConfigurationError`` if ``service_cls`` claims a route one of ``services``
+    (``(name, class)``) has already."""
+    front = HttpFront(0)
+    for other_name, other_cls in services:
+        front.add_service(other_name, other_cls)
+    front.add_service(name, service_cls)
+
+
 def web_servers(containers: Iterable[Any]) -> list[WebServer]:
     """The ``WebServer`` of each container that has one."""
     found = []
@@ -437,8 +447,12 @@ class ClientResponse:
         self.content = content
 
     @classmethod
-    def from_response(cls, response: Response) -> ClientResponse:
-        return cls(response.status_code, response.headers.items(), response.get_data())
+    def from_response(cls, response: Response, environ: Mapping[str, Any]) -> ClientResponse:
+        """What a client receives of ``response`` to the request ``environ``
+        (as a WSGI server sends it: no body for HEAD, for instance)."""
+        env = dict(environ)
+        content = b"".join(response.get_app_iter(env))
+        return cls(response.status_code, response.get_wsgi_headers(env).items(), content)
 
     @property
     def ok(self) -> bool:

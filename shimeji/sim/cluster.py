@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from shimeji.core.config import FROM_CONFIG
-from shimeji.core.container import ServiceContainer
+from shimeji.core.container import ServiceContainer, get_service_name
 from shimeji.core.events import Event
 from shimeji.core.exceptions import (
     ConfigurationError,
@@ -33,6 +33,7 @@ from shimeji.core.pubsub import publish_event, subscriptions
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.rpc import RpcClient, StandaloneProxy
 from shimeji.core.tracing import Tracer, Tracers
+from shimeji.core.web import check_routes
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
 from shimeji.sim.connection import SimConnection
@@ -251,6 +252,9 @@ class SimCluster:
 
     def _check_service(self, service_cls: type) -> None:
         check_service(service_cls, self.settings, self.tracer)
+        # Its HTTP routes must not be claimed by another service already here.
+        services = {r.service_name: r.service_cls for r in self.replicas()}
+        check_routes(services.items(), get_service_name(service_cls), service_cls)
 
     def replicas(self, service: str | None = None) -> list[SimReplica]:
         """Every replica (of one service), in the order they were added."""

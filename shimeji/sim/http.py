@@ -117,11 +117,11 @@ class SimHttpClient(HttpClient):
         except HTTPException as exc:
             response: Response = exc.get_response(environ)  # type: ignore[assignment]
             self._refused(request, response, corr, None, None)
-            return ClientResponse.from_response(response)
+            return ClientResponse.from_response(response, environ)
         too_large = front.read_body(request)
         if too_large is not None:
             self._answer_from_front(request, too_large, corr, service, name, waiter)
-            return ClientResponse.from_response(waiter.wait())
+            return ClientResponse.from_response(waiter.wait(), environ)
         cluster.tracer.emit(
             Event(
                 kind="publish",
@@ -144,7 +144,7 @@ class SimHttpClient(HttpClient):
             waiter,
         )
         response = waiter.wait()
-        return ClientResponse.from_response(response)
+        return ClientResponse.from_response(response, environ)
 
     # -- the front, in virtual time ----------------------------------------------------
 

@@ -35,12 +35,14 @@ import pytest
 from shimeji.core.config import FROM_CONFIG, redact_uri
 from shimeji.core.events import Event
 from shimeji.core.rpc import StandaloneProxy
+from shimeji.core.web import ClientResponse, HttpClient, request_body
 from shimeji.views.log import EventLog
 from shimeji.views.redaction import Redactor
 from shimeji.views.text import render_text
 
 __all__ = [
     "AmqpCluster",
+    "LoopbackHttpClient",
     "RecordingTracer",
     "amqp_uri",
     "cluster",
@@ -175,6 +177,38 @@ class RecordingTracer:
         return self.to_text()
 
 
+class LoopbackHttpClient(HttpClient):
+    """``SimCluster.http``'s interface over real HTTP to 127.0.0.1:``port``."""
+
+    def __init__(self, port: int, timeout: float = 60.0) -> None:
+        self.port = port
+        self.timeout = timeout
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> ClientResponse:
+        import http.client
+        from urllib.parse import urlencode
+
+        out_headers, body = request_body(headers, json, data)
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(dict(params))
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+        try:
+            conn.request(method.upper(), url, body=body or None, headers=out_headers)
+            response = conn.getresponse()
+            return ClientResponse(response.status, response.getheaders(), response.read())
+        finally:
+            conn.close()
+
+
 class AmqpCluster:
     """SimCluster's interface on a real RabbitMQ: services run in this process on
     the production transport and runtime (``ServiceRunner``), clients are
@@ -202,6 +236,8 @@ class AmqpCluster:
         # What the simulator reports as a stall (a call nothing can answer) would
         # hang on a broker: calls that set no timeout are bounded instead.
         config.setdefault("RPC_TIMEOUT", STALL_TIMEOUT)
+        # HTTP routes on a free port of the loopback interface.
+        config.setdefault("WEB_SERVER_ADDRESS", "127.0.0.1:0")
         self.config = {"AMQP_URI": uri, **config, "rpc_exchange": self.exchange}
         self.trace = RecordingTracer()
         self.runner = ServiceRunner(
@@ -354,6 +390,15 @@ class AmqpCluster:
         proxy = client.start()
         self._clients.append(client)
         return proxy
+
+    @property
+    def http(self) -> LoopbackHttpClient:
+        """An HTTP client of the routes the runner serves (real HTTP on 127.0.0.1)."""
+        self._require_running("send HTTP requests")
+        address = self.runner.web_address
+        if address is None:
+            raise RuntimeError("no service of this cluster has an @http route")
+        return LoopbackHttpClient(address[1])
 
     def dispatch(
         self,
