@@ -12,7 +12,8 @@ from pathlib import Path
 from shimeji.config import load_config
 from shimeji.sim import SimCluster
 
-EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit", "notifications")
+EXAMPLES = ("calculator", "user_score", "orders", "order_errors", "audit", "notifications",
+            "gateway")
 CONFIG = Path(__file__).with_name("config.yaml")
 
 

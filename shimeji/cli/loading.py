@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import json
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -25,10 +27,12 @@ from shimeji.core.suggest import did_you_mean
 
 __all__ = [
     "CallSpec",
+    "HttpCallSpec",
     "describe_exception",
     "find_services",
     "load_module",
     "parse_call",
+    "parse_header",
     "parse_replicas",
     "signature_problems",
     "signature_text",
@@ -167,13 +171,51 @@ class CallSpec:
 _LITERALS = "numbers, strings, True/False/None, and lists, tuples and dicts of them"
 
 
-def parse_call(text: str) -> CallSpec:
-    """Parse ``--call``: a call of ``service.method`` whose arguments are literals.
+@attrs.frozen
+class HttpCallSpec:
+    """``METHOD /path [body]`` as given to ``--call``: a request to the HTTP routes.
+
+    A body that parses as JSON is sent as JSON, any other as text.
+    """
+
+    method: str
+    path: str
+    body: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def request(self) -> dict[str, Any]:
+        """The keyword arguments of ``cluster.http.request`` (but headers)."""
+        if self.body is None:
+            return {}
+        try:
+            return {"json": json.loads(self.body)}
+        except ValueError:
+            return {"data": self.body}
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_HTTP_CALL = re.compile(r"([A-Za-z]+)\s+(/\S*)(?:\s+(.*))?", re.DOTALL)
+
+
+def parse_call(text: str) -> CallSpec | HttpCallSpec:
+    """Parse ``--call``: a call of ``service.method`` whose arguments are literals,
+    or an HTTP request, ``METHOD /path [body]``.
 
     Nothing is evaluated: the expression is parsed with ``ast`` and each
     argument read with ``ast.literal_eval``.
     """
-    example = "e.g. --call 'calculator.multiply(6, 7)'"
+    example = "e.g. --call 'calculator.multiply(6, 7)' or --call 'GET /orders/1'"
+    http = _HTTP_CALL.fullmatch(text.strip())
+    if http is not None:
+        method, path, body = http.groups()
+        if method.upper() not in HTTP_METHODS:
+            raise CommandError(
+                f"invalid --call {text!r}: {method!r} is not an HTTP method "
+                f"({', '.join(HTTP_METHODS)}); e.g. --call 'GET /orders/1'"
+            )
+        return HttpCallSpec(method.upper(), path, body)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
@@ -207,6 +249,19 @@ def parse_call(text: str) -> CallSpec:
             )
         kwargs[keyword.arg] = _literal(keyword.value, f"argument {keyword.arg}=", text)
     return CallSpec(service, method, tuple(args), kwargs)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``--header 'Name: value'`` as ``(name, value)``."""
+    name, colon, value = text.partition(":")
+    name = name.strip()
+    if not colon or not name or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        raise CommandError(
+            f"invalid --header {text!r}: expected 'Name: value', e.g. --header 'nameko.user_id: 7'"
+        )
+    if any(ord(char) < 32 and char != "\t" for char in value):
+        raise CommandError(f"invalid --header {text!r}: a header value is one line")
+    return name, value.strip()
 
 
 def _dotted(node: ast.expr) -> str | None:

@@ -3,15 +3,19 @@
     shimeji sim examples/orders.py                       # its scenario(), as a timeline
     shimeji sim examples/calculator.py --call 'calculator.divide(1, 0)' --format mermaid
     shimeji sim examples/user_score.py --replicas calculator=3 --format html --out trace.html
+    shimeji sim examples/gateway.py --call 'GET /orders/7' --header 'nameko.user_id: 42'
 
 MODULE is a file path or a dotted module name. Without ``--call``, the
 command runs the module's ``scenario(cluster)`` function (``--scenario``
 names another one), which adds the services it needs and makes calls. With
 ``--call``, every service class of the module is added (one replica each,
-unless ``--replicas`` says otherwise) and the one call is made.
+unless ``--replicas`` says otherwise) and the one call is made; a call
+``METHOD /path [body]`` is an HTTP request to the services' ``@http`` routes
+(a body that parses as JSON is sent as JSON).
 
 Exit status: 0 when everything ran and returned; 1 when the scenario or the
-call ran and raised (the trace is shown, then what was raised); 2 when the
+call ran and raised, or its HTTP answer was 4xx or 5xx (the trace is shown,
+then what was raised or answered); 2 when the
 command could not run as given (a module, a call, a fault plan or an option
 that is wrong), before anything runs where that can be known.
 """
@@ -32,10 +36,12 @@ from typing import Any, TextIO
 from shimeji.cli import CommandError
 from shimeji.cli.loading import (
     CallSpec,
+    HttpCallSpec,
     describe_exception,
     find_services,
     load_module,
     parse_call,
+    parse_header,
     parse_replicas,
     signature_problems,
     signature_text,
@@ -51,6 +57,7 @@ from shimeji.core.extensions import iter_entrypoints
 from shimeji.core.pubsub import subscriptions
 from shimeji.core.rpc import Rpc
 from shimeji.core.suggest import did_you_mean
+from shimeji.core.web import HttpFront, HttpRequestHandler
 from shimeji.sim import SimCluster
 from shimeji.sim.clock import real_perf_counter
 from shimeji.sim.faults import FaultPlan, PlanGraph, plan_problems
@@ -78,7 +85,15 @@ def register(subparsers: Any) -> None:
     what.add_argument(
         "--call",
         metavar="EXPR",
-        help="make one call instead, e.g. 'calculator.multiply(6, 7)' (arguments: literals)",
+        help="make one call instead, e.g. 'calculator.multiply(6, 7)' (arguments: literals), "
+        "or an HTTP request, e.g. 'GET /orders/1' or 'POST /orders {\"id\": 1}'",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header of the --call HTTP request (repeatable), e.g. 'nameko.user_id: 42'",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="RNG seed (default 0)")
     parser.add_argument(
@@ -343,6 +358,12 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     replicas = parse_replicas(args.replicas)
     call = parse_call(args.call) if args.call is not None else None
+    headers = [parse_header(text) for text in args.header]
+    if headers and not isinstance(call, HttpCallSpec):
+        raise CommandError(
+            "--header goes with an HTTP --call, e.g. --call 'GET /orders/1' "
+            "--header 'nameko.user_id: 42'"
+        )
     config = _load_config(args.config)
     faults = _load_faults(args.faults) if args.faults is not None else None
     module = load_module(args.module)
@@ -350,11 +371,15 @@ def run(args: argparse.Namespace) -> int:
     services = find_services(module)
     if call is not None:
         _check_call_services(module, args.module, services, call, replicas)
-        _check_call(call, services, args.module)
+        if isinstance(call, HttpCallSpec):
+            _check_http_call(call, services, args.module)
+        else:
+            _check_call(call, services, args.module)
     else:
         _check_replicas_known(replicas, services, args.module)
     if faults is not None:
-        _check_faults(faults, services, replicas if call is not None else None, args)
+        clients = ("http",) if isinstance(call, HttpCallSpec) else ("client",)
+        _check_faults(faults, services, replicas if call is not None else None, args, clients)
 
     progress = Progress(sys.stderr) if not args.no_progress and sys.stderr.isatty() else None
     try:
@@ -379,7 +404,10 @@ def run(args: argparse.Namespace) -> int:
             if call is not None:
                 for service_cls in services:
                     cluster.add_service(service_cls, replicas.get(service_cls.name, 1))
-                outcome, raised = _make_call(cluster, call)
+                if isinstance(call, HttpCallSpec):
+                    outcome, raised = _make_http_call(cluster, call, headers)
+                else:
+                    outcome, raised = _make_call(cluster, call)
             else:
                 assert scenario is not None
                 scenario(cluster)
@@ -465,6 +493,64 @@ def _make_call(cluster: SimCluster, call: CallSpec) -> tuple[str, bool]:
     return f"{call} returned {result!r}", False
 
 
+def _make_http_call(
+    cluster: SimCluster, call: HttpCallSpec, headers: list[tuple[str, str]]
+) -> tuple[str, bool]:
+    """Send the request; say what was answered, and whether it was an error (4xx, 5xx)."""
+    try:
+        response = cluster.http.request(
+            call.method, call.path, headers=dict(headers), **call.request()
+        )
+    except SimulationStalled as exc:
+        return f"{call} did not finish: {exc}", True
+    body = " ".join(response.text.split())
+    if len(body) > 2000:
+        body = f"{body[:2000]}… ({len(response.text):,} characters)"
+    answered = f"{call} answered {response.status_code}" + (f": {body}" if body else "")
+    return answered, response.status_code >= 400
+
+
+def _check_http_call(call: HttpCallSpec, services: list[type], spec: str) -> None:
+    """A request no route of the module takes (it would be answered 404 or 405)."""
+    from werkzeug.exceptions import MethodNotAllowed, NotFound
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    front = HttpFront(max_body_size=2**63)
+    try:
+        for service in services:
+            front.add_service(service.name, service)
+    except ConfigurationError as exc:
+        raise CommandError(f"{spec}: {exc}") from None
+    routes = [
+        f"{method} {template.url}"
+        for service in services
+        for _, template in iter_entrypoints(service)
+        if isinstance(template, HttpRequestHandler)
+        for method in template.methods
+    ]
+    if not front.services:
+        raise CommandError(
+            f"--call {call} is an HTTP request, and {spec} has no @http routes; "
+            "call a method instead, e.g. --call 'service.method(1)'"
+        )
+    builder = EnvironBuilder(path=call.path, method=call.method)
+    try:
+        front.match(Request(builder.get_environ()))
+    except NotFound:
+        raise CommandError(
+            f"--call {call}: no route of {spec} matches {call.path!r}; its routes: "
+            f"{', '.join(routes)}"
+        ) from None
+    except MethodNotAllowed as exc:
+        allowed = ", ".join(exc.valid_methods or ())
+        raise CommandError(
+            f"--call {call}: {call.path} does not take {call.method} (it takes {allowed})"
+        ) from None
+    except Exception:  # a redirect: the request is sent and answered as given
+        return
+
+
 def _faults_source(args: argparse.Namespace) -> str:
     return args.faults if args.faults and os.path.isfile(args.faults) else "--faults"
 
@@ -474,6 +560,7 @@ def _check_faults(
     services: list[type],
     replicas: Mapping[str, int] | None,
     args: argparse.Namespace,
+    clients: tuple[str, ...] = ("client",),
 ) -> None:
     """The plan's names against the module's services before running; with --call,
     against their replicas and the one client too. (What a scenario decides, the
@@ -490,7 +577,7 @@ def _check_faults(
             for service in services
             for index in range(1, replicas.get(service.name, 1) + 1)
         ),
-        None if replicas is None else ("client",),
+        None if replicas is None else clients,
         subscriptions(services),
     )
     problems = plan_problems(plan, graph)

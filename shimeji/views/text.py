@@ -265,9 +265,34 @@ def _call_lines(name: str, body: Any, width: int, indent: int) -> list[str]:
     return lines
 
 
+def _http_request_lines(request: Any, name: str, width: int, indent: int) -> list[str]:
+    """``GET /orders/1  (gateway.get_order)`` and the request's body, fitted."""
+    head = f"{request.headers.get('method', '?')} {request.headers.get('path', '?')}  ({name})"
+    return [head, *_http_body(request, width, indent + 2, indent + 2)]
+
+
+def _http_body(message: Any, width: int, first: int, indent: int) -> list[str]:
+    """An HTTP message's body: JSON fitted to ``width``, text wrapped (nothing if empty)."""
+    if message.body_encoding == "json":
+        lines = fit_json(message.body, width, first, indent)
+        return [" " * indent + lines[0], *lines[1:]]
+    text = " ".join(str(message.body).split()) if message.body_encoding == "text" else ""
+    if not text and message.body:
+        text = "(binary body)"
+    return _wrapped(text, width, indent) if text else []
+
+
 def _outcome(model: TraceModel, call: Any, width: int, indent: int) -> list[str]:
     """What a call came to: ``-> result`` (fitted), ``raised Type: message``, or
     why no reply came."""
+    if call.end_kind == "reply" and call.reply is not None and call.reply.exchange == "http":
+        status = f"-> {call.reply.headers.get('status', '?')}"
+        body = _http_body(call.reply, width, indent + len(status) + 1, indent + 3)
+        if not body:
+            return [status]
+        if call.reply.body_encoding == "json":
+            return [f"{status} {body[0].strip()}", *body[1:]]
+        return [f"{status} {' '.join(line.strip() for line in body)}"]
     if call.end_kind == "reply" and call.reply is not None:
         body = call.reply.body
         if call.reply.body_encoding == "json" and isinstance(body, dict):
@@ -314,7 +339,10 @@ def _results(model: TraceModel, width: int) -> list[str]:
         body = call.request.body if call.request is not None else None
         if call.request is None or call.request.body_encoding != "json":
             body = None
-        head = _call_lines(name, body, width, len(lead))
+        if call.request is not None and call.request.exchange == "http":
+            head = _http_request_lines(call.request, name, width, len(lead))
+        else:
+            head = _call_lines(name, body, width, len(lead))
         caller = f"  (from {call.caller})" if len(model.clients) > 1 else ""
         lines.append(lead + head[0] + (caller if len(head) == 1 else ""))
         lines.extend(head[1:])

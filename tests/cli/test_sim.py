@@ -29,6 +29,7 @@ EXAMPLES = (
     "audit",
     "timeouts",
     "notifications",
+    "gateway",
 )
 
 
@@ -600,3 +601,86 @@ def test_html_to_a_pipe_is_the_page(capsys):
     """Piped (not a terminal), the page goes to stdout as before."""
     status, out, _ = run("examples/calculator.py", "--format", "html", capsys=capsys)
     assert status == 0 and out.startswith("<!DOCTYPE html>")
+
+
+def test_an_http_call_sends_one_request_to_the_routes(capsys):
+    """--call 'GET /path' is a request to the module's @http routes, with --header:
+    its answer is said on stderr; the request, its RPC calls and the answer are in
+    the trace; the header reaches the services behind the gateway as context data."""
+    status, out, err = run(
+        "examples/gateway.py",
+        "--call",
+        "GET /orders/7",
+        "--header",
+        "nameko.user_id: 42",
+        "--all",
+        "--wide",
+        capsys=capsys,
+    )
+    assert status == 0
+    assert err.startswith("GET /orders/7 answered 200: {")
+    assert '"tracking": "T7"' in err
+    assert "c1  GET /orders/7  (gateway.get_order)" in out
+    (request,) = [line for line in out.splitlines() if " publish " in line and "http " in line]
+    assert "GET /orders/7" in request
+    for step in ("order_db-1", "customer_service-1", "shipping_service-1"):
+        assert f"reply from {step}" in out
+
+
+def test_an_http_call_with_a_body_and_an_error_answer(capsys):
+    """A JSON body is sent as JSON; a 4xx answer is exit status 1, the trace shown."""
+    status, out, err = run(
+        "examples/gateway.py", "--call", 'POST /orders {"order_id": 8}', capsys=capsys
+    )
+    assert status == 1
+    assert err.strip() == (
+        "POST /orders answered 400: Error: BadRequest: the order lacks payment_info, "
+        "items, customer_email"
+    )
+    assert '{"order_id": 8}' in out
+    status, out, err = run("examples/gateway.py", "--call", "POST /orders not json", capsys=capsys)
+    assert status == 1
+    assert "the body must be a JSON order" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["examples/gateway.py", "--call", "GET /nope"],
+            "--call GET /nope: no route of examples/gateway.py matches '/nope'; its routes: "
+            "GET /orders/<int:order_id>, POST /orders",
+        ),
+        (
+            ["examples/gateway.py", "--call", "DELETE /orders"],
+            "--call DELETE /orders: /orders does not take DELETE (it takes POST)",
+        ),
+        (
+            ["examples/gateway.py", "--call", "FETCH /orders"],
+            "invalid --call 'FETCH /orders': 'FETCH' is not an HTTP method",
+        ),
+        (
+            ["examples/orders.py", "--call", "GET /orders/1"],
+            "--call GET /orders/1 is an HTTP request, and examples/orders.py has no @http routes",
+        ),
+        (
+            ["examples/gateway.py", "--call", "gateway.get_order(1)", "--header", "a: b"],
+            "--header goes with an HTTP --call",
+        ),
+        (
+            ["examples/gateway.py", "--call", "GET /orders/1", "--header", "no colon"],
+            "invalid --header 'no colon': expected 'Name: value'",
+        ),
+        (
+            ["examples/gateway.py", "--call", "GET /orders/1", "--header", "bad name: x"],
+            "invalid --header 'bad name: x'",
+        ),
+    ],
+)
+def test_http_calls_that_could_never_work_are_refused_before_running(argv, message, capsys):
+    """An unknown route, a method the route does not take, a word that is no HTTP
+    method, a module without routes, a malformed header: exit 2, one line, no trace."""
+    status, out, err = run(*argv, capsys=capsys)
+    assert (status, out) == (2, "")
+    assert err.startswith(f"shimeji sim: error: {message}"), err
+    assert len(err.strip().splitlines()) == 1

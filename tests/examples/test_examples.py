@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from examples import audit, calculator, notifications, order_errors, orders, run_all, user_score
+from examples import (
+    audit,
+    calculator,
+    gateway,
+    notifications,
+    order_errors,
+    orders,
+    run_all,
+    user_score,
+)
 from shimeji.config import load_config
 from shimeji.sim import SimCluster
 
@@ -151,3 +160,51 @@ def test_notifications_under_the_tutorials_faults():
         e for e in cluster.trace.filter("deliver") if e.detail and "redelivered" in e.detail
     ]
     assert [e.replica for e in redelivered] == ["email_service-2"]
+
+
+def test_gateway_places_and_reads_an_order(cluster):
+    """POST /orders places the order (201) and GET /orders/<id> gathers its summary
+    from three services; the request's nameko.user_id header reaches each of them."""
+    assert gateway.scenario(cluster) == {
+        "POST /orders": (
+            201,
+            {
+                "status": "success",
+                "payment": {"charged": 42.5, "currency": "EUR"},
+                "inventory": {"reserved": ["apple", "pear"]},
+                "email_sent": True,
+            },
+        ),
+        "GET /orders/1001": (
+            200,
+            {
+                "order": {"order_id": 1001, "total": 42.5},
+                "customer": {"customer_id": "c-1001", "name": "Ada"},
+                "shipping": {"carrier": "post", "tracking": "T1001"},
+            },
+        ),
+    }
+    reached = {
+        event.service
+        for event in cluster.trace.filter("deliver")
+        if not event.is_reply and event.message.headers.get("nameko.user_id") == "42"
+    }
+    assert reached == {
+        "gateway", "order_service", "payment_service", "inventory_service", "email_service",
+        "order_db", "customer_service", "shipping_service",
+    }
+
+
+def test_gateway_answers_bad_orders_with_400(cluster):
+    """A body that is not JSON, or an order missing fields: 400 naming the problem,
+    and no RPC call made."""
+    gateway.scenario(cluster)
+    before = len(cluster.trace.filter("publish"))
+    answer = cluster.http.post("/orders", data="{not json")
+    assert (answer.status_code, answer.text) == (
+        400, "Error: BadRequest: the body must be a JSON order\n"
+    )
+    answer = cluster.http.post("/orders", json={"order_id": 2})
+    assert answer.status_code == 400
+    assert "the order lacks payment_info, items, customer_email" in answer.text
+    assert len(cluster.trace.filter("publish")) == before + 2  # the two requests only

@@ -19,6 +19,7 @@ EXAMPLES = (
     "audit",
     "timeouts",
     "notifications",
+    "gateway",
 )
 
 
