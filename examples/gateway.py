@@ -64,5 +64,11 @@ def scenario(cluster):
     headers = {"nameko.user_id": "42"}
     placed = cluster.http.post("/orders", json=ORDER, headers=headers)
     summary = cluster.http.get(f"/orders/{ORDER['order_id']}", headers=headers)
-    return {"POST /orders": (placed.status_code, placed.json()),
-            "GET /orders/1001": (summary.status_code, summary.json())}
+    return {"POST /orders": answer(placed), "GET /orders/1001": answer(summary)}
+
+
+def answer(response):
+    """``(status, JSON body)``, or ``(status, text)`` when the body is not JSON."""
+    if response.headers.get("Content-Type") == "application/json":
+        return response.status_code, response.json()
+    return response.status_code, response.text

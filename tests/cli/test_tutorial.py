@@ -17,7 +17,7 @@ PAIRS = re.findall(r"```\n(shimeji sim [^\n]+)\n```\n\n```mermaid\n(.*?)```", TU
 
 def test_the_tutorial_has_its_diagrams():
     """Every step with a diagram is checked below."""
-    assert len(PAIRS) == 4
+    assert len(PAIRS) == 5
 
 
 @pytest.mark.parametrize(("command", "diagram"), PAIRS, ids=[p[0][12:40] for p in PAIRS])
@@ -56,3 +56,18 @@ def test_what_the_tutorial_says_of_the_flags(capsys, monkeypatch):
     main(["sim", "examples/orders.py"])
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) == 100
+
+
+def test_the_gateway_chapter(capsys, monkeypatch):
+    """Chapter 7: a body that is not JSON is a 400 and exit 1; a replica dying with
+    the request is a 502 from the front, and the request is not sent again."""
+    monkeypatch.chdir(ROOT)
+    assert main(["sim", "examples/gateway.py", "--call", "POST /orders not json"]) == 1
+    err = capsys.readouterr().err
+    assert err == "POST /orders answered 400: Error: BadRequest: the body must be a JSON order\n"
+    plan = 'CrashDuring(service="gateway", method="get_order")'
+    assert main(["sim", "examples/gateway.py", "--faults", plan]) == 0
+    out = capsys.readouterr().out
+    assert "gateway-1 died handling the request" in " ".join(out.split())
+    assert "502" in out
+    assert out.count("GET /orders/1001  (gateway.get_order)") == 1
