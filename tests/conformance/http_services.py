@@ -99,3 +99,7 @@ class Catalogue:
     @JsonErrors.decorator("GET", "/items/<name>")
     def item(self, request, name):
         return {"apple": "fruit"}[name]
+
+    @http("get, post", "/shelves/")
+    def shelves(self, request):
+        return request.method

@@ -90,6 +90,17 @@ def test_a_subclass_answers_errors_its_own_way(cluster):
     assert response.json() == {"missing": "pear"}
 
 
+def test_methods_are_read_with_spaces_and_any_case_and_slashes_redirect(cluster):
+    """'get, post' takes GET and POST; a path missing its trailing slash is
+    redirected there (308), as werkzeug's routing does for nameko."""
+    cluster.add_service(Catalogue)
+    assert cluster.http.get("/shelves/").text == "GET"
+    assert cluster.http.post("/shelves/").text == "POST"
+    response = cluster.http.get("/shelves")
+    assert response.status_code == 308
+    assert response.headers["Location"].endswith("/shelves/")
+
+
 def test_unknown_routes_and_wrong_methods(gateway):
     assert gateway.http.get("/nowhere").status_code == 404
     assert gateway.http.get("/profiles/not-a-number").status_code == 404
