@@ -97,6 +97,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="RNG seed (default 0)")
     parser.add_argument(
+        "--nameko",
+        action="store_true",
+        help="run code written for nameko: `import nameko.rpc` and the rest give shimeji's "
+        "equivalents (shimeji.compat.nameko)",
+    )
+    parser.add_argument(
         "--faults",
         metavar="PLAN",
         help="a fault plan: a Python expression (as a plan prints itself) or a file holding one",
@@ -366,6 +372,8 @@ def run(args: argparse.Namespace) -> int:
         )
     config = _load_config(args.config)
     faults = _load_faults(args.faults) if args.faults is not None else None
+    if args.nameko:
+        _install_nameko_layer()
     module = load_module(args.module)
     scenario = None if call is not None else _find_scenario(module, args)
     services = find_services(module)
@@ -450,6 +458,15 @@ def run(args: argparse.Namespace) -> int:
     if failure is not None:
         print(f"shimeji sim: error: {failure}", file=sys.stderr)
     return 1 if failure is not None or raised else 0
+
+
+def _install_nameko_layer() -> None:
+    from shimeji.compat import nameko
+
+    try:
+        nameko.install()
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _render(log: EventLog, args: argparse.Namespace) -> str:
