@@ -16,6 +16,11 @@
 ``StandaloneProxy``, the object ``SimCluster.rpc_proxy`` returns too: what works
 against the simulator works here. (nameko calls that object ``ClusterProxy``;
 the name is kept here as an alias.)
+
+With an ``AMQP_URI`` of ``sim://...`` (a running ``SimCluster``'s ``uri``, as
+the ``rabbit_config`` fixture of ``shimeji.testing.nameko_fixtures`` gives),
+they call and dispatch on that simulated cluster instead, in virtual time:
+tests written against a broker run on the simulator unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core import protocol
-from shimeji.core.config import DEFAULT_CONFIG, FROM_CONFIG, RetryPolicy, Settings
+from shimeji.core.config import DEFAULT_CONFIG, FROM_CONFIG, SIM_SCHEME, RetryPolicy, Settings
 from shimeji.core.exceptions import ConfigurationError, ShimejiError
 from shimeji.core.pubsub import publish_event
 from shimeji.core.rpc import RpcClient, ServiceProxy, StandaloneProxy
@@ -52,6 +57,15 @@ _count_lock = threading.Lock()
 def _next_label() -> str:
     with _count_lock:
         return f"standalone-{next(_count)}"
+
+
+def _simulated(settings: Settings) -> Any:
+    """The running SimCluster an ``AMQP_URI`` of ``sim://...`` names, else None."""
+    if not settings.amqp_uri.startswith(SIM_SCHEME):
+        return None
+    from shimeji.sim.cluster import running_cluster
+
+    return running_cluster(settings.amqp_uri)
 
 
 def _client_settings(config: Mapping[str, Any] | None) -> Settings:
@@ -95,6 +109,10 @@ class ClusterRpcProxy:
         """Connect and create the reply queue; raises ``BrokerUnavailable`` if the
         broker cannot be reached after the retry policy's attempts."""
         if self._proxy is not None:
+            return self._proxy
+        cluster = _simulated(self.settings)
+        if cluster is not None:
+            self._proxy = cluster.rpc_proxy(self.context_data, self.timeout, self.retry_policy)
             return self._proxy
         transport = AmqpTransport(self.settings, tracer=self.tracer, name=self.label)
         runtime = ThreadRuntime(2, name=self.label)
@@ -224,6 +242,10 @@ class StandaloneDispatcher:
             raise ConfigurationError(
                 f"dispatch: an event type is a non-empty string, not {event_type!r}"
             )
+        cluster = _simulated(self.settings)
+        if cluster is not None:
+            cluster.dispatch(source_service, event_type, event_data, self.context_data)
+            return
         transport, runtime = self._connected()
         publish_event(
             transport=transport,

@@ -47,7 +47,8 @@ from shimeji.amqp_adapter.loop import ConsumerLoop
 from shimeji.amqp_adapter.publisher import DEFAULT_CONFIRM_TIMEOUT, LostCallback, Publisher
 from shimeji.amqp_adapter.runtime import WorkerKilled, current_task
 from shimeji.amqp_adapter.wire import connect_with_policy, connection_for, declare_exchange
-from shimeji.core.config import Settings, redact_uri
+from shimeji.core.config import SIM_SCHEME, Settings, redact_uri
+from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.tracing import NullTracer, Tracer
 from shimeji.core.transport import BrokerUnavailable, Delivery, Message, QueueInfo
 
@@ -69,6 +70,12 @@ class AmqpTransport:
     def __init__(
         self, settings: Settings, *, tracer: Tracer | None = None, name: str = "shimeji"
     ) -> None:
+        if settings.amqp_uri.startswith(SIM_SCHEME):
+            raise ConfigurationError(
+                f"AMQP_URI {settings.amqp_uri!r} names a simulated cluster, which only "
+                "standalone clients in the same process can use; give a broker's "
+                "amqp:// URI to run on RabbitMQ"
+            )
         self.settings = settings
         self.uri = settings.amqp_uri
         self.redacted_uri = redact_uri(settings.amqp_uri)

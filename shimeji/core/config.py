@@ -27,6 +27,7 @@ from shimeji.core.suggest import did_you_mean
 __all__ = [
     "DEFAULT_CONFIG",
     "FROM_CONFIG",
+    "SIM_SCHEME",
     "RetryPolicy",
     "Settings",
     "parse_address",
@@ -182,6 +183,10 @@ FROM_CONFIG: Any = _FromConfig()
 QUEUE_TYPES = ("classic", "quorum")
 
 
+#: How an AMQP_URI names a simulated cluster (``SimCluster.uri``) instead of a broker.
+SIM_SCHEME = "sim://"
+
+
 def _check_uri(value: Any) -> str:
     """AMQP_URI: one URI, or several to fail over between (a list, or kombu's
     ``uri;uri`` form), as one ``;``-separated string."""
@@ -195,11 +200,14 @@ def _check_uri(value: Any) -> str:
             "AMQP_URI must be an amqp:// URI, or a list of them (the nodes of a cluster, "
             f"tried in turn); got {value!r}"
         )
+    if len(uris) == 1 and uris[0].strip().startswith(SIM_SCHEME):
+        return uris[0].strip()  # a simulated cluster (SimCluster.uri), for standalone clients
     for uri in uris:
         scheme = uri.strip().partition("://")[0]
         if scheme not in ("amqp", "amqps", "pyamqp"):
             raise ConfigurationError(
-                f"AMQP_URI {redact_uri(uri.strip())!r} must start with amqp:// or amqps://"
+                f"AMQP_URI {redact_uri(uri.strip())!r} must start with amqp:// or amqps:// "
+                "(or sim:// for a simulated cluster in tests)"
             )
     return ";".join(uri.strip() for uri in uris)
 

@@ -13,8 +13,10 @@ redelivered as on RabbitMQ, in virtual time, from one seeded RNG.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,12 +47,30 @@ from shimeji.sim.scheduler import Scheduler, SimTimer, SimulationStalled, to_us
 from shimeji.sim.stall import describe_stall
 from shimeji.sim.trace import Trace
 
-__all__ = ["STOP_HOOKS", "SimCluster"]
+__all__ = ["STOP_HOOKS", "SimCluster", "running_cluster"]
 
 #: Called with each SimCluster as it stops. The pytest plugin (and
 #: ``shimeji.sim.strategies``) add one that attaches the cluster's seed, fault
 #: plan and trace to the report of a failing Hypothesis example.
 STOP_HOOKS: list[Callable[[SimCluster], None]] = []
+
+
+#: Running clusters by ``uri`` (``sim://cluster-N``), for standalone clients.
+_RUNNING: weakref.WeakValueDictionary[str, SimCluster] = weakref.WeakValueDictionary()
+_CLUSTER_NUMBERS = itertools.count(1)
+
+
+def running_cluster(uri: str) -> SimCluster:
+    """The running cluster an ``AMQP_URI`` of ``sim://...`` names."""
+    cluster = _RUNNING.get(uri.strip())
+    if cluster is None:
+        running = ", ".join(sorted(_RUNNING)) or "none"
+        raise ConfigurationError(
+            f"AMQP_URI {uri!r} names no running simulated cluster (running: {running}); "
+            "use the uri of a started SimCluster (cluster.uri), e.g. from the rabbit_config "
+            "fixture"
+        )
+    return cluster
 
 
 class SimCluster:
@@ -138,6 +158,7 @@ class SimCluster:
             "cluster", lambda cls, name, index: SimReplica(self, cls, name, index)
         )
         self._clients: list[RpcClient] = []
+        self._uri: str | None = None
         self._dispatcher: SimConnection | None = None
         self._http: SimHttpClient | None = None
         self._rpc: StandaloneProxy | None = None
@@ -153,6 +174,15 @@ class SimCluster:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.stop(raise_crashes=exc_type is None)
 
+    @property
+    def uri(self) -> str:
+        """``sim://cluster-N``: as ``AMQP_URI``, it points shimeji's standalone
+        proxies and dispatchers (``ClusterRpcProxy(config)``, ``event_dispatcher``)
+        at this cluster while it runs, as nameko's tests point theirs at a broker."""
+        if self._uri is None:
+            self._uri = f"sim://cluster-{next(_CLUSTER_NUMBERS)}"
+        return self._uri
+
     def start(self) -> None:
         """Start virtual time and every replica added so far."""
         if self.state != "created":
@@ -161,6 +191,7 @@ class SimCluster:
         if self._virtual_time is not None:
             self._virtual_time.start()
         self.state = "running"
+        _RUNNING[self.uri] = self
         try:
             for replica in self._registry.replicas():
                 replica.start()
@@ -180,6 +211,7 @@ class SimCluster:
         if self.state != "running":
             return
         self.state = "stopping"
+        _RUNNING.pop(self.uri, None)
         # A plan whose names were never checked (nothing ran) is checked at the end.
         first_run, self.scheduler.before_first_run = self.scheduler.before_first_run, None
         try:
