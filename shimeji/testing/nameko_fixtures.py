@@ -58,8 +58,18 @@ __all__ = [
 SIM_WEB_ADDRESS = "127.0.0.1:8000"
 
 
+def _current_cluster(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> SimCluster:
+    """The test's cluster now: ``--shimeji-check-determinism`` runs a test a second
+    time on a fresh one."""
+    funcargs = getattr(request.node, "funcargs", {})
+    current = funcargs.get("sim_cluster", sim_cluster)
+    return current if isinstance(current, SimCluster) else sim_cluster
+
+
 @pytest.fixture
-def container_factory(sim_cluster: SimCluster) -> Iterator[Callable[..., SimContainer]]:
+def container_factory(
+    request: pytest.FixtureRequest, sim_cluster: SimCluster
+) -> Iterator[Callable[..., SimContainer]]:
     """``make(service_cls, config=None, *, extra_config_keys=())``: a container (one
     replica of the service in ``sim_cluster``), not started. Each call adds a
     replica, so two containers of one class compete for its requests."""
@@ -70,13 +80,20 @@ def container_factory(sim_cluster: SimCluster) -> Iterator[Callable[..., SimCont
         *,
         extra_config_keys: Iterable[str] = (),
     ) -> SimContainer:
-        return SimContainer(sim_cluster, service_cls, config, extra_config_keys=extra_config_keys)
+        return SimContainer(
+            _current_cluster(request, sim_cluster),
+            service_cls,
+            config,
+            extra_config_keys=extra_config_keys,
+        )
 
     yield make_container
 
 
 @pytest.fixture
-def runner_factory(sim_cluster: SimCluster) -> Iterator[Callable[..., SimRunner]]:
+def runner_factory(
+    request: pytest.FixtureRequest, sim_cluster: SimCluster
+) -> Iterator[Callable[..., SimRunner]]:
     """``make(config, *service_classes, extra_config_keys=())``: a runner with a
     container of each class, not started."""
 
@@ -85,7 +102,9 @@ def runner_factory(sim_cluster: SimCluster) -> Iterator[Callable[..., SimRunner]
         *service_classes: type,
         extra_config_keys: Iterable[str] = (),
     ) -> SimRunner:
-        runner = SimRunner(sim_cluster, config, extra_config_keys=extra_config_keys)
+        runner = SimRunner(
+            _current_cluster(request, sim_cluster), config, extra_config_keys=extra_config_keys
+        )
         for service_cls in service_classes:
             runner.add_service(service_cls)
         return runner
@@ -131,8 +150,13 @@ class WebSession:
     ``headers``, ``content``, ``text``, ``json()`` and ``ok``.
     """
 
-    def __init__(self, cluster: SimCluster) -> None:
-        self.cluster = cluster
+    def __init__(self, cluster: SimCluster | Callable[[], SimCluster]) -> None:
+        self._cluster = cluster
+
+    @property
+    def cluster(self) -> SimCluster:
+        cluster = self._cluster
+        return cluster if isinstance(cluster, SimCluster) else cluster()
 
     def request(
         self,
@@ -201,9 +225,9 @@ class WebSession:
 
 
 @pytest.fixture
-def web_session(sim_cluster: SimCluster) -> Iterator[WebSession]:
+def web_session(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> Iterator[WebSession]:
     """A requests-like client of the cluster's HTTP routes, in virtual time."""
-    with WebSession(sim_cluster) as session:
+    with WebSession(lambda: _current_cluster(request, sim_cluster)) as session:
         yield session
 
 

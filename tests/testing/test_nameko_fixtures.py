@@ -235,3 +235,43 @@ def test_hook_on_a_container_crash_reports_the_cause(container_factory, sim_clus
     sim_cluster.rpc.echo.echo(1)  # a crash the test did not see is still reported
     assert [type(c) for c in sim_cluster.crashes] == [ReplicaCrashed]
     sim_cluster.crashes.clear()
+
+
+def test_determinism_check_reruns_on_a_fresh_cluster(pytester: pytest.Pytester):
+    """--shimeji-check-determinism runs a test twice; the factories and web_session
+    follow the fresh cluster of the second run."""
+    pytester.makepyfile(
+        """
+        from shimeji.rpc import rpc
+        from shimeji.web import http
+        from shimeji.testing.services import entrypoint_hook
+
+        class Echo:
+            name = "echo"
+
+            @rpc
+            def echo(self, value):
+                return value
+
+            @http("GET", "/ping")
+            def ping(self, request):
+                return "pong"
+
+        def test_twice(container_factory, runner_factory, web_session):
+            container = container_factory(Echo)
+            container.start()
+            with entrypoint_hook(container, "echo") as echo:
+                assert echo(1) == 1
+            assert web_session.get("/ping").text == "pong"
+            runner = runner_factory({}, Echo)
+            runner.start()
+        """
+    )
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "shimeji.testing.nameko_fixtures",
+        "--shimeji-check-determinism",
+    )
+    result.assert_outcomes(passed=1)
