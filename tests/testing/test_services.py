@@ -230,3 +230,15 @@ def test_hook_of_an_unknown_method_names_the_entrypoints(sim_cluster):
         entrypoint_hook(replica, "confrim"),
     ):
         pass  # pragma: no cover
+
+
+def test_replacements_keep_the_providers_order(sim_cluster):
+    """Replaced providers stay where they were, so the lifecycle order is unchanged."""
+    (replica,) = sim_cluster.add_service(Orders, start=False)
+    container = replica.prepare()
+    before = [d.attr_name for d in container.dependencies]
+    replace_dependencies(replica, "context", call_ids=["x"])
+    assert [d.attr_name for d in container.dependencies] == before
+    replica.start()
+    with entrypoint_hook(replica, "stack") as stack:
+        assert stack() == ["x"]
