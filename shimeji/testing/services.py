@@ -292,15 +292,21 @@ def entrypoint_hook(
                 f"entrypoint_hook: {service_container.replica_name} is "
                 f"{service_container.state}; start the container first (container.start())"
             )
-        spawned: list[WorkerContext] = []
+        # The worker is known by its handle_result, which runs before the waiter's
+        # hooks: on threads it may end before spawn_worker has even returned.
+        handled: list[WorkerContext] = []
+
+        def handle_result(
+            worker_ctx: WorkerContext, result: Any, exc_info: ExcInfo | None
+        ) -> tuple[Any, ExcInfo | None]:
+            handled.append(worker_ctx)
+            return result, exc_info
 
         def mine(worker_ctx: WorkerContext) -> bool:
-            return bool(spawned) and worker_ctx is spawned[0]
+            return any(ctx is worker_ctx for ctx in handled)
 
         with _Waiter(service_container, method_name, timeout, None, only=mine) as waiter:
-            spawned.append(
-                service_container.spawn_worker(entrypoint, args, kwargs, data, stack, _pass_through)
-            )
+            service_container.spawn_worker(entrypoint, args, kwargs, data, stack, handle_result)
             try:
                 waiter.wait()
             except BaseException as exc:
