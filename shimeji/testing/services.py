@@ -26,6 +26,7 @@ raises ``SimulationStalled`` instead of hanging.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from unittest.mock import MagicMock
@@ -214,6 +215,21 @@ class _Waiter:
         self.done.wait()
 
 
+def _check_timeout(timeout: Any, what: str) -> float | None:
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout < 0
+    ):
+        raise ValueError(
+            f"{what}: timeout is seconds >= 0, or None to wait without one; got {timeout!r}"
+        )
+    return timeout
+
+
 def _raise_crash(exc: BaseException, cluster: Any) -> None:
     """A crash seen by the test is the test's: the cluster does not raise it again
     when it stops. nameko raises the error the container died of."""
@@ -244,6 +260,12 @@ def entrypoint_waiter(
     it ends.
     """
     service_container = _service_container(container, "entrypoint_waiter")
+    timeout = _check_timeout(timeout, "entrypoint_waiter")
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            "entrypoint_waiter: callback is a function (worker_ctx, result, exc_info) -> bool, "
+            f"got {callback!r}"
+        )
     if _find_entrypoint(service_container, method_name) is None:
         raise RuntimeError(f"{service_container.service_name} has no entrypoint `{method_name}`")
     with _Waiter(service_container, method_name, timeout, callback) as waiter:
@@ -277,6 +299,9 @@ def entrypoint_hook(
     the error it died of is raised.
     """
     service_container = _service_container(container, "entrypoint_hook")
+    timeout = _check_timeout(timeout, "entrypoint_hook")
+    if context_data is not None and not isinstance(context_data, Mapping):
+        raise TypeError(f"entrypoint_hook: context_data is a mapping, got {context_data!r}")
     entrypoint = _find_entrypoint(service_container, method_name)
     if entrypoint is None:
         raise ExtensionNotFound(

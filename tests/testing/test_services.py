@@ -242,3 +242,34 @@ def test_replacements_keep_the_providers_order(sim_cluster):
     replica.start()
     with entrypoint_hook(replica, "stack") as stack:
         assert stack() == ["x"]
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), float("inf"), "30", True])
+def test_bad_timeouts_are_refused(sim_cluster, timeout):
+    """A timeout that is not seconds >= 0 (or None) is refused, before anything waits."""
+    (replica,) = sim_cluster.add_service(Mailer)
+    with (
+        pytest.raises(ValueError, match="timeout is seconds >= 0"),
+        entrypoint_waiter(replica, "confirm", timeout=timeout),
+    ):
+        pass  # pragma: no cover
+    with (
+        pytest.raises(ValueError, match="timeout is seconds >= 0"),
+        entrypoint_hook(replica, "confirm", timeout=timeout),
+    ):
+        pass  # pragma: no cover
+
+
+def test_bad_callback_and_context_data_are_refused(sim_cluster):
+    """A callback that cannot be called, or context data that is no mapping, is a TypeError."""
+    (replica,) = sim_cluster.add_service(Mailer)
+    with (
+        pytest.raises(TypeError, match="callback is a function"),
+        entrypoint_waiter(replica, "confirm", callback="yes"),
+    ):
+        pass  # pragma: no cover
+    with (
+        pytest.raises(TypeError, match="context_data is a mapping"),
+        entrypoint_hook(replica, "confirm", context_data=[("user_id", "u1")]),
+    ):
+        pass  # pragma: no cover
