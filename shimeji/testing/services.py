@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from unittest.mock import MagicMock
@@ -150,6 +151,7 @@ class _Waiter:
         self.result = WaitResult()
         self.chosen: WorkerContext | None = None
         self.error: BaseException | None = None
+        self.lock = threading.Lock()
         runtime = service_container.runtime
         self.done = runtime.new_waiter(
             f"a worker of {service_container.service_name}.{method_name} to finish "
@@ -166,11 +168,16 @@ class _Waiter:
         )
 
     def on_result(self, worker_ctx: WorkerContext, result: Any, exc_info: ExcInfo | None) -> None:
-        if self.chosen is not None or self.done.done:
-            return
         if worker_ctx.entrypoint.method_name != self.method_name:
             return
         if self.only is not None and not self.only(worker_ctx):
+            return
+        # On threads, workers of the method may end together: one is chosen.
+        with self.lock:
+            self._consider(worker_ctx, result, exc_info)
+
+    def _consider(self, worker_ctx: WorkerContext, result: Any, exc_info: ExcInfo | None) -> None:
+        if self.chosen is not None or self.done.done:
             return
         try:
             complete = self.callback is None or self.callback(worker_ctx, result, exc_info)
@@ -191,7 +198,10 @@ class _Waiter:
         self.done.set_exception(
             crash
             if crash is not None
-            else RuntimeError(f"{container.replica_name} was killed before the entrypoint ran")
+            else RuntimeError(
+                f"{container.replica_name} was killed before a worker of "
+                f"{self.method_name} finished"
+            )
         )
 
     def __enter__(self) -> _Waiter:

@@ -198,7 +198,9 @@ def test_waiter_on_a_replica_killed_meanwhile(sim_cluster):
     sim_cluster.add_service(Mailer)
     replica = sim_cluster.replica("mailer-1")
     with (
-        pytest.raises(RuntimeError, match="mailer-1 was killed"),
+        pytest.raises(
+            RuntimeError, match="mailer-1 was killed before a worker of confirm finished"
+        ),
         entrypoint_waiter(replica, "confirm"),
     ):
         sim_cluster.kill(replica)
