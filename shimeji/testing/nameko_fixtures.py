@@ -16,15 +16,17 @@ Every fixture works on the test's ``sim_cluster`` (seeded by
 - ``runner_factory(config, *service_classes)``: a ``SimRunner``, a container
   per class;
 - ``rabbit_config``, ``empty_config``, ``web_config``, ``web_config_port``:
-  configuration mappings (no broker, no port: the simulator needs neither);
+  configuration mappings (no broker, no port: the simulator needs neither)
+  that name the test's cluster, so that ``ServiceRpcProxy``,
+  ``ClusterRpcProxy`` and ``event_dispatcher`` of
+  ``shimeji.testing.standalone`` reach it;
 - ``web_session``: a requests-like client (``get``, ``post`` ...) of the HTTP
   routes of the cluster's services, in virtual time;
 - ``mock_container``: a ``ServiceContainer`` stand-in (``create_autospec``)
   with a configuration, for unit tests of extensions.
 
-Calls to services go through ``sim_cluster.rpc`` (or
-``sim_cluster.rpc_proxy(...)``) and events through ``sim_cluster.dispatch``,
-where nameko tests use ``ServiceRpcProxy`` and ``event_dispatcher``.
+Calls to services also go through ``sim_cluster.rpc`` (or
+``sim_cluster.rpc_proxy(...)``) and events through ``sim_cluster.dispatch``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from shimeji.core.container import ServiceContainer
 from shimeji.core.web import ClientResponse
 from shimeji.sim import SimCluster
 from shimeji.testing.containers import SimContainer, SimRunner
+from shimeji.testing.standalone import SimConfig
 
 __all__ = [
     "WebSession",
@@ -113,20 +116,25 @@ def runner_factory(
 
 
 @pytest.fixture
-def empty_config() -> dict[str, Any]:
-    """An empty configuration (shimeji's defaults apply)."""
-    return {}
+def empty_config(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> SimConfig:
+    """An empty configuration (shimeji's defaults apply), naming the test's cluster
+    for ``shimeji.testing.standalone``."""
+    return SimConfig(lambda: _current_cluster(request, sim_cluster))
 
 
 @pytest.fixture
-def rabbit_config() -> dict[str, Any]:
+def rabbit_config(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> SimConfig:
     """A configuration as nameko's fixture gives one: just ``AMQP_URI`` (the
-    simulator connects to nothing; the key is there for code that reads it)."""
-    return {"AMQP_URI": DEFAULT_CONFIG["AMQP_URI"]}
+    simulator connects to nothing; the key is there for code that reads it).
+    It names the test's cluster, for ``shimeji.testing.standalone``'s
+    ``ServiceRpcProxy``, ``ClusterRpcProxy`` and ``event_dispatcher``."""
+    return SimConfig(
+        lambda: _current_cluster(request, sim_cluster), AMQP_URI=DEFAULT_CONFIG["AMQP_URI"]
+    )
 
 
 @pytest.fixture
-def web_config(empty_config: dict[str, Any]) -> dict[str, Any]:
+def web_config(empty_config: SimConfig) -> SimConfig:
     """``empty_config`` with ``WEB_SERVER_ADDRESS`` (no port is opened: requests
     go through ``web_session`` in virtual time)."""
     empty_config["WEB_SERVER_ADDRESS"] = SIM_WEB_ADDRESS
@@ -134,7 +142,7 @@ def web_config(empty_config: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def web_config_port(web_config: dict[str, Any]) -> int:
+def web_config_port(web_config: SimConfig) -> int:
     """The port of ``web_config``'s address."""
     return parse_address(web_config["WEB_SERVER_ADDRESS"])[1]
 
@@ -232,12 +240,12 @@ def web_session(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> Iter
 
 
 @pytest.fixture
-def mock_container(empty_config: dict[str, Any]) -> Any:
-    """A ``create_autospec(ServiceContainer)`` with ``config`` (``empty_config``
-    with shimeji's defaults), ``settings``, ``service_name`` "service" and
-    ``replica_name`` "service-1": for unit tests of extensions."""
+def mock_container() -> Any:
+    """A ``create_autospec(ServiceContainer)`` with ``config`` (shimeji's
+    defaults), ``settings``, ``service_name`` "service" and ``replica_name``
+    "service-1": for unit tests of extensions (no cluster, real time)."""
     container = create_autospec(ServiceContainer, instance=True)
-    settings = Settings.from_config(empty_config, extra_keys=set(empty_config))
+    settings = Settings.from_config({})
     container.settings = settings
     container.config = settings.config
     container.service_name = "service"

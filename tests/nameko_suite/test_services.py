@@ -1,8 +1,8 @@
 """nameko's service testing tools on the simulator, test by test after nameko's own.
 
-Each test names the nameko test whose behaviour it checks; ``ServiceRpcProxy``
-and ``event_dispatcher`` there are ``sim_cluster.rpc`` and
-``sim_cluster.dispatch`` here.
+Each test names the nameko test whose behaviour it checks. ``ServiceRpcProxy``
+and ``event_dispatcher`` come from ``shimeji.testing.standalone`` (or are
+``sim_cluster.rpc`` and ``sim_cluster.dispatch``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from shimeji.testing.services import (
     replace_dependencies,
     restrict_entrypoints,
 )
+from shimeji.testing.standalone import ServiceRpcProxy, event_dispatcher
 from shimeji.testing.utils import get_container
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]
@@ -236,7 +237,8 @@ def test_replace_dependencies_kwargs(container_factory, rabbit_config, sim_clust
     assert not any(isinstance(d, RpcProxy) for d in container.extensions)
 
     container.start()
-    sim_cluster.rpc.service.method("msg")
+    with ServiceRpcProxy("service", rabbit_config) as service_proxy:
+        service_proxy.method("msg")
     assert fake_foo_proxy.processed == ["msg"]
 
 
@@ -262,7 +264,8 @@ def test_replace_dependencies_args(container_factory, rabbit_config, sim_cluster
     assert not any(isinstance(d, RpcProxy) for d in container.extensions)
 
     container.start()
-    sim_cluster.rpc.service.method("msg")
+    with ServiceRpcProxy("service", rabbit_config) as service_proxy:
+        service_proxy.method("msg")
     foo_proxy.remote_method.assert_called_once_with("msg")
 
 
@@ -293,7 +296,8 @@ def test_replace_dependencies_args_and_kwargs(container_factory, rabbit_config, 
         container, "bar_proxy", "baz_proxy", foo_proxy=FakeDependency()
     )
     container.start()
-    sim_cluster.rpc.service.method("msg")
+    with ServiceRpcProxy("service", rabbit_config) as service_proxy:
+        service_proxy.method("msg")
     assert processed == ["msg"]
     assert mock_bar.bar.call_count == 1 and mock_baz.baz.call_count == 1
 
@@ -401,12 +405,14 @@ def test_restrict_entrypoints(container_factory, rabbit_config, sim_cluster):
     restrict_entrypoints(container, "handler_two")
     container.start()
 
-    with pytest.raises(MethodNotFound) as exc_info:
-        sim_cluster.rpc.service.handler_one("msg")
-    assert str(exc_info.value) == "handler_one"
+    with ServiceRpcProxy("service", rabbit_config) as service_proxy:
+        with pytest.raises(MethodNotFound) as exc_info:
+            service_proxy.handler_one("msg")
+        assert str(exc_info.value) == "handler_one"
 
+    dispatch = event_dispatcher(rabbit_config)
     with entrypoint_waiter(container, "handler_two"):
-        sim_cluster.dispatch("srcservice", "eventtype", "msg")
+        dispatch("srcservice", "eventtype", "msg")
     method_called.assert_called_once_with("msg")
 
 
@@ -450,8 +456,9 @@ def test_entrypoint_waiter(container_factory, rabbit_config, sim_cluster):
     """The waiter returns once the handler ran."""
     container = container_factory(Service, rabbit_config)
     container.start()
+    dispatch = event_dispatcher(rabbit_config)
     with entrypoint_waiter(container, "handle"):
-        sim_cluster.dispatch("srcservice", "eventtype", "")
+        dispatch("srcservice", "eventtype", "")
     handled.assert_called_once_with("")
 
 

@@ -257,9 +257,13 @@ def test_determinism_check_reruns_on_a_fresh_cluster(pytester: pytest.Pytester):
             def ping(self, request):
                 return "pong"
 
-        def test_twice(container_factory, runner_factory, web_session):
+        def test_twice(container_factory, runner_factory, web_session, rabbit_config):
+            from shimeji.testing.standalone import ServiceRpcProxy
+
             container = container_factory(Echo)
             container.start()
+            with ServiceRpcProxy("echo", rabbit_config) as proxy:
+                assert proxy.echo(2) == 2
             with entrypoint_hook(container, "echo") as echo:
                 assert echo(1) == 1
             assert web_session.get("/ping").text == "pong"
