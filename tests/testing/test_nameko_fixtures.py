@@ -145,6 +145,8 @@ def test_bad_configs_are_refused(container_factory):
         container_factory(Echo, {"max_workers": 0})
     with pytest.raises(ConfigurationError, match="no `name`"):
         container_factory(type("Nameless", (), {}))
+    with pytest.raises(ConfigurationError, match="has no entrypoints"):
+        container_factory(type("Idle", (), {"name": "idle"}))
 
 
 def test_runner_factory(runner_factory, sim_cluster):
