@@ -34,6 +34,17 @@ PUBLIC = {
     "shimeji.sim": {"SimCluster", "SimulationStalled"},
     "shimeji.testing": {"worker_factory"},
     "shimeji.config": {"load_config"},
+    "shimeji.dependency_providers": {"Config"},
+    "shimeji.testing.services": {
+        "entrypoint_hook",
+        "entrypoint_waiter",
+        "replace_dependencies",
+        "restrict_entrypoints",
+        "once",
+        "worker_factory",
+    },
+    "shimeji.testing.utils": {"get_extension", "get_container"},
+    "shimeji.testing.standalone": {"ServiceRpcProxy", "ClusterRpcProxy", "event_dispatcher"},
 }
 
 

@@ -181,6 +181,9 @@ class ServiceContainer:
         #: into (the simulator's faults crash a replica mid-call from here)
         self.on_worker_start: list[Callable[[WorkerContext], None]] = []
         self.on_worker_end: list[Callable[[WorkerContext], None]] = []
+        #: called with each worker's context, result and exc_info once its
+        #: entrypoint has handled the result (``shimeji.testing``'s waiters)
+        self.on_worker_result: list[Callable[[WorkerContext, Any, ExcInfo | None], None]] = []
 
         self.shared_extensions: dict[Any, SharedExtension] = {}
         self.entrypoints: list[Entrypoint] = [
@@ -430,6 +433,10 @@ class ServiceContainer:
                 stage = "worker_result"
                 for provider in self.dependencies:
                     provider.worker_result(worker_ctx, result, exc_info)
+            stage, provider = "on_worker_result", None
+            for result_hook in self.on_worker_result:
+                result_hook(worker_ctx, result, exc_info)
+            if set_up:
                 stage = "worker_teardown"
                 for provider in self.dependencies:
                     provider.worker_teardown(worker_ctx)

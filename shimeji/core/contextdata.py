@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from shimeji.core.container import WorkerContext
+from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.extensions import DependencyProvider
 
 __all__ = ["AuthToken", "ContextDataProvider", "Language", "UserAgent", "UserId"]
@@ -17,9 +18,24 @@ __all__ = ["AuthToken", "ContextDataProvider", "Language", "UserAgent", "UserId"
 
 class ContextDataProvider(DependencyProvider):
     """``ContextDataProvider()`` injects a read-only mapping of the worker's context
-    data; ``ContextDataProvider("user_id")`` injects that one value (None when absent)."""
+    data; ``ContextDataProvider("user_id")`` injects that one value (None when absent).
+
+    A subclass that sets ``context_key`` (nameko's form) injects that key's value:
+
+        class SessionId(ContextDataProvider):
+            context_key = "session_id"
+    """
+
+    #: The key whose value is injected; None injects the whole mapping.
+    context_key: str | None = None
 
     def __init__(self, key: str | None = None) -> None:
+        if key is None:
+            key = type(self).context_key
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ConfigurationError(
+                f"a context data key is a non-empty string such as 'user_id', got {key!r}"
+            )
         self.key = key
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Any:
@@ -28,32 +44,25 @@ class ContextDataProvider(DependencyProvider):
         return worker_ctx.context_data.get(self.key)
 
 
-class _KeyedProvider(ContextDataProvider):
-    CONTEXT_DATA_KEY = ""
-
-    def __init__(self) -> None:
-        super().__init__(self.CONTEXT_DATA_KEY)
-
-
-class Language(_KeyedProvider):
+class Language(ContextDataProvider):
     """The caller's ``language`` context value."""
 
-    CONTEXT_DATA_KEY = "language"
+    context_key = "language"
 
 
-class UserId(_KeyedProvider):
+class UserId(ContextDataProvider):
     """The caller's ``user_id`` context value."""
 
-    CONTEXT_DATA_KEY = "user_id"
+    context_key = "user_id"
 
 
-class UserAgent(_KeyedProvider):
+class UserAgent(ContextDataProvider):
     """The caller's ``user_agent`` context value."""
 
-    CONTEXT_DATA_KEY = "user_agent"
+    context_key = "user_agent"
 
 
-class AuthToken(_KeyedProvider):
+class AuthToken(ContextDataProvider):
     """The caller's ``auth_token`` context value."""
 
-    CONTEXT_DATA_KEY = "auth_token"
+    context_key = "auth_token"

@@ -270,14 +270,17 @@ class SimCluster:
 
     # -- services --------------------------------------------------------------------
 
-    def add_service(self, service_cls: type, replicas: int = 1) -> list[SimReplica]:
-        """Add ``replicas`` replicas of a service (started at once if the cluster runs).
+    def add_service(
+        self, service_cls: type, replicas: int = 1, *, start: bool = True
+    ) -> list[SimReplica]:
+        """Add ``replicas`` replicas of a service (started at once if the cluster runs,
+        unless ``start`` is False: then ``replica.start()`` starts each).
 
         Adding the same class again adds more replicas to it.
         """
         added = self._registry.add(service_cls, replicas, self._check_service)
         self.trace.redactor.add(service_cls)
-        if self.state == "running":
+        if self.state == "running" and start:
             for replica in added:
                 replica.start()
         return added

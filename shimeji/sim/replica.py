@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shimeji.core.config import Settings
 from shimeji.core.container import ServiceContainer
 from shimeji.core.events import Event
 
@@ -30,16 +31,26 @@ class SimReplica:
         self.name = f"{service_name}-{index}"
         self.container: ServiceContainer | None = None
         self.waiting = False  # its start waits for the broker to come back
+        self.prepared: ServiceContainer | None = None  # built by prepare(), run by start()
 
     @property
     def alive(self) -> bool:
         return self.container is not None and self.container.alive
 
-    def _make_container(self) -> ServiceContainer:
+    def prepare(self, settings: Settings | None = None) -> ServiceContainer:
+        """Build the container the next ``start()`` runs, without starting it, so
+        that a test can change its extensions first (``shimeji.testing.services``).
+        ``settings`` replace the cluster's for this container alone."""
+        if self.alive or self.waiting:
+            raise RuntimeError(f"replica {self.name} is already running")
+        self.prepared = self._make_container(settings)
+        return self.prepared
+
+    def _make_container(self, settings: Settings | None = None) -> ServiceContainer:
         cluster = self.cluster
         container = ServiceContainer(
             self.service_cls,
-            cluster.settings,
+            settings if settings is not None else cluster.settings,
             transport=cluster.bus.connect(self.name),
             runtime=cluster.scheduler,
             tracer=cluster.tracer,
@@ -72,7 +83,8 @@ class SimReplica:
             if outage_end is not None:
                 cluster.scheduler.call_at(outage_end, self.start_when_back)
             return
-        self.container = self._make_container()
+        prepared, self.prepared = self.prepared, None
+        self.container = prepared if prepared is not None else self._make_container()
         self.container.start()
 
     def start_when_back(self) -> None:

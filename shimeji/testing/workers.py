@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 from unittest.mock import MagicMock
 
-from shimeji.core.container import get_service_name
-from shimeji.core.exceptions import ExtensionNotFound
+from shimeji.core.exceptions import ConfigurationError, ExtensionNotFound
 from shimeji.core.extensions import iter_dependencies
 
 __all__ = ["worker_factory"]
@@ -14,12 +13,16 @@ __all__ = ["worker_factory"]
 
 def worker_factory(service_cls: type, **dependencies: Any) -> Any:
     """An instance of ``service_cls`` whose dependencies are the values given by
-    attribute name, and ``MagicMock`` objects for the rest.
+    attribute name, and ``MagicMock`` objects for the rest. Any class will do,
+    with or without a ``name`` (a mixin, a base class of services).
 
         service = worker_factory(UserService, calculator_rpc=FakeCalculator())
         assert service.calculate_user_score("u1", 10, 3)["score"] == 30
     """
-    get_service_name(service_cls)
+    if not isinstance(service_cls, type):
+        raise ConfigurationError(
+            f"worker_factory takes a service class (the class itself), got {service_cls!r}"
+        )
     declared = [name for name, _ in iter_dependencies(service_cls)]
     for name in dependencies:
         if name not in declared:

@@ -46,7 +46,26 @@ def test_unknown_dependency_is_named():
         worker_factory(UserService, calculator=object())
 
 
-def test_not_a_service():
-    """A class without a name is refused like everywhere else."""
-    with pytest.raises(ConfigurationError):
-        worker_factory(object)
+def test_not_a_class():
+    """Something that is not a class (an instance, say) is refused, saying what to pass."""
+    with pytest.raises(ConfigurationError, match="the class itself"):
+        worker_factory(UserService())
+
+
+# follows nameko test/testing/test_services.py::test_worker_factory
+def test_a_class_without_name():
+    """A class without a name (a mixin, a base of services) gets its mocks too."""
+
+    class Mixin:
+        calculator_rpc = UserService.calculator_rpc
+
+        def double(self, value):
+            return self.calculator_rpc.multiply(value, 2)
+
+    class Plain:
+        pass
+
+    assert isinstance(worker_factory(Plain), Plain)
+    service = worker_factory(Mixin)
+    service.calculator_rpc.multiply.return_value = 8
+    assert service.double(4) == 8
