@@ -44,7 +44,6 @@ PUBLIC = {
         "worker_factory",
     },
     "shimeji.testing.utils": {"get_extension", "get_container"},
-    "shimeji.testing.standalone": {"ServiceRpcProxy", "ClusterRpcProxy", "event_dispatcher"},
 }
 
 

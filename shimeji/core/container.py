@@ -190,11 +190,7 @@ class ServiceContainer:
             template.bind(self, method_name)
             for method_name, template in iter_entrypoints(service_cls)
         ]
-        if not self.entrypoints:
-            raise ConfigurationError(
-                f"service class {service_cls.__qualname__} has no entrypoints: "
-                "decorate at least one method with @rpc, @event_handler or @timer"
-            )
+        # A class without entrypoints runs and does nothing, as in nameko.
         self.dependencies: list[DependencyProvider] = [
             template.bind(self, attr_name) for attr_name, template in iter_dependencies(service_cls)
         ]

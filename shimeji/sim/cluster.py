@@ -47,7 +47,7 @@ from shimeji.sim.scheduler import Scheduler, SimTimer, SimulationStalled, to_us
 from shimeji.sim.stall import describe_stall
 from shimeji.sim.trace import Trace
 
-__all__ = ["STOP_HOOKS", "SimCluster", "running_cluster"]
+__all__ = ["STOP_HOOKS", "SimCluster", "register_uri", "running_cluster"]
 
 #: Called with each SimCluster as it stops. The pytest plugin (and
 #: ``shimeji.sim.strategies``) add one that attaches the cluster's seed, fault
@@ -58,11 +58,27 @@ STOP_HOOKS: list[Callable[[SimCluster], None]] = []
 #: Running clusters by ``uri`` (``sim://cluster-N``), for standalone clients.
 _RUNNING: weakref.WeakValueDictionary[str, SimCluster] = weakref.WeakValueDictionary()
 _CLUSTER_NUMBERS = itertools.count(1)
+#: Other names for a cluster, each resolved when used (a test's fixtures name
+#: "the test's cluster", whichever cluster that is when a client starts).
+_ALIASES: dict[str, Callable[[], SimCluster]] = {}
+
+
+def register_uri(uri: str, resolve: Callable[[], SimCluster]) -> Callable[[], None]:
+    """Make ``uri`` (``sim://...``) name the cluster ``resolve()`` gives when a
+    standalone client uses it; returns the function that forgets it."""
+    if not uri.startswith("sim://") or uri in _ALIASES or uri in _RUNNING:
+        raise ConfigurationError(f"cannot register {uri!r}: not a sim:// uri, or taken")
+    _ALIASES[uri] = resolve
+    return lambda: _ALIASES.pop(uri, None) and None
 
 
 def running_cluster(uri: str) -> SimCluster:
     """The running cluster an ``AMQP_URI`` of ``sim://...`` names."""
-    cluster = _RUNNING.get(uri.strip())
+    uri = uri.strip()
+    cluster = _RUNNING.get(uri)
+    if cluster is None and uri in _ALIASES:
+        found = _ALIASES[uri]()
+        cluster = found if found.state == "running" else None
     if cluster is None:
         running = ", ".join(sorted(_RUNNING)) or "none"
         raise ConfigurationError(

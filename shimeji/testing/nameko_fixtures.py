@@ -10,16 +10,18 @@ anything in projects that do not want them::
 Every fixture works on the test's ``sim_cluster`` (seeded by
 ``--shimeji-seed``, its trace in the report of a failing test):
 
-- ``container_factory(service_cls, config=None, *, extra_config_keys=())``:
-  a ``SimContainer`` (``shimeji.testing.containers``), one replica of the
-  service, not started; ``container.start()`` starts it;
+- ``container_factory(service_cls, config=None)``: a ``SimContainer``
+  (``shimeji.testing.containers``), one replica of the service, not started;
+  ``container.start()`` starts it. As in nameko, the config may hold any
+  key (the services' own settings, read through ``Config``);
 - ``runner_factory(config, *service_classes)``: a ``SimRunner``, a container
   per class;
-- ``rabbit_config``, ``empty_config``, ``web_config``, ``web_config_port``:
-  configuration mappings (no broker, no port: the simulator needs neither)
-  that name the test's cluster, so that ``ServiceRpcProxy``,
-  ``ClusterRpcProxy`` and ``event_dispatcher`` of
-  ``shimeji.testing.standalone`` reach it;
+- ``rabbit_config``: ``{"AMQP_URI": "sim://test-N"}``, a plain dict whose
+  ``AMQP_URI`` names the test's cluster, so that ``ServiceRpcProxy``,
+  ``ClusterRpcProxy`` and ``event_dispatcher`` of ``shimeji.standalone``
+  (nameko's ``nameko.standalone`` under ``shimeji.compat.nameko``) call and
+  dispatch on it, as nameko's tests do on a broker; ``empty_config`` (``{}``),
+  ``web_config`` and ``web_config_port`` as nameko's (no port is opened);
 - ``web_session``: a requests-like client (``get``, ``post`` ...) of the HTTP
   routes of the cluster's services, in virtual time;
 - ``mock_container``: a ``ServiceContainer`` stand-in (``create_autospec``)
@@ -38,12 +40,12 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from shimeji.core.config import DEFAULT_CONFIG, Settings, parse_address
+from shimeji.core.config import Settings, parse_address
 from shimeji.core.container import ServiceContainer
 from shimeji.core.web import ClientResponse
 from shimeji.sim import SimCluster
+from shimeji.sim.cluster import register_uri
 from shimeji.testing.containers import SimContainer, SimRunner
-from shimeji.testing.standalone import SimConfig
 
 __all__ = [
     "WebSession",
@@ -69,6 +71,24 @@ def _current_cluster(request: pytest.FixtureRequest, sim_cluster: SimCluster) ->
     return current if isinstance(current, SimCluster) else sim_cluster
 
 
+def _any_key(config: Mapping[str, Any] | None, extra: Iterable[str]) -> set[str]:
+    """nameko takes any key in a container's config: the services read their own."""
+    return set(extra) | set(config or ())
+
+
+_TEST_NUMBERS = iter(range(1, 1 << 62))
+
+
+@pytest.fixture
+def _sim_uri(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> Iterator[str]:
+    """``sim://test-N``, naming the test's cluster (the fresh one of a
+    ``--shimeji-check-determinism`` rerun too) while the test runs."""
+    uri = f"sim://test-{next(_TEST_NUMBERS)}"
+    forget = register_uri(uri, lambda: _current_cluster(request, sim_cluster))
+    yield uri
+    forget()
+
+
 @pytest.fixture
 def container_factory(
     request: pytest.FixtureRequest, sim_cluster: SimCluster
@@ -87,7 +107,7 @@ def container_factory(
             _current_cluster(request, sim_cluster),
             service_cls,
             config,
-            extra_config_keys=extra_config_keys,
+            extra_config_keys=_any_key(config, extra_config_keys),
         )
 
     yield make_container
@@ -106,7 +126,9 @@ def runner_factory(
         extra_config_keys: Iterable[str] = (),
     ) -> SimRunner:
         runner = SimRunner(
-            _current_cluster(request, sim_cluster), config, extra_config_keys=extra_config_keys
+            _current_cluster(request, sim_cluster),
+            config,
+            extra_config_keys=_any_key(config, extra_config_keys),
         )
         for service_cls in service_classes:
             runner.add_service(service_cls)
@@ -116,25 +138,20 @@ def runner_factory(
 
 
 @pytest.fixture
-def empty_config(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> SimConfig:
-    """An empty configuration (shimeji's defaults apply), naming the test's cluster
-    for ``shimeji.testing.standalone``."""
-    return SimConfig(lambda: _current_cluster(request, sim_cluster))
+def empty_config() -> dict[str, Any]:
+    """An empty configuration: shimeji's defaults apply."""
+    return {}
 
 
 @pytest.fixture
-def rabbit_config(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> SimConfig:
-    """A configuration as nameko's fixture gives one: just ``AMQP_URI`` (the
-    simulator connects to nothing; the key is there for code that reads it).
-    It names the test's cluster, for ``shimeji.testing.standalone``'s
-    ``ServiceRpcProxy``, ``ClusterRpcProxy`` and ``event_dispatcher``."""
-    return SimConfig(
-        lambda: _current_cluster(request, sim_cluster), AMQP_URI=DEFAULT_CONFIG["AMQP_URI"]
-    )
+def rabbit_config(_sim_uri: str) -> dict[str, Any]:
+    """``{"AMQP_URI": "sim://test-N"}``: standalone clients given it (or a dict
+    with its ``AMQP_URI``) call and dispatch on the test's cluster."""
+    return {"AMQP_URI": _sim_uri}
 
 
 @pytest.fixture
-def web_config(empty_config: SimConfig) -> SimConfig:
+def web_config(empty_config: dict[str, Any]) -> dict[str, Any]:
     """``empty_config`` with ``WEB_SERVER_ADDRESS`` (no port is opened: requests
     go through ``web_session`` in virtual time)."""
     empty_config["WEB_SERVER_ADDRESS"] = SIM_WEB_ADDRESS
@@ -142,7 +159,7 @@ def web_config(empty_config: SimConfig) -> SimConfig:
 
 
 @pytest.fixture
-def web_config_port(web_config: SimConfig) -> int:
+def web_config_port(web_config: dict[str, Any]) -> int:
     """The port of ``web_config``'s address."""
     return parse_address(web_config["WEB_SERVER_ADDRESS"])[1]
 

@@ -16,6 +16,7 @@ from shimeji.events import event_handler
 from shimeji.exceptions import ExtensionNotFound, MethodNotFound
 from shimeji.extensions import DependencyProvider
 from shimeji.rpc import RpcProxy, rpc
+from shimeji.standalone import ServiceRpcProxy, event_dispatcher
 from shimeji.testing.services import (
     entrypoint_hook,
     entrypoint_waiter,
@@ -23,7 +24,6 @@ from shimeji.testing.services import (
     replace_dependencies,
     restrict_entrypoints,
 )
-from shimeji.testing.standalone import ServiceRpcProxy, event_dispatcher
 from shimeji.testing.utils import get_container
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]

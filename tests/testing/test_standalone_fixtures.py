@@ -1,4 +1,4 @@
-"""shimeji.testing.standalone: nameko's standalone clients, with rabbit_config, on the simulator."""
+"""shimeji.standalone's clients with the nameko fixtures' rabbit_config, on the simulator."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ import pytest
 
 from shimeji.contextdata import ContextDataProvider
 from shimeji.events import event_handler
-from shimeji.exceptions import RpcTimeout
+from shimeji.exceptions import ConfigurationError, RpcTimeout
 from shimeji.rpc import rpc
+from shimeji.standalone import ClusterRpcProxy, ServiceRpcProxy, event_dispatcher
 from shimeji.testing.services import entrypoint_waiter
-from shimeji.testing.standalone import (
-    ClusterRpcProxy,
-    ServiceRpcProxy,
-    SimConfig,
-    event_dispatcher,
-)
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]
 
@@ -48,6 +43,17 @@ def test_service_and_cluster_proxies(container_factory, rabbit_config):
         assert rpc_proxy.greeter.hello.call_async("cy").result() == "hello cy from None"
 
 
+def test_a_plain_dict_with_its_uri_works_as_nameko_tests_build_them(
+    container_factory, rabbit_config
+):
+    """nameko's tests build configs of their own from rabbit_config['AMQP_URI']."""
+    container_factory(Greeter).start()
+    assert rabbit_config["AMQP_URI"].startswith("sim://test-")
+    config = {"AMQP_URI": rabbit_config["AMQP_URI"]}
+    with ClusterRpcProxy(config) as rpc_proxy:
+        assert rpc_proxy.greeter.hello("di") == "hello di from None"
+
+
 def test_timeout_is_virtual(container_factory, rabbit_config, sim_cluster):
     """A proxy's timeout runs in virtual seconds."""
     container_factory(Greeter).start()
@@ -69,23 +75,23 @@ def test_event_dispatcher(container_factory, rabbit_config):
     assert result.get() == "dee"
 
 
-def test_copies_keep_the_cluster(rabbit_config, web_config, sim_cluster):
-    """rabbit_config.copy() (nameko tests' habit) and web_config name the cluster too."""
-    config = rabbit_config.copy()
-    config["FOO"] = "bar"
-    assert isinstance(config, SimConfig) and config.cluster is sim_cluster
-    assert "FOO" not in rabbit_config
-    assert web_config.cluster is sim_cluster
-    assert repr(rabbit_config).startswith("SimConfig({'AMQP_URI'")
+def test_containers_take_any_key_as_nameko_does(container_factory, rabbit_config):
+    """A service's own settings ride in the config, undeclared, as in nameko."""
+    config = dict(rabbit_config, FOO_FEATURE_ENABLED=True, username="guest")
+    container = container_factory(Greeter, config)
+    container.start()
+    assert container.config["FOO_FEATURE_ENABLED"] is True
 
 
-def test_plain_mappings_are_refused(rabbit_config):
-    """A mapping that names no cluster is refused, saying what to pass and what to use instead."""
-    for config in ({}, dict(rabbit_config), None):
-        with (
-            pytest.raises(TypeError, match=r"rabbit_config fixture.*shimeji\.standalone"),
-            ServiceRpcProxy("greeter", config),
-        ):
-            pass  # pragma: no cover
-        with pytest.raises(TypeError, match="rabbit_config fixture"):
-            event_dispatcher(config)
+_KEPT: list[str] = []
+
+
+def test_the_uri_names_nothing_once_the_test_is_over_1(rabbit_config):
+    _KEPT.append(rabbit_config["AMQP_URI"])
+
+
+def test_the_uri_names_nothing_once_the_test_is_over_2():
+    """A uri kept from an earlier test is refused, saying so."""
+    (uri,) = _KEPT
+    with pytest.raises(ConfigurationError, match="names no running simulated cluster"):
+        ServiceRpcProxy("greeter", {"AMQP_URI": uri}).start()
