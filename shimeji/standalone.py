@@ -183,8 +183,12 @@ class ServiceRpcProxy(ClusterRpcProxy):
         super().__init__(config, context_data, timeout, retry_policy, tracer=tracer)
         self.service_name = service_name
 
+    def start(self) -> ServiceProxy:  # type: ignore[override]
+        """Connect; the proxy of the service (``proxy.method(...)``), as nameko's."""
+        return super().start()[self.service_name]
+
     def __enter__(self) -> ServiceProxy:  # type: ignore[override]
-        return self.start()[self.service_name]
+        return self.start()
 
 
 class StandaloneDispatcher:

@@ -19,7 +19,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
 from typing import Any
 
 from shimeji.core import protocol
@@ -50,6 +49,12 @@ log = logging.getLogger("shimeji.container")
 
 ExcInfo = tuple[type[BaseException], BaseException, Any]
 HandleResult = Callable[["WorkerContext", Any, "ExcInfo | None"], tuple[Any, "ExcInfo | None"]]
+
+
+def _pass_result(
+    worker_ctx: WorkerContext, result: Any, exc_info: ExcInfo | None
+) -> tuple[Any, ExcInfo | None]:
+    return result, exc_info
 
 #: What views show in place of a sensitive argument (``@rpc(sensitive_arguments=...)``).
 REDACTED = "********"
@@ -86,10 +91,11 @@ class WorkerContext:
         "call_id",
         "call_id_stack",
         "container",
-        "context_data",
         "correlation_id",
+        "data",
         "entrypoint",
         "kwargs",
+        "parent_call_id_stack",
         "service",
     )
 
@@ -110,13 +116,19 @@ class WorkerContext:
         self.entrypoint = entrypoint
         self.args = tuple(args)
         self.kwargs = dict(kwargs)
-        self.context_data: Mapping[str, Any] = MappingProxyType(dict(context_data))
+        #: the context data the call brought, without the call id stack: what
+        #: calls and events made by this worker carry on (nameko's ``data``;
+        #: a provider may add to it, as nameko's may)
+        self.data: dict[str, Any] = dict(context_data)
         self.call_id = (
             f"{container.service_name}.{entrypoint.method_name}.{container.runtime.new_id()}"
         )
         tracked = container.settings.parent_calls_tracked
-        parents = parent_call_id_stack[-tracked:] if tracked else []
-        self.call_id_stack: list[str] = [*parents, self.call_id]
+        #: the callers' call ids, oldest first, as far as they are tracked
+        self.parent_call_id_stack: list[str] = (
+            list(parent_call_id_stack[-tracked:]) if tracked else []
+        )
+        self.call_id_stack: list[str] = [*self.parent_call_id_stack, self.call_id]
 
     @property
     def service_name(self) -> str:
@@ -127,19 +139,26 @@ class WorkerContext:
         return self.entrypoint.method_name
 
     @property
-    def origin_call_id(self) -> str:
-        """The first call of the chain that led here (as far as it is tracked)."""
-        return self.call_id_stack[0]
+    def config(self) -> Mapping[str, Any]:
+        """The container's configuration, as nameko's ``worker_ctx.config``."""
+        return self.container.config
+
+    @property
+    def origin_call_id(self) -> str | None:
+        """The first call of the chain that led here (as far as it is tracked);
+        None at the origin of a chain, as in nameko."""
+        return self.parent_call_id_stack[0] if self.parent_call_id_stack else None
 
     @property
     def immediate_parent_call_id(self) -> str | None:
-        """The call that made this one, or None for a call from outside any service."""
-        return self.call_id_stack[-2] if len(self.call_id_stack) > 1 else None
+        """The call that made this one; None at the origin of a chain."""
+        return self.parent_call_id_stack[-1] if self.parent_call_id_stack else None
 
     @property
-    def data(self) -> dict[str, Any]:
-        """Context data together with the call id stack, as it travels in headers."""
-        return {**self.context_data, protocol.CALL_ID_STACK_KEY: list(self.call_id_stack)}
+    def context_data(self) -> dict[str, Any]:
+        """A copy of ``data`` with the call id stack, as it travels in headers
+        (nameko's meaning: writing to it changes nothing; write to ``data``)."""
+        return {**self.data, protocol.CALL_ID_STACK_KEY: list(self.call_id_stack)}
 
     def __repr__(self) -> str:
         return f"<WorkerContext {self.call_id} on {self.container.replica_name}>"
@@ -195,6 +214,7 @@ class ServiceContainer:
             template.bind(self, attr_name) for attr_name, template in iter_dependencies(service_cls)
         ]
         self._workers: dict[WorkerContext, Task] = {}
+        self._managed: list[Task] = []  # spawn_managed_thread's
         self._backlog: deque[tuple[WorkerContext, HandleResult]] = deque()
         self._idle: Waiter | None = None
         # Guards the worker bookkeeping above. On the simulator one OS thread
@@ -258,6 +278,7 @@ class ServiceContainer:
         """Second half, once no worker runs: stop dependencies and shared extensions."""
         if self.state != "stopping":
             return
+        self._kill_managed_threads()
         self._call_all("stop", [*self.dependencies, *self.shared_extensions.values()])
         self.state = "stopped"
         self.tracer.emit(
@@ -296,6 +317,7 @@ class ServiceContainer:
             idle = self._idle
         for task in tasks:
             task.kill()
+        self._kill_managed_threads()
         if idle is not None:
             idle.set_result(None)
         for callback in self.on_death:
@@ -321,18 +343,32 @@ class ServiceContainer:
         entrypoint: Entrypoint,
         args: tuple[Any, ...] | list[Any],
         kwargs: Mapping[str, Any],
-        context_data: Mapping[str, Any],
-        parent_call_id_stack: list[str],
-        handle_result: HandleResult,
+        context_data: Mapping[str, Any] | None = None,
+        parent_call_id_stack: list[str] | None = None,
+        handle_result: HandleResult | None = None,
         correlation_id: str | None = None,
     ) -> WorkerContext:
         """Run the entrypoint's method for one call, in a worker of its own.
 
         At most ``max_workers`` run at once; others wait their turn in order.
         Raises ContainerBeingKilled when the replica no longer takes work.
+
+        As in nameko, an entrypoint of one's own may leave out all but the
+        first three (``spawn_worker(self, args, kwargs, handle_result=...)``):
+        the callers' call ids are then read from ``context_data``'s
+        ``call_id_stack``, and without ``handle_result`` the result is dropped.
         """
         if self.state != "running":
             raise ContainerBeingKilled(f"replica {self.replica_name} is {self.state}")
+        if parent_call_id_stack is None:
+            data = dict(context_data or {})
+            stack = data.pop("call_id_stack", None)
+            context_data = data
+            parent_call_id_stack = list(stack) if isinstance(stack, (list, tuple)) else []
+        elif context_data is None:
+            context_data = {}
+        if handle_result is None:
+            handle_result = _pass_result
         worker_ctx = WorkerContext(
             self,
             None,  # the service instance is made in the worker, as its first step
@@ -349,6 +385,31 @@ class ServiceContainer:
             else:
                 self._start_worker(worker_ctx, handle_result)
         return worker_ctx
+
+    def spawn_managed_thread(self, fn: Callable[[], Any], identifier: str | None = None) -> Task:
+        """Run ``fn()`` beside the workers (an entrypoint's polling loop, say), as
+        nameko's ``spawn_managed_thread``: it is killed when the replica stops
+        or dies. On the simulator it is a task of the scheduler, in virtual time;
+        an error escaping it kills the replica, as in nameko."""
+        name = f"{self.replica_name}:{identifier or getattr(fn, '__name__', 'thread')}"
+
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:  # a kill unwinds as a BaseException, not caught
+                if self.alive:
+                    log.error("%s: managed thread %s failed", self.replica_name, name,
+                              exc_info=(type(exc), exc, exc.__traceback__))
+                    self.kill(exc)
+
+        task = self.runtime.spawn(run, name=name)
+        self._managed.append(task)
+        return task
+
+    def _kill_managed_threads(self) -> None:
+        threads, self._managed = self._managed, []
+        for task in threads:
+            task.kill()
 
     def _start_worker(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
         # Called with the lock held: a worker thread that ends at once cannot

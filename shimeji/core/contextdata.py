@@ -7,6 +7,7 @@ service.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from shimeji.core.container import WorkerContext
@@ -40,8 +41,8 @@ class ContextDataProvider(DependencyProvider):
 
     def get_dependency(self, worker_ctx: WorkerContext) -> Any:
         if self.key is None:
-            return worker_ctx.context_data
-        return worker_ctx.context_data.get(self.key)
+            return MappingProxyType(worker_ctx.data)  # read-only, as it came
+        return worker_ctx.data.get(self.key)
 
 
 class Language(ContextDataProvider):

@@ -180,7 +180,7 @@ class EventDispatcher(DependencyProvider):
                 source_service=container.service_name,
                 event_type=event_type,
                 event_data=event_data,
-                context_data=worker_ctx.context_data,
+                context_data=worker_ctx.data,
                 call_id_stack=worker_ctx.call_id_stack,
                 call_id=worker_ctx.call_id,
             )

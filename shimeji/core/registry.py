@@ -104,12 +104,15 @@ class Unconnected:
         raise RuntimeError(f"a service class being checked used its transport/runtime ({name})")
 
 
-def check_service(service_cls: type, settings: Settings, tracer: Any) -> None:
+def check_service(
+    service_cls: type, settings: Settings, tracer: Any, *, entrypoints_required: bool = True
+) -> None:
     """Build a container of ``service_cls`` without connecting anything, so that a
-    broken class (no name, no entrypoints, a bad provider) fails here, loudly."""
+    broken class (no name, a bad provider; no entrypoints, unless not
+    ``entrypoints_required``) fails here, loudly."""
     from shimeji.core.container import ServiceContainer
 
-    ServiceContainer(
+    container = ServiceContainer(
         service_cls,
         settings,
         transport=Unconnected(),  # type: ignore[arg-type]
@@ -117,3 +120,8 @@ def check_service(service_cls: type, settings: Settings, tracer: Any) -> None:
         tracer=tracer,
         replica_name=get_service_name(service_cls),
     )
+    if entrypoints_required and not container.entrypoints:
+        raise ConfigurationError(
+            f"service class {service_cls.__qualname__} has no entrypoints: "
+            "decorate at least one method with @rpc, @event_handler, @timer or @http"
+        )

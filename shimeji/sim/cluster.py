@@ -47,7 +47,7 @@ from shimeji.sim.scheduler import Scheduler, SimTimer, SimulationStalled, to_us
 from shimeji.sim.stall import describe_stall
 from shimeji.sim.trace import Trace
 
-__all__ = ["STOP_HOOKS", "SimCluster", "register_uri", "running_cluster"]
+__all__ = ["STOP_HOOKS", "SimCluster", "current_cluster", "register_uri", "running_cluster"]
 
 #: Called with each SimCluster as it stops. The pytest plugin (and
 #: ``shimeji.sim.strategies``) add one that attaches the cluster's seed, fault
@@ -70,6 +70,14 @@ def register_uri(uri: str, resolve: Callable[[], SimCluster]) -> Callable[[], No
         raise ConfigurationError(f"cannot register {uri!r}: not a sim:// uri, or taken")
     _ALIASES[uri] = resolve
     return lambda: _ALIASES.pop(uri, None) and None
+
+
+def current_cluster() -> SimCluster | None:
+    """The running cluster on virtual time (at most one runs at once), else None."""
+    for cluster in reversed(list(_RUNNING.values())):
+        if cluster.state == "running" and cluster._virtual_time is not None:
+            return cluster
+    return None
 
 
 def running_cluster(uri: str) -> SimCluster:
@@ -287,22 +295,35 @@ class SimCluster:
     # -- services --------------------------------------------------------------------
 
     def add_service(
-        self, service_cls: type, replicas: int = 1, *, start: bool = True
+        self,
+        service_cls: type,
+        replicas: int = 1,
+        *,
+        start: bool = True,
+        entrypoints_required: bool = True,
     ) -> list[SimReplica]:
         """Add ``replicas`` replicas of a service (started at once if the cluster runs,
         unless ``start`` is False: then ``replica.start()`` starts each).
 
-        Adding the same class again adds more replicas to it.
+        Adding the same class again adds more replicas to it. A class without
+        entrypoints is refused (a forgotten ``@rpc``, most likely) unless
+        ``entrypoints_required`` is False, as for nameko's containers.
         """
-        added = self._registry.add(service_cls, replicas, self._check_service)
+        added = self._registry.add(
+            service_cls,
+            replicas,
+            lambda cls: self._check_service(cls, entrypoints_required=entrypoints_required),
+        )
         self.trace.redactor.add(service_cls)
         if self.state == "running" and start:
             for replica in added:
                 replica.start()
         return added
 
-    def _check_service(self, service_cls: type) -> None:
-        check_service(service_cls, self.settings, self.tracer)
+    def _check_service(self, service_cls: type, *, entrypoints_required: bool = True) -> None:
+        check_service(
+            service_cls, self.settings, self.tracer, entrypoints_required=entrypoints_required
+        )
         # Its HTTP routes must not be claimed by another service already here.
         services = {r.service_name: r.service_cls for r in self.replicas()}
         check_routes(services.items(), get_service_name(service_cls), service_cls)

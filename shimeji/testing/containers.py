@@ -89,7 +89,10 @@ class SimContainer:
         )
         self.cluster = cluster
         self.service_cls = service_cls
-        self.replica: SimReplica = cluster.add_service(service_cls, start=False)[0]
+        # nameko builds a container of a class without entrypoints: it does nothing
+        self.replica: SimReplica = cluster.add_service(
+            service_cls, start=False, entrypoints_required=False
+        )[0]
         self._prepared = self.replica.prepare(settings)
 
     # -- what nameko's ServiceContainer offers -----------------------------------

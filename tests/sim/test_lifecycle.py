@@ -102,6 +102,7 @@ def test_worker_ctx_exposes_the_call():
                 args=worker_ctx.args,
                 kwargs=worker_ctx.kwargs,
                 context_data=dict(worker_ctx.context_data),
+                data=dict(worker_ctx.data),
                 call_id=worker_ctx.call_id,
                 stack=worker_ctx.call_id_stack,
                 origin=worker_ctx.origin_call_id,
@@ -121,7 +122,9 @@ def test_worker_ctx_exposes_the_call():
         cluster.rpc_proxy(context_data={"k": "v"}).spied.go(1, b=2)
     assert seen["service_name"] == "spied" and seen["method_name"] == "go"
     assert seen["args"] == (1,) and seen["kwargs"] == {"b": 2}
-    assert seen["context_data"] == {"k": "v"}
+    # nameko's meanings: data is the context, context_data adds the call id stack
+    assert seen["data"] == {"k": "v"}
+    assert seen["context_data"] == {"k": "v", "call_id_stack": seen["stack"]}
     assert seen["call_id"].startswith("spied.go.")
     assert seen["stack"][-1] == seen["call_id"]
     assert seen["origin"] == seen["stack"][0] == seen["parent"]

@@ -254,7 +254,7 @@ class RpcProxy(DependencyProvider):
         return ServiceProxy(
             client,
             self.target_service,
-            context_data=worker_ctx.context_data,
+            context_data=worker_ctx.data,
             worker_ctx=worker_ctx,
             timeout=self._timeout,
             retry_policy=self._retry,
