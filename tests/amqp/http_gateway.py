@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 
 from shimeji.contextdata import ContextDataProvider
@@ -27,6 +28,10 @@ class Gateway:
     name = "http_gateway"
     backend = RpcProxy("http_backend")
 
+    busy = 0  # requests in /busy now, and the most there were at once
+    busiest = 0
+    lock = threading.Lock()
+
     @http("GET", "/hello/<name>")
     def hello(self, request, name):
         return json.dumps(self.backend.greet(name))
@@ -38,6 +43,20 @@ class Gateway:
     @http("GET", "/fail/<text>")
     def fail(self, request, text):
         raise RuntimeError(text)  # answered 500 and logged, the text quoted
+
+    @http("GET", "/busy/<float:seconds>")
+    def take_time(self, request, seconds):
+        with Gateway.lock:
+            Gateway.busy += 1
+            Gateway.busiest = max(Gateway.busiest, Gateway.busy)
+        time.sleep(seconds)
+        with Gateway.lock:
+            Gateway.busy -= 1
+        return "done"
+
+    @http("GET", "/busiest")
+    def most_at_once(self, request):
+        return str(Gateway.busiest)
 
     @http("GET", "/sleep/<float:seconds>")
     def sleep(self, request, seconds):

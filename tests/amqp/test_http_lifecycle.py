@@ -41,6 +41,31 @@ def test_the_default_body_limit_is_one_mib(broker_uri, exchange, tmp_path):
         assert process.stop() == 0
 
 
+def test_max_workers_bounds_the_requests_in_hand(broker_uri, exchange, tmp_path):
+    """With max_workers 2, six slow requests at once all get their answer, but
+    never more than two run at a time: the others wait their turn."""
+    port = free_port()
+    config = write_config(tmp_path / "config.yaml", broker_uri, exchange, port, max_workers=2)
+    process = ServiceProcess(SERVICES, config=config)
+    try:
+        process.wait_ready()
+        served = Served(process, port)
+        answers: list = []
+        threads = [
+            threading.Thread(target=lambda: answers.append(served.request("GET", "/busy/0.4")))
+            for _ in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert [(status, body) for status, _, body in answers] == [(200, b"done")] * 6
+        status, _, body = served.request("GET", "/busiest")
+        assert (status, body) == (200, b"2")
+    finally:
+        assert process.stop() == 0
+
+
 def test_a_taken_port_is_a_one_line_error(broker_uri, exchange, tmp_path):
     """WEB_SERVER_ADDRESS on a port another program listens on: shimeji run says
     so in one line naming the setting, and exits 2."""
