@@ -66,6 +66,37 @@ def test_max_workers_bounds_the_requests_in_hand(broker_uri, exchange, tmp_path)
         assert process.stop() == 0
 
 
+def test_clients_stalling_mid_request_hold_a_thread_each_until_web_timeout(
+    broker_uri, exchange, tmp_path
+):
+    """A client that sent half its request holds one of the max_workers threads
+    until WEB_TIMEOUT: with as many stalled clients as threads, a normal
+    request waits for them to time out (then it is served). Hence the advice
+    of docs/production.md: a buffering proxy in front, or more max_workers."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml", broker_uri, exchange, port, max_workers=2, WEB_TIMEOUT=3
+    )
+    process = ServiceProcess(SERVICES, config=config)
+    try:
+        process.wait_ready()
+        served = Served(process, port)
+        served.assert_serving()
+        stalled = [served.connect() for _ in range(2)]
+        for sock in stalled:
+            sock.sendall(b"GET /hello/slow HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.5)
+        started = time.monotonic()
+        served.assert_serving()
+        waited = time.monotonic() - started
+        for sock in stalled:
+            assert read_answer(sock)[0] in (None, 408)
+            sock.close()
+    finally:
+        assert process.stop() == 0
+    assert waited > 1.5, f"served after {waited:.2f}s: the stalled clients held no thread"
+
+
 def test_a_taken_port_is_a_one_line_error(broker_uri, exchange, tmp_path):
     """WEB_SERVER_ADDRESS on a port another program listens on: shimeji run says
     so in one line naming the setting, and exits 2."""
