@@ -160,6 +160,31 @@ def test_bodies_over_the_limit_are_answered_413(served, chunk):
     served.assert_serving()
 
 
+def test_chunked_requests_keep_the_connection_alive(served):
+    """Two chunked bodies (with an extension and a trailer) one after the other
+    on one connection: each is read to its end, both are answered."""
+    with served.connect() as sock:
+        for body in (b"first body", b"second"):
+            sock.sendall(
+                b"POST /size HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"%x;name=value\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (len(body), body)
+            )
+            assert read_answer(sock) == (200, b'{"size": %d}' % len(body))
+
+
+def test_an_unread_chunked_body_closes_the_connection(served):
+    """A chunked request no route takes is answered 404 and its connection
+    closed: the body, holding what looks like a request, is never read as one."""
+    with served.connect() as sock:
+        sock.sendall(
+            b"POST /nowhere HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2a\r\nGET /hello/smuggled HTTP/1.1\r\nHost: x\r\n\r\n\r\n0\r\n\r\n"
+        )
+        status, _ = read_answer(sock)
+        assert status == 404
+        assert sock.recv(1000) == b""
+
+
 def test_a_length_over_the_limit_is_answered_413_before_the_body_is_sent(served):
     """A Content-Length of 10 MB is refused on the headers alone."""
     status, body = served.raw(
