@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,7 +36,7 @@ from werkzeug.wrappers import Request, Response
 
 from shimeji.core.config import Settings
 from shimeji.core.exceptions import ConfigurationError
-from shimeji.core.quoting import escape
+from shimeji.core.quoting import escape, log_error
 from shimeji.core.web import HttpFront, WebServer
 
 __all__ = ["MAX_HEADER_BYTES", "HttpServer"]
@@ -52,7 +53,11 @@ class _ErrorLog:
     """cheroot's error log, sent to ``logging`` (bounded, escaped lines)."""
 
     def __call__(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
-        log.log(level, "http server: %s", escape(str(msg))[:500], exc_info=traceback)
+        exc = sys.exc_info()[1] if traceback else None
+        if exc is None:
+            log.log(level, "http server: %s", escape(str(msg), 500))
+        else:  # its messages may quote the request: escaped too
+            log_error(log, exc, "http server: %s", escape(str(msg), 500), level=level)
 
 
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -205,9 +210,13 @@ class HttpServer:
                 )
             else:
                 response, _, _ = self.front.handle(request, self._pick)
-        except Exception:  # a bug of ours: never let it reach cheroot as a traceback
-            log.exception(
-                "http: answering %s %s failed", escape(request.method), escape(request.path)
+        except Exception as exc:  # a bug of ours: never let it reach cheroot as a traceback
+            log_error(
+                log,
+                exc,
+                "http: answering %s %s failed",
+                escape(request.method),
+                escape(request.path),
             )
             response = Response("Internal Server Error\n", status=500)
         if _chunked(environ) and not body.ended:

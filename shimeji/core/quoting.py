@@ -130,16 +130,18 @@ def quoted_traceback(exc: BaseException, limit: int = 500) -> str:
     return "".join(parts).rstrip("\n")
 
 
-def log_error(logger: logging.Logger, exc: BaseException, msg: str, *args: Any) -> None:
-    """``logger.error(msg, *args, exc_info=exc)``, but its traceback written out
-    by ``quoted_traceback``: handlers that format the record print the escaped
-    text, and those that read the exception itself (an error tracker) still
-    have it."""
-    if not logger.isEnabledFor(logging.ERROR):
+def log_error(
+    logger: logging.Logger, exc: BaseException, msg: str, *args: Any, level: int = logging.ERROR
+) -> None:
+    """``logger.log(level, msg, *args, exc_info=exc)``, but its traceback written
+    out by ``quoted_traceback``: handlers that format the record print the
+    escaped text, and those that read the exception itself (an error tracker)
+    still have it."""
+    if not logger.isEnabledFor(level):
         return
     fn, lno, func, _ = logger.findCaller(stacklevel=2)  # the caller of log_error
     record = logger.makeRecord(
-        logger.name, logging.ERROR, fn, lno, msg, args, (type(exc), exc, exc.__traceback__), func
+        logger.name, level, fn, lno, msg, args, (type(exc), exc, exc.__traceback__), func
     )
     record.exc_text = quoted_traceback(exc)  # what logging.Formatter prints
     logger.handle(record)
