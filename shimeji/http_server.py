@@ -86,6 +86,10 @@ class _Body:
         self._total = 0
         self.ended = False  # a read came to the body's end
 
+    @property
+    def chunked(self) -> bool:
+        return self._raw is not None
+
     def read(self, size: int | None = None) -> bytes:
         try:
             if self._raw is None:
@@ -164,10 +168,6 @@ def _has_control_characters(environ: dict[str, Any]) -> bool:
     return any(_CONTROL.search(text) for text in texts)
 
 
-def _chunked(environ: dict[str, Any]) -> bool:
-    return "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-
-
 class HttpServer:
     """Serves the HTTP routes of the services of one process.
 
@@ -219,7 +219,7 @@ class HttpServer:
                 escape(request.path),
             )
             response = Response("Internal Server Error\n", status=500)
-        if _chunked(environ) and not body.ended:
+        if body.chunked and not body.ended:
             # A chunked body left unread (no route took the request): cheroot
             # would take its chunks for the next request.
             response.headers["Connection"] = "close"
