@@ -2,6 +2,7 @@
 
 nameko run benchmarks.nameko_bench:Echo benchmarks.nameko_bench:Front --config FILE
 nameko run benchmarks.nameko_bench:Sink --config FILE  # the event benchmark's
+nameko run benchmarks.nameko_bench:HttpGateway --config FILE  # the HTTP benchmark's
 python benchmarks/nameko_bench.py client URI EXCHANGE CALLS WARMUP PIPELINED
 python benchmarks/nameko_bench.py events URI EXCHANGE EVENTS
 """
@@ -16,6 +17,7 @@ from pathlib import Path  # noqa: E402
 
 from nameko.events import event_handler  # noqa: E402
 from nameko.rpc import RpcProxy, rpc  # noqa: E402
+from nameko.web.handlers import http  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -38,6 +40,16 @@ class Front:
     @rpc
     def relay(self, value):
         return self.echo_rpc.echo(value)
+
+
+class HttpGateway:
+    name = "nbench_http_gateway"
+
+    echo_rpc = RpcProxy("nbench_echo")
+
+    @http("GET", "/echo/<int:value>")
+    def echo(self, request, value):
+        return json.dumps(self.echo_rpc.echo(value))
 
 
 class Sink:

@@ -38,7 +38,7 @@ from shimeji.core.extensions import (
     iter_dependencies,
     iter_entrypoints,
 )
-from shimeji.core.quoting import escape
+from shimeji.core.quoting import escape, log_error
 from shimeji.core.runtime import Runtime, Task, Waiter
 from shimeji.core.tracing import Tracer
 from shimeji.core.transport import Transport
@@ -515,12 +515,15 @@ class ServiceContainer:
                 worker_ctx.call_id,
             )
         else:
-            log.error(
+            # The traceback is written out with its messages escaped: they may
+            # quote what a client sent.
+            log_error(
+                log,
+                exc,
                 "%s: %s failed (call %s)",
                 self.replica_name,
                 worker_ctx.method_name,
                 worker_ctx.call_id,
-                exc_info=(type(exc), exc, exc.__traceback__),
             )
 
     def _hook_failed(

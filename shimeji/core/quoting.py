@@ -16,10 +16,12 @@ every such value short and inert:
 
 from __future__ import annotations
 
+import logging
 import reprlib
+import traceback
 from typing import Any
 
-__all__ = ["MAX_QUOTED", "escape", "quote", "shorten"]
+__all__ = ["MAX_QUOTED", "escape", "log_error", "quote", "quoted_traceback", "shorten"]
 
 #: The longest quotation, in characters, unless a caller asks for another.
 MAX_QUOTED = 200
@@ -85,3 +87,61 @@ def quote(value: Any, limit: int = MAX_QUOTED) -> str:
     if not text.isprintable():
         text = repr(text)[1:-1]
     return shorten(text, limit)
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def quoted_traceback(exc: BaseException, limit: int = 500) -> str:
+    """``exc``'s traceback as Python writes it, its chained exceptions too, but
+    each exception's message escaped and cut to ``limit`` characters.
+
+    The frames are the program's own source lines; the message may hold what
+    a client sent (``ValueError(argument)``), which written as it is could
+    start a forged log line or carry terminal escapes.
+    """
+    chain: list[tuple[BaseException, str]] = []
+    current: BaseException | None = exc
+    link = ""
+    while current is not None and not any(current is seen for seen, _ in chain):
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, _CONTEXT
+        else:
+            current = None
+    parts: list[str] = []
+    for error, link in reversed(chain):
+        name = type(error).__qualname__
+        module = type(error).__module__
+        if module not in ("builtins", "__main__"):
+            name = f"{module}.{name}"
+        try:
+            message = str(error)
+        except Exception:
+            message = "<exception str() failed>"
+        if error.__traceback__ is not None:
+            parts.append("Traceback (most recent call last):\n")
+            parts.extend(traceback.format_tb(error.__traceback__))
+        parts.append(f"{name}: {escape(message, limit)}" if message else name)
+        parts.append(f"\n{link}" if link else "")
+    return "".join(parts).rstrip("\n")
+
+
+def log_error(
+    logger: logging.Logger, exc: BaseException, msg: str, *args: Any, level: int = logging.ERROR
+) -> None:
+    """``logger.log(level, msg, *args, exc_info=exc)``, but its traceback written
+    out by ``quoted_traceback``: handlers that format the record print the
+    escaped text, and those that read the exception itself (an error tracker)
+    still have it."""
+    if not logger.isEnabledFor(level):
+        return
+    fn, lno, func, _ = logger.findCaller(stacklevel=2)  # the caller of log_error
+    record = logger.makeRecord(
+        logger.name, level, fn, lno, msg, args, (type(exc), exc, exc.__traceback__), func
+    )
+    record.exc_text = quoted_traceback(exc)  # what logging.Formatter prints
+    logger.handle(record)

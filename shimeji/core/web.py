@@ -370,17 +370,39 @@ class HttpFront:
         return service, method, values
 
     def read_body(self, request: Request) -> Response | None:
-        """Read the body within ``max_body_size``; a 413 answer if it is larger."""
-        request.max_content_length = self.max_body_size
+        """Read the body within ``max_body_size``; an answer if it cannot be read.
+
+        A body over the limit is answered 413, whether its ``Content-Length``
+        says so or a chunked body grows past it while it is read; a body that
+        breaks off or is malformed (a bad chunk size) 400, one that stalls past
+        the server's timeout 408. Each of these answers closes the connection:
+        what is left of the body on it is never read as a next request.
+        """
+        # Without a Content-Length (a chunked body) werkzeug stops reading at its
+        # limit without a word when the limit falls on a chunk's end: read one byte
+        # more than allowed, to know.
+        limit = self.max_body_size
+        request.max_content_length = limit if request.content_length is not None else limit + 1
         try:
-            request.get_data(cache=True)
+            if len(request.get_data(cache=True)) > limit:
+                raise RequestEntityTooLarge()
         except RequestEntityTooLarge:
-            return _answer(
+            answer = _answer(
                 413,
                 f"Request Entity Too Large: the body is over {self.max_body_size} bytes "
                 "(WEB_MAX_BODY_SIZE)",
             )
-        return None
+        except HTTPException as exc:  # ClientDisconnected (400), RequestTimeout (408)...
+            status = exc.code if isinstance(exc.code, int) and exc.code >= 400 else 400
+            answer = _answer(status, f"{exc.name}: the request body could not be read")
+        except (OSError, ValueError) as exc:  # a server whose input raises its own errors
+            answer = _answer(
+                400, f"Bad Request: the request body could not be read ({escape(str(exc))})"
+            )
+        else:
+            return None
+        answer.headers["Connection"] = "close"
+        return answer
 
     def handle(
         self,

@@ -6,6 +6,7 @@ imported by shimeji's tests:
     python nameko_side.py serve URI EXCHANGE         # until SIGTERM
     python nameko_side.py call URI EXCHANGE CALLS    # CALLS: JSON, prints JSON
     python nameko_side.py dispatch URI SOURCE EVENT_TYPE DATA  # DATA: JSON
+    python nameko_side.py gateway URI EXCHANGE PORT  # nameko @http routes, until SIGTERM
 
 The service (``nameko_greeter``) dispatches events on request (``emit``) and
 keeps what its handler of ``shimeji_echo``'s ``shimeji_happened`` events
@@ -27,6 +28,7 @@ from nameko.rpc import RpcProxy, rpc  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
 from nameko.standalone.events import event_dispatcher  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+from nameko.web.handlers import http  # noqa: E402
 
 EVENTS_SEEN = []
 
@@ -87,6 +89,47 @@ class Greeter:
         return EVENTS_SEEN
 
 
+class Gateway:
+    """nameko's @http routes in front of the shimeji service ``shimeji_echo``."""
+
+    name = "nameko_gateway"
+
+    worker = WorkerContextProvider()
+    shimeji = RpcProxy("shimeji_echo")
+
+    @http("GET", "/whoami/<value>")
+    def whoami(self, request, value):
+        data = dict(self.worker.data)
+        data.pop("call_id_stack", None)
+        return json.dumps({"gateway_context": data, "backend": self.shimeji.whoami_with(value)})
+
+    @http("POST", "/echo")
+    def echo(self, request):
+        return json.dumps(self.shimeji.echo(json.loads(request.get_data(as_text=True))))
+
+    @http("GET", "/fail")
+    def fail(self, request):
+        return self.shimeji.fail("through the gateway")
+
+
+def serve_gateway(uri, exchange, port):
+    config = {
+        "AMQP_URI": uri,
+        "rpc_exchange": exchange,
+        "WEB_SERVER_ADDRESS": "127.0.0.1:" + port,
+    }
+    runner = ServiceRunner(config)
+    runner.add_service(Gateway)
+    runner.start()
+
+    def stop(signum, frame):
+        eventlet.spawn(runner.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+    print("ready", flush=True)
+    runner.wait()
+
+
 def serve(uri, exchange):
     runner = ServiceRunner({"AMQP_URI": uri, "rpc_exchange": exchange})
     runner.add_service(Greeter)
@@ -130,5 +173,7 @@ if __name__ == "__main__":
         call(*args)
     elif mode == "dispatch":
         dispatch(*args)
+    elif mode == "gateway":
+        serve_gateway(*args)
     else:
-        sys.exit(f"unknown mode {mode!r}: use serve, call or dispatch")
+        sys.exit(f"unknown mode {mode!r}: use serve, call, dispatch or gateway")
