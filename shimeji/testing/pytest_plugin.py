@@ -85,6 +85,9 @@ EXPLORE_DEFAULTS = {
 }
 
 
+_configured = False
+
+
 def _pytest_command_line() -> bool:
     """Whether this process is the ``pytest`` command (not pytest.main() in a program)."""
     argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
@@ -99,7 +102,8 @@ def _pytest_command_line() -> bool:
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     """Pin PYTHONHASHSEED (see the module docstring): start again under one."""
     if (
-        "PYTHONHASHSEED" in os.environ
+        _configured  # a pytest run inside this one (pytester): never replace the process
+        or "PYTHONHASHSEED" in os.environ
         or os.environ.get("SHIMEJI_PIN_HASHSEED", "1") == "0"
         or not sys.flags.hash_randomization
         or not _pytest_command_line()
@@ -170,6 +174,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global _configured
+    _configured = True
     config.addinivalue_line(
         "markers",
         "shimeji_explore(runs=1000, seed=0, kinds=FAULT_KINDS, max_faults=3, horizon=5.0, "
