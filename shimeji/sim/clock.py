@@ -18,7 +18,7 @@ import datetime as _dt
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from shimeji.core.exceptions import ConfigurationError
@@ -144,7 +144,12 @@ class VirtualTime:
 
     freezegun's patches are process-wide, so only one VirtualTime can be started
     at a time (``VirtualTime.owner()``); starting a second raises
-    ConfigurationError. Ownership is released by ``stop()``, which runs every
+    ConfigurationError. The exception is ``VirtualTime.hosting()``, for many
+    clusters run one after the other (exploration): it makes the changes once,
+    and each cluster started inside it on the same thread, one at a time, is
+    its *guest*: virtual time, sleeps and seeded randomness follow the guest's
+    clock, sleeper and seed until the guest stops, without patching anything
+    again. Ownership is released by ``stop()``, which runs every
     undo step even if one raises, and by ``start()`` itself when it fails
     midway, after undoing what it did. ``stop()`` may be called more than once.
     """
@@ -160,6 +165,30 @@ class VirtualTime:
         self.entropy = entropy
         self._thread_id: int | None = None
         self._undo: contextlib.ExitStack | None = None
+        self._hosting = False
+        self._guest: VirtualTime | None = None
+        # With freezegun's fallback (see _tune_freezegun): makes a clock push its moves.
+        self._pusher: Callable[[VirtualClock], Callable[[], None]] | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def hosting(cls) -> Iterator[VirtualTime]:
+        """Patch the process once for many clusters started one after the other on
+        this thread (each a guest, see the class docstring); undo it all at the end."""
+        host = cls(VirtualClock(), lambda seconds: False)
+        host._hosting = True
+        host.start()
+        try:
+            yield host
+        finally:
+            host.stop()
+
+    def _active(self) -> VirtualTime:
+        """The guest running now, or this VirtualTime itself."""
+        return self._guest or self
+
+    def _now(self) -> _dt.datetime:
+        return (self._guest or self).clock.datetime()
 
     @staticmethod
     def owner() -> VirtualTime | None:
@@ -171,12 +200,24 @@ class VirtualTime:
         import freezegun
 
         with _owner_lock:
-            if _owner is not None:
+            host = _owner
+            if (
+                host is not None
+                and host._hosting
+                and host._guest is None
+                and host._thread_id == threading.get_ident()
+            ):
+                host._guest = self
+            elif host is not None:
                 raise ConfigurationError(
                     "another SimCluster already runs on virtual time in this process; stop it "
                     "first, or create this one with virtual_time=False"
                 )
-            _owner = self
+            else:
+                _owner = self
+        if host is not None:
+            self._start_as_guest(host)
+            return
         # Every change is followed at once by its undo; the stack runs them in
         # reverse order, all of them even if one raises, ownership last.
         undo = contextlib.ExitStack()
@@ -191,13 +232,34 @@ class VirtualTime:
             pairs = [(_REAL[0], _virtual_sleep)]
             if self.entropy is not None:
                 undo.callback(self.entropy.start())
-                pairs += self.entropy.replacements()
+            if self.entropy is not None or self._hosting:
+                pairs += SeededEntropy.replacements()
             undo.callback(_unpatch, patched, set(sys.modules), pairs)
             _patch(patched, pairs)
         except BaseException:
             undo.close()
             raise
         self._undo = undo
+
+    def _start_as_guest(self, host: VirtualTime) -> None:
+        undo = contextlib.ExitStack()
+        undo.callback(host._drop_guest, self)
+        try:
+            self._thread_id = host._thread_id
+            if host._pusher is not None:
+                undo.callback(host._pusher(self.clock))
+            if self.entropy is not None:
+                undo.callback(self.entropy.start())
+        except BaseException:
+            undo.close()
+            raise
+        self._undo = undo
+
+    def _drop_guest(self, guest: VirtualTime) -> None:
+        with _owner_lock:
+            if self._guest is guest:
+                self._guest = None
+        guest._thread_id = None
 
     def stop(self) -> None:
         """Undo everything ``start()`` did and release ownership (idempotent)."""
@@ -245,7 +307,7 @@ class VirtualTime:
             undo.callback(setattr, api, "call_stack_inspection_limit", limit)
         factories = getattr(api, "freeze_factories", None)
         if isinstance(factories, list) and factories and factories[-1] is factory:
-            reader = self.clock.datetime
+            reader = self._now
             factories[-1] = reader
 
             def put_back() -> None:
@@ -254,7 +316,13 @@ class VirtualTime:
 
             undo.callback(put_back)
         else:
-            undo.callback(self.clock.on_change(lambda _: factory.move_to(self.clock.datetime())))
+
+            def pusher(clock: VirtualClock) -> Callable[[], None]:
+                factory.move_to(clock.datetime())
+                return clock.on_change(lambda _: factory.move_to(clock.datetime()))
+
+            self._pusher = pusher
+            undo.callback(pusher(self.clock))
         return undo.close
 
 
@@ -309,7 +377,7 @@ def _virtual_sleep(seconds: float) -> None:
     owner = _owner
     if owner is None or threading.get_ident() != owner._thread_id:
         _REAL[0](seconds)  # another thread, or after stop(): outside the simulation
-    elif not owner.sleeper(seconds):
+    elif not owner._active().sleeper(seconds):
         raise RuntimeError(
             f"time.sleep({seconds!r}) cannot be called from a simulator callback (code "
             "the scheduler's event loop runs directly, such as a timer), only from service "

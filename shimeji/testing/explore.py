@@ -28,7 +28,6 @@ import multiprocessing
 import os
 import random
 import re
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import attrs
 
 from shimeji.core.exceptions import ConfigurationError
+from shimeji.sim.clock import VirtualTime, real_perf_counter
 from shimeji.sim.cluster import SimCluster
 from shimeji.sim.faults import (
     BrokerOutage,
@@ -334,19 +334,22 @@ def explore(
         raise ConfigurationError(f"processes must be a whole number >= 1, got {processes!r}")
     kinds = _check_kinds(kinds)
     options = {"max_faults": max_faults, "horizon": horizon, "cluster_options": cluster_options}
-    started = time.perf_counter()
+    started = real_perf_counter()
     if processes == 1:
-        for index in range(runs):
-            outcome = run_once(body, plan_run(index, seed, kinds), **options)
-            if outcome.error is not None:
-                return Exploration(
-                    index + 1,
-                    time.perf_counter() - started,
-                    _failure(outcome, runs=index + 1),
-                )
-        return Exploration(runs, time.perf_counter() - started)
-    first, made = _explore_forked(body, runs, seed, kinds, processes, options)
-    seconds = time.perf_counter() - started
+        # The process is patched once for all the runs (VirtualTime.hosting).
+        with VirtualTime.hosting():
+            for index in range(runs):
+                outcome = run_once(body, plan_run(index, seed, kinds), **options)
+                if outcome.error is not None:
+                    return Exploration(
+                        index + 1,
+                        real_perf_counter() - started,
+                        _failure(outcome, runs=index + 1),
+                    )
+        return Exploration(runs, real_perf_counter() - started)
+    with VirtualTime.hosting():
+        first, made = _explore_forked(body, runs, seed, kinds, processes, options)
+    seconds = real_perf_counter() - started
     if first is None:
         return Exploration(made, seconds)
     # Run the failing index again here, for its error and trace.
@@ -461,14 +464,26 @@ def shrink(
             return True
         return False
 
+    with VirtualTime.hosting():
+        _shrink_loop(attempt, lambda: best, budget, lambda: tried)
+    best.shrink_runs = tried
+    return best
+
+
+def _shrink_loop(
+    attempt: Callable[[Run], bool],
+    best_now: Callable[[], Failure],
+    budget: int,
+    tried_now: Callable[[], int],
+) -> None:
     improved = True
-    while improved and tried < budget:
+    while improved and tried_now() < budget:
         improved = False
-        run = best.run
+        run = best_now().run
         plan = list(run.plan or ())
         # Fewer faults.
         for i in range(len(plan)):
-            if tried >= budget:
+            if tried_now() >= budget:
                 break
             if attempt(attrs.evolve(run, plan=FaultPlan(plan[:i] + plan[i + 1 :]))):
                 improved = True
@@ -481,10 +496,10 @@ def shrink(
         if len(schedule) > 1:
             candidates.append(schedule[: len(schedule) // 2])
         candidates += [
-            (*schedule[:i], 0, *schedule[i + 1:]) for i in range(len(schedule)) if schedule[i]
+            (*schedule[:i], 0, *schedule[i + 1 :]) for i in range(len(schedule)) if schedule[i]
         ][:16]
         for candidate in candidates:
-            if tried >= budget:
+            if tried_now() >= budget:
                 break
             if attempt(attrs.evolve(run, schedule=candidate)):
                 improved = True
@@ -494,7 +509,7 @@ def shrink(
         # Simpler faults.
         for i, fault in enumerate(plan):
             for variant in _simpler_faults(fault):
-                if tried >= budget:
+                if tried_now() >= budget:
                     break
                 if attempt(attrs.evolve(run, plan=FaultPlan([*plan[:i], variant, *plan[i + 1 :]]))):
                     improved = True
@@ -503,10 +518,8 @@ def shrink(
                 break
         if improved:
             continue
-        if run.seed != 0 and tried < budget and attempt(attrs.evolve(run, seed=0)):
+        if run.seed != 0 and tried_now() < budget and attempt(attrs.evolve(run, seed=0)):
             improved = True
-    best.shrink_runs = tried
-    return best
 
 
 def hash_seed() -> str | None:
@@ -629,10 +642,10 @@ def _short(value: Any, width: int = 120) -> str:
 
 
 def first_difference(
-    one: str, two: str, first: str = "first run", second: str = "second run"
+    one: str, two: str, first: str = "first run", second: str = "second run", diff: bool = True
 ) -> str:
     """Where two JSONL traces part: the first event that differs, which of its
-    values differ, and a short diff of the events around it."""
+    values differ, and (with ``diff``) a short diff of the events around it."""
     lines_one, lines_two = one.splitlines(), two.splitlines()
     index = next(
         (i for i, (a, b) in enumerate(zip(lines_one, lines_two, strict=False)) if a != b),
@@ -658,7 +671,9 @@ def first_difference(
             f"{path}: {_short(a)} in the {first}, {_short(b)} in the {second}"
             for path, a, b in values[:4]
         )
-    diff = "\n".join(
+    if not diff:
+        return head
+    around = "\n".join(
         difflib.unified_diff(
             lines_one[max(0, index - 2) : index + 3],
             lines_two[max(0, index - 2) : index + 3],
@@ -668,4 +683,4 @@ def first_difference(
             n=2,
         )
     )
-    return f"{head}\n{diff}"
+    return f"{head}\n{around}"

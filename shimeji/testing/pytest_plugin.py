@@ -37,11 +37,11 @@ that value.
 
 from __future__ import annotations
 
+import difflib
 import os
 import random
 import shlex
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ import pytest
 
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.sim import SimCluster
+from shimeji.sim.clock import real_perf_counter
 from shimeji.sim.faults import FaultPlan
 from shimeji.testing import explore as exploration
 
@@ -282,11 +283,26 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     # Messages included: two runs may take the same steps with other values.
     one, two = first.trace.to_jsonl(messages=True), second.trace.to_jsonl(messages=True)
     if one != two:
+        if first.trace.to_jsonl() == second.trace.to_jsonl():
+            # The same steps: show where the messages differ.
+            text_one, text_two = one, two
+        else:
+            text_one, text_two = first.trace.to_text(), second.trace.to_text()
+        diff = "\n".join(
+            difflib.unified_diff(
+                text_one.splitlines(),
+                text_two.splitlines(),
+                "first run",
+                "second run",
+                lineterm="",
+                n=2,
+            )
+        )
         raise AssertionError(
             f"the simulation is not deterministic: two runs with seed {first.seed} gave "
             f"different traces (something depends on the real clock, hashing, id(), a "
-            f"thread or a generator the seed does not reach): "
-            f"{exploration.first_difference(one, two)}"
+            f"thread or a generator the seed does not reach).\n"
+            f"{exploration.first_difference(one, two, diff=False)}\n{diff}"
         )
     return result
 
@@ -464,7 +480,7 @@ def _explore(item: pytest.Function, body: Any) -> None:
     if failure is None:
         explored["summary"] = f"{summary}, no failure"
         return
-    started = time.perf_counter()
+    started = real_perf_counter()
     shrunk = exploration.shrink(body, failure)
     path = exploration.write_failure(
         shrunk,
@@ -480,7 +496,7 @@ def _explore(item: pytest.Function, body: Any) -> None:
     shown = _shown_path(item.config, path)
     explored["summary"] = (
         f"{summary}; run {failure.run.index} failed, shrunk in {shrunk.shrink_runs} runs "
-        f"({time.perf_counter() - started:.2f}s) to {shown}"
+        f"({real_perf_counter() - started:.2f}s) to {shown}"
     )
     run = shrunk.run
     events = shrunk.trace_text.splitlines()
