@@ -135,3 +135,26 @@ def test_without_virtual_time_nothing_is_seeded():
     with SimCluster(seed=1, virtual_time=False):
         two = uuid.uuid4()
     assert one != two
+
+
+def test_the_same_seed_draws_the_same_values_in_another_process():
+    """A fresh process (another hash seed) draws the same values and the same trace."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json; from tests.sim.test_entropy import run; "
+        "draws, trace = run(11); print(json.dumps([draws, trace]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(done.stdout) == list(run(11))
