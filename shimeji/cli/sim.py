@@ -361,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
         _check_options(args)
         return run_replay(args, _render, _write)
     if args.module is None:
-        raise CommandError("name a MODULE to run (or --replay FILE)")
+        raise CommandError("the following arguments are required: MODULE (or --replay FILE)")
     _check_options(args)
     replicas = parse_replicas(args.replicas)
     call = parse_call(args.call) if args.call is not None else None

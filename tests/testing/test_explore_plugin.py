@@ -258,3 +258,29 @@ def test_without_pinning_the_report_says_the_hash_seed_was_random(pytester: pyte
     )
     assert "replay: pytest test_sets.py::test_tags --shimeji-seed=0" in done.stdout
     assert "PYTHONHASHSEED was random in this run" in done.stdout
+
+
+def test_shimeji_sim_replay_refuses_what_it_cannot_replay(tmp_path, capsys):
+    """A file that is not a failure file, or options besides it, are one-line errors."""
+    from shimeji.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["sim", "--replay", str(bad)]) == 2
+    assert "is not a shimeji failure file" in capsys.readouterr().err
+    assert main(["sim", "examples/orders.py", "--replay", str(bad)]) == 2
+    assert "give no MODULE, --call, --scenario, --faults or --replicas" in capsys.readouterr().err
+    data = {
+        "format": 1,
+        "seed": 0,
+        "schedule": [],
+        "trace": [],
+        "faults": "FaultPlan([])",
+        "file": "nowhere.py",
+        "function": "test_x",
+        "test": "nowhere.py::test_x",
+    }
+    lost = tmp_path / "lost.json"
+    lost.write_text(json.dumps(data))
+    assert main(["sim", "--replay", str(lost)]) == 2
+    assert "cannot find nowhere.py (the test nowhere.py::test_x)" in capsys.readouterr().err
