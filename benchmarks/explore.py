@@ -90,6 +90,9 @@ def load(folder: Path, fixed: bool, examples: int = 200) -> tuple[Any, Any]:
     def body(cluster: Any) -> None:
         explored_test(sim_cluster=cluster)
 
+    # The marker's options (its fault kinds), as pytest would give them.
+    (marker,) = explored_test.pytestmark
+    body.options = {k: v for k, v in marker.kwargs.items() if k != "runs"}  # type: ignore[attr-defined]
     return hypothesis_test, body
 
 
@@ -130,13 +133,15 @@ def main() -> None:
         sys.path.insert(0, folder)
         examples = runs // 4
         hypothesis_fixed, body_fixed = load(Path(folder), fixed=True, examples=examples)
-        exploration.explore(body_fixed, runs=20)  # warm up imports and caches
+        exploration.explore(body_fixed, runs=20, **body_fixed.options)  # warm up imports and caches
 
         print(f"1. schedules explored per second (README payments property, fixed, {runs} runs)")
         baseline = hypothesis_rate(hypothesis_fixed, examples)
         row("Hypothesis fault_plans, examples/s (baseline)", f"{baseline:,.0f}", "1.00x")
         for processes in (1, 2):
-            result = exploration.explore(body_fixed, runs=runs, processes=processes)
+            result = exploration.explore(
+                body_fixed, runs=runs, processes=processes, **body_fixed.options
+            )
             assert result.failure is None, result.failure and result.failure.error_text
             rate = result.runs_per_second
             row(
@@ -150,7 +155,7 @@ def main() -> None:
         finds, shrinks, totals, made = [], [], [], []
         for seed in range(seeds):
             started = time.perf_counter()
-            result = exploration.explore(body_buggy, runs=2000, seed=seed)
+            result = exploration.explore(body_buggy, runs=2000, seed=seed, **body_buggy.options)
             found = time.perf_counter()
             assert result.failure is not None, f"seed {seed}: no failure in 2000 runs"
             shrunk = exploration.shrink(body_buggy, result.failure)
@@ -179,7 +184,7 @@ def main() -> None:
         row(
             "exploration, found and shrunk",
             f"{found_median * 1000:,.0f} ms",
-            f"{found_median / hypothesis_median:.2f}x",
+            f"{found_median / hypothesis_median:.3f}x",
         )
 
         print("\n3. the whole command, in a new process")
