@@ -26,6 +26,7 @@ import difflib
 import json
 import multiprocessing
 import os
+import queue
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -377,16 +378,20 @@ def _explore_forked(
     def work(worker: int) -> None:
         made = 0
         failing = None
-        for index in range(worker, runs, processes):
-            if index >= best.value:
-                break
-            made += 1
-            if run_once(body, plan_run(index, seed, kinds), **options).error is not None:
-                failing = index
-                with best.get_lock():
-                    best.value = min(best.value, index)
-                break
-        results.put((failing, made))
+        raised = None
+        try:
+            for index in range(worker, runs, processes):
+                if index >= best.value:
+                    break
+                made += 1
+                if run_once(body, plan_run(index, seed, kinds), **options).error is not None:
+                    failing = index
+                    with best.get_lock():
+                        best.value = min(best.value, index)
+                    break
+        except BaseException as exc:  # a skip, an interrupt: the parent re-raises it
+            raised = f"{type(exc).__name__}: {exc}"
+        results.put((failing, made, raised))
         results.close()
         results.join_thread()
 
@@ -395,13 +400,31 @@ def _explore_forked(
         worker.start()
     found: list[int] = []
     made = 0
+    problems = []
     for _ in workers:
-        failing, count = results.get()
+        while True:
+            try:
+                failing, count, raised = results.get(timeout=1.0)
+                break
+            except queue.Empty:
+                dead = [w for w in workers if w.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(
+                        f"an exploring process died (exit code {dead[0].exitcode}) before "
+                        "reporting; run with processes=1 to see why"
+                    ) from None
         made += count
         if failing is not None:
             found.append(failing)
+        if raised is not None:
+            problems.append(raised)
     for worker in workers:
         worker.join()
+    if problems:
+        raise RuntimeError(
+            f"an exploring process stopped on {problems[0]}; run with processes=1 to see it "
+            "where it happens"
+        )
     return (min(found) if found else None), made
 
 
@@ -464,62 +487,59 @@ def shrink(
             return True
         return False
 
-    with VirtualTime.hosting():
-        _shrink_loop(attempt, lambda: best, budget, lambda: tried)
-    best.shrink_runs = tried
-    return best
-
-
-def _shrink_loop(
-    attempt: Callable[[Run], bool],
-    best_now: Callable[[], Failure],
-    budget: int,
-    tried_now: Callable[[], int],
-) -> None:
-    improved = True
-    while improved and tried_now() < budget:
-        improved = False
-        run = best_now().run
-        plan = list(run.plan or ())
-        # Fewer faults.
-        for i in range(len(plan)):
-            if tried_now() >= budget:
-                break
-            if attempt(attrs.evolve(run, plan=FaultPlan(plan[:i] + plan[i + 1 :]))):
-                improved = True
-                break
-        if improved:
-            continue
-        # A shorter schedule: none, then halves, then one choice at a time to 0.
-        schedule = run.schedule
-        candidates = [()] if schedule else []
-        if len(schedule) > 1:
-            candidates.append(schedule[: len(schedule) // 2])
-        candidates += [
-            (*schedule[:i], 0, *schedule[i + 1 :]) for i in range(len(schedule)) if schedule[i]
-        ][:16]
-        for candidate in candidates:
-            if tried_now() >= budget:
-                break
-            if attempt(attrs.evolve(run, schedule=candidate)):
-                improved = True
-                break
-        if improved:
-            continue
-        # Simpler faults.
-        for i, fault in enumerate(plan):
-            for variant in _simpler_faults(fault):
-                if tried_now() >= budget:
+    def search() -> None:
+        improved = True
+        while improved and tried < budget:
+            improved = False
+            run = best.run
+            plan = list(run.plan or ())
+            # Fewer faults.
+            for i in range(len(plan)):
+                if tried >= budget:
                     break
-                if attempt(attrs.evolve(run, plan=FaultPlan([*plan[:i], variant, *plan[i + 1 :]]))):
+                if attempt(attrs.evolve(run, plan=FaultPlan(plan[:i] + plan[i + 1 :]))):
                     improved = True
                     break
             if improved:
-                break
-        if improved:
-            continue
-        if run.seed != 0 and tried_now() < budget and attempt(attrs.evolve(run, seed=0)):
-            improved = True
+                continue
+            # A shorter schedule: none, then halves, then one choice at a time to 0.
+            schedule = run.schedule
+            candidates = [()] if schedule else []
+            if len(schedule) > 1:
+                candidates.append(schedule[: len(schedule) // 2])
+            candidates += [
+                (*schedule[:i], 0, *schedule[i + 1 :]) for i in range(len(schedule)) if schedule[i]
+            ][:16]
+            for candidate in candidates:
+                if tried >= budget:
+                    break
+                if attempt(attrs.evolve(run, schedule=candidate)):
+                    improved = True
+                    break
+            if improved:
+                continue
+            # Simpler faults.
+            for i, fault in enumerate(plan):
+                for variant in _simpler_faults(fault):
+                    if tried >= budget:
+                        break
+                    if attempt(
+                        attrs.evolve(run, plan=FaultPlan([*plan[:i], variant, *plan[i + 1 :]]))
+                    ):
+                        improved = True
+                        break
+                if improved:
+                    break
+            if improved:
+                continue
+            if run.seed != 0 and tried < budget and attempt(attrs.evolve(run, seed=0)):
+                improved = True
+
+    # The process is patched once for all the runs (VirtualTime.hosting).
+    with VirtualTime.hosting():
+        search()
+    best.shrink_runs = tried
+    return best
 
 
 def hash_seed() -> str | None:

@@ -267,7 +267,11 @@ def _quote(text: str) -> str:
 def pytest_runtest_call(item: pytest.Item) -> Any:
     result = yield
     first = item.stash.get(_CLUSTER, None)
-    if first is None or not item.config.getoption("--shimeji-check-determinism"):
+    if (
+        first is None
+        or not item.config.getoption("--shimeji-check-determinism")
+        or _EXPLORED in item.stash  # exploring and replaying check their own runs
+    ):
         return result
     # Run the test body again on a fresh cluster and compare what happened.
     first.stop()

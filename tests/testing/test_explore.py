@@ -169,3 +169,19 @@ def test_first_difference_names_the_event_and_the_value():
     assert "detail: '-> 1' in the first run, '-> 6' in the second run" in text
     shorter = exploration.first_difference(one, "".join(json.dumps(e) + "\n" for e in base[:2]))
     assert "the traces agree for 2 events, then only the first run goes on" in shorter
+
+
+class Stop(BaseException):
+    """Not an Exception: exploration does not count it as a failure."""
+
+
+def test_an_exception_that_is_not_a_failure_stops_every_process():
+    """A BaseException in the body ends the exploration, in one process or in several."""
+
+    def body(cluster):
+        raise Stop("enough")
+
+    with pytest.raises(Stop):
+        exploration.explore(body, runs=5)
+    with pytest.raises(RuntimeError, match="an exploring process stopped on Stop: enough"):
+        exploration.explore(body, runs=5, processes=2)
