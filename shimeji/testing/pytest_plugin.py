@@ -61,9 +61,7 @@ __all__ = [
     "pytest_load_initial_conftests",
     "pytest_pyfunc_call",
     "pytest_runtest_call",
-    "pytest_runtest_logreport",
     "pytest_runtest_makereport",
-    "pytest_terminal_summary",
     "replay_command",
     "sim_cluster",
 ]
@@ -74,7 +72,6 @@ pytest_plugins = ["shimeji.testing.transports"]
 _CLUSTER = pytest.StashKey[SimCluster]()
 _EXPLORED = pytest.StashKey[dict[str, Any]]()
 _REPLAY = pytest.StashKey[dict[str, Any]]()
-_STATS = pytest.StashKey[list[tuple[str, str]]]()
 TRACE_TAIL = 40
 EXPLORE_DEFAULTS = {
     "runs": 1000,
@@ -188,13 +185,13 @@ def pytest_configure(config: pytest.Config) -> None:
         value = config.getoption(option)
         if value is not None and value < 1:
             raise pytest.UsageError(f"{option} takes a whole number >= 1, got {value}")
+    config.pluginmanager.register(_ExplorationSummary(), "shimeji-exploration-summary")
     replay = config.getoption("--shimeji-replay")
     if replay:
         try:
             config.stash[_REPLAY] = exploration.load_failure(replay)
         except ConfigurationError as exc:
             raise pytest.UsageError(f"--shimeji-replay: {exc}") from None
-    config.stash[_STATS] = []
     try:
         from shimeji.sim import hypothesis_report
     except ImportError:  # Hypothesis is not installed: nothing to report to
@@ -524,22 +521,23 @@ def _explore(item: pytest.Function, body: Any) -> None:
     raise shrunk.error
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "call":
-        return
-    for name, value in report.user_properties:
-        if name == "shimeji_explore":
-            _session_stats.append((report.nodeid, str(value)))
+class _ExplorationSummary:
+    """Collects what each exploring test reported (from xdist workers too) and
+    prints one line per test at the end of the session."""
 
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
 
-_session_stats: list[tuple[str, str]] = []
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == "shimeji_explore":
+                self.lines.append((report.nodeid, str(value)))
 
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """One line per exploring test: runs, runs per second, and what failed."""
-    if not _session_stats:
-        return
-    terminalreporter.section("shimeji exploration")
-    for nodeid, summary in _session_stats:
-        terminalreporter.write_line(f"{nodeid}: {summary}")
-    _session_stats.clear()
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.lines:
+            return
+        terminalreporter.section("shimeji exploration")
+        for nodeid, summary in self.lines:
+            terminalreporter.write_line(f"{nodeid}: {summary}")
