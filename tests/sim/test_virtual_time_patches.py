@@ -245,3 +245,30 @@ def test_an_exception_in_the_test_releases_virtual_time():
     with pytest.raises(KeyError), SimCluster():
         raise KeyError("boom")
     assert_no_patch_left()
+
+
+def test_hosting_patches_once_and_each_cluster_inside_is_a_guest():
+    """Clusters started one after the other inside hosting() read their own clock,
+    sleep on it and draw from their own seed; everything is undone at the end."""
+    import random as random_module
+
+    seen = []
+    with VirtualTime.hosting() as host:
+        assert VirtualTime.owner() is host
+        for seed in (1, 1, 2):
+            with SimCluster(seed=seed) as cluster:
+                time.sleep(2.5)
+                assert cluster.elapsed() == 2.5
+                assert time.time() == cluster.now()
+                seen.append((random_module.random(), str(uuid.uuid4())))
+            assert VirtualTime.owner() is host
+    assert seen[0] == seen[1] != seen[2]
+    assert_no_patch_left()
+
+
+def test_hosting_takes_one_guest_at_a_time():
+    """A second cluster while a guest runs is refused as any second cluster is."""
+    with VirtualTime.hosting(), SimCluster():
+        with pytest.raises(Exception, match="another SimCluster already runs"):
+            SimCluster().start()
+    assert_no_patch_left()
