@@ -268,7 +268,10 @@ def test_hosting_patches_once_and_each_cluster_inside_is_a_guest():
 
 def test_hosting_takes_one_guest_at_a_time():
     """A second cluster while a guest runs is refused as any second cluster is."""
-    with VirtualTime.hosting(), SimCluster():
-        with pytest.raises(Exception, match="another SimCluster already runs"):
-            SimCluster().start()
+    with (
+        VirtualTime.hosting(),
+        SimCluster(),
+        pytest.raises(Exception, match="another SimCluster already runs"),
+    ):
+        SimCluster().start()
     assert_no_patch_left()
