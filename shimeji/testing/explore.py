@@ -35,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from shimeji.core.exceptions import ConfigurationError
+from shimeji.core.exceptions import ConfigurationError, SimulationStalled
 from shimeji.sim.clock import VirtualTime, real_perf_counter
 from shimeji.sim.cluster import SimCluster
 from shimeji.sim.faults import (
@@ -50,10 +50,12 @@ from shimeji.sim.faults import (
     Partition,
     PlanGraph,
 )
+from shimeji.sim.scheduler import to_us
 
 __all__ = [
     "FAILURES_DIR",
     "FAULT_KINDS",
+    "MAX_VIRTUAL_SECONDS",
     "Exploration",
     "Failure",
     "Run",
@@ -82,6 +84,11 @@ FAULT_KINDS = (
     "partition",
     "outage",
 )
+
+#: A run whose virtual time passes this many seconds is stopped and counted as a
+#: failure: a caller waiting without a timeout for what never comes, while timers
+#: keep the simulation busy, would otherwise run for ever.
+MAX_VIRTUAL_SECONDS = 86_400.0
 
 #: Schedule choices drawn per run; a run uses as many as it has ties.
 SCHEDULE_LENGTH = 256
@@ -261,15 +268,29 @@ def run_once(
     *,
     max_faults: int = 3,
     horizon: float = 5.0,
+    max_virtual_seconds: float = MAX_VIRTUAL_SECONDS,
     cluster_options: dict[str, Any] | None = None,
 ) -> Outcome:
     """Run ``body`` once on a fresh cluster as ``run`` says. ``run.plan`` is armed
     when the simulation first runs; without one, a plan of ``run.kinds`` is drawn
     then. The outcome's run holds the plan used and the schedule choices taken.
+    Virtual time may not pass ``max_virtual_seconds``: the run then fails with
+    ``SimulationStalled``.
 
     Exceptions that are not ``Exception`` (pytest's skip, KeyboardInterrupt)
     propagate."""
     cluster = SimCluster(seed=run.seed, schedule=run.schedule, **(cluster_options or {}))
+    limit_us = to_us(max_virtual_seconds)
+
+    def bounded(now_us: int) -> None:
+        if now_us > limit_us:
+            raise SimulationStalled(
+                f"virtual time passed {max_virtual_seconds:g} s, the limit of an exploring "
+                "run: something waits without a timeout for what never comes while timers "
+                "keep the simulation going (give the call a timeout, or advance() less)"
+            )
+
+    cluster.clock.on_change(bounded)
     chosen: list[FaultPlan] = []
 
     def plan_for(graph: PlanGraph) -> FaultPlan:
@@ -323,6 +344,7 @@ def explore(
     max_faults: int = 3,
     horizon: float = 5.0,
     processes: int = 1,
+    max_virtual_seconds: float = MAX_VIRTUAL_SECONDS,
     cluster_options: dict[str, Any] | None = None,
 ) -> Exploration:
     """Run ``body`` ``runs`` times (``plan_run(i, seed, kinds)``); stop at the
@@ -333,8 +355,21 @@ def explore(
         raise ConfigurationError(f"runs must be a whole number >= 1, got {runs!r}")
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ConfigurationError(f"processes must be a whole number >= 1, got {processes!r}")
+    if (
+        isinstance(max_virtual_seconds, bool)
+        or not isinstance(max_virtual_seconds, (int, float))
+        or not max_virtual_seconds > 0
+    ):
+        raise ConfigurationError(
+            f"max_virtual_seconds must be seconds > 0, got {max_virtual_seconds!r}"
+        )
     kinds = _check_kinds(kinds)
-    options = {"max_faults": max_faults, "horizon": horizon, "cluster_options": cluster_options}
+    options = {
+        "max_faults": max_faults,
+        "horizon": horizon,
+        "max_virtual_seconds": max_virtual_seconds,
+        "cluster_options": cluster_options,
+    }
     started = real_perf_counter()
     if processes == 1:
         # The process is patched once for all the runs (VirtualTime.hosting).
@@ -470,6 +505,7 @@ def shrink(
     failure: Failure,
     *,
     budget: int = 300,
+    max_virtual_seconds: float = MAX_VIRTUAL_SECONDS,
     cluster_options: dict[str, Any] | None = None,
 ) -> Failure:
     """A smaller run that fails the same way (same exception type): fewer
@@ -481,7 +517,12 @@ def shrink(
     def attempt(candidate: Run) -> bool:
         nonlocal best, tried
         tried += 1
-        outcome = run_once(body, candidate, cluster_options=cluster_options)
+        outcome = run_once(
+            body,
+            candidate,
+            max_virtual_seconds=max_virtual_seconds,
+            cluster_options=cluster_options,
+        )
         if _same_failure(outcome.error, failure.error):
             best = _failure(outcome, runs=failure.runs)
             return True
@@ -560,6 +601,7 @@ def write_failure(
     test: str,
     file: str | None = None,
     function: str | None = None,
+    max_virtual_seconds: float = MAX_VIRTUAL_SECONDS,
 ) -> Path:
     """Write ``failure`` as JSON under ``folder``; returns its path.
 
@@ -578,6 +620,7 @@ def write_failure(
         "kinds": list(run.kinds),
         "run": run.index,
         "python_hash_seed": hash_seed(),
+        "max_virtual_seconds": max_virtual_seconds,
         "error": failure.error_text,
         "trace": failure.trace_jsonl.splitlines(),
     }
@@ -639,7 +682,12 @@ def replay(
 ) -> tuple[Outcome, str | None]:
     """Run a failure file's run again; returns the outcome and, if its trace is not
     the recorded one, where they part (``first_difference``)."""
-    outcome = run_once(body, replay_run(data), cluster_options=cluster_options)
+    limit = data.get("max_virtual_seconds", MAX_VIRTUAL_SECONDS)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0:
+        raise ConfigurationError(f"max_virtual_seconds must be seconds > 0, got {limit!r}")
+    outcome = run_once(
+        body, replay_run(data), max_virtual_seconds=limit, cluster_options=cluster_options
+    )
     recorded = "".join(line + "\n" for line in data["trace"])
     now = outcome.cluster.trace.to_jsonl(messages=True)
     return outcome, (

@@ -14,7 +14,8 @@ Options:
   first event that differs and which of its values.
 
 Marker ``@pytest.mark.shimeji_explore(runs=1000, seed=0, kinds=FAULT_KINDS,
-max_faults=3, horizon=5.0, processes=1)`` on a test taking ``sim_cluster``:
+max_faults=3, horizon=5.0, processes=1, max_virtual_seconds=86400)`` on a test
+taking ``sim_cluster``:
 the test body runs ``runs`` times, each on a fresh cluster with its own seed,
 fault plan (swarm testing: a random subset of the fault kinds) and schedule
 (``shimeji.testing.explore``); the first failure is shrunk, written to
@@ -80,6 +81,7 @@ EXPLORE_DEFAULTS = {
     "max_faults": 3,
     "horizon": 5.0,
     "processes": 1,
+    "max_virtual_seconds": exploration.MAX_VIRTUAL_SECONDS,
 }
 
 
@@ -177,7 +179,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "shimeji_explore(runs=1000, seed=0, kinds=FAULT_KINDS, max_faults=3, horizon=5.0, "
-        "processes=1): run a sim_cluster test over many seeds, fault plans and schedules; "
+        "processes=1, max_virtual_seconds=86400): run a sim_cluster test over many seeds, "
+        "fault plans and schedules; "
         "shrink and save the first failure",
     )
     _fault_plan(config)  # a bad plan is a usage error before any test runs
@@ -482,7 +485,7 @@ def _explore(item: pytest.Function, body: Any) -> None:
         explored["summary"] = f"{summary}, no failure"
         return
     started = real_perf_counter()
-    shrunk = exploration.shrink(body, failure)
+    shrunk = exploration.shrink(body, failure, max_virtual_seconds=options["max_virtual_seconds"])
     path = exploration.write_failure(
         shrunk,
         _failures_dir(item.config),
@@ -491,6 +494,7 @@ def _explore(item: pytest.Function, body: Any) -> None:
         if item.path.is_relative_to(item.config.rootpath)
         else str(item.path),
         function=item.obj.__qualname__,
+        max_virtual_seconds=options["max_virtual_seconds"],
     )
     # The file must replay here before it is offered: run it once more.
     outcome, difference = exploration.replay(body, exploration.load_failure(path))

@@ -13,6 +13,7 @@ from shimeji.exceptions import RpcTimeout
 from shimeji.rpc import rpc
 from shimeji.sim.faults import Duplicate, FaultPlan, PlanGraph, check_plan
 from shimeji.testing import explore as exploration
+from shimeji.timer import timer
 
 CHARGES: list[int] = []
 
@@ -185,3 +186,40 @@ def test_an_exception_that_is_not_a_failure_stops_every_process():
         exploration.explore(body, runs=5)
     with pytest.raises(RuntimeError, match="an exploring process stopped on Stop: enough"):
         exploration.explore(body, runs=5, processes=2)
+
+
+class Ticker:
+    name = "ticker"
+
+    @timer(interval=60)
+    def tick(self):
+        pass
+
+
+class Slow:
+    name = "slow"
+
+    @rpc
+    def work(self):
+        return "done"
+
+
+def wait_without_timeout(cluster):
+    cluster.add_service(Ticker)
+    cluster.add_service(Slow)
+    cluster.kill("slow-1")
+    cluster.rpc_proxy(timeout=None).slow.work()  # nothing will ever answer
+
+
+def test_a_run_that_would_never_end_fails_at_the_virtual_time_limit(tmp_path):
+    """A call without a timeout that nothing answers, while a timer ticks, would run
+    for ever: the run fails with SimulationStalled at max_virtual_seconds, and replays."""
+    result = exploration.explore(wait_without_timeout, runs=3, max_virtual_seconds=600)
+    assert result.failure is not None and result.runs == 1
+    assert "virtual time passed 600 s, the limit of an exploring run" in (result.failure.error_text)
+    path = exploration.write_failure(result.failure, tmp_path, test="t", max_virtual_seconds=600)
+    outcome, difference = exploration.replay(wait_without_timeout, exploration.load_failure(path))
+    assert difference is None
+    assert type(outcome.error).__name__ == "SimulationStalled"
+    with pytest.raises(ConfigurationError, match="max_virtual_seconds must be seconds > 0"):
+        exploration.explore(wait_without_timeout, max_virtual_seconds=0)
