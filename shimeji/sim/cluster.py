@@ -140,8 +140,8 @@ class SimCluster:
             self.tracer,
             FaultTarget(
                 crash=self._crash,
-                partition=self.partition,
-                heal=self.heal,
+                partition=self._planned(self.partition),
+                heal=self._planned(self.heal),
                 outage=self.bus.begin_outage,
             ),
         )
@@ -474,6 +474,17 @@ class SimCluster:
         replica.container.kill()
         if restart_after is not None:
             self.scheduler.call_later(restart_after, self._restart_later, name)
+
+    def _planned(self, action: Callable[[str], None]) -> Callable[[str], None]:
+        """A fault plan's partition or heal: done while the cluster runs, skipped
+        once it is stopping (a timer may fall due while it lets workers finish),
+        as a planned restart is."""
+
+        def planned(name: str) -> None:
+            if self.state == "running":
+                action(name)
+
+        return planned
 
     def _restart_later(self, name: str) -> None:
         replica = self._replica(name)
