@@ -284,3 +284,23 @@ def test_shimeji_sim_replay_refuses_what_it_cannot_replay(tmp_path, capsys):
     lost.write_text(json.dumps(data))
     assert main(["sim", "--replay", str(lost)]) == 2
     assert "cannot find nowhere.py (the test nowhere.py::test_x)" in capsys.readouterr().err
+
+
+def test_the_explore_options_override_every_marker(pytester: pytest.Pytester):
+    """--shimeji-explore-runs and --shimeji-explore-processes apply to every exploring
+    test; two processes find and save the same failure as one."""
+    pytester.makepyfile(test_payments=PAYMENTS)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--shimeji-explore-runs=7", "--shimeji-explore-processes=2"
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*exploration: run * of 7 failed*",
+            "*shrunk in * runs to: seed 0, fault plan FaultPlan([[]Duplicate()[]]), schedule []*",
+            "test_payments.py::test_passes: 7 runs in *runs/s, 2 processes), no failure",
+        ]
+    )
+    assert (pytester.path / FILE).is_file()
+    result = pytester.runpytest("-p", "no:cacheprovider", "--shimeji-explore-runs=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
