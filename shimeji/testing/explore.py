@@ -58,13 +58,16 @@ __all__ = [
     "MAX_VIRTUAL_SECONDS",
     "Exploration",
     "Failure",
+    "Outcome",
     "Run",
     "explore",
     "first_difference",
     "hash_seed",
     "load_failure",
+    "plan_run",
     "random_plan",
     "replay",
+    "replay_run",
     "run_once",
     "shrink",
     "write_failure",
@@ -257,6 +260,9 @@ def random_plan(
 
 @attrs.define
 class Outcome:
+    """One run's result: the run as made (its plan, the schedule choices it took),
+    what the body raised (None if it passed), and the stopped cluster."""
+
     run: Run
     error: BaseException | None
     cluster: SimCluster
