@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -106,3 +107,63 @@ def test_shimeji_sim_commands_run(tmp_path):
         )
         assert done.returncode == status, (command, done.stderr)
         assert done.stdout or (tmp_path / "o.html").exists()
+
+
+def test_exploration_example_finds_saves_and_replays(tmp_path):
+    """The exploring test fails as shown (the hash seed aside), and both replay commands
+    shown run its failure file again with the recorded trace."""
+    import shlex
+
+    files = blocks()
+    for name in ("test_payments.py", "test_payments_explored.py"):
+        (tmp_path / name).write_text(files[name])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_payments_explored.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Exploring") :]
+    shown = re.search(r"```\n(-+ shimeji -+\n.*?)```", section, re.DOTALL).group(1)
+
+    def unseeded(text: str) -> str:
+        return re.sub(r"PYTHONHASHSEED=\d+", "PYTHONHASHSEED=N", text)
+
+    printed = [unseeded(line.rstrip()) for line in done.stdout.splitlines()]
+    for line in shown.splitlines():
+        if line != "...":
+            assert unseeded(line.rstrip()) in printed, line
+    assert "exploration: run 7 of 2000 failed (AssertionError" in done.stdout  # the eighth
+    hash_seed = re.search(r"replay: PYTHONHASHSEED=(\d+)", done.stdout).group(1)
+    commands = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    commands = commands.replace("\\\n", " ")
+    for command in commands.splitlines():
+        argv = shlex.split(unseeded(command))
+        assert argv[0] in ("PYTHONHASHSEED=N", "shimeji"), command
+        if argv[0] == "PYTHONHASHSEED=N":
+            argv = [sys.executable, "-m", *argv[1:]]
+        else:
+            argv = [sys.executable, "-m", *argv]
+        replayed = subprocess.run(
+            argv,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+        assert "the trace is the recorded one, event for event" in (
+            replayed.stdout + replayed.stderr
+        )

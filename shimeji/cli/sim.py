@@ -5,7 +5,8 @@
     shimeji sim examples/user_score.py --replicas calculator=3 --format html --out trace.html
     shimeji sim examples/gateway.py --call 'GET /orders/7' --header 'nameko.user_id: 42'
 
-MODULE is a file path or a dotted module name. Without ``--call``, the
+MODULE is a file path or a dotted module name (or ``--replay FILE`` runs a
+failure file an exploring test wrote, see ``shimeji.cli.replay``). Without ``--call``, the
 command runs the module's ``scenario(cluster)`` function (``--scenario``
 names another one), which adds the services it needs and makes calls. With
 ``--call``, every service class of the module is added (one replica each,
@@ -75,7 +76,15 @@ def register(subparsers: Any) -> None:
         description=plain(__doc__.split("\n\n", 1)[1]) if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("module", metavar="MODULE", help="a .py file or a dotted module name")
+    parser.add_argument(
+        "module", metavar="MODULE", nargs="?", help="a .py file or a dotted module name"
+    )
+    parser.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="run a failure file written by an exploring test (.shimeji/failures/*.json) "
+        "exactly as it failed, instead of a MODULE",
+    )
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
         "--scenario",
@@ -361,6 +370,19 @@ def _written_by_shimeji(path: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.replay is not None:
+        if args.module is not None or args.call or args.scenario or args.faults or args.replicas:
+            raise CommandError(
+                "--replay runs what the failure file says: give no MODULE, --call, --scenario, "
+                "--faults or --replicas with it"
+            )
+        from shimeji.cli.replay import run_replay
+
+        args.module = args.replay
+        _check_options(args)
+        return run_replay(args, _render, _write)
+    if args.module is None:
+        raise CommandError("the following arguments are required: MODULE (or --replay FILE)")
     _check_options(args)
     replicas = parse_replicas(args.replicas)
     call = parse_call(args.call) if args.call is not None else None

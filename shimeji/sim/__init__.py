@@ -4,6 +4,7 @@
 """
 
 from shimeji.sim.cluster import SimCluster
+from shimeji.sim.entropy import UncontrolledEffectWarning
 from shimeji.sim.replica import SimReplica
 from shimeji.sim.scheduler import SimulationLivelock, SimulationStalled
 from shimeji.sim.trace import Trace, TraceEvent
@@ -15,4 +16,5 @@ __all__ = [
     "SimulationStalled",
     "Trace",
     "TraceEvent",
+    "UncontrolledEffectWarning",
 ]

@@ -4,8 +4,10 @@
 integers keep every sum exact, so the same run prints the same times.
 
 ``VirtualTime`` is the one place the process is patched while a cluster runs:
-it makes ``time.time()``, ``datetime.now()`` and friends read that clock, and
-turns ``time.sleep()`` into a virtual sleep, until ``stop()`` puts everything
+it makes ``time.time()``, ``datetime.now()`` and friends read that clock,
+turns ``time.sleep()`` into a virtual sleep, and (through
+``shimeji.sim.entropy``) makes ``random``, ``os.urandom``, ``uuid`` and
+``secrets`` draw from the cluster's seed, until ``stop()`` puts everything
 back. Its docstring lists every change it makes.
 """
 
@@ -16,10 +18,11 @@ import datetime as _dt
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from shimeji.core.exceptions import ConfigurationError
+from shimeji.sim.entropy import SeededEntropy
 
 __all__ = ["DEFAULT_START", "VirtualClock", "VirtualTime"]
 
@@ -121,6 +124,16 @@ class VirtualTime:
        one. (A module loaded before that stores the virtual sleep at run time
        keeps it: it sleeps for real once no cluster runs.)
 
+    4. Given ``entropy`` (a ``shimeji.sim.entropy.SeededEntropy``; the cluster
+       gives one), randomness follows the cluster's seed: the ``random``
+       module's shared generator is seeded (its state put back by ``stop()``),
+       ``os.urandom`` (hence ``uuid.uuid4``, ``secrets``, ``SystemRandom``)
+       and ``uuid.uuid1`` are replaced in their modules and wherever a loaded
+       module holds them, as ``time.sleep`` is in 3, and return seeded values
+       on this thread only; ``threading.Thread.start`` is wrapped and a
+       ``sys.audit`` hook watches sockets, to report threads and network use
+       started from the simulation. ``shimeji.sim.entropy`` says why each.
+
     A ``time.sleep(seconds)`` made on the thread that started this object
     calls ``sleeper(seconds)``: the cluster sleeps in virtual time (in a worker,
     or in the test itself) and returns True. If the sleeper declines (returns
@@ -131,16 +144,51 @@ class VirtualTime:
 
     freezegun's patches are process-wide, so only one VirtualTime can be started
     at a time (``VirtualTime.owner()``); starting a second raises
-    ConfigurationError. Ownership is released by ``stop()``, which runs every
+    ConfigurationError. The exception is ``VirtualTime.hosting()``, for many
+    clusters run one after the other (exploration): it makes the changes once,
+    and each cluster started inside it on the same thread, one at a time, is
+    its *guest*: virtual time, sleeps and seeded randomness follow the guest's
+    clock, sleeper and seed until the guest stops, without patching anything
+    again. Ownership is released by ``stop()``, which runs every
     undo step even if one raises, and by ``start()`` itself when it fails
     midway, after undoing what it did. ``stop()`` may be called more than once.
     """
 
-    def __init__(self, clock: VirtualClock, sleeper: Callable[[float], bool]) -> None:
+    def __init__(
+        self,
+        clock: VirtualClock,
+        sleeper: Callable[[float], bool],
+        entropy: SeededEntropy | None = None,
+    ) -> None:
         self.clock = clock
         self.sleeper = sleeper
+        self.entropy = entropy
         self._thread_id: int | None = None
         self._undo: contextlib.ExitStack | None = None
+        self._hosting = False
+        self._guest: VirtualTime | None = None
+        # With freezegun's fallback (see _tune_freezegun): makes a clock push its moves.
+        self._pusher: Callable[[VirtualClock], Callable[[], None]] | None = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def hosting(cls) -> Iterator[VirtualTime]:
+        """Patch the process once for many clusters started one after the other on
+        this thread (each a guest, see the class docstring); undo it all at the end."""
+        host = cls(VirtualClock(), lambda seconds: False)
+        host._hosting = True
+        host.start()
+        try:
+            yield host
+        finally:
+            host.stop()
+
+    def _active(self) -> VirtualTime:
+        """The guest running now, or this VirtualTime itself."""
+        return self._guest or self
+
+    def _now(self) -> _dt.datetime:
+        return (self._guest or self).clock.datetime()
 
     @staticmethod
     def owner() -> VirtualTime | None:
@@ -152,12 +200,24 @@ class VirtualTime:
         import freezegun
 
         with _owner_lock:
-            if _owner is not None:
+            host = _owner
+            if (
+                host is not None
+                and host._hosting
+                and host._guest is None
+                and host._thread_id == threading.get_ident()
+            ):
+                host._guest = self
+            elif host is not None:
                 raise ConfigurationError(
                     "another SimCluster already runs on virtual time in this process; stop it "
                     "first, or create this one with virtual_time=False"
                 )
-            _owner = self
+            else:
+                _owner = self
+        if host is not None:
+            self._start_as_guest(host)
+            return
         # Every change is followed at once by its undo; the stack runs them in
         # reverse order, all of them even if one raises, ownership last.
         undo = contextlib.ExitStack()
@@ -169,12 +229,37 @@ class VirtualTime:
             undo.callback(freezer.stop)
             undo.callback(self._tune_freezegun(factory))
             patched: list[tuple[dict[str, Any], str]] = []
-            undo.callback(_unpatch_sleep, patched, set(sys.modules))
-            _patch_sleep(patched)
+            pairs = [(_REAL[0], _virtual_sleep)]
+            if self.entropy is not None:
+                undo.callback(self.entropy.start())
+            if self.entropy is not None or self._hosting:
+                pairs += SeededEntropy.replacements()
+            undo.callback(_unpatch, patched, set(sys.modules), pairs)
+            _patch(patched, pairs)
         except BaseException:
             undo.close()
             raise
         self._undo = undo
+
+    def _start_as_guest(self, host: VirtualTime) -> None:
+        undo = contextlib.ExitStack()
+        undo.callback(host._drop_guest, self)
+        try:
+            self._thread_id = host._thread_id
+            if host._pusher is not None:
+                undo.callback(host._pusher(self.clock))
+            if self.entropy is not None:
+                undo.callback(self.entropy.start())
+        except BaseException:
+            undo.close()
+            raise
+        self._undo = undo
+
+    def _drop_guest(self, guest: VirtualTime) -> None:
+        with _owner_lock:
+            if self._guest is guest:
+                self._guest = None
+        guest._thread_id = None
 
     def stop(self) -> None:
         """Undo everything ``start()`` did and release ownership (idempotent)."""
@@ -222,7 +307,7 @@ class VirtualTime:
             undo.callback(setattr, api, "call_stack_inspection_limit", limit)
         factories = getattr(api, "freeze_factories", None)
         if isinstance(factories, list) and factories and factories[-1] is factory:
-            reader = self.clock.datetime
+            reader = self._now
             factories[-1] = reader
 
             def put_back() -> None:
@@ -231,38 +316,60 @@ class VirtualTime:
 
             undo.callback(put_back)
         else:
-            undo.callback(self.clock.on_change(lambda _: factory.move_to(self.clock.datetime())))
+
+            def pusher(clock: VirtualClock) -> Callable[[], None]:
+                factory.move_to(clock.datetime())
+                return clock.on_change(lambda _: factory.move_to(clock.datetime()))
+
+            self._pusher = pusher
+            undo.callback(pusher(self.clock))
         return undo.close
 
 
-def _patch_sleep(patched: list[tuple[dict[str, Any], str]]) -> None:
-    """Replace the real ``time.sleep`` by the virtual one wherever a module holds it."""
-    real_sleep = _REAL[0]
+def _patch(patched: list[tuple[dict[str, Any], str]], pairs: Sequence[tuple[Any, Any]]) -> None:
+    """Replace each real function of ``pairs`` (real, stand-in): ``time.sleep``, and
+    with seeded entropy ``os.urandom`` and ``uuid.uuid1``, wherever a module holds it."""
+    real_ids = {id(real) for real, _ in pairs}
     for module in list(sys.modules.values()):
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
             continue
+        # Most modules hold none of them: decide that in C (ids of live objects
+        # are distinct, so an id match is an identity match).
+        if real_ids.isdisjoint(map(id, namespace.values())):
+            continue
         for name, value in list(namespace.items()):
-            if value is real_sleep:
-                namespace[name] = _virtual_sleep
-                patched.append((namespace, name))
+            for real, stand_in in pairs:
+                if value is real:
+                    namespace[name] = stand_in
+                    patched.append((namespace, name))
+                    break
 
 
-def _unpatch_sleep(patched: list[tuple[dict[str, Any], str]], modules_at_start: set[str]) -> None:
-    """Put the real ``time.sleep`` back where it was replaced, and in modules
+def _unpatch(
+    patched: list[tuple[dict[str, Any], str]],
+    modules_at_start: set[str],
+    pairs: Sequence[tuple[Any, Any]],
+) -> None:
+    """Put the real functions back where they were replaced, and in modules
     imported since (``from time import sleep`` while the cluster ran)."""
-    real_sleep = _REAL[0]
+
+    def put_back(namespace: dict[str, Any], name: str) -> None:
+        value = namespace.get(name)
+        for real, stand_in in pairs:
+            if value is stand_in:
+                namespace[name] = real
+                return
+
     for namespace, name in patched:
-        if namespace.get(name) is _virtual_sleep:
-            namespace[name] = real_sleep
+        put_back(namespace, name)
     patched.clear()
     for module_name in set(sys.modules) - modules_at_start:
         namespace = getattr(sys.modules.get(module_name), "__dict__", None)
         if not isinstance(namespace, dict):
             continue
-        for name, value in list(namespace.items()):
-            if value is _virtual_sleep:
-                namespace[name] = real_sleep
+        for name in list(namespace):
+            put_back(namespace, name)
 
 
 def _virtual_sleep(seconds: float) -> None:
@@ -270,7 +377,7 @@ def _virtual_sleep(seconds: float) -> None:
     owner = _owner
     if owner is None or threading.get_ident() != owner._thread_id:
         _REAL[0](seconds)  # another thread, or after stop(): outside the simulation
-    elif not owner.sleeper(seconds):
+    elif not owner._active().sleeper(seconds):
         raise RuntimeError(
             f"time.sleep({seconds!r}) cannot be called from a simulator callback (code "
             "the scheduler's event loop runs directly, such as a timer), only from service "

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import math
 import random
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -39,6 +40,7 @@ from shimeji.core.web import check_routes
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import DEFAULT_START, VirtualClock, VirtualTime
 from shimeji.sim.connection import SimConnection
+from shimeji.sim.entropy import SeededEntropy, UncontrolledEffectWarning
 from shimeji.sim.faults import FaultPlan, PlanGraph, check_plan, plan_problems
 from shimeji.sim.http import SimHttpClient
 from shimeji.sim.injector import FaultInjector, FaultTarget
@@ -105,7 +107,12 @@ class SimCluster:
     virtual time each message takes from broker to consumer. With
     ``virtual_time`` (the default) service code reads the virtual clock via
     ``time.time()`` / ``datetime.now()`` and ``time.sleep()`` sleeps in
-    virtual time, from ``start_time`` on. ``trace=False`` records nothing.
+    virtual time, from ``start_time`` on; and its randomness (``random``,
+    ``uuid.uuid1``/``uuid4``, ``os.urandom``, ``secrets``) is drawn from
+    ``seed`` (``shimeji.sim.entropy``). Threads and real network connections
+    started from the simulation are outside its control: each is reported
+    once, as an ``UncontrolledEffectWarning``, and kept in ``uncontrolled``.
+    ``trace=False`` records nothing.
     ``tracer`` is one more tracer that sees every event as the trace does
     (e.g. ``shimeji.otel.OpenTelemetryTracer``).
 
@@ -158,15 +165,27 @@ class SimCluster:
         self.bus = SimBus(self.scheduler, self.tracer, latency)
         self._raw_config, self.settings = settings_for(config)
         self._extra_config_keys = set(extra_config_keys)
-        self._virtual_time = VirtualTime(self.clock, self._sleep) if virtual_time else None
+        #: what service code did that the seed cannot replay (threads, sockets)
+        self.uncontrolled: list[str] = []
+        self._virtual_time = (
+            VirtualTime(
+                self.clock,
+                self._sleep,
+                SeededEntropy(
+                    seed, lambda: self.clock.start_us + self.clock.now_us, self._uncontrolled
+                ),
+            )
+            if virtual_time
+            else None
+        )
         self.faults = FaultInjector(
             self.scheduler,
             self.rng,
             self.tracer,
             FaultTarget(
                 crash=self._crash,
-                partition=self.partition,
-                heal=self.heal,
+                partition=self._planned(self.partition),
+                heal=self._planned(self.heal),
                 outage=self.bus.begin_outage,
             ),
         )
@@ -174,6 +193,10 @@ class SimCluster:
         # Plans armed before the simulation first ran, whose names are checked then.
         self._unchecked: list[tuple[FaultPlan, list[SimTimer]]] = []
         self._has_run = False
+        #: Given the cluster's PlanGraph when the simulation first runs (once the
+        #: test has added its services), returns a fault plan to arm then:
+        #: exploration draws its plans this way (``shimeji.testing.explore``).
+        self.plan_at_first_run: Callable[[PlanGraph], FaultPlan] | None = None
         self.scheduler.before_first_run = self._first_run
         self.schedule = tuple(schedule) if schedule is not None else None
         if self.schedule is not None:
@@ -268,6 +291,20 @@ class SimCluster:
             if first_run is not None:
                 first_run()
             self._raise_crashes()
+
+    def _uncontrolled(self, kind: str, detail: str) -> None:
+        """Told by the seeded entropy of a thread or a socket the simulation started."""
+        if detail in self.uncontrolled:
+            return
+        self.uncontrolled.append(detail)
+        warnings.warn(
+            UncontrolledEffectWarning(
+                f"while SimCluster(seed={self.seed}) ran, {detail}; a run with this seed may "
+                "not replay exactly (see docs/fidelity.md, 'What the simulator cannot "
+                "control')"
+            ),
+            stacklevel=4,
+        )
 
     def _raise_crashes(self) -> None:
         crashes, self.crashes = self.crashes, []
@@ -387,6 +424,11 @@ class SimCluster:
         armed so far; disarm them all if one names what the cluster lacks."""
         self._has_run = True
         unchecked, self._unchecked = self._unchecked, []
+        if self.plan_at_first_run is not None:
+            plan = FaultPlan(self.plan_at_first_run(self.fault_graph()))
+            if plan:
+                check_plan(plan, self.fault_graph())
+                self._arm(plan)
         if not unchecked:
             return
         graph = self.fault_graph()
@@ -504,6 +546,17 @@ class SimCluster:
         replica.container.kill()
         if restart_after is not None:
             self.scheduler.call_later(restart_after, self._restart_later, name)
+
+    def _planned(self, action: Callable[[str], None]) -> Callable[[str], None]:
+        """A fault plan's partition or heal: done while the cluster runs, skipped
+        once it is stopping (a timer may fall due while it lets workers finish),
+        as a planned restart is."""
+
+        def planned(name: str) -> None:
+            if self.state == "running":
+                action(name)
+
+        return planned
 
     def _restart_later(self, name: str) -> None:
         replica = self._replica(name)

@@ -582,3 +582,25 @@ def test_a_broker_restart_keeps_persistent_requests_in_durable_queues():
         cluster.restart("calculator-1")
         assert reply.result() == 3
         assert not cluster.trace.filter("drop")
+
+
+def test_a_planned_heal_falling_due_while_the_cluster_stops_is_skipped():
+    """A partition's heal timer that comes due while stop() lets workers finish
+    does not fail the stop (it used to raise 'the SimCluster is stopping')."""
+
+    class Sleepy:
+        name = "sleepy"
+
+        @rpc
+        def nap(self):
+            time.sleep(10)  # virtual: stop() runs the loop through the heal's time
+            return "rested"
+
+    plan = FaultPlan([Partition(replica="client", at=0.05, duration=1.0)])
+    with SimCluster(faults=plan) as cluster:
+        cluster.add_service(Sleepy)
+        cluster.rpc_proxy(timeout=None).sleepy.nap.call_async()
+        cluster.advance(0.1)
+    kinds = [event.kind for event in cluster.trace.events]
+    assert "fault_partition" in kinds
+    assert "fault_heal" not in kinds  # skipped: the cluster was stopping

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import os
+import random
 import sys
 import threading
 import time
 import types
+import uuid
 from time import sleep as imported_sleep
 
 import freezegun.api
@@ -19,9 +22,14 @@ from shimeji.rpc import rpc
 from shimeji.sim import SimCluster
 from shimeji.sim import clock as sim_clock
 from shimeji.sim.clock import VirtualClock, VirtualTime, real_perf_counter
+from shimeji.sim.entropy import UncontrolledEffectWarning
 
 REAL = {
     "time.sleep": time.sleep,
+    "os.urandom": os.urandom,
+    "random._urandom": random._urandom,
+    "uuid.uuid1": uuid.uuid1,
+    "threading.Thread.start": threading.Thread.start,
     "time.time": time.time,
     "time.monotonic": time.monotonic,
     "time.perf_counter": time.perf_counter,
@@ -34,6 +42,10 @@ INSPECTION_LIMIT = freezegun.api.call_stack_inspection_limit
 def current() -> dict[str, object]:
     return {
         "time.sleep": time.sleep,
+        "os.urandom": os.urandom,
+        "random._urandom": random._urandom,
+        "uuid.uuid1": uuid.uuid1,
+        "threading.Thread.start": threading.Thread.start,
         "time.time": time.time,
         "time.monotonic": time.monotonic,
         "time.perf_counter": time.perf_counter,
@@ -161,7 +173,8 @@ def test_other_threads_sleep_for_real():
 
     with SimCluster() as cluster:
         thread = threading.Thread(target=sleeper)
-        thread.start()
+        with pytest.warns(UncontrolledEffectWarning, match="a thread was started"):
+            thread.start()
         thread.join()
         assert cluster.elapsed() == 0
     assert slept and slept[0] >= 0.045
@@ -196,14 +209,14 @@ def test_a_cluster_whose_replica_fails_to_start_leaves_no_patch():
 
 def test_virtual_time_failing_midway_through_start_undoes_what_it_did(monkeypatch):
     """A failure after every patch is in place undoes them all and releases ownership."""
-    patch_sleep = sim_clock._patch_sleep
+    patch = sim_clock._patch
 
-    def patch_then_fail(patched):
-        patch_sleep(patched)
+    def patch_then_fail(patched, pairs):
+        patch(patched, pairs)
         assert time.sleep is not REAL["time.sleep"]
         raise OSError("injected")
 
-    monkeypatch.setattr(sim_clock, "_patch_sleep", patch_then_fail)
+    monkeypatch.setattr(sim_clock, "_patch", patch_then_fail)
     with pytest.raises(OSError, match="injected"):
         SimCluster().start()
     assert_no_patch_left()
@@ -211,13 +224,13 @@ def test_virtual_time_failing_midway_through_start_undoes_what_it_did(monkeypatc
 
 def test_stop_releases_everything_even_if_an_undo_step_fails(monkeypatch):
     """An undo step that raises does not keep the other patches or the ownership."""
-    unpatch_sleep = sim_clock._unpatch_sleep
+    unpatch = sim_clock._unpatch
 
-    def unpatch_then_fail(patched, modules_at_start):
-        unpatch_sleep(patched, modules_at_start)
+    def unpatch_then_fail(patched, modules_at_start, pairs):
+        unpatch(patched, modules_at_start, pairs)
         raise OSError("injected")
 
-    monkeypatch.setattr(sim_clock, "_unpatch_sleep", unpatch_then_fail)
+    monkeypatch.setattr(sim_clock, "_unpatch", unpatch_then_fail)
     virtual_time = VirtualTime(VirtualClock(), lambda seconds: True)
     virtual_time.start()
     assert VirtualTime.owner() is virtual_time
@@ -231,4 +244,34 @@ def test_an_exception_in_the_test_releases_virtual_time():
     """Leaving a cluster's with-block through an exception still undoes every patch."""
     with pytest.raises(KeyError), SimCluster():
         raise KeyError("boom")
+    assert_no_patch_left()
+
+
+def test_hosting_patches_once_and_each_cluster_inside_is_a_guest():
+    """Clusters started one after the other inside hosting() read their own clock,
+    sleep on it and draw from their own seed; everything is undone at the end."""
+    import random as random_module
+
+    seen = []
+    with VirtualTime.hosting() as host:
+        assert VirtualTime.owner() is host
+        for seed in (1, 1, 2):
+            with SimCluster(seed=seed) as cluster:
+                time.sleep(2.5)
+                assert cluster.elapsed() == 2.5
+                assert time.time() == cluster.now()
+                seen.append((random_module.random(), str(uuid.uuid4())))
+            assert VirtualTime.owner() is host
+    assert seen[0] == seen[1] != seen[2]
+    assert_no_patch_left()
+
+
+def test_hosting_takes_one_guest_at_a_time():
+    """A second cluster while a guest runs is refused as any second cluster is."""
+    with (
+        VirtualTime.hosting(),
+        SimCluster(),
+        pytest.raises(Exception, match="another SimCluster already runs"),
+    ):
+        SimCluster().start()
     assert_no_patch_left()
