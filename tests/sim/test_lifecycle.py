@@ -318,3 +318,25 @@ def test_bad_decorator_arguments():
 
     with SimCluster() as cluster, pytest.raises(ConfigurationError, match="'passwrd'"):
         cluster.add_service(Sensitive)
+
+
+def test_a_stopping_replica_consumes_no_more_requests():
+    """Once its entrypoints stop, a replica cancels its consumer (as nameko's
+    does): new requests go to the other replica, not back and forth between the
+    queue and a replica that can only give them back."""
+
+    class Echo:
+        name = "echo"
+
+        @rpc
+        def echo(self, value):
+            return value
+
+    with SimCluster() as cluster:
+        _, two = cluster.add_service(Echo, replicas=2)
+        two.container.begin_stop()
+        assert [cluster.rpc.echo.echo(n) for n in range(4)] == [0, 1, 2, 3]
+        delivered = {e.replica for e in cluster.trace.filter("deliver") if not e.is_reply}
+        assert delivered == {"echo-1"}
+        assert not cluster.trace.filter("requeue")
+        two.container.end_stop()

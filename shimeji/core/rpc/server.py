@@ -55,6 +55,15 @@ class RpcConsumer(SharedExtension):
     def register_provider(self, provider: Rpc) -> None:
         self._providers[provider.method_name] = provider
 
+    def unregister_provider(self, provider: Rpc) -> None:
+        """An entrypoint stopped: once none is left, consume no more (requests
+        in hand are finished and acked by their workers; new ones stay in the
+        queue for the other replicas), as nameko's consumer does."""
+        if self._providers.get(provider.method_name) is provider:
+            del self._providers[provider.method_name]
+        if not self._providers and self._consumer is not None:
+            self._consumer.cancel()
+
     def start(self) -> None:
         if self._consumer is not None:
             return
@@ -224,6 +233,9 @@ class Rpc(Entrypoint):
                     f"{head!r}, which is not one of its arguments {parameters}"
                 )
         self.rpc_consumer.register_provider(self)
+
+    def stop(self) -> None:
+        self.rpc_consumer.unregister_provider(self)
 
     def check_signature(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         if not kwargs and len(args) == self._plain_arity:
