@@ -24,7 +24,7 @@ from typing import Any
 
 from shimeji.core import protocol
 from shimeji.core.config import Settings
-from shimeji.core.events import Event
+from shimeji.core.events import Event, new_event
 from shimeji.core.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -372,13 +372,13 @@ class ServiceContainer:
         tracer = self.tracer
         if tracer.enabled:
             tracer.emit(
-                Event(
-                    kind="worker_start",
-                    replica=self.replica_name,
-                    service=self.service_name,
-                    method=worker_ctx.method_name,
-                    call_id=worker_ctx.call_id,
-                    correlation_id=worker_ctx.correlation_id,
+                new_event(
+                    "worker_start",
+                    self.replica_name,
+                    self.service_name,
+                    worker_ctx.entrypoint.method_name,
+                    worker_ctx.call_id,
+                    worker_ctx.correlation_id,
                 )
             )
         result: Any = None
@@ -412,14 +412,14 @@ class ServiceContainer:
                 self._log_worker_error(worker_ctx, exc)
         if tracer.enabled:
             tracer.emit(
-                Event(
-                    kind="worker_end",
-                    replica=self.replica_name,
-                    service=self.service_name,
-                    method=worker_ctx.method_name,
-                    call_id=worker_ctx.call_id,
-                    correlation_id=worker_ctx.correlation_id,
-                    detail="ok" if exc_info is None else describe(exc_info[1]),
+                new_event(
+                    "worker_end",
+                    self.replica_name,
+                    self.service_name,
+                    worker_ctx.entrypoint.method_name,
+                    worker_ctx.call_id,
+                    worker_ctx.correlation_id,
+                    "ok" if exc_info is None else describe(exc_info[1]),
                 )
             )
 

@@ -17,12 +17,17 @@ from typing import Any, Protocol
 
 from shimeji.core.events import Event
 
-__all__ = ["NullTracer", "Tracer", "Tracers"]
+__all__ = ["NullTracer", "Tracer", "Tracers", "tracer_adds_context"]
 
 
 class Tracer(Protocol):
     """Where events go. ``enabled`` False tells emitters they may skip building
-    events (a disabled tracer drops them anyway)."""
+    events (a disabled tracer drops them anyway).
+
+    A tracer whose ``request_context`` always returns the context data it is
+    given may say so with a class attribute ``adds_context = False``: clients
+    then do not ask it, once per request (``tracer_adds_context``).
+    """
 
     enabled: bool
 
@@ -57,6 +62,7 @@ class NullTracer:
     """A tracer that records nothing."""
 
     enabled = False
+    adds_context = False
 
     def emit(self, event: Event) -> None:
         return None
@@ -75,6 +81,10 @@ class Tracers:
     def enabled(self) -> bool:
         return any(tracer.enabled for tracer in self.tracers)
 
+    @property
+    def adds_context(self) -> bool:
+        return any(tracer_adds_context(tracer) for tracer in self.tracers)
+
     def emit(self, event: Event) -> None:
         for tracer in self.tracers:
             if tracer.enabled:
@@ -88,3 +98,9 @@ class Tracers:
 
     def __repr__(self) -> str:
         return f"<Tracers {list(self.tracers)!r}>"
+
+
+def tracer_adds_context(tracer: Tracer) -> bool:
+    """Whether ``tracer.request_context`` may add to the context data (a tracer
+    says it never does with ``adds_context = False``)."""
+    return bool(getattr(tracer, "adds_context", True))

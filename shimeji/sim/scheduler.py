@@ -43,7 +43,9 @@ log = logging.getLogger("shimeji.sim")
 GreenletExit = greenlet.GreenletExit
 
 
-_VARIANT = "89ab"
+# Bits of a 128-bit draw that new_id() clears, then sets: the version (4) and variant (10).
+_UUID4_CLEAR = ~((0xF << 76) | (0xC << 60))
+_UUID4_SET = (0x4 << 76) | (0x8 << 60)
 
 
 def to_us(seconds: float) -> int:
@@ -282,22 +284,17 @@ class Scheduler:
         return self.clock.time()
 
     def new_id(self) -> str:
-        # A version-4 UUID drawn from the seeded RNG (formatted by hand: uuid.UUID
-        # is several times slower, and ids are made for every call).
-        n = self.rng.getrandbits(128)
-        return "%08x-%04x-4%03x-%s%03x-%012x" % (  # noqa: UP031 (the fastest form)
-            n >> 96,
-            (n >> 80) & 0xFFFF,
-            (n >> 64) & 0xFFF,
-            _VARIANT[(n >> 60) & 3],
-            (n >> 48) & 0xFFF,
-            n & 0xFFFFFFFFFFFF,
-        )
+        # A version-4 UUID drawn from the seeded RNG, formatted by hand (uuid.UUID
+        # is several times slower, and ids are made for every call): the version
+        # nibble set to 4 and the variant bits to 10, as uuid4 does.
+        h = "%032x" % (self.rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> SimTask:
         task = SimTask(self, fn, args, name)
         self.tasks_started += 1
-        self.call_soon(task._start)
+        self._seq += 1
+        heapq.heappush(self._heap, (self.clock.now_us, self._seq, SimTimer(task._start, ())))
         return task
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> SimTimer:
@@ -327,7 +324,10 @@ class Scheduler:
         return timer
 
     def call_soon(self, fn: Callable[..., Any], *args: Any, lane: Any = None) -> SimTimer:
-        return self.call_at(self.clock.now_us, fn, *args, lane=lane)
+        timer = SimTimer(fn, args, lane)
+        self._seq += 1
+        heapq.heappush(self._heap, (self.clock.now_us, self._seq, timer))
+        return timer
 
     def call_urgent(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` before any other event (used to unwind killed tasks)."""

@@ -34,6 +34,9 @@ class Trace:
     up to date with the services it runs).
     """
 
+    #: request_context adds nothing (clients need not ask)
+    adds_context = False
+
     def __init__(self, clock: VirtualClock, enabled: bool = True) -> None:
         self.clock = clock
         #: whether events are recorded; an attribute, not a property, as core

@@ -20,7 +20,7 @@ from typing import Any
 from shimeji.core import protocol
 from shimeji.core.config import Settings
 from shimeji.core.container import ExcInfo, WorkerContext
-from shimeji.core.events import Event
+from shimeji.core.events import Event, new_event
 from shimeji.core.exceptions import (
     BadRequest,
     ConfigurationError,
@@ -184,14 +184,15 @@ class RpcConsumer(SharedExtension):
 
 
 def _reply_message(settings: Settings, request: Message, codec: Codec, body: bytes) -> Message:
+    # Positional: a class called with keywords first gathers them into a dict.
     return Message(
-        body=body,
-        routing_key=request.reply_to or "",
-        exchange=settings.rpc_exchange,
-        content_type=codec.content_type,
-        content_encoding=codec.content_encoding,
-        headers=_NO_HEADERS,
-        correlation_id=request.correlation_id,
+        body,  # body
+        request.reply_to or "",  # routing_key
+        settings.rpc_exchange,  # exchange
+        codec.content_type,  # content_type
+        codec.content_encoding,  # content_encoding
+        _NO_HEADERS,  # headers
+        request.correlation_id,  # correlation_id
     )
 
 
@@ -301,13 +302,13 @@ class Rpc(Entrypoint):
             tracer = container.tracer
             if tracer.enabled:
                 tracer.emit(
-                    Event(
-                        kind="reply",
-                        replica=container.replica_name,
-                        service=container.service_name,
-                        method=self.method_name,
-                        call_id=worker_ctx.call_id,
-                        correlation_id=request.correlation_id,
+                    new_event(
+                        "reply",
+                        container.replica_name,
+                        container.service_name,
+                        self.method_name,
+                        worker_ctx.call_id,
+                        request.correlation_id,
                         message=reply,
                     )
                 )
