@@ -24,7 +24,7 @@ from typing import Any
 
 from shimeji.core import protocol
 from shimeji.core.config import Settings
-from shimeji.core.events import Event, new_event
+from shimeji.core.events import Event
 from shimeji.core.exceptions import (
     ConfigurationError,
     ContainerBeingKilled,
@@ -41,7 +41,7 @@ from shimeji.core.extensions import (
 )
 from shimeji.core.quoting import escape
 from shimeji.core.runtime import Runtime, Task, Waiter
-from shimeji.core.tracing import Tracer
+from shimeji.core.tracing import Tracer, stepper
 from shimeji.core.transport import Transport
 
 __all__ = ["REDACTED", "ServiceContainer", "WorkerContext", "get_service_name"]
@@ -172,6 +172,8 @@ class ServiceContainer:
         self.transport = transport
         self.runtime = runtime
         self.tracer = tracer
+        #: how the steps of each call are reported to the tracer (``stepper``)
+        self.step = stepper(tracer)
         self.replica_name = replica_name
         self.state = "created"  # -> running -> stopping -> stopped, or -> dead
         self.crash: ReplicaCrashed | None = None
@@ -371,15 +373,15 @@ class ServiceContainer:
                 hook(worker_ctx)
         tracer = self.tracer
         if tracer.enabled:
-            tracer.emit(
-                new_event(
-                    "worker_start",
-                    self.replica_name,
-                    self.service_name,
-                    worker_ctx.entrypoint.method_name,
-                    worker_ctx.call_id,
-                    worker_ctx.correlation_id,
-                )
+            self.step(
+                "worker_start",
+                self.replica_name,
+                self.service_name,
+                worker_ctx.entrypoint.method_name,
+                worker_ctx.call_id,
+                worker_ctx.correlation_id,
+                "",
+                None,
             )
         result: Any = None
         exc_info: ExcInfo | None = None
@@ -411,16 +413,15 @@ class ServiceContainer:
                 exc_info = (type(exc), exc, exc.__traceback__)
                 self._log_worker_error(worker_ctx, exc)
         if tracer.enabled:
-            tracer.emit(
-                new_event(
-                    "worker_end",
-                    self.replica_name,
-                    self.service_name,
-                    worker_ctx.entrypoint.method_name,
-                    worker_ctx.call_id,
-                    worker_ctx.correlation_id,
-                    "ok" if exc_info is None else describe(exc_info[1]),
-                )
+            self.step(
+                "worker_end",
+                self.replica_name,
+                self.service_name,
+                worker_ctx.entrypoint.method_name,
+                worker_ctx.call_id,
+                worker_ctx.correlation_id,
+                "ok" if exc_info is None else describe(exc_info[1]),
+                None,
             )
 
         stage, provider = "handle_result", None

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from shimeji.core.events import Event, new_event
-from shimeji.core.tracing import Tracer
+from shimeji.core.events import Event
+from shimeji.core.tracing import Tracer, stepper
 from shimeji.core.transport import (
     Delivery,
     Message,
@@ -171,6 +171,7 @@ class SimBus:
     def __init__(self, scheduler: Scheduler, tracer: Tracer, latency: float) -> None:
         self.scheduler = scheduler
         self.tracer = tracer
+        self._step = stepper(tracer)
         self.latency_us = round(latency * 1_000_000)
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, SimQueue] = {}
@@ -534,14 +535,15 @@ class SimBus:
         tracer = self.tracer
         if tracer.enabled:
             message = delivery.message
-            tracer.emit(
-                new_event(
-                    "deliver",
-                    consumer.label,
-                    correlation_id=message.correlation_id,
-                    detail="redelivered" if delivery.redelivered else "",
-                    message=message,
-                )
+            self._step(
+                "deliver",
+                consumer.label,
+                None,
+                None,
+                None,
+                message.correlation_id,
+                "redelivered" if delivery.redelivered else "",
+                message,
             )
         if consumer.auto_ack:
             del consumer.unacked[delivery.delivery_tag]
@@ -554,8 +556,8 @@ class SimBus:
         queue = consumer.queue
         tracer = self.tracer
         if tracer.enabled:
-            tracer.emit(
-                new_event(outcome, consumer.label, correlation_id=delivery.message.correlation_id)
+            self._step(
+                outcome, consumer.label, None, None, None, delivery.message.correlation_id, "", None
             )
         returns = self.returns.pop(tag, 0) if self.returns else 0
         if outcome == "requeue":

@@ -16,7 +16,7 @@ from typing import Any
 
 from shimeji.core import protocol
 from shimeji.core.config import RetryPolicy, Settings
-from shimeji.core.events import Event, new_event
+from shimeji.core.events import Event
 from shimeji.core.exceptions import (
     ContainerBeingKilled,
     MalformedReply,
@@ -28,7 +28,7 @@ from shimeji.core.exceptions import (
 from shimeji.core.quoting import quote, shorten
 from shimeji.core.retry import publish_with_retry, with_retry
 from shimeji.core.runtime import Runtime, Timer, Waiter
-from shimeji.core.tracing import Tracer, tracer_adds_context
+from shimeji.core.tracing import Tracer, stepper, tracer_adds_context
 from shimeji.core.transport import (
     BrokerUnavailable,
     Delivery,
@@ -126,6 +126,7 @@ class RpcClient:
         self._pending: dict[str, PendingCall] = {}
         self._expired: dict[str, str] = {}
         self._ask_context = tracer_adds_context(tracer)  # for each request, or never
+        self._step = stepper(tracer)
 
     @property
     def pending(self) -> list[PendingCall]:
@@ -323,16 +324,8 @@ class RpcClient:
         # Registered before publishing: a reply can be faster than our return.
         self._pending[correlation_id] = call
         if tracer.enabled:
-            tracer.emit(
-                new_event(
-                    "publish",
-                    self.label,
-                    service,
-                    method,
-                    caller_call_id,
-                    correlation_id,
-                    message=message,
-                )
+            self._step(
+                "publish", self.label, service, method, caller_call_id, correlation_id, "", message
             )
         try:
             self._publish(call)

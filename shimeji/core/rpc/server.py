@@ -20,7 +20,7 @@ from typing import Any
 from shimeji.core import protocol
 from shimeji.core.config import Settings
 from shimeji.core.container import ExcInfo, WorkerContext
-from shimeji.core.events import Event, new_event
+from shimeji.core.events import Event
 from shimeji.core.exceptions import (
     BadRequest,
     ConfigurationError,
@@ -301,16 +301,15 @@ class Rpc(Entrypoint):
             reply = _reply_message(container.settings, request, codec, body)
             tracer = container.tracer
             if tracer.enabled:
-                tracer.emit(
-                    new_event(
-                        "reply",
-                        container.replica_name,
-                        container.service_name,
-                        self.method_name,
-                        worker_ctx.call_id,
-                        request.correlation_id,
-                        message=reply,
-                    )
+                container.step(
+                    "reply",
+                    container.replica_name,
+                    container.service_name,
+                    self.method_name,
+                    worker_ctx.call_id,
+                    request.correlation_id,
+                    "",
+                    reply,
                 )
             try:
                 publish_with_retry(
