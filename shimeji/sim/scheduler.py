@@ -246,7 +246,7 @@ class SimWaiter:
         if not self.done:
             task = self.scheduler.current_task()
             if task is None:
-                self.scheduler.run_root(lambda: self.done, self.description)
+                self.scheduler.run_root(None, self.description, self)
             else:
                 self._parked.append((task, task.next_token()))
                 task.park(self.description)
@@ -352,9 +352,15 @@ class Scheduler:
 
     # -- the event loop ------------------------------------------------------------
 
-    def run(self, until: Callable[[], bool] | None = None, limit_us: int | None = None) -> bool:
-        """Run events in order until ``until()`` holds (True), or until nothing
-        is left or the next event lies beyond ``limit_us`` (False)."""
+    def run(
+        self,
+        until: Callable[[], bool] | None = None,
+        limit_us: int | None = None,
+        waiter: SimWaiter | None = None,
+    ) -> bool:
+        """Run events in order until ``until()`` holds or ``waiter`` is done
+        (True), or until nothing is left or the next event lies beyond
+        ``limit_us`` (False)."""
         if self._hub is not None:
             raise RuntimeError(
                 "blocking call from inside the simulation's event loop: only service code "
@@ -374,6 +380,8 @@ class Scheduler:
             # earliest timer. Time jumps straight to that timer: no event, no
             # time passing, which is why a 60 s timeout costs nothing.
             while True:
+                if waiter is not None and waiter.done:
+                    return True
                 if until is not None and until():
                     return True
                 if urgent:
@@ -416,12 +424,18 @@ class Scheduler:
         assert self.chooser is not None
         return candidates[self.chooser(len(candidates)) % len(candidates)]
 
-    def run_root(self, done: Callable[[], bool], description: str) -> None:
-        """The root waits for ``done()``: run the loop; stalled if it never holds.
+    def run_root(
+        self,
+        done: Callable[[], bool] | None,
+        description: str,
+        waiter: SimWaiter | None = None,
+    ) -> None:
+        """The root waits for ``done()`` (or for ``waiter``): run the loop;
+        stalled if it never holds.
 
         ``description`` names what the root waits for, as a noun phrase ("a
         reply from calculator.multiply")."""
-        if self.run(done):
+        if self.run(done, waiter=waiter):
             return
         stuck = self.stall_reporter()
         lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"

@@ -97,7 +97,8 @@ class RpcConsumer(SharedExtension):
                 None,
             )
             return
-        _, method_name = protocol.split_routing_key(delivery.message.routing_key)
+        # The method is the last word of the routing key (protocol.split_routing_key).
+        method_name = delivery.message.routing_key.rpartition(".")[2]
         provider = self._providers.get(method_name)
         if provider is None:
             self.reject_request(delivery, MethodNotFound(method_name), None)
