@@ -161,7 +161,11 @@ class ServiceContainer:
         self.service_cls = service_cls
         self.service_name = get_service_name(service_cls)
         try:
-            inspect.signature(service_cls).bind()
+            # object's own __init__ and __new__ take nothing: no signature to read.
+            if service_cls.__init__ is not object.__init__ or (  # type: ignore[misc]
+                service_cls.__new__ is not object.__new__
+            ):
+                inspect.signature(service_cls).bind()
         except (TypeError, ValueError):
             raise ConfigurationError(
                 f"service class {service_cls.__qualname__} must be constructible with no "

@@ -207,10 +207,24 @@ def register_entrypoint(fn: Callable[..., Any], entrypoint: Entrypoint) -> None:
     declared.append(entrypoint)
 
 
+def _static_members(service_cls: type) -> Iterator[tuple[str, Any]]:
+    """``(name, member)`` for each name of ``dir(service_cls)``, in name order,
+    without running descriptors: what ``inspect.getattr_static`` finds for a
+    class's own attributes (the first class of its MRO that defines the name),
+    looked up in the MRO's namespaces directly, many times faster."""
+    namespaces = [getattr(klass, "__dict__", {}) for klass in service_cls.__mro__]
+    for name in dir(service_cls):
+        for namespace in namespaces:
+            if name in namespace:
+                yield name, namespace[name]
+                break
+        else:  # a name only a metaclass's __dir__ gives
+            yield name, inspect.getattr_static(service_cls, name, None)
+
+
 def iter_entrypoints(service_cls: type) -> Iterator[tuple[str, Entrypoint]]:
     """``(method_name, entrypoint template)`` for each entrypoint, in name order."""
-    for name in dir(service_cls):
-        member = inspect.getattr_static(service_cls, name, None)
+    for name, member in _static_members(service_cls):
         if isinstance(member, (staticmethod, classmethod)):
             member = member.__func__
         for entrypoint in getattr(member, ENTRYPOINTS_ATTR, None) or ():
@@ -219,7 +233,6 @@ def iter_entrypoints(service_cls: type) -> Iterator[tuple[str, Entrypoint]]:
 
 def iter_dependencies(service_cls: type) -> Iterator[tuple[str, DependencyProvider]]:
     """``(attribute name, provider template)`` for each dependency, in name order."""
-    for name in dir(service_cls):
-        member = inspect.getattr_static(service_cls, name, None)
+    for name, member in _static_members(service_cls):
         if isinstance(member, DependencyProvider):
             yield name, member

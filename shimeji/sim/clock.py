@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import itertools
+import operator
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from shimeji.core.exceptions import ConfigurationError
 
-__all__ = ["DEFAULT_START", "VirtualClock", "VirtualTime"]
+__all__ = ["DEFAULT_START", "VirtualClock", "VirtualTime", "keep_virtual_time"]
 
 #: Where virtual time starts unless a cluster is told otherwise.
 DEFAULT_START = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 
 # Kept in a tuple, not as module globals: freezegun replaces module globals
 # that hold the real clock functions, and shimeji needs the real ones.
-_REAL = (time.sleep, time.perf_counter)
+_REAL = (time.sleep, time.perf_counter, _dt.datetime)
 
 #: Modules whose own calls to the clock keep getting real time (freezegun's ignore list).
 _REAL_TIME_USERS = ["hypothesis.", "_pytest.", "pluggy."]
@@ -162,12 +164,20 @@ class VirtualTime:
         # reverse order, all of them even if one raises, ownership last.
         undo = contextlib.ExitStack()
         undo.callback(self._release)
+        self._thread_id = threading.get_ident()
+        kept = _kept
+        if kept is not None and kept.thread_id == self._thread_id:
+            # The patches are in place already (keep_virtual_time): only the clock
+            # they read changes, and changes back to the real one on stop.
+            kept.clock = self.clock
+            undo.callback(kept.release, self.clock)
+            self._undo = undo
+            return
         try:
-            self._thread_id = threading.get_ident()
             freezer = freezegun.freeze_time(self.clock.datetime(), ignore=_REAL_TIME_USERS)
             factory = freezer.start()
             undo.callback(freezer.stop)
-            undo.callback(self._tune_freezegun(factory))
+            undo.callback(_tune_freezegun(factory, self.clock.datetime, self.clock))
             patched: list[tuple[dict[str, Any], str]] = []
             undo.callback(_unpatch_sleep, patched, set(sys.modules))
             _patch_sleep(patched)
@@ -189,50 +199,151 @@ class VirtualTime:
                 _owner = None
         self._thread_id = None
 
-    def _tune_freezegun(self, factory: Any) -> Callable[[], None]:
-        """The only place freezegun's internals are touched; returns the undo.
 
-        freezegun (checked against 1.5.5) has no public way to get these two effects:
+def _tune_freezegun(
+    factory: Any, reader: Callable[[], _dt.datetime], clock: VirtualClock | None
+) -> Callable[[], None]:
+    """The only place freezegun's internals are touched; returns the undo.
 
-        - Test runners keep the real clock (Hypothesis times examples and
-          enforces deadlines with it, pytest reports durations) while the test
-          body they call sees virtual time. ``ignore=`` gives real time to a
-          call when any of the last ``freezegun.api.call_stack_inspection_limit``
-          frames (5 by default) is in an ignored module, so a test body called
-          by Hypothesis or pytest would read the real clock. That module global
-          is the only knob for the depth; it is set to 1 (the direct caller).
-        - freezegun asks the virtual clock for the time only when code reads it.
-          freezegun's "now" is ``freezegun.api.freeze_factories[-1]()``; its
-          public alternative, ``factory.move_to(datetime)``, would build a
-          datetime at every move of the clock (two per simulated RPC) whether
-          or not anyone reads the time. The factory this freezer pushed is
-          swapped for the clock's reader.
+    freezegun (checked against 1.5.5) has no public way to get these two effects:
 
-        The undo puts the factory back before the freezer's ``stop()`` pops it,
-        and the old depth back. If freezegun's layout is not the expected one,
-        nothing is touched and the clock pushes each move through the public
-        ``move_to`` instead (test bodies under Hypothesis then read real time).
-        """
-        from freezegun import api
+    - Test runners keep the real clock (Hypothesis times examples and
+      enforces deadlines with it, pytest reports durations) while the test
+      body they call sees virtual time. ``ignore=`` gives real time to a
+      call when any of the last ``freezegun.api.call_stack_inspection_limit``
+      frames (5 by default) is in an ignored module, so a test body called
+      by Hypothesis or pytest would read the real clock. That module global
+      is the only knob for the depth; it is set to 1 (the direct caller).
+    - freezegun asks the virtual clock for the time only when code reads it.
+      freezegun's "now" is ``freezegun.api.freeze_factories[-1]()``; its
+      public alternative, ``factory.move_to(datetime)``, would build a
+      datetime at every move of the clock (two per simulated RPC) whether
+      or not anyone reads the time. The factory this freezer pushed is
+      swapped for the clock's reader.
 
-        undo = contextlib.ExitStack()
-        limit = getattr(api, "call_stack_inspection_limit", None)
-        if isinstance(limit, int):
-            api.call_stack_inspection_limit = 1
-            undo.callback(setattr, api, "call_stack_inspection_limit", limit)
-        factories = getattr(api, "freeze_factories", None)
-        if isinstance(factories, list) and factories and factories[-1] is factory:
-            reader = self.clock.datetime
-            factories[-1] = reader
+    The undo puts the factory back before the freezer's ``stop()`` pops it,
+    and the old depth back. If freezegun's layout is not the expected one,
+    nothing is touched and ``clock`` pushes each move through the public
+    ``move_to`` instead (test bodies under Hypothesis then read real time);
+    with no clock (``keep_virtual_time``), ``_LayoutChanged`` is raised.
+    """
+    from freezegun import api
 
-            def put_back() -> None:
-                if factories and factories[-1] == reader:
-                    factories[-1] = factory
+    undo = contextlib.ExitStack()
+    limit = getattr(api, "call_stack_inspection_limit", None)
+    if isinstance(limit, int):
+        api.call_stack_inspection_limit = 1
+        undo.callback(setattr, api, "call_stack_inspection_limit", limit)
+    factories = getattr(api, "freeze_factories", None)
+    if isinstance(factories, list) and factories and factories[-1] is factory:
+        factories[-1] = reader
 
-            undo.callback(put_back)
-        else:
-            undo.callback(self.clock.on_change(lambda _: factory.move_to(self.clock.datetime())))
-        return undo.close
+        def put_back() -> None:
+            if factories and factories[-1] == reader:
+                factories[-1] = factory
+
+        undo.callback(put_back)
+    elif clock is not None:
+        undo.callback(clock.on_change(lambda _: factory.move_to(clock.datetime())))
+    else:
+        undo.close()
+        raise _LayoutChanged
+    return undo.close
+
+
+class _LayoutChanged(Exception):
+    """freezegun's internals are not as ``_tune_freezegun`` expects."""
+
+
+class _KeptTime:
+    """Virtual time's patches kept in place between clusters (``keep_virtual_time``):
+    they read the clock of the cluster that runs, or the real clock between clusters."""
+
+    def __init__(self) -> None:
+        self.thread_id = threading.get_ident()
+        self.clock: VirtualClock | None = None
+
+    def now(self) -> _dt.datetime:
+        """freezegun's "now": naive UTC, virtual while a cluster runs."""
+        clock = self.clock
+        if clock is not None:
+            return clock.datetime()
+        return _REAL[2].now(_dt.timezone.utc).replace(tzinfo=None)
+
+    def release(self, clock: VirtualClock) -> None:
+        if self.clock is clock:
+            self.clock = None
+
+
+_kept: _KeptTime | None = None
+
+
+@contextlib.contextmanager
+def keep_virtual_time() -> Iterator[None]:
+    """Patch the process for virtual time once, for every cluster started inside.
+
+    Starting and stopping a cluster on virtual time patches and unpatches the
+    process (``VirtualTime``), which walks every loaded module twice: about
+    as long as a short simulation. Inside this block (on the thread that
+    entered it) the patches stay in place from one cluster to the next: a
+    cluster that starts only points them at its clock, and at the real clock
+    again when it stops. So between clusters ``time.time()``,
+    ``datetime.now()`` and ``time.sleep()`` are real, as outside the block;
+    what stays is freezegun's stand-ins (``datetime.datetime`` is its
+    ``FakeDatetime``, a subclass of the real class) and the virtual sleep
+    function, which sleeps for real when no cluster runs. Every patch is
+    undone when the block ends. Property tests use it for the whole session
+    (``property_tests/conftest.py``): each example builds fresh clusters,
+    and nothing of one reaches the next.
+
+    Only one cluster runs at a time, as always; the block itself must start
+    while no cluster runs. Nested blocks are the outermost one.
+    """
+    global _kept
+    import freezegun
+
+    if _kept is not None:
+        yield
+        return
+    if _owner is not None:
+        raise ConfigurationError(
+            "keep_virtual_time() must start while no SimCluster runs on virtual time"
+        )
+    kept = _KeptTime()
+    undo = contextlib.ExitStack()
+    try:
+        freezer = freezegun.freeze_time(kept.now(), ignore=_REAL_TIME_USERS)
+        factory = freezer.start()
+        undo.callback(freezer.stop)
+        try:
+            undo.callback(_tune_freezegun(factory, kept.now, None))
+        except _LayoutChanged:
+            # freezegun cannot be pointed at a clock that changes: each cluster
+            # patches and unpatches for itself, as outside this block.
+            undo.close()
+            yield
+            return
+        patched: list[tuple[dict[str, Any], str]] = []
+        undo.callback(_unpatch_sleep, patched, set(sys.modules))
+        _patch_sleep(patched)
+    except BaseException:
+        undo.close()
+        raise
+
+    def forget() -> None:
+        global _kept
+        _kept = None
+
+    undo.callback(forget)
+    _kept = kept
+    with undo:
+        yield
+
+
+def _may_hold(namespace: dict[str, Any], function: Any) -> bool:
+    """Whether a module's namespace holds ``function``: a loop in C, by identity
+    (never ``==``), so only the few modules that hold it are walked by name."""
+    return any(map(operator.is_, namespace.values(), itertools.repeat(function)))
 
 
 def _patch_sleep(patched: list[tuple[dict[str, Any], str]]) -> None:
@@ -240,7 +351,7 @@ def _patch_sleep(patched: list[tuple[dict[str, Any], str]]) -> None:
     real_sleep = _REAL[0]
     for module in list(sys.modules.values()):
         namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
+        if not isinstance(namespace, dict) or not _may_hold(namespace, real_sleep):
             continue
         for name, value in list(namespace.items()):
             if value is real_sleep:
@@ -258,7 +369,7 @@ def _unpatch_sleep(patched: list[tuple[dict[str, Any], str]], modules_at_start: 
     patched.clear()
     for module_name in set(sys.modules) - modules_at_start:
         namespace = getattr(sys.modules.get(module_name), "__dict__", None)
-        if not isinstance(namespace, dict):
+        if not isinstance(namespace, dict) or not _may_hold(namespace, _virtual_sleep):
             continue
         for name, value in list(namespace.items()):
             if value is _virtual_sleep:

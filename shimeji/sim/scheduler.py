@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import logging
 import random
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -74,27 +75,49 @@ class SimTimer:
 
 
 class _TaskGreenlet(greenlet.greenlet):  # type: ignore[misc]
-    """A greenlet that runs tasks one after another (creating greenlets is costly)."""
+    """A greenlet that runs tasks one after another (creating greenlets is costly).
+
+    Idle ones wait in a pool of their thread's, for the next task of whichever
+    scheduler runs there: a cluster starts with greenlets its predecessors
+    made. A parked greenlet holds nothing of the tasks it ran.
+    """
 
     task: SimTask | None = None
+    scheduler: Scheduler | None = None  # whose task it runs (set by SimTask._start)
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self) -> None:
         super().__init__(run=self._serve)
-        self.scheduler = scheduler
 
-    def _serve(self, task: SimTask) -> None:
+    def _serve(self) -> None:
+        # The task comes in an attribute (SimTask._start), not as an argument of
+        # switch(): the first call's arguments live as long as the greenlet.
         while True:
-            self.task = task
+            task = self.task
+            assert task is not None
             task._run()
-            self.task = None
+            self.task = task = None
             scheduler = self.scheduler
-            if scheduler._hub is None or len(scheduler._idle) >= _POOL_SIZE:
+            assert scheduler is not None
+            hub = scheduler._hub
+            idle = scheduler._idle
+            if hub is None or len(idle) >= _POOL_SIZE:
                 return  # let it end
-            scheduler._idle.append(self)
-            task = scheduler._hub.switch()  # parked idle until handed the next task
+            # Parked, this frame keeps its locals: none may lead to the cluster.
+            self.scheduler = scheduler = None  # type: ignore[assignment]
+            idle.append(self)
+            hub.switch()  # parked idle until handed the next task
 
 
 _POOL_SIZE = 64
+_pools = threading.local()
+
+
+def _idle_pool() -> list[_TaskGreenlet]:
+    """This thread's idle task greenlets (greenlets cannot change threads)."""
+    pool: list[_TaskGreenlet] | None = getattr(_pools, "idle", None)
+    if pool is None:
+        pool = _pools.idle = []
+    return pool
 
 
 class SimTask:
@@ -130,11 +153,13 @@ class SimTask:
             return
         scheduler = self.scheduler
         hub = greenlet.getcurrent()
-        glet = scheduler._idle.pop() if scheduler._idle else _TaskGreenlet(scheduler)
+        glet = scheduler._idle.pop() if scheduler._idle else _TaskGreenlet()
+        glet.scheduler = scheduler
+        glet.task = self
         if glet.parent is not hub:
             glet.parent = hub
         self._glet = glet
-        glet.switch(self)
+        glet.switch()
 
     def _run(self) -> None:
         try:
@@ -268,7 +293,7 @@ class Scheduler:
         self._seq = 0
         self._urgent: deque[Callable[[], None]] = deque()
         self._hub: greenlet.greenlet | None = None
-        self._idle: list[_TaskGreenlet] = []
+        self._idle = _idle_pool()
         self.tasks_started = 0
         self.events_run = 0
         #: picks which of k events due at the same instant runs next (None: the
@@ -458,7 +483,7 @@ class Scheduler:
             self.clock.advance_to(target_us)
 
     def close(self) -> None:
-        """End the idle greenlets kept for reuse."""
-        idle, self._idle = self._idle, []
-        for glet in idle:
-            glet.throw(GreenletExit)
+        """Let go of the thread's pool of idle greenlets. They stay there for the
+        next scheduler of this thread: each holds nothing of the tasks it ran
+        (see ``_TaskGreenlet``)."""
+        self._idle = []
