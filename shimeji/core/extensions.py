@@ -75,9 +75,8 @@ class Extension:
         return instance
 
     def _bind_subextensions(self, container: ServiceContainer) -> None:
-        # dir() is sorted, so binding order never depends on hashing.
-        for name in dir(type(self)):
-            template = getattr(type(self), name, None)
+        # In name order, so binding order never depends on hashing.
+        for name, template in _static_members(type(self)):
             if isinstance(template, Extension):
                 setattr(self, name, template.bind(container))
 
@@ -207,19 +206,32 @@ def register_entrypoint(fn: Callable[..., Any], entrypoint: Entrypoint) -> None:
     declared.append(entrypoint)
 
 
-def _static_members(service_cls: type) -> Iterator[tuple[str, Any]]:
-    """``(name, member)`` for each name of ``dir(service_cls)``, in name order,
-    without running descriptors: what ``inspect.getattr_static`` finds for a
-    class's own attributes (the first class of its MRO that defines the name),
-    looked up in the MRO's namespaces directly, many times faster."""
-    namespaces = [getattr(klass, "__dict__", {}) for klass in service_cls.__mro__]
-    for name in dir(service_cls):
-        for namespace in namespaces:
-            if name in namespace:
-                yield name, namespace[name]
-                break
-        else:  # a name only a metaclass's __dir__ gives
-            yield name, inspect.getattr_static(service_cls, name, None)
+def _static_members(cls: type) -> list[tuple[str, Any]]:
+    """``(name, member)`` for each attribute of ``cls`` but ``object``'s, in name
+    order (``dir``'s), without running descriptors: what
+    ``inspect.getattr_static`` finds (the first class of the MRO that defines
+    the name), read from the MRO's namespaces directly, many times faster.
+    A class with a metaclass of its own (which may list more names) goes the
+    slow way."""
+    if type(cls) is not type:
+        return [
+            (name, inspect.getattr_static(cls, name, None))
+            for name in dir(cls)
+            if name not in _OBJECT_NAMES
+        ]
+    members: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if klass is not object:
+            for name, member in vars(klass).items():
+                members.setdefault(name, member)
+    return sorted(members.items(), key=_name)
+
+
+_OBJECT_NAMES = frozenset(vars(object))
+
+
+def _name(item: tuple[str, Any]) -> str:
+    return item[0]
 
 
 def iter_entrypoints(service_cls: type) -> Iterator[tuple[str, Entrypoint]]:
