@@ -11,6 +11,7 @@ container.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -219,15 +220,27 @@ def _static_members(cls: type) -> list[tuple[str, Any]]:
             for name in dir(cls)
             if name not in _OBJECT_NAMES
         ]
+    namespaces = [vars(klass) for klass in cls.__mro__ if klass is not object]
+    # What the namespaces hold now: the members found last time stand while it is the same.
+    held = tuple(tuple(namespace.items()) for namespace in namespaces)
+    known = _MEMBERS.get(cls)
+    if known is not None and known[0] == held:
+        return known[1]
     members: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        if klass is not object:
-            for name, member in vars(klass).items():
-                members.setdefault(name, member)
-    return sorted(members.items(), key=_name)
+    for namespace in namespaces:
+        for name, member in namespace.items():
+            members.setdefault(name, member)
+    found = sorted(members.items(), key=_name)
+    _MEMBERS[cls] = (held, found)
+    return found
 
 
 _OBJECT_NAMES = frozenset(vars(object))
+#: class -> (the items of its MRO's namespaces, its members): looked up for
+#: every replica of every cluster, and read again whenever the class changed.
+_MEMBERS: weakref.WeakKeyDictionary[type, tuple[tuple[Any, ...], list[tuple[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _name(item: tuple[str, Any]) -> str:
