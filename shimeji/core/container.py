@@ -78,6 +78,9 @@ def get_service_name(service_cls: Any) -> str:
     return name  # type: ignore[no-any-return]
 
 
+_NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
+
+
 class WorkerContext:
     """Everything about one call being handled by one worker."""
 
@@ -110,7 +113,9 @@ class WorkerContext:
         self.entrypoint = entrypoint
         self.args = tuple(args)
         self.kwargs = dict(kwargs)
-        self.context_data: Mapping[str, Any] = MappingProxyType(dict(context_data))
+        self.context_data: Mapping[str, Any] = (
+            MappingProxyType(dict(context_data)) if context_data else _NO_CONTEXT
+        )
         self.call_id = (
             f"{container.service_name}.{entrypoint.method_name}.{container.runtime.new_id()}"
         )
@@ -202,6 +207,7 @@ class ServiceContainer:
             template.bind(self, attr_name) for attr_name, template in iter_dependencies(service_cls)
         ]
         self._workers: dict[WorkerContext, Task] = {}
+        self._task_names: dict[str, str] = {}  # method -> its workers' task name
         self._backlog: deque[tuple[WorkerContext, HandleResult]] = deque()
         self._idle: Waiter | None = None
         # Guards the worker bookkeeping above. On the simulator one OS thread
@@ -360,7 +366,10 @@ class ServiceContainer:
     def _start_worker(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
         # Called with the lock held: a worker thread that ends at once cannot
         # report itself done before it is registered.
-        name = f"{self.replica_name}:{worker_ctx.method_name}"
+        method = worker_ctx.entrypoint.method_name
+        name = self._task_names.get(method)
+        if name is None:
+            name = self._task_names[method] = f"{self.replica_name}:{method}"
         self._workers[worker_ctx] = self.runtime.spawn(
             self._run_worker, worker_ctx, handle_result, name=name
         )
