@@ -503,14 +503,20 @@ class SimBus:
         ``latency``; False if every consumer is full."""
         consumers = queue.consumers
         count = len(consumers)
-        start = queue.rr % count
-        for offset in range(count):
-            consumer = consumers[(start + offset) % count]
-            if consumer.prefetch == 0 or len(consumer.unacked) < consumer.prefetch:
-                queue.rr = (start + offset + 1) % count
-                break
+        if count == 1:  # the usual queue: no turn to take
+            consumer = consumers[0]
+            if consumer.prefetch and len(consumer.unacked) >= consumer.prefetch:
+                return False
+            queue.rr = 0
         else:
-            return False
+            start = queue.rr % count
+            for offset in range(count):
+                consumer = consumers[(start + offset) % count]
+                if consumer.prefetch == 0 or len(consumer.unacked) < consumer.prefetch:
+                    queue.rr = (start + offset + 1) % count
+                    break
+            else:
+                return False
         self._next_tag += 1
         tag = self._next_tag
         delivery = Delivery(message, tag, redelivered, consumer, malformed)

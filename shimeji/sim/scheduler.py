@@ -312,7 +312,7 @@ class Scheduler:
         # A version-4 UUID drawn from the seeded RNG, formatted by hand (uuid.UUID
         # is several times slower, and ids are made for every call): the version
         # nibble set to 4 and the variant bits to 10, as uuid4 does.
-        h = "%032x" % (self.rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+        h = (self.rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big").hex()
         return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> SimTask:
