@@ -111,7 +111,7 @@ def main() -> None:
             trees = {args.against: Path(tmp), **trees}
         print(f"instructions per call (valgrind callgrind), Python {sys.version.split()[0]}")
         header = "".join(f"{name:>16}" for name in trees)
-        print(f"{'scenario':<48}{header}{'ratio' if args.against else ''}")
+        print(f"{'scenario':<48}{header}{'   ratio' if args.against else ''}")
         for label, mode in SCENARIOS.items():
             counts = [per_call(root, mode) for root in trees.values()]
             row = "".join(f"{count:>16,.0f}" for count in counts)
