@@ -5,7 +5,7 @@ machine; ``thorough`` runs ten times the examples. Choose with the
 environment variable ``SHIMEJI_HYPOTHESIS_PROFILE``.
 
 Every example builds clusters of its own; virtual time's patches of the
-process are kept in place for the whole session (``keep_virtual_time``)
+process are kept in place for each test module (``keep_virtual_time``)
 rather than made and undone by each cluster, which cost as much as a run.
 """
 
@@ -36,7 +36,9 @@ settings.register_profile(
 settings.load_profile(os.environ.get("SHIMEJI_HYPOTHESIS_PROFILE", "ci"))
 
 
-@pytest.fixture(autouse=True, scope="session")
+# Per module: a session-wide block would outlive this directory, and keep the
+# process patched for the tests that run after these in the same session.
+@pytest.fixture(autouse=True, scope="module")
 def _virtual_time_kept() -> Iterator[None]:
     with keep_virtual_time():
         yield

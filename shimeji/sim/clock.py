@@ -292,7 +292,7 @@ def keep_virtual_time() -> Iterator[None]:
     what stays is freezegun's stand-ins (``datetime.datetime`` is its
     ``FakeDatetime``, a subclass of the real class) and the virtual sleep
     function, which sleeps for real when no cluster runs. Every patch is
-    undone when the block ends. Property tests use it for the whole session
+    undone when the block ends. Property tests use it for each test module
     (``property_tests/conftest.py``): each example builds fresh clusters,
     and nothing of one reaches the next.
 

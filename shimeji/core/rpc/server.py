@@ -227,6 +227,13 @@ class Rpc(Entrypoint):
                 )
         self.rpc_consumer.register_provider(self)
 
+    def stop(self) -> None:
+        # A stopping replica takes no new requests, as an event handler stops its
+        # consumer: one delivered now would be refused and requeued, and come
+        # straight back to this consumer while the replica waits for its
+        # workers. Those in hand finish, and are acked, by their workers.
+        self.rpc_consumer.stop()
+
     def check_signature(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         if not kwargs and len(args) == self._plain_arity:
             return
