@@ -3,13 +3,21 @@
 ``ci`` (the default) keeps property_tests/ within a few minutes on a 2-core
 machine; ``thorough`` runs ten times the examples. Choose with the
 environment variable ``SHIMEJI_HYPOTHESIS_PROFILE``.
+
+Every example builds clusters of its own; virtual time's patches of the
+process are kept in place for each test module (``keep_virtual_time``)
+rather than made and undone by each cluster, which cost as much as a run.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from shimeji.sim.clock import keep_virtual_time
 
 settings.register_profile(
     "ci",
@@ -26,3 +34,11 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile(os.environ.get("SHIMEJI_HYPOTHESIS_PROFILE", "ci"))
+
+
+# Per module: a session-wide block would outlive this directory, and keep the
+# process patched for the tests that run after these in the same session.
+@pytest.fixture(autouse=True, scope="module")
+def _virtual_time_kept() -> Iterator[None]:
+    with keep_virtual_time():
+        yield

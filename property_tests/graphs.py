@@ -9,6 +9,7 @@ computes, without any simulation, what a plan must return.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -80,6 +81,7 @@ def consistent(plan: Plan, outcome: Any) -> bool:
     return True
 
 
+@functools.cache  # the same strategy for the same graph: Hypothesis builds each once
 def plans(service: int, services: int, depth: int) -> st.SearchStrategy[Plan]:
     """Plans for a worker of ``service`` that may call services above it."""
     callees = list(range(service + 1, services))
@@ -87,12 +89,7 @@ def plans(service: int, services: int, depth: int) -> st.SearchStrategy[Plan]:
         calls: st.SearchStrategy[tuple[Call, ...]] = st.just(())
     else:
         call = st.sampled_from(callees).flatmap(
-            lambda target: st.builds(
-                Call,
-                target=st.just(target),
-                mode=st.sampled_from(["sync", "async"]),
-                plan=plans(target, services, depth - 1),
-            )
+            lambda target: _calls_to(target, services, depth - 1)
         )
         calls = st.lists(call, max_size=3).map(tuple)
     return st.builds(
@@ -101,6 +98,16 @@ def plans(service: int, services: int, depth: int) -> st.SearchStrategy[Plan]:
         calls=calls,
         sleep=st.sampled_from([0.0, 0.0, 0.01, 0.5]),
         fail=st.sampled_from([False, False, False, True]),
+    )
+
+
+@functools.cache  # made once per target, not at each draw
+def _calls_to(target: int, services: int, depth: int) -> st.SearchStrategy[Call]:
+    return st.builds(
+        Call,
+        target=st.just(target),
+        mode=st.sampled_from(["sync", "async"]),
+        plan=plans(target, services, depth),
     )
 
 

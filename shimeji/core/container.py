@@ -40,7 +40,7 @@ from shimeji.core.extensions import (
 )
 from shimeji.core.quoting import escape, log_error
 from shimeji.core.runtime import Runtime, Task, Waiter
-from shimeji.core.tracing import Tracer
+from shimeji.core.tracing import Tracer, stepper
 from shimeji.core.transport import Transport
 
 __all__ = ["REDACTED", "ServiceContainer", "WorkerContext", "get_service_name"]
@@ -81,6 +81,8 @@ def get_service_name(service_cls: Any) -> str:
     if problem:
         raise ConfigurationError(f"service class {service_cls.__qualname__}: {problem}")
     return name  # type: ignore[no-any-return]
+
+
 
 
 class WorkerContext:
@@ -180,7 +182,11 @@ class ServiceContainer:
         self.service_cls = service_cls
         self.service_name = get_service_name(service_cls)
         try:
-            inspect.signature(service_cls).bind()
+            # object's own __init__ and __new__ take nothing: no signature to read.
+            if service_cls.__init__ is not object.__init__ or (  # type: ignore[misc]
+                service_cls.__new__ is not object.__new__
+            ):
+                inspect.signature(service_cls).bind()
         except (TypeError, ValueError):
             raise ConfigurationError(
                 f"service class {service_cls.__qualname__} must be constructible with no "
@@ -191,6 +197,8 @@ class ServiceContainer:
         self.transport = transport
         self.runtime = runtime
         self.tracer = tracer
+        #: how the steps of each call are reported to the tracer (``stepper``)
+        self.step = stepper(tracer)
         self.replica_name = replica_name
         self.state = "created"  # -> running -> stopping -> stopped, or -> dead
         self.crash: ReplicaCrashed | None = None
@@ -215,6 +223,7 @@ class ServiceContainer:
         ]
         self._workers: dict[WorkerContext, Task] = {}
         self._managed: list[Task] = []  # spawn_managed_thread's
+        self._task_names: dict[str, str] = {}  # method -> its workers' task name
         self._backlog: deque[tuple[WorkerContext, HandleResult]] = deque()
         self._idle: Waiter | None = None
         # Guards the worker bookkeeping above. On the simulator one OS thread
@@ -414,7 +423,10 @@ class ServiceContainer:
     def _start_worker(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
         # Called with the lock held: a worker thread that ends at once cannot
         # report itself done before it is registered.
-        name = f"{self.replica_name}:{worker_ctx.method_name}"
+        method = worker_ctx.entrypoint.method_name
+        name = self._task_names.get(method)
+        if name is None:
+            name = self._task_names[method] = f"{self.replica_name}:{method}"
         self._workers[worker_ctx] = self.runtime.spawn(
             self._run_worker, worker_ctx, handle_result, name=name
         )
@@ -431,15 +443,15 @@ class ServiceContainer:
                 hook(worker_ctx)
         tracer = self.tracer
         if tracer.enabled:
-            tracer.emit(
-                Event(
-                    kind="worker_start",
-                    replica=self.replica_name,
-                    service=self.service_name,
-                    method=worker_ctx.method_name,
-                    call_id=worker_ctx.call_id,
-                    correlation_id=worker_ctx.correlation_id,
-                )
+            self.step(
+                "worker_start",
+                self.replica_name,
+                self.service_name,
+                worker_ctx.entrypoint.method_name,
+                worker_ctx.call_id,
+                worker_ctx.correlation_id,
+                "",
+                None,
             )
         result: Any = None
         exc_info: ExcInfo | None = None
@@ -471,16 +483,15 @@ class ServiceContainer:
                 exc_info = (type(exc), exc, exc.__traceback__)
                 self._log_worker_error(worker_ctx, exc)
         if tracer.enabled:
-            tracer.emit(
-                Event(
-                    kind="worker_end",
-                    replica=self.replica_name,
-                    service=self.service_name,
-                    method=worker_ctx.method_name,
-                    call_id=worker_ctx.call_id,
-                    correlation_id=worker_ctx.correlation_id,
-                    detail="ok" if exc_info is None else describe(exc_info[1]),
-                )
+            self.step(
+                "worker_end",
+                self.replica_name,
+                self.service_name,
+                worker_ctx.entrypoint.method_name,
+                worker_ctx.call_id,
+                worker_ctx.correlation_id,
+                "ok" if exc_info is None else describe(exc_info[1]),
+                None,
             )
 
         stage, provider = "handle_result", None

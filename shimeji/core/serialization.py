@@ -16,6 +16,7 @@ import datetime as _dt
 import decimal
 import enum
 import json
+import json.encoder as json_encoder
 import math
 import pickle
 import uuid
@@ -51,10 +52,37 @@ _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_ref
 _DECODER = json.JSONDecoder()
 
 
+def _c_encoder() -> Callable[[Any, int], Any] | None:
+    """The C encoder behind ``_ENCODER``, made once rather than on every
+    ``encode`` (None without the C accelerator). Its ``markers`` dict (for
+    reference cycles) is empty again after each encoding that succeeds."""
+    if json_encoder.c_make_encoder is None:
+        return None
+    return json_encoder.c_make_encoder(  # type: ignore[no-any-return]
+        {},
+        _refuse,
+        json_encoder.encode_basestring_ascii,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+
+
+_C_ENCODE = _c_encoder()
+
+
 def _json_dumps(value: Any, where: str) -> bytes:
+    global _C_ENCODE
+    encode = _C_ENCODE
     try:
-        return _ENCODER.encode(value).encode()
+        if encode is None:
+            return _ENCODER.encode(value).encode()
+        return "".join(encode(value, 0)).encode()
     except (TypeError, ValueError, RecursionError) as exc:
+        _C_ENCODE = _c_encoder()  # a failed encoding may leave markers behind
         raise _explain(value, where, exc) from None
 
 
@@ -176,11 +204,21 @@ def _find_bad(
     )
 
 
+_SCAN = _DECODER.scan_once
+
+
 def _json_loads(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return json.loads(body)  # JSON may also come as UTF-16 or UTF-32
+    try:
+        # The common case straight to the scanner: one value, nothing around it.
+        value, end = _SCAN(text, 0)
+        if end == len(text):
+            return value
+    except (StopIteration, ValueError):
+        pass  # decoded again below, for json's own error message
     if text.startswith("\ufeff"):  # a byte order mark, as json.loads allows
         text = text[1:]
     return _DECODER.decode(text)

@@ -12,17 +12,28 @@ with it, so a tracer such as ``shimeji.otel.OpenTelemetryTracer`` adds its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from shimeji.core.events import Event
+from shimeji.core.events import Event, new_event
 
-__all__ = ["NullTracer", "Tracer", "Tracers"]
+__all__ = ["NullTracer", "Step", "Tracer", "Tracers", "stepper", "tracer_adds_context"]
 
 
 class Tracer(Protocol):
     """Where events go. ``enabled`` False tells emitters they may skip building
-    events (a disabled tracer drops them anyway)."""
+    events (a disabled tracer drops them anyway).
+
+    A tracer may also take the steps every call takes without an ``Event``
+    being built for each: a method ``step(kind, replica, service, method,
+    call_id, correlation_id, detail, message)`` recording what
+    ``emit(new_event(...))`` would (the simulator's trace builds its events
+    when it is read). Core reaches either through ``stepper(tracer)``.
+
+    A tracer whose ``request_context`` always returns the context data it is
+    given may say so with a class attribute ``adds_context = False``: clients
+    then do not ask it, once per request (``tracer_adds_context``).
+    """
 
     enabled: bool
 
@@ -57,8 +68,12 @@ class NullTracer:
     """A tracer that records nothing."""
 
     enabled = False
+    adds_context = False
 
     def emit(self, event: Event) -> None:
+        return None
+
+    def step(self, *fields: Any) -> None:
         return None
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
@@ -75,10 +90,18 @@ class Tracers:
     def enabled(self) -> bool:
         return any(tracer.enabled for tracer in self.tracers)
 
+    @property
+    def adds_context(self) -> bool:
+        return any(tracer_adds_context(tracer) for tracer in self.tracers)
+
     def emit(self, event: Event) -> None:
         for tracer in self.tracers:
             if tracer.enabled:
                 tracer.emit(event)
+
+    def step(self, *fields: Any) -> None:
+        # One event for all of them, as emit() gives each the same event.
+        self.emit(new_event(*fields))
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
         for tracer in self.tracers:
@@ -88,3 +111,38 @@ class Tracers:
 
     def __repr__(self) -> str:
         return f"<Tracers {list(self.tracers)!r}>"
+
+
+def tracer_adds_context(tracer: Tracer) -> bool:
+    """Whether ``tracer.request_context`` may add to the context data (a tracer
+    says it never does with ``adds_context = False``)."""
+    return bool(getattr(tracer, "adds_context", True))
+
+
+#: ``step(kind, replica, service, method, call_id, correlation_id, detail, message)``
+Step = Callable[[str, str, "str | None", "str | None", "str | None", "str | None", str, Any], None]
+
+
+def stepper(tracer: Tracer) -> Step:
+    """How core reports a step of a call to ``tracer``: its ``step`` method if it
+    has one, else ``emit`` of the ``new_event`` built from the same fields.
+    Callers check ``tracer.enabled`` first, as before building an event."""
+    step = getattr(tracer, "step", None)
+    if step is not None:
+        return step  # type: ignore[no-any-return]
+
+    def emit_step(
+        kind: str,
+        replica: str,
+        service: str | None,
+        method: str | None,
+        call_id: str | None,
+        correlation_id: str | None,
+        detail: str,
+        message: Any,
+    ) -> None:
+        tracer.emit(
+            new_event(kind, replica, service, method, call_id, correlation_id, detail, message)
+        )
+
+    return emit_step

@@ -28,7 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from shimeji.core.events import Event
-from shimeji.core.tracing import Tracer
+from shimeji.core.tracing import Tracer, stepper
 from shimeji.core.transport import (
     Delivery,
     Message,
@@ -171,6 +171,7 @@ class SimBus:
     def __init__(self, scheduler: Scheduler, tracer: Tracer, latency: float) -> None:
         self.scheduler = scheduler
         self.tracer = tracer
+        self._step = stepper(tracer)
         self.latency_us = round(latency * 1_000_000)
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, SimQueue] = {}
@@ -315,7 +316,13 @@ class SimBus:
         return exchange.route(message.routing_key) if exchange is not None else ()
 
     def publish(self, message: Message, *, mandatory: bool) -> None:
-        targets = self.route(message)
+        exchange = self.exchanges.get(message.exchange) if message.exchange else None
+        if exchange is not None:  # the path of every request and reply: route inline
+            targets = exchange.cache.get(message.routing_key)
+            if targets is None:
+                targets = exchange.route(message.routing_key)
+        else:
+            targets = self.route(message)
         if not targets:
             if mandatory:
                 raise Unroutable(message.exchange, message.routing_key)
@@ -331,9 +338,20 @@ class SimBus:
                 )
             return
         self.published += 1
-        copies, delay_us, malformed = 1, 0, None
-        if self.on_publish is not None:
-            copies, delay_us, message, malformed = self.on_publish(message)
+        if self.on_publish is None:
+            if len(targets) == 1:
+                queue = self.queues[targets[0]]
+                if (
+                    not queue.ready
+                    and queue.consumers
+                    and self._hand_over(queue, message, False, None, 0)
+                ):
+                    # Nothing waited ahead of it: straight to a consumer with room
+                    # (what _enqueue then _dispatch do, without queueing it).
+                    return
+            self._enqueue(message, 1, targets, None)
+            return
+        copies, delay_us, message, malformed = self.on_publish(message)
         if copies == 0:
             return
         if delay_us:
@@ -463,9 +481,34 @@ class SimBus:
 
     def _dispatch(self, queue: SimQueue) -> None:
         """Hand ready messages to consumers with room, round-robin, as RabbitMQ does."""
+        ready = queue.ready
+        while ready and queue.consumers:
+            item = ready[0]
+            handed = self._hand_over(
+                queue, item.message, item.redelivered, item.malformed, item.returns
+            )
+            if not handed:
+                return  # every consumer is full: the message waits in the queue
+            ready.popleft()
+
+    def _hand_over(
+        self,
+        queue: SimQueue,
+        message: Message,
+        redelivered: bool,
+        malformed: str | None,
+        returns: int,
+    ) -> bool:
+        """Deliver a message to the next consumer of ``queue`` with room, in
+        ``latency``; False if every consumer is full."""
         consumers = queue.consumers
-        while queue.ready and consumers:
-            count = len(consumers)
+        count = len(consumers)
+        if count == 1:  # the usual queue: no turn to take
+            consumer = consumers[0]
+            if consumer.prefetch and len(consumer.unacked) >= consumer.prefetch:
+                return False
+            queue.rr = 0
+        else:
             start = queue.rr % count
             for offset in range(count):
                 consumer = consumers[(start + offset) % count]
@@ -473,25 +516,21 @@ class SimBus:
                     queue.rr = (start + offset + 1) % count
                     break
             else:
-                return  # every consumer is full: the message waits in the queue
-            item = queue.ready.popleft()
-            self._next_tag += 1
-            delivery = Delivery(
-                item.message, self._next_tag, item.redelivered, consumer, item.malformed
-            )
-            consumer.unacked[delivery.delivery_tag] = delivery
-            if item.returns:
-                self.returns[delivery.delivery_tag] = item.returns
-            self.scheduler.call_at(
-                self.scheduler.clock.now_us + self.latency_us,
-                self._deliver,
-                delivery,
-                lane=consumer,
-            )
+                return False
+        self._next_tag += 1
+        tag = self._next_tag
+        delivery = Delivery(message, tag, redelivered, consumer, malformed)
+        consumer.unacked[tag] = delivery
+        if returns:
+            self.returns[tag] = returns
+        scheduler = self.scheduler
+        scheduler.call_at(
+            scheduler.clock.now_us + self.latency_us, self._deliver, delivery, lane=consumer
+        )
+        return True
 
     def _deliver(self, delivery: Delivery) -> None:
-        consumer = delivery.consumer
-        assert isinstance(consumer, SimConsumer)
+        consumer: SimConsumer = delivery.consumer  # type: ignore[assignment]
         if consumer.closed or delivery.delivery_tag not in consumer.unacked:
             return  # the consumer went away in flight: the message went back to its queue
         if self.outage_end_us is not None:
@@ -499,37 +538,38 @@ class SimBus:
             self.scheduler.call_at(self.outage_end_us, self._deliver, delivery, lane=consumer)
             return
         self.delivered += 1
-        if self.tracer.enabled:
+        tracer = self.tracer
+        if tracer.enabled:
             message = delivery.message
-            self.tracer.emit(
-                Event(
-                    kind="deliver",
-                    replica=consumer.label,
-                    correlation_id=message.correlation_id,
-                    detail="redelivered" if delivery.redelivered else "",
-                    message=message,
-                )
+            self._step(
+                "deliver",
+                consumer.label,
+                None,
+                None,
+                None,
+                message.correlation_id,
+                "redelivered" if delivery.redelivered else "",
+                message,
             )
         if consumer.auto_ack:
             del consumer.unacked[delivery.delivery_tag]
         consumer.on_delivery(delivery)
 
     def _settle(self, consumer: SimConsumer, delivery: Delivery, outcome: str) -> None:
-        if consumer.unacked.pop(delivery.delivery_tag, None) is None:
+        tag = delivery.delivery_tag
+        if consumer.unacked.pop(tag, None) is None:
             return  # already settled, or given back when the consumer closed
         queue = consumer.queue
-        if self.tracer.enabled:
-            self.tracer.emit(
-                Event(
-                    kind=outcome,
-                    replica=consumer.label,
-                    correlation_id=delivery.message.correlation_id,
-                )
+        tracer = self.tracer
+        if tracer.enabled:
+            self._step(
+                outcome, consumer.label, None, None, None, delivery.message.correlation_id, "", None
             )
-        returns = self.returns.pop(delivery.delivery_tag, 0)
+        returns = self.returns.pop(tag, 0) if self.returns else 0
         if outcome == "requeue":
             self._give_back(queue, delivery, returns)
-        self._dispatch(queue)
+        if queue.ready:
+            self._dispatch(queue)
 
     def _give_back(self, queue: SimQueue, delivery: Delivery, returns: int) -> None:
         """Put an unsettled message back at the head of its queue, unless the

@@ -24,14 +24,14 @@ from typing import Any
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.sim.entropy import SeededEntropy
 
-__all__ = ["DEFAULT_START", "VirtualClock", "VirtualTime"]
+__all__ = ["DEFAULT_START", "VirtualClock", "VirtualTime", "keep_virtual_time"]
 
 #: Where virtual time starts unless a cluster is told otherwise.
 DEFAULT_START = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
 
 # Kept in a tuple, not as module globals: freezegun replaces module globals
 # that hold the real clock functions, and shimeji needs the real ones.
-_REAL = (time.sleep, time.perf_counter)
+_REAL = (time.sleep, time.perf_counter, _dt.datetime)
 
 #: Modules whose own calls to the clock keep getting real time (freezegun's ignore list).
 _REAL_TIME_USERS = ["hypothesis.", "_pytest.", "pluggy."]
@@ -188,12 +188,21 @@ class VirtualTime:
         return self._guest or self
 
     def _now(self) -> _dt.datetime:
-        return (self._guest or self).clock.datetime()
+        guest = self._guest
+        if guest is not None:
+            return guest.clock.datetime()
+        if self._hosting:  # between guests: the real time, naive UTC as freezegun's
+            return _REAL[2].now(_dt.timezone.utc).replace(tzinfo=None)
+        return self.clock.datetime()
 
     @staticmethod
     def owner() -> VirtualTime | None:
-        """The VirtualTime started in this process, if any."""
-        return _owner
+        """The VirtualTime of the cluster running on virtual time, if any (a host
+        of ``hosting()`` between its guests is none)."""
+        owner = _owner
+        if owner is not None and owner._hosting:
+            return owner._guest
+        return owner
 
     def start(self) -> None:
         global _owner
@@ -377,6 +386,8 @@ def _virtual_sleep(seconds: float) -> None:
     owner = _owner
     if owner is None or threading.get_ident() != owner._thread_id:
         _REAL[0](seconds)  # another thread, or after stop(): outside the simulation
+    elif owner._hosting and owner._guest is None:
+        _REAL[0](seconds)  # between the clusters of hosting(): real time
     elif not owner._active().sleeper(seconds):
         raise RuntimeError(
             f"time.sleep({seconds!r}) cannot be called from a simulator callback (code "
@@ -389,3 +400,36 @@ def _virtual_sleep(seconds: float) -> None:
 def real_perf_counter() -> float:
     """The real perf_counter, even while freezegun is active."""
     return _REAL[1]()
+
+
+@contextlib.contextmanager
+def keep_virtual_time() -> Iterator[None]:
+    """Patch the process for virtual time once, for every cluster started inside.
+
+    Starting and stopping a cluster on virtual time patches and unpatches the
+    process (``VirtualTime``), which walks every loaded module twice: about
+    as long as a short simulation. Inside this block (on the thread that
+    entered it) the patches stay in place from one cluster to the next
+    (``VirtualTime.hosting()``): a cluster that starts only points them at
+    its clock, sleeper and seed, and they go back to the real ones when it
+    stops. So between clusters ``time.time()``, ``datetime.now()`` and
+    ``time.sleep()`` are real, as outside the block; what stays is
+    freezegun's stand-ins (``datetime.datetime`` is its ``FakeDatetime``, a
+    subclass of the real class) and the virtual sleep function, which sleeps
+    for real when no cluster runs. Every patch is undone when the block ends.
+    Property tests use it for each test module (``property_tests/conftest.py``):
+    each example builds fresh clusters, and nothing of one reaches the next.
+
+    Only one cluster runs at a time, as always; the block itself must start
+    while no cluster runs. Nested blocks are the outermost one.
+    """
+    host = _owner
+    if host is not None and host._hosting and host._thread_id == threading.get_ident():
+        yield
+        return
+    if host is not None:
+        raise ConfigurationError(
+            "keep_virtual_time() must start while no SimCluster runs on virtual time"
+        )
+    with VirtualTime.hosting():
+        yield

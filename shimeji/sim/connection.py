@@ -120,7 +120,11 @@ class SimConnection:
         on_lost: Callable[[BrokerUnavailable], None] | None = None,
     ) -> None:
         # The simulated broker holds what it accepted: on_lost is never called.
-        if not self.connected or self.bus.outage:
+        bus = self.bus
+        if self.connected and not self.closed and bus.outage_end_us is None:
+            bus.publish(message, mandatory=mandatory)
+            return
+        if not self.connected or bus.outage:
             self.bus.tracer.emit(
                 Event(
                     kind="publish_refused",

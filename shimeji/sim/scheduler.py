@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import logging
 import random
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,9 @@ log = logging.getLogger("shimeji.sim")
 GreenletExit = greenlet.GreenletExit
 
 
-_VARIANT = "89ab"
+# Bits of a 128-bit draw that new_id() clears, then sets: the version (4) and variant (10).
+_UUID4_CLEAR = ~((0xF << 76) | (0xC << 60))
+_UUID4_SET = (0x4 << 76) | (0x8 << 60)
 
 
 def to_us(seconds: float) -> int:
@@ -72,27 +75,49 @@ class SimTimer:
 
 
 class _TaskGreenlet(greenlet.greenlet):  # type: ignore[misc]
-    """A greenlet that runs tasks one after another (creating greenlets is costly)."""
+    """A greenlet that runs tasks one after another (creating greenlets is costly).
+
+    Idle ones wait in a pool of their thread's, for the next task of whichever
+    scheduler runs there: a cluster starts with greenlets its predecessors
+    made. A parked greenlet holds nothing of the tasks it ran.
+    """
 
     task: SimTask | None = None
+    scheduler: Scheduler | None = None  # whose task it runs (set by SimTask._start)
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self) -> None:
         super().__init__(run=self._serve)
-        self.scheduler = scheduler
 
-    def _serve(self, task: SimTask) -> None:
+    def _serve(self) -> None:
+        # The task comes in an attribute (SimTask._start), not as an argument of
+        # switch(): the first call's arguments live as long as the greenlet.
         while True:
-            self.task = task
+            task = self.task
+            assert task is not None
             task._run()
-            self.task = None
+            self.task = task = None
             scheduler = self.scheduler
-            if scheduler._hub is None or len(scheduler._idle) >= _POOL_SIZE:
+            assert scheduler is not None
+            hub = scheduler._hub
+            idle = scheduler._idle
+            if hub is None or len(idle) >= _POOL_SIZE:
                 return  # let it end
-            scheduler._idle.append(self)
-            task = scheduler._hub.switch()  # parked idle until handed the next task
+            # Parked, this frame keeps its locals: none may lead to the cluster.
+            self.scheduler = scheduler = None  # type: ignore[assignment]
+            idle.append(self)
+            hub.switch()  # parked idle until handed the next task
 
 
 _POOL_SIZE = 64
+_pools = threading.local()
+
+
+def _idle_pool() -> list[_TaskGreenlet]:
+    """This thread's idle task greenlets (greenlets cannot change threads)."""
+    pool: list[_TaskGreenlet] | None = getattr(_pools, "idle", None)
+    if pool is None:
+        pool = _pools.idle = []
+    return pool
 
 
 class SimTask:
@@ -128,11 +153,13 @@ class SimTask:
             return
         scheduler = self.scheduler
         hub = greenlet.getcurrent()
-        glet = scheduler._idle.pop() if scheduler._idle else _TaskGreenlet(scheduler)
+        glet = scheduler._idle.pop() if scheduler._idle else _TaskGreenlet()
+        glet.scheduler = scheduler
+        glet.task = self
         if glet.parent is not hub:
             glet.parent = hub
         self._glet = glet
-        glet.switch(self)
+        glet.switch()
 
     def _run(self) -> None:
         try:
@@ -244,7 +271,7 @@ class SimWaiter:
         if not self.done:
             task = self.scheduler.current_task()
             if task is None:
-                self.scheduler.run_root(lambda: self.done, self.description)
+                self.scheduler.run_root(None, self.description, self)
             else:
                 self._parked.append((task, task.next_token()))
                 task.park(self.description)
@@ -266,7 +293,7 @@ class Scheduler:
         self._seq = 0
         self._urgent: deque[Callable[[], None]] = deque()
         self._hub: greenlet.greenlet | None = None
-        self._idle: list[_TaskGreenlet] = []
+        self._idle = _idle_pool()
         self.tasks_started = 0
         self.events_run = 0
         #: picks which of k events due at the same instant runs next (None: the
@@ -282,22 +309,17 @@ class Scheduler:
         return self.clock.time()
 
     def new_id(self) -> str:
-        # A version-4 UUID drawn from the seeded RNG (formatted by hand: uuid.UUID
-        # is several times slower, and ids are made for every call).
-        n = self.rng.getrandbits(128)
-        return "%08x-%04x-4%03x-%s%03x-%012x" % (  # noqa: UP031 (the fastest form)
-            n >> 96,
-            (n >> 80) & 0xFFFF,
-            (n >> 64) & 0xFFF,
-            _VARIANT[(n >> 60) & 3],
-            (n >> 48) & 0xFFF,
-            n & 0xFFFFFFFFFFFF,
-        )
+        # A version-4 UUID drawn from the seeded RNG, formatted by hand (uuid.UUID
+        # is several times slower, and ids are made for every call): the version
+        # nibble set to 4 and the variant bits to 10, as uuid4 does.
+        h = (self.rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big").hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> SimTask:
         task = SimTask(self, fn, args, name)
         self.tasks_started += 1
-        self.call_soon(task._start)
+        self._seq += 1
+        heapq.heappush(self._heap, (self.clock.now_us, self._seq, SimTimer(task._start, ())))
         return task
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> SimTimer:
@@ -327,7 +349,10 @@ class Scheduler:
         return timer
 
     def call_soon(self, fn: Callable[..., Any], *args: Any, lane: Any = None) -> SimTimer:
-        return self.call_at(self.clock.now_us, fn, *args, lane=lane)
+        timer = SimTimer(fn, args, lane)
+        self._seq += 1
+        heapq.heappush(self._heap, (self.clock.now_us, self._seq, timer))
+        return timer
 
     def call_urgent(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` before any other event (used to unwind killed tasks)."""
@@ -352,9 +377,15 @@ class Scheduler:
 
     # -- the event loop ------------------------------------------------------------
 
-    def run(self, until: Callable[[], bool] | None = None, limit_us: int | None = None) -> bool:
-        """Run events in order until ``until()`` holds (True), or until nothing
-        is left or the next event lies beyond ``limit_us`` (False)."""
+    def run(
+        self,
+        until: Callable[[], bool] | None = None,
+        limit_us: int | None = None,
+        waiter: SimWaiter | None = None,
+    ) -> bool:
+        """Run events in order until ``until()`` holds or ``waiter`` is done
+        (True), or until nothing is left or the next event lies beyond
+        ``limit_us`` (False)."""
         if self._hub is not None:
             raise RuntimeError(
                 "blocking call from inside the simulation's event loop: only service code "
@@ -374,6 +405,8 @@ class Scheduler:
             # earliest timer. Time jumps straight to that timer: no event, no
             # time passing, which is why a 60 s timeout costs nothing.
             while True:
+                if waiter is not None and waiter.done:
+                    return True
                 if until is not None and until():
                     return True
                 if urgent:
@@ -416,12 +449,18 @@ class Scheduler:
         assert self.chooser is not None
         return candidates[self.chooser(len(candidates)) % len(candidates)]
 
-    def run_root(self, done: Callable[[], bool], description: str) -> None:
-        """The root waits for ``done()``: run the loop; stalled if it never holds.
+    def run_root(
+        self,
+        done: Callable[[], bool] | None,
+        description: str,
+        waiter: SimWaiter | None = None,
+    ) -> None:
+        """The root waits for ``done()`` (or for ``waiter``): run the loop;
+        stalled if it never holds.
 
         ``description`` names what the root waits for, as a noun phrase ("a
         reply from calculator.multiply")."""
-        if self.run(done):
+        if self.run(done, waiter=waiter):
             return
         stuck = self.stall_reporter()
         lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
@@ -444,7 +483,7 @@ class Scheduler:
             self.clock.advance_to(target_us)
 
     def close(self) -> None:
-        """End the idle greenlets kept for reuse."""
-        idle, self._idle = self._idle, []
-        for glet in idle:
-            glet.throw(GreenletExit)
+        """Let go of the thread's pool of idle greenlets. They stay there for the
+        next scheduler of this thread: each holds nothing of the tasks it ran
+        (see ``_TaskGreenlet``)."""
+        self._idle = []

@@ -90,6 +90,23 @@ def _normalise(services: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
     return counts
 
 
+#: Strategies made so far, by their arguments: a composite strategy that asks
+#: for ``fault_plans(...)`` at each draw gets the same one back, rather than a
+#: new tree of strategies for Hypothesis to build (which costs more than a run).
+_MADE: dict[tuple[object, ...], st.SearchStrategy[object]] = {}
+_MADE_MAX = 512
+
+
+def _frozen(value: object) -> object:
+    """A hashable copy of a mapping or sequence of names (for ``_MADE``'s keys)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((key, _frozen(item)) for key, item in value.items()))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = tuple(_frozen(item) for item in value)
+        return tuple(sorted(items)) if isinstance(value, (set, frozenset)) else items
+    return value
+
+
 def faults(
     services: Mapping[str, int] | Sequence[str],
     *,
@@ -108,6 +125,39 @@ def faults(
     unknown = set(kinds) - set(FAULT_KINDS)
     if unknown or not kinds:
         raise ConfigurationError(f"fault kinds must be some of {FAULT_KINDS}; got {sorted(kinds)}")
+    key = tuple(
+        _frozen(part)
+        for part in ("faults", counts, kinds, methods, clients, horizon, restarts, events)
+    )
+    try:
+        made = _MADE.get(key)
+    except TypeError:  # something unhashable among the names: made afresh
+        return _faults(counts, kinds, methods, clients, horizon, restarts, events)
+    if made is None:
+        if len(_MADE) >= _MADE_MAX:
+            _MADE.clear()
+        # Made from copies: a later change to the caller's mappings changes nothing.
+        made = _MADE[key] = _faults(
+            dict(counts),
+            tuple(kinds),
+            None if methods is None else {k: tuple(v) for k, v in methods.items()},
+            tuple(clients),
+            horizon,
+            restarts,
+            None if events is None else {k: tuple(v) for k, v in events.items()},
+        )
+    return made
+
+
+def _faults(
+    counts: dict[str, int],
+    kinds: Collection[str],
+    methods: Mapping[str, Sequence[str]] | None,
+    clients: Sequence[str],
+    horizon: float,
+    restarts: bool,
+    events: Mapping[str, Sequence[str]] | None,
+) -> st.SearchStrategy[object]:
     names = sorted(counts)
     replicas = [f"{name}-{i}" for name in names for i in range(1, counts[name] + 1)]
     service = st.sampled_from(names)
@@ -141,11 +191,21 @@ def faults(
         return rpc | event
 
     def message_fault(cls: type, directions: tuple[str, ...], **fields: object) -> object:
-        return targets(*directions).flatmap(
-            lambda t: st.builds(
-                cls, direction=st.just(t[0]), service=st.just(t[1]), method=st.just(t[2]), **fields
-            )
-        )
+        built: dict[tuple[str, str | None, str | None], st.SearchStrategy[object]] = {}
+
+        def aimed(t: tuple[str, str | None, str | None]) -> st.SearchStrategy[object]:
+            # One strategy per target, made once: a new one per draw costs Hypothesis more.
+            if t not in built:
+                built[t] = st.builds(
+                    cls,
+                    direction=st.just(t[0]),
+                    service=st.just(t[1]),
+                    method=st.just(t[2]),
+                    **fields,  # type: ignore[arg-type]
+                )
+            return built[t]
+
+        return targets(*directions).flatmap(aimed)
 
     options: list[st.SearchStrategy[object]] = []
     if "drop" in kinds:
@@ -250,4 +310,8 @@ def fault_plans(
         restarts=restarts,
         events=events,
     )
-    return st.lists(one, min_size=min_faults, max_size=max_faults).map(FaultPlan)
+    key = ("fault_plans", one, min_faults, max_faults)  # the same faults(), the same plans
+    made = _MADE.get(key)
+    if made is None:
+        made = _MADE[key] = st.lists(one, min_size=min_faults, max_size=max_faults).map(FaultPlan)
+    return made  # type: ignore[return-value]

@@ -34,6 +34,9 @@ class Trace:
     up to date with the services it runs).
     """
 
+    #: request_context adds nothing (clients need not ask)
+    adds_context = False
+
     def __init__(self, clock: VirtualClock, enabled: bool = True) -> None:
         self.clock = clock
         #: whether events are recorded; an attribute, not a property, as core
@@ -43,7 +46,7 @@ class Trace:
         self._events: list[Event] = []
         # Recording costs two appends: events are numbered, timed and their
         # calls named when the trace is read (``_catch_up``), not as they come.
-        self._emitted: list[Event] = []
+        self._emitted: list[Event | tuple[Any, ...]] = []
         self._times: list[int] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
@@ -53,6 +56,25 @@ class Trace:
             self._emitted.append(event)
             self._times.append(self.clock.now_us)
 
+    def step(
+        self,
+        kind: str,
+        replica: str,
+        service: str | None,
+        method: str | None,
+        call_id: str | None,
+        correlation_id: str | None,
+        detail: str,
+        message: Any,
+    ) -> None:
+        """Record what ``emit(new_event(kind, replica, ...))`` would: the fields
+        now, the ``Event`` when the trace is read (``shimeji.core.tracing``)."""
+        if self.enabled:
+            self._emitted.append(
+                (kind, replica, service, method, call_id, correlation_id, detail, message)
+            )
+            self._times.append(self.clock.now_us)
+
     def _catch_up(self) -> None:
         """Number, time and name the events emitted since the trace was last read."""
         emitted, times = self._emitted, self._times
@@ -60,6 +82,30 @@ class Trace:
             return
         events, calls = self._events, self._calls
         for event, now_us in zip(emitted, times, strict=True):
+            if type(event) is tuple:  # recorded by step(): the event is made here
+                kind, replica, service, method, call_id, correlation_id, detail, message = event
+                if correlation_id is not None:
+                    if kind in ("publish", "dispatch"):
+                        calls[correlation_id] = (service, method, replica, call_id)
+                    elif service is None:
+                        known = calls.get(correlation_id)
+                        if known is not None:
+                            service, method = known[0], known[1]
+                events.append(
+                    Event(
+                        len(events),
+                        now_us / 1_000_000,
+                        kind,
+                        replica,
+                        service,
+                        method,
+                        call_id,
+                        correlation_id,
+                        detail,
+                        message,
+                    )
+                )
+                continue
             if event.seq != -1:  # recorded already, by another recorder: keep its stamps
                 event = attrs.evolve(event)
             correlation_id = event.correlation_id

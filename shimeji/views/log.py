@@ -148,15 +148,32 @@ class EventLog:
     def from_events(cls, events: Iterable[Any], redactor: Redactor | None = None) -> EventLog:
         """From the events of a trace (their messages as they travelled)."""
         records = []
+        # A message is the subject of several events (published, delivered...):
+        # decoded once. Records are frozen, so they can be shared.
+        decoded: dict[int, tuple[Any, MessageRecord]] = {}
         for event in events:
             message = event.message
+            record = None
+            if message is not None:
+                known = decoded.get(id(message))
+                if known is not None and known[0] is message:
+                    record = known[1]
+                else:
+                    record = MessageRecord.from_message(message, redactor)
+                    decoded[id(message)] = (message, record)
+            # What attrs.evolve(event, time=..., message=...) makes, field by field.
             records.append(
-                attrs.evolve(
-                    event,
-                    time=round(event.time, 6),
-                    message=(
-                        None if message is None else MessageRecord.from_message(message, redactor)
-                    ),
+                Event(
+                    event.seq,
+                    round(event.time, 6),
+                    event.kind,
+                    event.replica,
+                    event.service,
+                    event.method,
+                    event.call_id,
+                    event.correlation_id,
+                    event.detail,
+                    record,
                 )
             )
         return cls(records)

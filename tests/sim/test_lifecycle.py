@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
 from shimeji.exceptions import ConfigurationError, RemoteError, ReplicaCrashed, RpcTimeout
 from shimeji.extensions import DependencyProvider, SharedExtension
-from shimeji.rpc import rpc
+from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
 
 
@@ -340,3 +341,36 @@ def test_a_stopping_replica_consumes_no_more_requests():
         assert delivered == {"echo-1"}
         assert not cluster.trace.filter("requeue")
         two.container.end_stop()
+
+
+class Selfish:
+    """A worker that, while its replica stops, calls its own service."""
+
+    name = "selfish"
+    me = RpcProxy("selfish", timeout=1.0)
+
+    @rpc
+    def outer(self):
+        time.sleep(0.5)  # the cluster begins to stop meanwhile
+        try:
+            return self.me.inner()
+        except RpcTimeout:
+            return "no replica took it"
+
+    @rpc
+    def inner(self):
+        return "inner"
+
+
+def test_a_request_sent_while_its_replica_stops_waits_in_the_queue():
+    """A stopping replica takes no new request: one sent to it while it waits for
+    its workers stays in the queue (here until its caller's timeout), instead of
+    being refused, requeued and delivered straight back to it for ever."""
+    with SimCluster() as cluster:
+        cluster.add_service(Selfish)
+        cluster.rpc.selfish.outer.call_async()
+        cluster.advance(0.1)  # outer runs; the cluster stops on leaving the block
+    # The stop waited for outer, whose call to inner timed out undelivered.
+    assert len(cluster.trace.filter("timeout", method="inner")) == 1
+    assert [e.method for e in cluster.trace.filter("worker_end")] == ["outer"]
+    assert not cluster.trace.filter("requeue", replica="selfish-1")  # never refused

@@ -28,7 +28,7 @@ from shimeji.core.exceptions import (
 from shimeji.core.quoting import quote, shorten
 from shimeji.core.retry import publish_with_retry, with_retry
 from shimeji.core.runtime import Runtime, Timer, Waiter
-from shimeji.core.tracing import Tracer
+from shimeji.core.tracing import Tracer, stepper, tracer_adds_context
 from shimeji.core.transport import (
     BrokerUnavailable,
     Delivery,
@@ -125,6 +125,8 @@ class RpcClient:
         self._consumer: Any = None
         self._pending: dict[str, PendingCall] = {}
         self._expired: dict[str, str] = {}
+        self._ask_context = tracer_adds_context(tracer)  # for each request, or never
+        self._step = stepper(tracer)
 
     @property
     def pending(self) -> list[PendingCall]:
@@ -279,12 +281,15 @@ class RpcClient:
                 what=protocol.request_routing_key(service, method),
                 deadline=None if timeout is None else since + timeout,
             )
-        codec = self.settings.serializer
-        body = protocol.encode_request(codec, args, kwargs, f"{service}.{method}")
+        settings = self.settings
+        codec = settings.serializer
+        target = f"{service}.{method}"  # the routing key (protocol.request_routing_key)
+        body = protocol.encode_request(codec, args, kwargs, target)
         correlation_id = self.runtime.new_id()
         caller_call_id = call_id_stack[-1] if call_id_stack else None
         tracer = self.tracer
-        if tracer.enabled:
+        exchange = settings.rpc_exchange
+        if self._ask_context and tracer.enabled:
             context_data = tracer.request_context(
                 context_data,
                 caller=self.label,
@@ -292,19 +297,20 @@ class RpcClient:
                 method=method,
                 call_id=caller_call_id,
                 correlation_id=correlation_id,
-                exchange=self.settings.rpc_exchange,
+                exchange=exchange,
             )
+        # Positional: a class called with keywords first gathers them into a dict.
         message = Message(
-            body=body,
-            routing_key=protocol.request_routing_key(service, method),
-            exchange=self.settings.rpc_exchange,
-            content_type=codec.content_type,
-            content_encoding=codec.content_encoding,
-            headers=protocol.headers_from_context(context_data, call_id_stack),
-            correlation_id=correlation_id,
-            reply_to=self.reply_to,
+            body,  # body
+            target,  # routing_key
+            exchange,  # exchange
+            codec.content_type,  # content_type
+            codec.content_encoding,  # content_encoding
+            protocol.headers_from_context(context_data, call_id_stack),  # headers
+            correlation_id,  # correlation_id
+            self.reply_to,  # reply_to
         )
-        waiter = self.runtime.new_waiter(f"a reply from {service}.{method} to {self.label}")
+        waiter = self.runtime.new_waiter(f"a reply from {target} to {self.label}")
         call = PendingCall(
             service,
             method,
@@ -318,16 +324,8 @@ class RpcClient:
         # Registered before publishing: a reply can be faster than our return.
         self._pending[correlation_id] = call
         if tracer.enabled:
-            tracer.emit(
-                Event(
-                    kind="publish",
-                    replica=self.label,
-                    service=service,
-                    method=method,
-                    call_id=caller_call_id,
-                    correlation_id=correlation_id,
-                    message=message,
-                )
+            self._step(
+                "publish", self.label, service, method, caller_call_id, correlation_id, "", message
             )
         try:
             self._publish(call)

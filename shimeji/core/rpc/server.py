@@ -106,7 +106,8 @@ class RpcConsumer(SharedExtension):
                 None,
             )
             return
-        _, method_name = protocol.split_routing_key(delivery.message.routing_key)
+        # The method is the last word of the routing key (protocol.split_routing_key).
+        method_name = delivery.message.routing_key.rpartition(".")[2]
         provider = self._providers.get(method_name)
         if provider is None:
             self.reject_request(delivery, MethodNotFound(method_name), None)
@@ -193,14 +194,15 @@ class RpcConsumer(SharedExtension):
 
 
 def _reply_message(settings: Settings, request: Message, codec: Codec, body: bytes) -> Message:
+    # Positional: a class called with keywords first gathers them into a dict.
     return Message(
-        body=body,
-        routing_key=request.reply_to or "",
-        exchange=settings.rpc_exchange,
-        content_type=codec.content_type,
-        content_encoding=codec.content_encoding,
-        headers=_NO_HEADERS,
-        correlation_id=request.correlation_id,
+        body,  # body
+        request.reply_to or "",  # routing_key
+        settings.rpc_exchange,  # exchange
+        codec.content_type,  # content_type
+        codec.content_encoding,  # content_encoding
+        _NO_HEADERS,  # headers
+        request.correlation_id,  # correlation_id
     )
 
 
@@ -312,16 +314,15 @@ class Rpc(Entrypoint):
             reply = _reply_message(container.settings, request, codec, body)
             tracer = container.tracer
             if tracer.enabled:
-                tracer.emit(
-                    Event(
-                        kind="reply",
-                        replica=container.replica_name,
-                        service=container.service_name,
-                        method=self.method_name,
-                        call_id=worker_ctx.call_id,
-                        correlation_id=request.correlation_id,
-                        message=reply,
-                    )
+                container.step(
+                    "reply",
+                    container.replica_name,
+                    container.service_name,
+                    self.method_name,
+                    worker_ctx.call_id,
+                    request.correlation_id,
+                    "",
+                    reply,
                 )
             try:
                 publish_with_retry(

@@ -1,0 +1,124 @@
+"""keep_virtual_time(): the patches of virtual time kept from one cluster to the next.
+
+Inside the block each cluster reads its own clock, real time is back between
+clusters, a run gives the same trace as outside the block, and nothing is
+left patched once the block ends.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import pytest
+
+from shimeji.exceptions import ConfigurationError
+from shimeji.rpc import RpcProxy, rpc
+from shimeji.sim import SimCluster
+from shimeji.sim.clock import VirtualTime, keep_virtual_time, real_perf_counter
+
+from .test_virtual_time_patches import REAL, assert_no_patch_left
+
+UTC = datetime.timezone.utc
+
+
+class Sleeper:
+    name = "sleeper"
+
+    @rpc
+    def nap(self, seconds):
+        before = time.time()
+        time.sleep(seconds)
+        return {"slept": time.time() - before, "now": datetime.datetime.now().isoformat()}
+
+
+class Front:
+    name = "front"
+    sleeper = RpcProxy("sleeper")
+
+    @rpc
+    def twice(self, seconds):
+        first = self.sleeper.nap.call_async(seconds)
+        second = self.sleeper.nap(seconds)
+        return [first.result(), second]
+
+
+def run(seed: int, start: datetime.datetime, seconds: float) -> tuple[object, str]:
+    with SimCluster(seed=seed, start_time=start) as cluster:
+        cluster.add_service(Sleeper, replicas=2)
+        cluster.add_service(Front)
+        assert time.time() == start.timestamp()
+        result = cluster.rpc.front.twice(seconds)
+        assert time.time() == pytest.approx(cluster.now())
+        trace = str(cluster.trace) + cluster.trace.to_jsonl(messages=True)
+    return result, trace
+
+
+def assert_real_time() -> None:
+    """Time, dates and sleep are the real ones (through freezegun's stand-ins)."""
+    assert VirtualTime.owner() is None
+    assert abs(time.time() - REAL["time.time"]()) < 5
+    assert abs(datetime.datetime.now().timestamp() - REAL["time.time"]()) < 5
+    began = real_perf_counter()
+    time.sleep(0.02)
+    assert real_perf_counter() - began >= 0.015
+
+
+def test_each_cluster_reads_its_own_clock_and_real_time_is_back_between():
+    first_start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    second_start = datetime.datetime(2031, 7, 1, 12, tzinfo=UTC)
+    with keep_virtual_time():
+        assert_real_time()
+        result, _ = run(0, first_start, 60)
+        assert [nap["slept"] for nap in result] == [60, 60]
+        assert result[0]["now"].startswith("2024-01-01T00:01:00")
+        assert_real_time()
+        result, _ = run(0, second_start, 5)
+        assert result[1]["now"].startswith("2031-07-01T12:00:")
+        assert_real_time()
+    assert_no_patch_left()
+
+
+def test_runs_inside_the_block_replay_runs_outside_it_byte_for_byte():
+    """No state of one cluster reaches the next: the same seed gives the same
+    trace whatever ran before it, inside the block or not."""
+    start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    outside = {seed: run(seed, start, 0.5) for seed in (0, 1)}
+    assert_no_patch_left()
+    with keep_virtual_time():
+        inside = [(seed, run(seed, start, 0.5)) for seed in (0, 1, 0, 1, 0)]
+    assert_no_patch_left()
+    for seed, outcome in inside:
+        assert outcome == outside[seed]
+    assert outside[0][1] != outside[1][1]  # the seeds do make a difference
+
+
+def test_a_failing_run_inside_the_block_leaves_the_next_one_clean():
+    start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    expected = run(3, start, 1)
+    with keep_virtual_time():
+        with pytest.raises(RuntimeError, match="boom"), SimCluster(start_time=start) as cluster:
+            cluster.add_service(Sleeper)
+            cluster.rpc.sleeper.nap(1)
+            raise RuntimeError("boom")
+        assert_real_time()
+        assert run(3, start, 1) == expected
+    assert_no_patch_left()
+
+
+def test_the_block_cannot_start_while_a_cluster_runs():
+    block = keep_virtual_time()
+    with SimCluster(), pytest.raises(ConfigurationError, match="while no SimCluster runs"):
+        block.__enter__()
+    assert_no_patch_left()
+
+
+def test_nested_blocks_are_the_outer_one():
+    with keep_virtual_time():
+        patched_time = time.time
+        with keep_virtual_time():
+            assert time.time is patched_time
+            run(0, datetime.datetime(2024, 1, 1, tzinfo=UTC), 1)
+        assert time.time is patched_time
+        assert_real_time()
+    assert_no_patch_left()
