@@ -55,6 +55,12 @@ def register(subparsers: Any) -> None:
         "for a process supervisor or a Kubernetes probe",
     )
     parser.add_argument(
+        "--nameko",
+        action="store_true",
+        help="run code written for nameko: `import nameko.rpc` and the rest give shimeji's "
+        "equivalents (shimeji.compat.nameko)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -70,6 +76,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.replicas < 1:
         raise CommandError(f"--replicas must be at least 1, got {args.replicas}")
+    if args.nameko:
+        from shimeji.compat import nameko
+
+        try:
+            nameko.install()
+        except ConfigurationError as exc:
+            raise CommandError(str(exc)) from None
     services = find_services(args.services)
     config = load_cli_config(args, services)
     configure_logging(config, args.log_level)
