@@ -19,7 +19,7 @@ from shimeji.sim.strategies import fault_plans, schedules, seeds
 STOCK = 100
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # virtual time: wall-clock deadlines say nothing
 @given(
     seed=seeds(),
     plan=fault_plans(
