@@ -144,7 +144,9 @@ class ClusterRpcProxy:
     def stop(self) -> None:
         """Close the reply queue and the connections; calls still waiting fail."""
         client, self._client = self._client, None
-        self._proxy = None
+        proxy, self._proxy = self._proxy, None
+        if client is None and proxy is not None:  # a proxy on a simulated cluster
+            client = proxy._client
         if client is not None:
             with contextlib.suppress(ShimejiError):  # the connection may be gone already
                 client.close(delete_queue=True)
