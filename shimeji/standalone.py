@@ -30,6 +30,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core import protocol
 from shimeji.core.config import DEFAULT_CONFIG, FROM_CONFIG, SIM_SCHEME, RetryPolicy, Settings
@@ -112,7 +114,14 @@ class ClusterRpcProxy:
             return self._proxy
         cluster = _simulated(self.settings)
         if cluster is not None:
-            self._proxy = cluster.rpc_proxy(self.context_data, self.timeout, self.retry_policy)
+            # The cluster's settings, but this client's serializer and ACCEPT, as a
+            # client on a broker has its own.
+            settings = attrs.evolve(
+                cluster.settings, serializer=self.settings.serializer, accept=self.settings.accept
+            )
+            self._proxy = cluster.rpc_proxy(
+                self.context_data, self.timeout, self.retry_policy, settings=settings
+            )
             return self._proxy
         transport = AmqpTransport(self.settings, tracer=self.tracer, name=self.label)
         runtime = ThreadRuntime(2, name=self.label)
