@@ -166,7 +166,7 @@ class UnserializableValueError(ShimejiError):
         self.reason = reason
         self.path = path
         # Short and inert whatever the value: this text goes into logs and replies.
-        self.repr_value = quote(value) if shown is None else shown
+        self.repr_value = _shown_value(value) if shown is None else shown
         super().__init__(self.repr_value)
 
     def __str__(self) -> str:
@@ -191,6 +191,22 @@ class UnserializableValueError(ShimejiError):
             "exc_args": [],
             "value": value,
         }
+
+
+def _shown_value(value: Any) -> str:
+    """``quote(value)``; nameko's placeholder when the value's own ``__repr__`` fails
+    (built-in containers are not tried whole: ``quote`` shows their items, bounded)."""
+    if type(value) not in _BUILTIN_REPRS:
+        try:
+            repr(value)
+        except Exception:
+            return "[__repr__ failed]"
+    return quote(value)
+
+
+_BUILTIN_REPRS = frozenset(
+    {list, tuple, dict, set, frozenset, str, bytes, bytearray, int, float, bool, type(None)}
+)
 
 
 class ConfigurationError(ShimejiError):
