@@ -64,6 +64,16 @@ class ShimejiEcho:
             {"payload": payload, "context": dict(self.context), "stack": self.call_ids}
         )
 
+    missing = RpcProxy("no_such_service")
+
+    @rpc
+    def call_missing(self):
+        return self.missing.anything()
+
+    @rpc
+    def unserializable(self):
+        return {"when": object()}
+
     @rpc
     def nameko_fails(self):
         try:
@@ -110,6 +120,26 @@ def test_shimeji_errors_reach_a_nameko_client(interop_cluster, nameko_call):
     # raises its own classes.
     assert missing == {"error": "MethodNotFound", "value": "nope"}
     assert wrong["error"] == "IncorrectSignature"
+
+
+def test_namekos_own_errors_from_a_shimeji_service(interop_cluster, nameko_call):
+    """A shimeji service that calls an unknown service, or returns what JSON cannot
+    carry, answers a nameko client as a nameko service would: RemoteError
+    UnknownService with nameko's text, UnserializableValueError starting with it."""
+    interop_cluster.add_service(ShimejiEcho)
+    unknown, unserializable = nameko_call(
+        [
+            {"service": "shimeji_echo", "method": "call_missing"},
+            {"service": "shimeji_echo", "method": "unserializable"},
+        ]
+    )
+    assert unknown == {
+        "error": "RemoteError",
+        "exc_type": "UnknownService",
+        "value": "Unknown service `no_such_service`",
+    }
+    assert unserializable["exc_type"] == "UnserializableValueError"
+    assert unserializable["value"].startswith("Unserializable value: `<object object at ")
 
 
 def test_shimeji_client_calls_a_nameko_service(interop_cluster):
