@@ -101,6 +101,7 @@ class ServiceNotFound(ShimejiError):
 
     def __init__(self, service_name: str) -> None:
         self.service_name = service_name
+        self._service_name = service_name  # nameko's name for it, which its tests read
         super().__init__(service_name)
 
     def __str__(self) -> str:
