@@ -16,6 +16,7 @@ from shimeji.exceptions import MethodNotFound, RemoteError
 from shimeji.extensions import DependencyProvider
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.standalone import event_dispatcher
+from shimeji.testing.transports import AmqpCluster
 
 EVENTS_SEEN: list[dict] = []
 
@@ -140,6 +141,33 @@ def test_namekos_own_errors_from_a_shimeji_service(interop_cluster, nameko_call)
     }
     assert unserializable["exc_type"] == "UnserializableValueError"
     assert unserializable["value"].startswith("Unserializable value: `<object object at ")
+
+
+def test_a_nameko_client_calls_in_yaml(broker_uri, interop_exchange, nameko_call):
+    """A nameko client configured with ``serializer: yaml`` calls a shimeji service
+    that accepts YAML only (so a request in JSON would be refused): kombu's YAML
+    and shimeji's read each other, the reply in the request's format."""
+    config = {"rpc_exchange": interop_exchange, "serializer": "yaml"}
+    with AmqpCluster(broker_uri, config) as cluster:
+        cluster.add_service(ShimejiEcho)
+        (echoed, failed) = nameko_call(
+            [
+                {
+                    "service": "shimeji_echo",
+                    "method": "echo",
+                    "args": [{"n": [1, 2.5, None, "x"]}],
+                    "config": {"serializer": "yaml"},
+                },
+                {
+                    "service": "shimeji_echo",
+                    "method": "fail",
+                    "args": ["in yaml"],
+                    "config": {"serializer": "yaml"},
+                },
+            ]
+        )
+    assert echoed == {"result": {"n": [1, 2.5, None, "x"]}}
+    assert failed == {"error": "RemoteError", "exc_type": "ValueError", "value": "in yaml"}
 
 
 def test_shimeji_client_calls_a_nameko_service(interop_cluster):
