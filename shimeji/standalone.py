@@ -259,7 +259,10 @@ class StandaloneDispatcher:
             )
         cluster = _simulated(self.settings)
         if cluster is not None:
-            cluster.dispatch(source_service, event_type, event_data, self.context_data)
+            settings = attrs.evolve(cluster.settings, serializer=self.settings.serializer)
+            cluster.dispatch(
+                source_service, event_type, event_data, self.context_data, settings=settings
+            )
             return
         transport, runtime = self._connected()
         publish_event(

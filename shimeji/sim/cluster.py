@@ -625,9 +625,12 @@ class SimCluster:
         event_type: str,
         event_data: Any,
         context_data: Mapping[str, Any] | None = None,
+        *,
+        settings: Settings | None = None,
     ) -> None:
         """Dispatch an event as ``source_service`` would, from outside any service
-        (the connection labelled ``"dispatcher"``), with ``context_data``."""
+        (the connection labelled ``"dispatcher"``), with ``context_data``;
+        ``settings`` (the cluster's unless given) are the dispatcher's own."""
         self._require_running("dispatch events")
         problem = validate_service_name(source_service)
         if problem:
@@ -644,7 +647,7 @@ class SimCluster:
             transport=self._dispatcher,
             runtime=self.scheduler,
             tracer=self.tracer,
-            settings=self.settings,
+            settings=settings or self.settings,
             label="dispatcher",
             source_service=source_service,
             event_type=event_type,

@@ -16,7 +16,7 @@ import yaml
 from shimeji.events import EventDispatcher, event_handler
 from shimeji.exceptions import ConfigurationError, RemoteError
 from shimeji.rpc import RpcProxy, rpc
-from shimeji.standalone import ServiceRpcProxy
+from shimeji.standalone import ServiceRpcProxy, event_dispatcher
 from shimeji.testing.services import entrypoint_hook, entrypoint_waiter
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]
@@ -309,3 +309,29 @@ def test_events_accepts_multiple_serialization_formats(
     assert encode(payload) in msg.body.decode()
     assert msg.content_type == content_type
     assert called.mock_calls == [call(payload)]
+
+
+def test_a_standalone_dispatcher_sends_in_its_own_serializer(
+    container_factory, rabbit_config, sim_cluster
+):
+    """As the proxies do: ``event_dispatcher`` given ``serializer: yaml`` sends YAML,
+    which a handler accepting YAML reads."""
+    called = Mock()
+
+    class ConsumingService:
+        name = "consumer"
+
+        @event_handler("publisher", "event_type")
+        def handle_event(self, payload):
+            called(payload)
+
+    consumer = container_factory(
+        ConsumingService, {**rabbit_config, "serializer": "json", "ACCEPT": ["json", "yaml"]}
+    )
+    consumer.start()
+    dispatch = event_dispatcher({**rabbit_config, "serializer": "yaml"})
+    with entrypoint_waiter(consumer, "handle_event"):
+        dispatch("publisher", "event_type", {"spam": (1, 2)})
+    assert called.mock_calls == [call({"spam": [1, 2]})]
+    msg = published(sim_cluster, routing_key="event_type").pop()
+    assert msg.content_type == "application/x-yaml"
