@@ -30,6 +30,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
+
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core import protocol
 from shimeji.core.config import DEFAULT_CONFIG, FROM_CONFIG, SIM_SCHEME, RetryPolicy, Settings
@@ -112,7 +114,14 @@ class ClusterRpcProxy:
             return self._proxy
         cluster = _simulated(self.settings)
         if cluster is not None:
-            self._proxy = cluster.rpc_proxy(self.context_data, self.timeout, self.retry_policy)
+            # The cluster's settings, but this client's serializer and ACCEPT, as a
+            # client on a broker has its own.
+            settings = attrs.evolve(
+                cluster.settings, serializer=self.settings.serializer, accept=self.settings.accept
+            )
+            self._proxy = cluster.rpc_proxy(
+                self.context_data, self.timeout, self.retry_policy, settings=settings
+            )
             return self._proxy
         transport = AmqpTransport(self.settings, tracer=self.tracer, name=self.label)
         runtime = ThreadRuntime(2, name=self.label)
@@ -144,7 +153,9 @@ class ClusterRpcProxy:
     def stop(self) -> None:
         """Close the reply queue and the connections; calls still waiting fail."""
         client, self._client = self._client, None
-        self._proxy = None
+        proxy, self._proxy = self._proxy, None
+        if client is None and proxy is not None:  # a proxy on a simulated cluster
+            client = proxy._client
         if client is not None:
             with contextlib.suppress(ShimejiError):  # the connection may be gone already
                 client.close(delete_queue=True)
@@ -248,7 +259,10 @@ class StandaloneDispatcher:
             )
         cluster = _simulated(self.settings)
         if cluster is not None:
-            cluster.dispatch(source_service, event_type, event_data, self.context_data)
+            settings = attrs.evolve(cluster.settings, serializer=self.settings.serializer)
+            cluster.dispatch(
+                source_service, event_type, event_data, self.context_data, settings=settings
+            )
             return
         transport, runtime = self._connected()
         publish_event(

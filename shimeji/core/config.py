@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from shimeji.core.exceptions import ConfigurationError
-from shimeji.core.serialization import Codec, codec_by_name
+from shimeji.core.serialization import Codec, codec_by_name, codecs_from_config
 from shimeji.core.suggest import did_you_mean
 
 __all__ = [
@@ -53,6 +53,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "parent_calls_tracked": 10,
     "serializer": "json",
     "ACCEPT": None,  # None: only the serializer
+    "SERIALIZERS": {},  # serializers of the application, by name (nameko's shape)
     "HEARTBEAT": 60,
     "PREFETCH_COUNT": None,  # None: max_workers
     "RPC_TIMEOUT": None,
@@ -262,8 +263,10 @@ class Settings:
                 )
         merged = {**DEFAULT_CONFIG, **config}
         max_workers = _check_positive_int("max_workers", merged["max_workers"], 1)
+        configured = codecs_from_config(merged["SERIALIZERS"])
         serializer = codec_by_name(
-            _check_type("serializer", merged["serializer"], (str,), "a serializer name")
+            _check_type("serializer", merged["serializer"], (str,), "a serializer name"),
+            configured,
         )
         accept_names = merged["ACCEPT"]
         if accept_names is None:
@@ -274,7 +277,9 @@ class Settings:
             )
         accept: dict[str, Codec] = {}
         for name in accept_names:
-            codec = codec_by_name(name)
+            if not isinstance(name, str):
+                raise ConfigurationError(f"ACCEPT must list serializer names; got {name!r}")
+            codec = codec_by_name(name, configured)
             accept[codec.content_type] = codec
         if serializer.content_type not in accept:
             raise ConfigurationError(

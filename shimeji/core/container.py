@@ -29,6 +29,7 @@ from shimeji.core.exceptions import (
     ContainerBeingKilled,
     ReplicaCrashed,
     describe,
+    safe_str,
 )
 from shimeji.core.extensions import (
     DependencyProvider,
@@ -517,25 +518,20 @@ class ServiceContainer:
                 hook(worker_ctx)
 
     def _log_worker_error(self, worker_ctx: WorkerContext, exc: BaseException) -> None:
+        # nameko's lines and levels, the traceback with both (expected at WARNING,
+        # the others at ERROR); the message and the traceback's messages escaped and
+        # bounded, as they may quote what a client sent.
         if isinstance(exc, worker_ctx.entrypoint.expected_exceptions):
-            log.warning(
-                "%s: %s raised expected %s (call %s)",
-                self.replica_name,
-                worker_ctx.method_name,
-                escape(describe(exc)),
-                worker_ctx.call_id,
-            )
-        else:
-            # The traceback is written out with its messages escaped: they may
-            # quote what a client sent.
             log_error(
                 log,
                 exc,
-                "%s: %s failed (call %s)",
-                self.replica_name,
-                worker_ctx.method_name,
-                worker_ctx.call_id,
+                "(expected) error handling worker %s: %s",
+                worker_ctx,
+                escape(safe_str(exc)),
+                level=logging.WARNING,
             )
+        else:
+            log_error(log, exc, "error handling worker %s: %s", worker_ctx, escape(safe_str(exc)))
 
     def _hook_failed(
         self,

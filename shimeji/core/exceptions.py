@@ -9,7 +9,7 @@ when that class was registered with ``deserialize_to_instance``, otherwise as a
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from shimeji.core.quoting import quote
@@ -101,6 +101,7 @@ class ServiceNotFound(ShimejiError):
 
     def __init__(self, service_name: str) -> None:
         self.service_name = service_name
+        self._service_name = service_name  # nameko's name for it, which its tests read
         super().__init__(service_name)
 
     def __str__(self) -> str:
@@ -108,6 +109,16 @@ class ServiceNotFound(ShimejiError):
             f"Unknown service {self.service_name!r}: no queue is bound for it. "
             "Check the service name, and that the service was started at least once."
         )
+
+    def wire_error(self) -> dict[str, Any]:
+        """nameko's form: a nameko or shimeji caller up the chain gets a RemoteError
+        ``UnknownService`` with nameko's text."""
+        return {
+            "exc_type": "UnknownService",
+            "exc_path": "nameko.exceptions.UnknownService",
+            "exc_args": [safe_for_serialization(self.service_name)],
+            "value": f"Unknown service `{safe_str(self.service_name)}`",
+        }
 
 
 UnknownService = ServiceNotFound
@@ -156,14 +167,47 @@ class UnserializableValueError(ShimejiError):
         self.reason = reason
         self.path = path
         # Short and inert whatever the value: this text goes into logs and replies.
-        self.repr_value = quote(value) if shown is None else shown
+        self.repr_value = _shown_value(value) if shown is None else shown
         super().__init__(self.repr_value)
 
     def __str__(self) -> str:
+        if self.where == "value" and not self.reason:  # made as nameko makes it
+            return f"Unserializable value: `{self.repr_value}`"
         text = f"{self.where} cannot be sent: {self.repr_value}"
         if self.reason:
             text += f"; {self.reason}"
         return text
+
+    def wire_error(self) -> dict[str, Any]:
+        """nameko's form (no ``exc_args``, a value starting as nameko's), with where
+        the value was and what to do after it."""
+        value = f"Unserializable value: `{self.repr_value}`"
+        if self.where != "value" or self.reason:
+            value += f" in {self.where}"
+            if self.reason:
+                value += f": {self.reason}"
+        return {
+            "exc_type": "UnserializableValueError",
+            "exc_path": "nameko.exceptions.UnserializableValueError",
+            "exc_args": [],
+            "value": value,
+        }
+
+
+def _shown_value(value: Any) -> str:
+    """``quote(value)``; nameko's placeholder when the value's own ``__repr__`` fails
+    (built-in containers are not tried whole: ``quote`` shows their items, bounded)."""
+    if type(value) not in _BUILTIN_REPRS:
+        try:
+            repr(value)
+        except Exception:
+            return "[__repr__ failed]"
+    return quote(value)
+
+
+_BUILTIN_REPRS = frozenset(
+    {list, tuple, dict, set, frozenset, str, bytes, bytearray, int, float, bool, type(None)}
+)
 
 
 class ConfigurationError(ShimejiError):
@@ -280,34 +324,73 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {safe_str(exc)}"
 
 
+_STR_FAILED = "[__unicode__ failed]"  # nameko's placeholder, which its peers may look for
+
+
 def safe_for_serialization(value: Any) -> Any:
-    """A JSON-safe rendering of ``value``: containers recursed, other objects as text."""
-    if value is None or isinstance(value, (str, bool, int)):
+    """A JSON-safe rendering of ``value``, exactly as nameko 2.x makes it: a string
+    as it is, a dict with its keys and values made safe, any other iterable a list
+    of its items made safe, and everything else its ``str()`` (numbers, None and
+    booleans too: ``(1, {2})`` becomes ``['1', ['2']]``), or
+    ``"[__unicode__ failed]"`` when that ``str()`` raises."""
+    return _safe(value, 0, False)
+
+
+def _safe(value: Any, depth: int, keep_scalars: bool) -> Any:
+    if isinstance(value, str):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): safe_for_serialization(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [safe_for_serialization(v) for v in value]
-    return safe_str(value)
+    if keep_scalars and (
+        value is None
+        or isinstance(value, (bool, int))
+        or (isinstance(value, float) and math.isfinite(value))
+    ):
+        return value
+    if depth < _SAFE_DEPTH:
+        if isinstance(value, dict):
+            return {
+                _safe(k, depth + 1, False): _safe(v, depth + 1, keep_scalars)
+                for k, v in value.items()
+            }
+        if isinstance(value, Iterable) and not isinstance(value, (bytes, bytearray)):
+            try:
+                return [_safe(v, depth + 1, keep_scalars) for v in value]
+            except Exception:  # an iterable whose iteration fails: its text instead
+                pass
+    try:
+        return str(value)
+    except Exception:
+        return _STR_FAILED
+
+
+# Deeper than this (or a container holding itself), the rest is given as text.
+_SAFE_DEPTH = 50
 
 
 def serialize(exc: BaseException) -> dict[str, Any]:
-    """The wire form of an exception: ``exc_type``, ``exc_path``, ``exc_args``, ``value``."""
+    """The wire form of an exception: ``exc_type``, ``exc_path``, ``exc_args``, ``value``.
+
+    As nameko makes it (arguments and text through ``safe_for_serialization``),
+    except for a ``RemoteError`` passed on, which keeps the original's identity,
+    and the few shimeji exceptions that go by nameko's own form (``wire_error``).
+    """
+    wire_error = getattr(exc, "wire_error", None)
+    if isinstance(exc, ShimejiError) and wire_error is not None:
+        return wire_error()  # type: ignore[no-any-return]
     if isinstance(exc, RemoteError):
         # Re-raising a remote error keeps the original identity.
         return {
             "exc_type": exc.exc_type,
             "exc_path": exc.exc_path,
-            "exc_args": safe_for_serialization(exc.exc_args),
+            "exc_args": [_safe(arg, 0, True) for arg in exc.exc_args],
             "value": exc.value,
         }
     return {
         "exc_type": type(exc).__name__,
         "exc_path": exception_path(type(exc)),
-        "exc_args": safe_for_serialization(list(exc.args)),
-        "value": safe_str(exc),
+        # nameko turns numbers, booleans and None into text here too; shimeji keeps
+        # them (JSON carries them), so a registered exception gets its own back.
+        "exc_args": [_safe(arg, 0, True) for arg in exc.args],
+        "value": safe_for_serialization(exc),
     }
 
 
@@ -348,6 +431,4 @@ for _cls in (MethodNotFound, IncorrectSignature, MalformedRequest):
     _cls.__wire_path__ = f"nameko.exceptions.{_cls.__name__}"  # type: ignore[attr-defined]
     _cls.__wire_aliases__ = (f"shimeji.exceptions.{_cls.__name__}",)  # type: ignore[attr-defined]
     deserialize_to_instance(_cls)
-ServiceNotFound.__wire_aliases__ = ("nameko.exceptions.UnknownService",)  # type: ignore[attr-defined]
-deserialize_to_instance(ServiceNotFound)
 del _cls

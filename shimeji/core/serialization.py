@@ -12,23 +12,39 @@ the path to the offending value.
 
 from __future__ import annotations
 
+import codecs as codecs_module
 import datetime as _dt
 import decimal
 import enum
+import importlib
 import json
 import json.encoder as json_encoder
 import math
 import pickle
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
-from shimeji.core.exceptions import ConfigurationError, UnserializableValueError
-from shimeji.core.quoting import quote
+from shimeji.core.exceptions import (
+    ConfigurationError,
+    UnserializableValueError,
+    describe,
+    safe_str,
+)
+from shimeji.core.quoting import escape, quote
 
-__all__ = ["Codec", "codec_by_name", "path_text", "register_codec", "type_name", "user_type"]
+__all__ = [
+    "Codec",
+    "codec_by_name",
+    "codecs_from_config",
+    "import_from_path",
+    "path_text",
+    "register_codec",
+    "type_name",
+    "user_type",
+]
 
 
 @attrs.frozen
@@ -228,7 +244,8 @@ def _pickle_dumps(value: Any, where: str) -> bytes:
     try:
         return pickle.dumps(value, protocol=4)
     except Exception as exc:
-        raise UnserializableValueError(value, where, str(exc)) from None
+        reason = f"pickle cannot carry it: {escape(describe(exc))}"
+        raise _refused(pickle.dumps, value, where, reason) from None
 
 
 _codecs: dict[str, Codec] = {}
@@ -246,11 +263,203 @@ register_codec(
 )
 
 
-def codec_by_name(name: str) -> Codec:
+def codec_by_name(name: str, configured: Mapping[str, Codec] | None = None) -> Codec:
+    """The codec called ``name``: one of ``configured`` (the ``SERIALIZERS`` setting),
+    else a built-in one; ConfigurationError, in nameko's words first, if none."""
+    if configured and name in configured:
+        return configured[name]
     try:
         return _codecs[name]
     except KeyError:
-        known = ", ".join(sorted(_codecs))
+        known = ", ".join(sorted({*_codecs, *(configured or {})}))
         raise ConfigurationError(
-            f"unknown serializer {name!r}; known serializers: {known}"
+            f'Please register a serializer for "{name}" format (known serializers: {known}; '
+            "add yours to the SERIALIZERS setting)"
         ) from None
+
+
+def _refused(
+    dumps_one: Callable[[Any], Any], value: Any, where: str, reason: str
+) -> UnserializableValueError:
+    """The error for a value a codec other than JSON refused: the innermost item
+    that it refuses on its own is named by its path (``['when']``), found by
+    encoding the parts again (the failure path only)."""
+    path: tuple[Any, ...] = ()
+    bad = value
+    for _ in range(50):
+        if isinstance(bad, Mapping):
+            items: Any = list(bad.items())
+        elif isinstance(bad, (list, tuple)):
+            items = list(enumerate(bad))
+        else:
+            break
+        for key, item in items:
+            try:
+                dumps_one(item)
+            except Exception:
+                path, bad = (*path, key), item
+                break
+        else:
+            break
+    return UnserializableValueError(
+        bad, where + path_text(path), reason, path=path, shown=_shown(bad)
+    )
+
+
+# -- YAML, where PyYAML is installed (kombu's "yaml": safe_dump and safe_load) ------
+
+try:
+    import yaml as _yaml
+except ImportError:  # pragma: no cover - PyYAML is a dependency of shimeji
+    _yaml = None
+
+
+def _yaml_dumps(value: Any, where: str) -> bytes:
+    assert _yaml is not None
+    try:
+        text = _yaml.safe_dump(value)
+    except (_yaml.YAMLError, RecursionError, TypeError, ValueError) as exc:
+        reason = (
+            f"YAML cannot carry it ({escape(safe_str(exc).splitlines()[0])}): send str, "
+            "int, float, bool, None, list or dict"
+        )
+        raise _refused(_yaml.safe_dump, value, where, reason) from None
+    return text.encode("utf-8")
+
+
+def _yaml_loads(body: bytes) -> Any:
+    assert _yaml is not None
+    return _yaml.safe_load(body.decode("utf-8"))
+
+
+if _yaml is not None:
+    register_codec(Codec("yaml", "application/x-yaml", "utf-8", _yaml_dumps, _yaml_loads))
+
+
+# -- serializers of the application (the SERIALIZERS setting, nameko's shape) ----
+
+
+def import_from_path(path: str, key: str) -> Any:
+    """The object a dotted path names (``package.module.name``); ConfigurationError
+    naming ``key`` when it cannot be imported."""
+    if not isinstance(path, str) or "." not in path.strip("."):
+        raise ConfigurationError(
+            f"{key} must be a dotted path to a function, like 'myapp.codecs.encode'; "
+            f"got {quote(path)}"
+        )
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{key}: cannot import module {module_name!r} ({escape(safe_str(exc))}); "
+            "check the path and that the module is importable"
+        ) from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ConfigurationError(
+            f"{key}: module {module_name!r} has no attribute {attribute!r}"
+        ) from None
+
+
+_SERIALIZER_KEYS = ("encoder", "decoder", "content_type", "content_encoding")
+
+
+def codecs_from_config(value: Any) -> dict[str, Codec]:
+    """The codecs the ``SERIALIZERS`` setting declares: ``{name: {"encoder":
+    dotted path, "decoder": dotted path, "content_type": ..., "content_encoding":
+    "utf-8" (the default) or "binary"}}``, as nameko reads it. The encoder takes a
+    value and returns str or bytes; the decoder takes the body (str, or bytes when
+    the encoding is binary) and returns the value."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            "SERIALIZERS must be a mapping of serializer names to "
+            "{encoder, decoder, content_type}; got " + quote(value)
+        )
+    codecs: dict[str, Codec] = {}
+    for name, spec in value.items():
+        key = f"SERIALIZERS.{name}"
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(
+                f"SERIALIZERS: a serializer name must be text; got {quote(name)}"
+            )
+        if not isinstance(spec, Mapping):
+            raise ConfigurationError(
+                f"{key} must be a mapping with encoder, decoder and content_type; got "
+                + quote(spec)
+            )
+        for field in spec:
+            if field not in _SERIALIZER_KEYS:
+                raise ConfigurationError(
+                    f"{key} has an unknown key {quote(field)}; allowed: "
+                    + ", ".join(_SERIALIZER_KEYS)
+                )
+        for field in ("encoder", "decoder", "content_type"):
+            if field not in spec:
+                raise ConfigurationError(f"{key} needs {field!r}")
+        content_type = spec["content_type"]
+        if not isinstance(content_type, str) or not content_type:
+            raise ConfigurationError(
+                f"{key}.content_type must be a MIME type such as 'application/x-mine'; got "
+                + quote(content_type)
+            )
+        encoding = spec.get("content_encoding", "utf-8")
+        if not isinstance(encoding, str):
+            raise ConfigurationError(f"{key}.content_encoding must be text; got {quote(encoding)}")
+        if encoding != "binary":
+            try:
+                codecs_module.lookup(encoding)
+            except LookupError:
+                raise ConfigurationError(
+                    f"{key}.content_encoding {encoding!r} is not a text encoding Python knows; "
+                    "use 'utf-8', or 'binary' for bytes"
+                ) from None
+        encoder = import_from_path(spec["encoder"], f"{key}.encoder")
+        decoder = import_from_path(spec["decoder"], f"{key}.decoder")
+        for field, function in (("encoder", encoder), ("decoder", decoder)):
+            if not callable(function):
+                raise ConfigurationError(
+                    f"{key}.{field} {spec[field]!r} is not callable; name a function"
+                )
+        codecs[name] = Codec(
+            name,
+            content_type,
+            encoding,
+            _custom_dumps(name, encoder, encoding),
+            _custom_loads(decoder, encoding),
+        )
+    return codecs
+
+
+def _custom_dumps(
+    name: str, encoder: Callable[[Any], Any], encoding: str
+) -> Callable[[Any, str], bytes]:
+    def dumps(value: Any, where: str) -> bytes:
+        try:
+            out = encoder(value)
+        except Exception as exc:
+            reason = f"the {name} serializer's encoder failed: {escape(describe(exc))}"
+            raise _refused(encoder, value, where, reason) from None
+        if isinstance(out, str):
+            return out.encode("utf-8" if encoding == "binary" else encoding)
+        if isinstance(out, (bytes, bytearray, memoryview)):
+            return bytes(out)
+        raise UnserializableValueError(
+            value,
+            where,
+            f"the {name} serializer's encoder returned {type(out).__name__}, not str or bytes",
+        )
+
+    return dumps
+
+
+def _custom_loads(decoder: Callable[[Any], Any], encoding: str) -> Callable[[bytes], Any]:
+    def loads(body: bytes) -> Any:
+        if encoding == "binary":
+            return decoder(body)
+        return decoder(body.decode(encoding))
+
+    return loads

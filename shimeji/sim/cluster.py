@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from shimeji.core.config import FROM_CONFIG
+from shimeji.core.config import FROM_CONFIG, Settings
 from shimeji.core.container import ServiceContainer, get_service_name
 from shimeji.core.events import Event
 from shimeji.core.exceptions import (
@@ -565,10 +565,10 @@ class SimCluster:
 
     # -- clients ------------------------------------------------------------------------
 
-    def _new_client(self) -> RpcClient:
+    def _new_client(self, settings: Settings | None = None) -> RpcClient:
         label = "client" if not self._clients else f"client-{len(self._clients) + 1}"
         client = RpcClient(
-            self.settings,
+            settings or self.settings,
             transport=self.bus.connect(label),
             runtime=self.scheduler,
             tracer=self.tracer,
@@ -591,14 +591,17 @@ class SimCluster:
         context_data: Mapping[str, Any] | None = None,
         timeout: Any = FROM_CONFIG,
         retry_policy: Any = None,
+        *,
+        settings: Settings | None = None,
     ) -> StandaloneProxy:
         """A new client (its own reply queue) sending ``context_data`` with every call.
 
-        ``timeout`` (seconds, or None for none) overrides RPC_TIMEOUT.
+        ``timeout`` (seconds, or None for none) overrides RPC_TIMEOUT; ``settings``
+        (the cluster's unless given) are the client's own, its serializer say.
         """
         self._require_running("make calls")
         return StandaloneProxy(
-            self._new_client(),
+            self._new_client(settings),
             context_data=context_data,
             timeout=timeout,
             retry_policy=retry_policy,
@@ -622,9 +625,12 @@ class SimCluster:
         event_type: str,
         event_data: Any,
         context_data: Mapping[str, Any] | None = None,
+        *,
+        settings: Settings | None = None,
     ) -> None:
         """Dispatch an event as ``source_service`` would, from outside any service
-        (the connection labelled ``"dispatcher"``), with ``context_data``."""
+        (the connection labelled ``"dispatcher"``), with ``context_data``;
+        ``settings`` (the cluster's unless given) are the dispatcher's own."""
         self._require_running("dispatch events")
         problem = validate_service_name(source_service)
         if problem:
@@ -641,7 +647,7 @@ class SimCluster:
             transport=self._dispatcher,
             runtime=self.scheduler,
             tracer=self.tracer,
-            settings=self.settings,
+            settings=settings or self.settings,
             label="dispatcher",
             source_service=source_service,
             event_type=event_type,

@@ -147,7 +147,8 @@ def call(uri, exchange, calls):
     outcomes = []
     config = {"AMQP_URI": uri, "rpc_exchange": exchange}
     for spec in json.loads(calls):
-        with ClusterRpcProxy(config, context_data=spec.get("context")) as proxy:
+        proxy_config = {**config, **spec.get("config", {})}
+        with ClusterRpcProxy(proxy_config, context_data=spec.get("context")) as proxy:
             method = getattr(getattr(proxy, spec["service"]), spec["method"])
             try:
                 outcomes.append({"result": method(*spec.get("args", []), **spec.get("kwargs", {}))})

@@ -16,6 +16,7 @@ from shimeji.exceptions import MethodNotFound, RemoteError
 from shimeji.extensions import DependencyProvider
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.standalone import event_dispatcher
+from shimeji.testing.transports import AmqpCluster
 
 EVENTS_SEEN: list[dict] = []
 
@@ -64,6 +65,16 @@ class ShimejiEcho:
             {"payload": payload, "context": dict(self.context), "stack": self.call_ids}
         )
 
+    missing = RpcProxy("no_such_service")
+
+    @rpc
+    def call_missing(self):
+        return self.missing.anything()
+
+    @rpc
+    def unserializable(self):
+        return {"when": object()}
+
     @rpc
     def nameko_fails(self):
         try:
@@ -110,6 +121,53 @@ def test_shimeji_errors_reach_a_nameko_client(interop_cluster, nameko_call):
     # raises its own classes.
     assert missing == {"error": "MethodNotFound", "value": "nope"}
     assert wrong["error"] == "IncorrectSignature"
+
+
+def test_namekos_own_errors_from_a_shimeji_service(interop_cluster, nameko_call):
+    """A shimeji service that calls an unknown service, or returns what JSON cannot
+    carry, answers a nameko client as a nameko service would: RemoteError
+    UnknownService with nameko's text, UnserializableValueError starting with it."""
+    interop_cluster.add_service(ShimejiEcho)
+    unknown, unserializable = nameko_call(
+        [
+            {"service": "shimeji_echo", "method": "call_missing"},
+            {"service": "shimeji_echo", "method": "unserializable"},
+        ]
+    )
+    assert unknown == {
+        "error": "RemoteError",
+        "exc_type": "UnknownService",
+        "value": "Unknown service `no_such_service`",
+    }
+    assert unserializable["exc_type"] == "UnserializableValueError"
+    assert unserializable["value"].startswith("Unserializable value: `<object object at ")
+
+
+def test_a_nameko_client_calls_in_yaml(broker_uri, interop_exchange, nameko_call):
+    """A nameko client configured with ``serializer: yaml`` calls a shimeji service
+    that accepts YAML only (so a request in JSON would be refused): kombu's YAML
+    and shimeji's read each other, the reply in the request's format."""
+    config = {"rpc_exchange": interop_exchange, "serializer": "yaml"}
+    with AmqpCluster(broker_uri, config) as cluster:
+        cluster.add_service(ShimejiEcho)
+        (echoed, failed) = nameko_call(
+            [
+                {
+                    "service": "shimeji_echo",
+                    "method": "echo",
+                    "args": [{"n": [1, 2.5, None, "x"]}],
+                    "config": {"serializer": "yaml"},
+                },
+                {
+                    "service": "shimeji_echo",
+                    "method": "fail",
+                    "args": ["in yaml"],
+                    "config": {"serializer": "yaml"},
+                },
+            ]
+        )
+    assert echoed == {"result": {"n": [1, 2.5, None, "x"]}}
+    assert failed == {"error": "RemoteError", "exc_type": "ValueError", "value": "in yaml"}
 
 
 def test_shimeji_client_calls_a_nameko_service(interop_cluster):

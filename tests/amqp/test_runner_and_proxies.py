@@ -50,6 +50,26 @@ def test_service_rpc_proxy_and_cluster_rpc_proxy(config):
     assert runner.state == "stopped"
 
 
+def test_a_stopped_proxy_raises_namekos_runtime_error(config):
+    """Used after its block, a standalone proxy raises nameko's RuntimeError; a
+    ClusterRpcProxy started again works (nameko's test_use_after_close and
+    test_cluster_proxy_reuse, on the broker)."""
+    with ServiceRunner(config) as runner:
+        runner.add_service(Calculator)
+        with ServiceRpcProxy("calculator", config) as calculator:
+            assert calculator.add(1, 2) == 3
+        with pytest.raises(RuntimeError) as caught:
+            calculator.add(1, 2)
+        assert str(caught.value) == "This consumer has been stopped, and can no longer be used"
+        cluster_proxy = ClusterRpcProxy(config)
+        with cluster_proxy as rpc:
+            assert rpc.calculator.add(2, 2) == 4
+        with pytest.raises(RuntimeError, match="can no longer be used"):
+            rpc.calculator.add.call_async(1, 1)
+        with cluster_proxy as rpc:
+            assert rpc.calculator.add(3, 3) == 6
+
+
 def test_proxy_timeout_and_replicas_added_while_running(config):
     """A proxy's timeout applies; replicas added to a running runner start at once."""
     with ServiceRunner(config) as runner:

@@ -142,11 +142,15 @@ def test_service_not_found_at_once(cluster):
 
 
 def test_service_not_found_inside_a_service(cluster):
-    """ServiceNotFound raised inside a worker reaches the caller as itself."""
+    """ServiceNotFound raised inside a worker (and not caught) reaches the caller as
+    nameko's does: a RemoteError UnknownService with nameko's text."""
     cluster.add_service(Front)
-    with pytest.raises(ServiceNotFound) as caught:
+    with pytest.raises(RemoteError) as caught:
         cluster.rpc.front.call_missing()
-    assert caught.value.service_name == "no_such_service"
+    assert caught.value.exc_type == "UnknownService"
+    assert caught.value.exc_path == "nameko.exceptions.UnknownService"
+    assert caught.value.value == "Unknown service `no_such_service`"
+    assert caught.value.exc_args == ["no_such_service"]
 
 
 def test_unserializable_argument_is_refused_before_sending(cluster):

@@ -27,6 +27,9 @@ def test_prefetch_follows_max_workers():
     assert Settings.from_config({"max_workers": 3, "PREFETCH_COUNT": 5}).prefetch_count == 5
 
 
+_SPEC = {"encoder": "json.dumps", "decoder": "json.loads", "content_type": "application/x-j"}
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -37,7 +40,44 @@ def test_prefetch_follows_max_workers():
         ({"max_workers": True}, "max_workers must be a whole number"),
         ({"RPC_TIMEOUT": -1}, "RPC_TIMEOUT must be a number of seconds > 0"),
         ({"RPC_TIMEOUT": "30"}, "RPC_TIMEOUT must be a number of seconds > 0"),
-        ({"serializer": "yaml"}, "unknown serializer 'yaml'; known serializers: json, pickle"),
+        (
+            {"serializer": "msgpack"},
+            'Please register a serializer for "msgpack" format (known serializers: json, '
+            "pickle, yaml; add yours to the SERIALIZERS setting)",
+        ),
+        ({"ACCEPT": ["json", "nope"]}, 'Please register a serializer for "nope" format'),
+        ({"ACCEPT": ["json", 3]}, "ACCEPT must list serializer names; got 3"),
+        ({"SERIALIZERS": ["x"]}, "SERIALIZERS must be a mapping of serializer names"),
+        ({"SERIALIZERS": {"x": "json"}}, "SERIALIZERS.x must be a mapping with encoder"),
+        ({"SERIALIZERS": {"x": {"encoder": "json.dumps"}}}, "SERIALIZERS.x needs 'decoder'"),
+        (
+            {"SERIALIZERS": {"x": {**_SPEC, "encodr": "json.dumps"}}},
+            "SERIALIZERS.x has an unknown key 'encodr'; allowed: encoder, decoder, content_type",
+        ),
+        (
+            {"SERIALIZERS": {"x": {**_SPEC, "encoder": "dumps"}}},
+            "SERIALIZERS.x.encoder must be a dotted path to a function",
+        ),
+        (
+            {"SERIALIZERS": {"x": {**_SPEC, "encoder": "no_such_module_here.dumps"}}},
+            "SERIALIZERS.x.encoder: cannot import module 'no_such_module_here'",
+        ),
+        (
+            {"SERIALIZERS": {"x": {**_SPEC, "decoder": "json.no_such_function"}}},
+            "SERIALIZERS.x.decoder: module 'json' has no attribute 'no_such_function'",
+        ),
+        (
+            {"SERIALIZERS": {"x": {**_SPEC, "decoder": "json.__name__"}}},
+            "SERIALIZERS.x.decoder 'json.__name__' is not callable",
+        ),
+        (
+            {"SERIALIZERS": {"x": {**_SPEC, "content_type": ""}}},
+            "SERIALIZERS.x.content_type must be a MIME type",
+        ),
+        (
+            {"SERIALIZERS": {"x": {**_SPEC, "content_encoding": "klingon"}}},
+            "SERIALIZERS.x.content_encoding 'klingon' is not a text encoding",
+        ),
         ({"ACCEPT": "json"}, "ACCEPT must be a list of serializer names"),
         ({"serializer": "pickle", "ACCEPT": ["json"]}, "does not include the serializer 'pickle'"),
         ({"RPC_RETRY_POLICY": {"max_retries": -1}}, "max_retries must be a whole number >= 0"),
@@ -130,3 +170,27 @@ def test_redact_uri():
     """Passwords in URIs are replaced by ***."""
     assert redact_uri("amqp://guest:s3cret@host:5672//") == "amqp://guest:***@host:5672//"
     assert redact_uri("amqp://host//") == "amqp://host//"
+
+
+def test_serializers_of_the_application():
+    """SERIALIZERS declares codecs by name (nameko's shape); the serializer and ACCEPT
+    may name them, and a configured name wins over a built-in one."""
+    settings = Settings.from_config(
+        {"SERIALIZERS": {"j2": _SPEC}, "serializer": "j2", "ACCEPT": ["j2", "yaml"]}
+    )
+    assert settings.serializer.name == "j2"
+    assert settings.serializer.content_type == "application/x-j"
+    assert settings.serializer.loads(settings.serializer.dumps({"a": 1}, "v")) == {"a": 1}
+    assert sorted(settings.accept) == ["application/x-j", "application/x-yaml"]
+    # Declared but not chosen: available, not accepted.
+    assert list(Settings.from_config({"SERIALIZERS": {"j2": _SPEC}}).accept) == ["application/json"]
+
+
+def test_an_encoder_returning_neither_text_nor_bytes_is_refused_clearly():
+    settings = Settings.from_config(
+        {"SERIALIZERS": {"n": {**_SPEC, "encoder": "builtins.len"}}, "serializer": "n"}
+    )
+    with pytest.raises(
+        Exception, match="the n serializer's encoder returned int, not str or bytes"
+    ):
+        settings.serializer.dumps([1], "value")

@@ -31,6 +31,7 @@ def test_serialize_is_json_safe():
     json.dumps(data)
     assert data["exc_type"] == "Custom"
     assert data["exc_path"] == f"{__name__}.Custom"
+    # JSON's scalars are kept (nameko makes them text); other values as nameko makes them.
     assert data["exc_args"][0] == 1 and data["exc_args"][2] == [2, 3]
     assert data["exc_args"][1]["a"].startswith("<object object")
 
@@ -68,7 +69,10 @@ def test_request_errors_are_registered_under_both_paths():
         "value": "m",
     }
     assert type(deserialize(shimeji_path)) is MethodNotFound
-    assert type(deserialize(serialize(ServiceNotFound("svc")))) is ServiceNotFound
+    # As nameko: UnknownService is not rebuilt as itself, a caller up the chain gets RemoteError.
+    unknown = deserialize(serialize(ServiceNotFound("svc")))
+    assert type(unknown) is RemoteError
+    assert (unknown.exc_type, unknown.value) == ("UnknownService", "Unknown service `svc`")
 
 
 def test_remote_error_reraised_keeps_identity():

@@ -135,7 +135,8 @@ def test_nan_is_refused(cluster):
 
 
 def test_expected_exceptions_log_warning_others_error(cluster, caplog):
-    """expected_exceptions log at WARNING without traceback; others at ERROR with one."""
+    """As nameko: expected_exceptions log '(expected) error handling worker ...' at
+    WARNING, others 'error handling worker ...' at ERROR, both with their traceback."""
     caplog.set_level(logging.DEBUG, logger="shimeji")
     with pytest.raises(RemoteError):
         cluster.rpc.calculator.divide(1, 0)
@@ -145,7 +146,12 @@ def test_expected_exceptions_log_warning_others_error(cluster, caplog):
     divide = [r for r in records if "divide" in r.getMessage()]
     explode = [r for r in records if "explode" in r.getMessage()]
     assert [r.levelno for r in divide] == [logging.WARNING]
-    assert divide[0].exc_info is None
+    assert divide[0].exc_info is not None and divide[0].exc_info[0] is ValueError
+    assert divide[0].getMessage() == (
+        f"(expected) error handling worker {divide[0].args[0]}: Division by zero"
+    )
+    assert "Traceback" in logging.Formatter().format(divide[0])
+    assert explode[0].getMessage().startswith("error handling worker <WorkerContext ")
     assert [r.levelno for r in explode] == [logging.ERROR]
     assert explode[0].exc_info is not None and explode[0].exc_info[0] is KeyError
 

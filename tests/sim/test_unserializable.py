@@ -42,9 +42,9 @@ def test_a_returned_datetime_is_named_as_such_under_virtual_time():
         with pytest.raises(RemoteError) as caught:
             cluster.rpc.orders.get(7)
     assert caught.value.exc_type == "UnserializableValueError"
-    assert caught.value.value == (
-        "the return value of orders.get['when'] cannot be sent: "
-        "datetime.datetime(2024, 1, 1, 0, 0, 0, 1000); datetime.datetime is not a JSON type: "
+    assert caught.value.value == (  # nameko's text first, then where and what to do
+        "Unserializable value: `datetime.datetime(2024, 1, 1, 0, 0, 0, 1000)` in the return "
+        "value of orders.get['when']: datetime.datetime is not a JSON type: "
         "send value.isoformat(), an ISO 8601 string, instead, or configure a serializer that "
         "can carry it (the serializer setting)"
     )
@@ -75,12 +75,13 @@ def test_a_nested_call_and_other_types_say_what_to_do():
         with pytest.raises(RemoteError) as nested:
             cluster.rpc.front.forward()
         assert nested.value.value.startswith(
-            "argument order_id= of orders.get['placed'] cannot be sent: datetime.date(2024, 1, 1); "
-            "datetime.date is not a JSON type"
+            "Unserializable value: `datetime.date(2024, 1, 1)` in argument order_id= of "
+            "orders.get['placed']: datetime.date is not a JSON type"
         )
+        assert nested.value.exc_args == []  # as nameko sends it
         with pytest.raises(RemoteError) as decimal_error:
             cluster.rpc.orders.total()
-        assert "the return value of orders.total[0] cannot be sent: Decimal('9.99')" in (
-            decimal_error.value.value
+        assert decimal_error.value.value.startswith(
+            "Unserializable value: `Decimal('9.99')` in the return value of orders.total[0]: "
         )
         assert "decimal.Decimal is not a JSON type: send str(value)" in decimal_error.value.value

@@ -16,7 +16,7 @@ from typing import Any
 from shimeji.core import protocol
 from shimeji.core.config import FROM_CONFIG, RetryPolicy, Settings
 from shimeji.core.container import WorkerContext
-from shimeji.core.exceptions import ConfigurationError
+from shimeji.core.exceptions import ConfigurationError, ContainerBeingKilled
 from shimeji.core.extensions import DependencyProvider, SharedExtension
 from shimeji.core.rpc.client import RpcClient, RpcReply
 
@@ -24,6 +24,7 @@ from shimeji.core.rpc.client import RpcClient, RpcReply
 _NOT_IN_NAMES = frozenset(".*# \t\n")
 
 __all__ = [
+    "STOPPED_PROXY",
     "MethodProxy",
     "ReplyListener",
     "RpcProxy",
@@ -31,6 +32,9 @@ __all__ = [
     "StandaloneProxy",
     "resolve_timeout",
 ]
+
+
+STOPPED_PROXY = "This consumer has been stopped, and can no longer be used"
 
 
 class MethodProxy:
@@ -50,16 +54,22 @@ class MethodProxy:
 
     def _send(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RpcReply:
         proxy = self.service_proxy
-        return proxy.client.call(
-            proxy.service_name,
-            self.method_name,
-            args,
-            kwargs,
-            context_data=proxy.context_data,
-            call_id_stack=proxy.call_id_stack(),
-            timeout=proxy.timeout,
-            retry_policy=proxy.retry_policy,
-        )
+        try:
+            return proxy.client.call(
+                proxy.service_name,
+                self.method_name,
+                args,
+                kwargs,
+                context_data=proxy.context_data,
+                call_id_stack=proxy.call_id_stack(),
+                timeout=proxy.timeout,
+                retry_policy=proxy.retry_policy,
+            )
+        except ContainerBeingKilled:
+            if proxy.worker_ctx is None and proxy.client.closed:
+                # A standalone proxy used after its stop: nameko's error and words.
+                raise RuntimeError(STOPPED_PROXY) from None
+            raise
 
     def __repr__(self) -> str:
         return f"<MethodProxy {self.service_proxy.service_name}.{self.method_name}>"

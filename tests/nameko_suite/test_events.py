@@ -1,0 +1,247 @@
+"""Events on the simulator, test by test after nameko's ``test/test_events.py``.
+
+Each test names the nameko test whose behaviour it checks. nameko publishes
+with its management API and reads queues through it (``rabbit_manager``); the
+ports dispatch with ``sim_cluster.dispatch`` (JSON, as nameko's tests
+publish) and read the simulated broker's queues (``bus.queue_stats()``:
+name, ready messages, consumers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import defaultdict
+
+import pytest
+
+from shimeji.events import BROADCAST, SERVICE_POOL, SINGLETON, event_handler
+from shimeji.testing.services import entrypoint_waiter
+
+pytest_plugins = ["shimeji.testing.nameko_fixtures"]
+
+services: defaultdict[str, list] = defaultdict(list)
+events: list = []
+
+
+@pytest.fixture(autouse=True)
+def reset_state():
+    yield
+    services.clear()
+    events[:] = []
+
+
+class HandlerService:
+    """A service that records the events it handles, and each instance made."""
+
+    name = "handlerservice"
+
+    def __init__(self):
+        self.events = []
+        services[self.name].append(self)
+
+    def handle(self, evt):
+        self.events.append(evt)
+        events.append(evt)
+
+
+class ServicePoolHandler(HandlerService):
+    @event_handler("srcservice", "eventtype", handler_type=SERVICE_POOL)
+    def handle(self, evt):
+        super().handle(evt)
+
+
+class DoubleServicePoolHandler(HandlerService):
+    @event_handler("srcservice", "eventtype", handler_type=SERVICE_POOL)
+    def handle_1(self, evt):
+        super().handle(evt)
+
+    @event_handler("srcservice", "eventtype", handler_type=SERVICE_POOL)
+    def handle_2(self, evt):
+        super().handle(evt)
+
+
+class SingletonHandler(HandlerService):
+    @event_handler("srcservice", "eventtype", handler_type=SINGLETON)
+    def handle(self, evt):
+        super().handle(evt)
+
+
+class BroadcastHandler(HandlerService):
+    @event_handler("srcservice", "eventtype", handler_type=BROADCAST, reliable_delivery=False)
+    def handle(self, evt):
+        super().handle(evt)
+
+
+class RequeueingHandler(HandlerService):
+    @event_handler("srcservice", "eventtype", requeue_on_error=True)
+    def handle(self, evt):
+        super().handle(evt)
+        raise Exception("Error")
+
+
+class UnreliableHandler(HandlerService):
+    @event_handler("srcservice", "eventtype", reliable_delivery=False)
+    def handle(self, evt):
+        super().handle(evt)
+
+
+def service_factory(prefix, base):
+    """A subclass of ``base`` named ``prefix``."""
+    return type(prefix.title() + base.__name__, (base,), {"name": prefix})
+
+
+@pytest.fixture
+def start_containers(container_factory, rabbit_config):
+    made_types = {}
+
+    def make(base, prefixes):
+        containers = []
+        for prefix in prefixes:
+            service_cls = made_types.setdefault((prefix, base), service_factory(prefix, base))
+            container = container_factory(service_cls, rabbit_config)
+            container.start()
+            containers.append(container)
+        return containers
+
+    return make
+
+
+def queue(sim_cluster, name):
+    """``(ready messages, consumers)`` of a queue, or None when it does not exist."""
+    for queue_name, ready, consumers in sim_cluster.bus.queue_stats():
+        if queue_name == name:
+            return ready, consumers
+    return None
+
+
+# follows nameko test/test_events.py::test_service_pooled_events
+def test_service_pooled_events(sim_cluster, start_containers):
+    start_containers(ServicePoolHandler, ("foo", "foo", "bar"))
+    assert len(queue(sim_cluster, "evt-srcservice-eventtype--foo.handle")[1]) == 2
+    assert len(queue(sim_cluster, "evt-srcservice-eventtype--bar.handle")[1]) == 1
+    sim_cluster.dispatch("srcservice", "eventtype", "msg")
+    time.sleep(0.1)
+    assert len(events) == 2
+    assert len(services["foo"]) == 1
+    assert isinstance(services["foo"][0], ServicePoolHandler)
+    assert services["foo"][0].events == ["msg"]
+    assert len(services["bar"]) == 1
+    assert services["bar"][0].events == ["msg"]
+
+
+# follows nameko test/test_events.py::test_service_pooled_events_multiple_handlers
+def test_service_pooled_events_multiple_handlers(sim_cluster, start_containers):
+    (container,) = start_containers(DoubleServicePoolHandler, ("double",))
+    assert len(queue(sim_cluster, "evt-srcservice-eventtype--double.handle_1")[1]) == 1
+    assert len(queue(sim_cluster, "evt-srcservice-eventtype--double.handle_2")[1]) == 1
+    with entrypoint_waiter(container, "handle_1"), entrypoint_waiter(container, "handle_2"):
+        sim_cluster.dispatch("srcservice", "eventtype", "msg")
+    assert len(events) == 2
+    assert len(services["double"]) == 2  # one instance per worker
+    assert services["double"][0].events == ["msg"]
+    assert services["double"][1].events == ["msg"]
+
+
+# follows nameko test/test_events.py::test_singleton_events
+def test_singleton_events(sim_cluster, start_containers):
+    start_containers(SingletonHandler, ("foo", "foo", "bar"))
+    assert len(queue(sim_cluster, "evt-srcservice-eventtype")[1]) == 3
+    sim_cluster.dispatch("srcservice", "eventtype", "msg")
+    time.sleep(0.1)
+    assert len(events) == 1
+    assert len(services) == 1
+    (lucky,) = services.values()
+    assert len(lucky) == 1
+    assert isinstance(lucky[0], SingletonHandler)
+    assert lucky[0].events == ["msg"]
+
+
+# follows nameko test/test_events.py::test_broadcast_events
+def test_broadcast_events(sim_cluster, start_containers):
+    (c1, c2, c3) = start_containers(BroadcastHandler, ("foo", "foo", "bar"))
+    names = [
+        name
+        for name, _, _ in sim_cluster.bus.queue_stats()
+        if name.startswith("evt-srcservice-eventtype-")
+    ]
+    assert len(names) == 3
+    for name in names:
+        assert len(queue(sim_cluster, name)[1]) == 1
+    with (
+        entrypoint_waiter(c1, "handle"),
+        entrypoint_waiter(c2, "handle"),
+        entrypoint_waiter(c3, "handle"),
+    ):
+        sim_cluster.dispatch("srcservice", "eventtype", "msg")
+    assert len(events) == 3
+    assert len(services) == 2
+    assert len(services["foo"]) == 2
+    assert services["foo"][0].events == ["msg"]
+    assert services["foo"][1].events == ["msg"]
+    assert len(services["bar"]) == 1
+    assert services["bar"][0].events == ["msg"]
+
+
+# follows nameko test/test_events.py::test_requeue_on_error
+def test_requeue_on_error(sim_cluster, start_containers):
+    (container,) = start_containers(RequeueingHandler, ("requeue",))
+    assert len(queue(sim_cluster, "evt-srcservice-eventtype--requeue.handle")[1]) == 1
+    counter = itertools.count(start=1)
+
+    def entrypoint_fired_twice(worker_ctx, res, exc_info):
+        return next(counter) > 1
+
+    with entrypoint_waiter(container, "handle", callback=entrypoint_fired_twice):
+        sim_cluster.dispatch("srcservice", "eventtype", "msg")
+    container.stop()
+    assert len(events) > 1  # received again and again, requeued each time
+    assert len(services["requeue"]) > 1
+    for service in services["requeue"]:
+        assert service.events == ["msg"]
+
+
+# follows nameko test/test_events.py::test_reliable_delivery
+def test_reliable_delivery(sim_cluster, container_factory, rabbit_config):
+    # nameko's test starts the second container from a new class of the same
+    # name; one cluster gives a name one class, so both are of this one
+    service_pool = service_factory("service-pool", ServicePoolHandler)
+    container = container_factory(service_pool, rabbit_config)
+    container.start()
+    queue_name = "evt-srcservice-eventtype--service-pool.handle"
+    assert len(queue(sim_cluster, queue_name)[1]) == 1
+    with entrypoint_waiter(container, "handle"):
+        sim_cluster.dispatch("srcservice", "eventtype", "msg_1")
+    assert events == ["msg_1"]
+    container.stop()
+    assert queue(sim_cluster, queue_name) == (0, [])  # still there, nobody consuming
+    sim_cluster.dispatch("srcservice", "eventtype", "msg_2")
+    time.sleep(0.01)
+    assert queue(sim_cluster, queue_name)[0] == 1  # kept for the next consumer
+    container = container_factory(service_pool, rabbit_config)
+    with entrypoint_waiter(container, "handle"):
+        container.start()
+    assert events == ["msg_1", "msg_2"]
+
+
+# follows nameko test/test_events.py::test_unreliable_delivery
+def test_unreliable_delivery(sim_cluster, start_containers):
+    (c1,) = start_containers(UnreliableHandler, ("unreliable",))
+    (c2,) = start_containers(ServicePoolHandler, ("keep-exchange-alive",))
+    queue_name = "evt-srcservice-eventtype--unreliable.handle"
+    assert len(queue(sim_cluster, queue_name)[1]) == 1
+    with entrypoint_waiter(c1, "handle"), entrypoint_waiter(c2, "handle"):
+        sim_cluster.dispatch("srcservice", "eventtype", "msg_1")
+    assert events == ["msg_1", "msg_1"]
+    assert len(services["unreliable"]) == 1
+    assert services["unreliable"][0].events == ["msg_1"]
+    c1.stop()
+    assert queue(sim_cluster, queue_name) is None  # deleted with its last consumer
+    sim_cluster.dispatch("srcservice", "eventtype", "msg_2")
+    (c3,) = start_containers(UnreliableHandler, ("unreliable",))
+    assert len(queue(sim_cluster, queue_name)[1]) == 1
+    with entrypoint_waiter(c3, "handle"):
+        sim_cluster.dispatch("srcservice", "eventtype", "msg_3")
+    assert len(services["unreliable"]) == 2
+    assert services["unreliable"][0].events == ["msg_1"]
+    assert services["unreliable"][1].events == ["msg_3"]
