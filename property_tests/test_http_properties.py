@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from shimeji.exceptions import RemoteError, RpcTimeout
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
-from shimeji.sim.faults import Corrupt, Crash, CrashDuring, FaultPlan
+from shimeji.sim.faults import BrokerOutage, Corrupt, Crash, CrashDuring, FaultPlan, Partition
 from shimeji.sim.strategies import fault_plans, schedules, seeds
 from shimeji.web import http
 
@@ -91,6 +91,16 @@ def corrupting(plan: FaultPlan) -> bool:
     return any(isinstance(fault, Corrupt) for fault in plan)
 
 
+def unreachable(plan: FaultPlan) -> bool:
+    """The plan takes the broker away from a gateway replica (an outage, or a
+    partition of a gateway replica), long enough for a publish to give up."""
+    return any(
+        isinstance(fault, BrokerOutage)
+        or (isinstance(fault, Partition) and fault.replica.startswith("gateway"))
+        for fault in plan
+    )
+
+
 def gateway_faults(plan: FaultPlan) -> bool:
     """The plan can kill a gateway replica (the front then answers 502 or 503)."""
     return any(
@@ -108,6 +118,9 @@ def test_every_request_is_answered_and_a_200_is_right(world):
     for sku, status, text in answers:
         if status == 200:
             assert json.loads(text) == {"sku": sku, "level": len(sku)}
+        elif status == 500 and "Error: PublishFailed" in text:
+            # the gateway could not publish its call: the broker was out of reach
+            assert unreachable(world["plan"]), text
         elif "Error: Malformed" in text:
             # MalformedRequest is a BadRequest (400, as nameko answers it), a
             # MalformedReply is not (500)
