@@ -33,6 +33,7 @@ It prints a Markdown table, then the ratios the project holds itself to.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -446,12 +447,23 @@ def main() -> None:
         # during the run weighs on all of them alike; each figure is the median
         # over the rounds.
         for number in range(1, args.rounds + 1):
-            for system in systems:
-                system.run_round()
+            try:
+                for system in systems:
+                    system.run_round()
+            except RuntimeError as exc:
+                if number == 1:
+                    raise
+                # The broker went away (a restart): keep the whole rounds measured.
+                print(f"round {number} failed, kept {number - 1}: {exc}", file=sys.stderr)
+                args.rounds = number - 1
+                for system in systems:
+                    del system.rounds[args.rounds :]
+                break
             print(f"round {number} of {args.rounds} done", file=sys.stderr, flush=True)
     finally:
         for system in systems:
-            system.stop(args.uri)
+            with contextlib.suppress(Exception):
+                system.stop(args.uri)
         for path in Path(config_dir).iterdir():
             path.unlink()
         os.rmdir(config_dir)
