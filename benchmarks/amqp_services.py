@@ -1,10 +1,18 @@
-"""The services the AMQP benchmark runs with ``shimeji run``."""
+"""The services the AMQP benchmark runs with ``shimeji run``.
+
+``SHIMEJI_BENCH_SUFFIX`` is appended to their names, so that a second copy
+(another checkout of shimeji, ``amqp_rpc.py --before``) can run beside them.
+"""
+
+import os
 
 from shimeji.rpc import RpcProxy, rpc
 
+SUFFIX = os.environ.get("SHIMEJI_BENCH_SUFFIX", "")
+
 
 class Echo:
-    name = "bench_echo"
+    name = f"bench_echo{SUFFIX}"
 
     @rpc
     def echo(self, value):
@@ -12,9 +20,9 @@ class Echo:
 
 
 class Front:
-    name = "bench_front"
+    name = f"bench_front{SUFFIX}"
 
-    echo_rpc = RpcProxy("bench_echo")
+    echo_rpc = RpcProxy(f"bench_echo{SUFFIX}")
 
     @rpc
     def relay(self, value):

@@ -18,11 +18,12 @@ workers at once, the broker's prefetch being ``PREFETCH_COUNT``, by default
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -32,12 +33,22 @@ from shimeji.core.exceptions import ReplicaCrashed, ShimejiError
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
 from shimeji.core.tracing import NullTracer, Tracer
 from shimeji.core.transport import BrokerUnavailable
-from shimeji.core.web import WebServer, check_routes, web_servers
-from shimeji.http_server import HttpServer
+
+if TYPE_CHECKING:
+    from shimeji.core.web import WebServer
+    from shimeji.http_server import HttpServer
 
 __all__ = ["LIVENESS_WINDOW", "Health", "RunnerReplica", "ServiceRunner"]
 
 log = logging.getLogger("shimeji.runner")
+
+
+def _http_in_use() -> bool:
+    """Whether any service may have HTTP routes: only if ``shimeji.core.web``
+    (where ``@http`` lives) was imported. A process without routes then never
+    loads werkzeug or cheroot (a few MB of memory per replica process)."""
+    return "shimeji.core.web" in sys.modules
+
 
 #: A replica whose consumer loop has not gone round for this long (seconds) is
 #: not live: its loop wakes every few seconds at most, even while reconnecting.
@@ -198,6 +209,10 @@ class ServiceRunner:
     def _check_service(self, service_cls: type) -> None:
         check_service(service_cls, self.settings, self.tracer)
         # Its HTTP routes must not be claimed by another service already here.
+        if not _http_in_use():
+            return
+        from shimeji.core.web import check_routes
+
         services = {r.service_name: r.service_cls for r in self.replicas()}
         check_routes(services.items(), get_service_name(service_cls), service_cls)
 
@@ -248,6 +263,10 @@ class ServiceRunner:
         return self.http.address if self.http is not None else None
 
     def _serve_http(self) -> None:
+        if not _http_in_use():
+            return
+        from shimeji.http_server import HttpServer
+
         services = [(name, self.replicas(name)[0].service_cls) for name in self.services]
         if self.http is None:
             server = HttpServer(self.settings, services, self._pick_web_server)
@@ -270,6 +289,8 @@ class ServiceRunner:
         with self._lock:
             turn = self._turns.get(service, 0)
             self._turns[service] = turn + 1
+        from shimeji.core.web import web_servers
+
         servers = web_servers([running[turn % len(running)]])
         return servers[0] if servers else None
 

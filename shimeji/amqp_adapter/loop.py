@@ -59,6 +59,7 @@ from shimeji.amqp_adapter.errors import (
     describe_error,
     is_missing_queue,
 )
+from shimeji.amqp_adapter.frames import frame_ready
 from shimeji.amqp_adapter.leaders import LeaderFollowers
 from shimeji.amqp_adapter.publisher import CONFIRM_POLL
 from shimeji.amqp_adapter.runtime import Lent, ThreadTask, lend_thread
@@ -429,6 +430,7 @@ class ConsumerLoop:
         roles = self._roles
         readers = [sock, wake]
         pending = getattr(sock, "pending", None)  # TLS sockets only
+        transport = conn.connection.transport
         while True:
             self.last_beat = time.monotonic()
             self._woken = False
@@ -469,21 +471,28 @@ class ConsumerLoop:
                 timeout = min(timeout, max(due - now, 0.0))
             if commands:
                 continue  # queued while we looked: run it before sleeping
-            readable, _, _ = select.select(readers, [], [], timeout)
+            if frame_ready(transport) or (pending is not None and pending()):
+                # Read already (with an earlier frame, or by the thread that led
+                # before): the kernel no longer shows it, and select would wait.
+                readable = [sock]
+            else:
+                readable, _, _ = select.select(readers, [], [], timeout)
             if wake in readable:
                 with contextlib.suppress(BlockingIOError):
                     os.read(wake, 4096)
             if sock in readable:
-                # One method per wake-up: whatever else the kernel holds makes
-                # the socket readable again at once, and the next select is
-                # cheaper than a read that finds nothing. A TLS socket may hold
+                # Reads take what the kernel holds (``ChunkedTCPTransport``), so
+                # methods that arrived together are handled together, until one
+                # spawns a worker for this thread: the thread then hands the
+                # connection over, and the next leader handles the rest without
+                # waiting for select (``frame_ready``). A TLS socket may hold
                 # decrypted bytes the kernel no longer shows: drain those too.
-                # With a thread standing by to take the connection over, the
-                # worker of a request read now starts on this thread.
                 lend_thread(lent if roles.standby is not None else None)
                 try:
                     conn.drain_events(timeout=0)
-                    while pending is not None and pending():
+                    while not lent and (
+                        frame_ready(transport) or (pending is not None and pending())
+                    ):
                         conn.drain_events(timeout=0)
                 except TimeoutError:
                     pass

@@ -34,20 +34,30 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand; given ``argv`` that names one, of that
+    one only (``shimeji run`` then never imports the simulator's modules, nor
+    the HTTP stack: a smaller service process)."""
     parser = Parser(
         prog="shimeji",
         description="Run and inspect shimeji services (on the simulator or on RabbitMQ).",
     )
     parser.add_argument("--version", action="version", version=f"shimeji {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMANDS:
+    modules = COMMANDS
+    if argv:
+        named = f"shimeji.cli.{argv[0].replace('-', '_')}"
+        if named in COMMANDS:
+            modules = (named,)
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
-import logging.config
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -129,8 +128,10 @@ def configure_logging(config: Mapping[str, Any], level: str) -> None:
     plain lines on stderr at ``level``."""
     logging_config = config.get("LOGGING")
     if logging_config:
+        from logging.config import dictConfig  # only with LOGGING: a smaller process
+
         try:
-            logging.config.dictConfig(dict(logging_config))
+            dictConfig(dict(logging_config))
         except (ValueError, TypeError, AttributeError, ImportError) as exc:
             raise CommandError(f"LOGGING is not a valid logging configuration: {exc}") from None
         return

@@ -71,7 +71,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from shimeji.amqp_adapter import LoggingTracer
-    from shimeji.health import HealthServer
     from shimeji.runner import ServiceRunner
 
     if args.replicas < 1:
@@ -96,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     names = ", ".join(runner.services)
     health = None
     if args.health:
+        from shimeji.health import HealthServer  # http.server: only when asked for
+
         try:
             health = HealthServer(runner.health, args.health).start()
         except ConfigurationError as exc:

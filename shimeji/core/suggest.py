@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = ["closest", "did_you_mean"]
@@ -11,6 +10,8 @@ __all__ = ["closest", "did_you_mean"]
 def closest(name: str, known: Iterable[str]) -> str | None:
     """The known name ``name`` most likely misspells, abbreviates or differs from
     in case only; None if none is close."""
+    import difflib  # only when a name is wrong: a smaller service process
+
     candidates = [str(k) for k in known]
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     if close:
