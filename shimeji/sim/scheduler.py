@@ -21,7 +21,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import greenlet
 
@@ -277,9 +277,13 @@ class SimWaiter:
 
     def wait(self) -> Any:
         if not self.done:
-            task = self.scheduler.current_task()
+            scheduler = self.scheduler
+            task = scheduler.current_task()
             if task is None:
-                self.scheduler.run_root(None, self.description, self)
+                # run_root(None, description, self), without its frame when the
+                # loop brings the result
+                if not scheduler.run(None, None, self):
+                    scheduler.stalled(self.description)
             else:
                 self._parked.append((task, task.next_token()))
                 task.park(self.description)
@@ -499,8 +503,12 @@ class Scheduler:
 
         ``description`` names what the root waits for, as a noun phrase ("a
         reply from calculator.multiply")."""
-        if self.run(done, waiter=waiter):
-            return
+        if not self.run(done, waiter=waiter):
+            self.stalled(description)
+
+    def stalled(self, description: str) -> NoReturn:
+        """Raise ``SimulationStalled``: the root waits for ``description``, and
+        nothing left to run can bring it."""
         stuck = self.stall_reporter()
         lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
         raise SimulationStalled(
