@@ -433,89 +433,89 @@ class ServiceContainer:
         )
 
     def _run_worker(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
+        # The worker's whole life, in one frame (it runs once per call).
         try:
-            self._lifecycle(worker_ctx, handle_result)
-        finally:
-            self._worker_done(worker_ctx)
-
-    def _lifecycle(self, worker_ctx: WorkerContext, handle_result: HandleResult) -> None:
-        if self.on_worker_start:
-            for hook in self.on_worker_start:
-                hook(worker_ctx)
-        tracer = self.tracer
-        if tracer.enabled:
-            self.step(
-                "worker_start",
-                self.replica_name,
-                self.service_name,
-                worker_ctx.entrypoint.method_name,
-                worker_ctx.call_id,
-                worker_ctx.correlation_id,
-                "",
-                None,
-            )
-        result: Any = None
-        exc_info: ExcInfo | None = None
-        try:
-            # The service's own code, like the method: its failure is the call's.
-            worker_ctx.service = self.service_cls()
-        except _CALL_ERRORS as exc:
-            exc_info = (type(exc), exc, exc.__traceback__)
-            self._log_worker_error(worker_ctx, exc)
-        set_up = exc_info is None
-        if set_up:
-            stage = "get_dependency"
-            provider: DependencyProvider | None = None
+            if self.on_worker_start:
+                for hook in self.on_worker_start:
+                    hook(worker_ctx)
+            tracer = self.tracer
+            if tracer.enabled:
+                self.step(
+                    "worker_start",
+                    self.replica_name,
+                    self.service_name,
+                    worker_ctx.entrypoint.method_name,
+                    worker_ctx.call_id,
+                    worker_ctx.correlation_id,
+                    "",
+                    None,
+                )
+            result: Any = None
+            exc_info: ExcInfo | None = None
             try:
-                for provider in self.dependencies:
-                    setattr(
-                        worker_ctx.service, provider.attr_name, provider.get_dependency(worker_ctx)
-                    )
-                stage = "worker_setup"
-                for provider in self.dependencies:
-                    provider.worker_setup(worker_ctx)
-            except Exception as exc:
-                self._hook_failed(worker_ctx, stage, provider, exc)
-                return
-            method = getattr(worker_ctx.service, worker_ctx.method_name)
-            try:
-                result = method(*worker_ctx.args, **worker_ctx.kwargs)
+                # The service's own code, like the method: its failure is the call's.
+                worker_ctx.service = self.service_cls()
             except _CALL_ERRORS as exc:
                 exc_info = (type(exc), exc, exc.__traceback__)
                 self._log_worker_error(worker_ctx, exc)
-        if tracer.enabled:
-            self.step(
-                "worker_end",
-                self.replica_name,
-                self.service_name,
-                worker_ctx.entrypoint.method_name,
-                worker_ctx.call_id,
-                worker_ctx.correlation_id,
-                "ok" if exc_info is None else describe(exc_info[1]),
-                None,
-            )
-
-        stage, provider = "handle_result", None
-        try:
-            result, exc_info = handle_result(worker_ctx, result, exc_info)
-            if set_up:  # providers see only the workers they set up
-                stage = "worker_result"
-                for provider in self.dependencies:
-                    provider.worker_result(worker_ctx, result, exc_info)
-            stage, provider = "on_worker_result", None
-            for result_hook in self.on_worker_result:
-                result_hook(worker_ctx, result, exc_info)
+            set_up = exc_info is None
             if set_up:
-                stage = "worker_teardown"
-                for provider in self.dependencies:
-                    provider.worker_teardown(worker_ctx)
-        except Exception as exc:
-            self._hook_failed(worker_ctx, stage, provider, exc)
+                stage = "get_dependency"
+                provider: DependencyProvider | None = None
+                try:
+                    for provider in self.dependencies:
+                        setattr(
+                            worker_ctx.service,
+                            provider.attr_name,
+                            provider.get_dependency(worker_ctx),
+                        )
+                    stage = "worker_setup"
+                    for provider in self.dependencies:
+                        provider.worker_setup(worker_ctx)
+                except Exception as exc:
+                    self._hook_failed(worker_ctx, stage, provider, exc)
+                    return
+                method = getattr(worker_ctx.service, worker_ctx.method_name)
+                try:
+                    result = method(*worker_ctx.args, **worker_ctx.kwargs)
+                except _CALL_ERRORS as exc:
+                    exc_info = (type(exc), exc, exc.__traceback__)
+                    self._log_worker_error(worker_ctx, exc)
+            if tracer.enabled:
+                self.step(
+                    "worker_end",
+                    self.replica_name,
+                    self.service_name,
+                    worker_ctx.entrypoint.method_name,
+                    worker_ctx.call_id,
+                    worker_ctx.correlation_id,
+                    "ok" if exc_info is None else describe(exc_info[1]),
+                    None,
+                )
+
+            stage, provider = "handle_result", None
+            try:
+                result, exc_info = handle_result(worker_ctx, result, exc_info)
+                if set_up:  # providers see only the workers they set up
+                    stage = "worker_result"
+                    for provider in self.dependencies:
+                        provider.worker_result(worker_ctx, result, exc_info)
+                stage, provider = "on_worker_result", None
+                for result_hook in self.on_worker_result:
+                    result_hook(worker_ctx, result, exc_info)
+                if set_up:
+                    stage = "worker_teardown"
+                    for provider in self.dependencies:
+                        provider.worker_teardown(worker_ctx)
+            except Exception as exc:
+                self._hook_failed(worker_ctx, stage, provider, exc)
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+            if self.on_worker_end:
+                for hook in self.on_worker_end:
+                    hook(worker_ctx)
         finally:
-            exc_info = None  # no reference cycle through the traceback
-        if self.on_worker_end:
-            for hook in self.on_worker_end:
-                hook(worker_ctx)
+            self._worker_done(worker_ctx)
 
     def _log_worker_error(self, worker_ctx: WorkerContext, exc: BaseException) -> None:
         # nameko's lines and levels, the traceback with both (expected at WARNING,

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from functools import partial
+from heapq import heappush
 from typing import TYPE_CHECKING
 
 from shimeji.core.events import Event
@@ -341,14 +342,35 @@ class SimBus:
         if self.on_publish is None:
             if len(targets) == 1:
                 queue = self.queues[targets[0]]
-                if (
-                    not queue.ready
-                    and queue.consumers
-                    and self._hand_over(queue, message, False, None, 0)
-                ):
-                    # Nothing waited ahead of it: straight to a consumer with room
+                if not queue.ready:
+                    # Nothing waits ahead of it: straight to a consumer with room
                     # (what _enqueue then _dispatch do, without queueing it).
-                    return
+                    consumers = queue.consumers
+                    if len(consumers) == 1:
+                        # _hand_over to the queue's one consumer, inline: the path
+                        # of every request and reply.
+                        consumer = consumers[0]
+                        if not consumer.prefetch or len(consumer.unacked) < consumer.prefetch:
+                            queue.rr = 0
+                            self._next_tag += 1
+                            tag = self._next_tag
+                            delivery = Delivery(message, tag, False, consumer, None)
+                            consumer.unacked[tag] = delivery
+                            scheduler = self.scheduler
+                            scheduler._seq += 1  # scheduler.schedule(), inline
+                            heappush(
+                                scheduler._heap,
+                                (
+                                    scheduler.clock.now_us + self.latency_us,
+                                    scheduler._seq,
+                                    self._deliver,
+                                    (delivery,),
+                                    consumer,
+                                ),
+                            )
+                            return
+                    elif consumers and self._hand_over(queue, message, False, None, 0):
+                        return
             self._enqueue(message, 1, targets, None)
             return
         copies, delay_us, message, malformed = self.on_publish(message)
@@ -524,8 +546,8 @@ class SimBus:
         if returns:
             self.returns[tag] = returns
         scheduler = self.scheduler
-        scheduler.call_at(
-            scheduler.clock.now_us + self.latency_us, self._deliver, delivery, lane=consumer
+        scheduler.schedule(
+            scheduler.clock.now_us + self.latency_us, self._deliver, (delivery,), consumer
         )
         return True
 

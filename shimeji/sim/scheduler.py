@@ -21,7 +21,7 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import greenlet
 
@@ -55,7 +55,9 @@ def to_us(seconds: float) -> int:
 
 
 class SimTimer:
-    """A scheduled call; cancelling it leaves it in the heap, skipped when reached.
+    """A scheduled call that may be cancelled; cancelling it leaves it in the
+    heap, skipped when reached. (Events nobody can cancel are heap entries
+    without one: see ``Scheduler._heap``.)
 
     ``lane`` groups events whose order must be kept among themselves (the
     deliveries to one consumer, the wake-ups of one task); a schedule chooser
@@ -94,7 +96,21 @@ class _TaskGreenlet(greenlet.greenlet):  # type: ignore[misc]
         while True:
             task = self.task
             assert task is not None
-            task._run()
+            # The task's run (SimTask._run), inline: one frame fewer per task.
+            try:
+                if not task.killed:
+                    task.fn(*task.args)
+            except GreenletExit:
+                pass
+            except Exception:
+                # Workers catch their own errors; reaching here is a bug in an
+                # extension or in shimeji, and must not pass silently.
+                log.exception("simulated task %s crashed", task.name)
+                task.scheduler.errors.append(task.name)
+            finally:
+                task.done = True
+                task.waiting_on = None
+                task.fn = task.args = None  # type: ignore[assignment]
             self.task = task = None
             scheduler = self.scheduler
             assert scheduler is not None
@@ -109,6 +125,10 @@ class _TaskGreenlet(greenlet.greenlet):  # type: ignore[misc]
 
 
 _POOL_SIZE = 64
+
+
+def _when_seq(entry: tuple[int, int, Any, Any, Any]) -> tuple[int, int]:
+    return entry[0], entry[1]
 _pools = threading.local()
 
 
@@ -160,22 +180,6 @@ class SimTask:
             glet.parent = hub
         self._glet = glet
         glet.switch()
-
-    def _run(self) -> None:
-        try:
-            if not self.killed:
-                self.fn(*self.args)
-        except GreenletExit:
-            pass
-        except Exception:
-            # Workers catch their own errors; reaching here is a bug in an
-            # extension or in shimeji, and must not pass silently.
-            log.exception("simulated task %s crashed", self.name)
-            self.scheduler.errors.append(self.name)
-        finally:
-            self.done = True
-            self.waiting_on = None
-            self.fn = self.args = None  # type: ignore[assignment]
 
     def park(self, description: str) -> Any:
         """Block this task (it must be the current one) until ``resume(token)``."""
@@ -263,15 +267,23 @@ class SimWaiter:
         self._wake()
 
     def _wake(self) -> None:
+        scheduler = self.scheduler
+        heap = scheduler._heap
+        now = scheduler.clock.now_us
         for task, token in self._parked:
-            self.scheduler.call_soon(task.resume, token, lane=task)
+            scheduler._seq += 1
+            heapq.heappush(heap, (now, scheduler._seq, task.resume, (token,), task))
         self._parked.clear()
 
     def wait(self) -> Any:
         if not self.done:
-            task = self.scheduler.current_task()
+            scheduler = self.scheduler
+            task = scheduler.current_task()
             if task is None:
-                self.scheduler.run_root(None, self.description, self)
+                # run_root(None, description, self), without its frame when the
+                # loop brings the result
+                if not scheduler.run(None, None, self):
+                    scheduler.stalled(self.description)
             else:
                 self._parked.append((task, task.next_token()))
                 task.park(self.description)
@@ -289,8 +301,13 @@ class Scheduler:
         self.errors: list[str] = []
         #: called to describe what is stuck when the root stalls
         self.stall_reporter: Callable[[], list[str]] = lambda: []
-        self._heap: list[tuple[int, int, SimTimer]] = []
+        # Entries (when, seq, fn, args, lane), in (when, seq) order (seq is
+        # unique: nothing further is compared). An event that may be cancelled
+        # is (when, seq, None, timer, lane): its SimTimer holds fn and args.
+        self._heap: list[tuple[int, int, Any, Any, Any]] = []
         self._seq = 0
+        #: seqs of entries the chooser ran out of order, left in the heap
+        self._taken: set[int] = set()
         self._urgent: deque[Callable[[], None]] = deque()
         self._hub: greenlet.greenlet | None = None
         self._idle = _idle_pool()
@@ -319,7 +336,7 @@ class Scheduler:
         task = SimTask(self, fn, args, name)
         self.tasks_started += 1
         self._seq += 1
-        heapq.heappush(self._heap, (self.clock.now_us, self._seq, SimTimer(task._start, ())))
+        heapq.heappush(self._heap, (self.clock.now_us, self._seq, task._start, (), None))
         return task
 
     def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> SimTimer:
@@ -333,7 +350,8 @@ class Scheduler:
         task = self.current_task()
         if task is not None:
             token = task.next_token()
-            self.call_at(target, task.resume, token, lane=task)
+            self._seq += 1
+            heapq.heappush(self._heap, (target, self._seq, task.resume, (token,), task))
             task.park(f"its sleep to end at t={target / 1e6:.6f}")
             return
         self.run_root_until(target)
@@ -345,14 +363,21 @@ class Scheduler:
     ) -> SimTimer:
         timer = SimTimer(fn, args, lane)
         self._seq += 1
-        heapq.heappush(self._heap, (when_us, self._seq, timer))
+        heapq.heappush(self._heap, (when_us, self._seq, None, timer, lane))
         return timer
 
     def call_soon(self, fn: Callable[..., Any], *args: Any, lane: Any = None) -> SimTimer:
         timer = SimTimer(fn, args, lane)
         self._seq += 1
-        heapq.heappush(self._heap, (self.clock.now_us, self._seq, timer))
+        heapq.heappush(self._heap, (self.clock.now_us, self._seq, None, timer, lane))
         return timer
+
+    def schedule(
+        self, when_us: int, fn: Callable[..., Any], args: tuple[Any, ...], lane: Any
+    ) -> None:
+        """``call_at`` for an event nobody will cancel: no ``SimTimer`` is made."""
+        self._seq += 1
+        heapq.heappush(self._heap, (when_us, self._seq, fn, args, lane))
 
     def call_urgent(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` before any other event (used to unwind killed tasks)."""
@@ -372,8 +397,12 @@ class Scheduler:
     def running(self) -> bool:
         return self._hub is not None
 
+    def _dead(self, entry: tuple[int, int, Any, Any, Any]) -> bool:
+        """Whether a heap entry will never run (cancelled, or run by the chooser)."""
+        return (entry[2] is None and entry[3].cancelled) or entry[1] in self._taken
+
     def idle(self) -> bool:
-        return not self._urgent and all(timer.cancelled for _, _, timer in self._heap)
+        return not self._urgent and all(self._dead(entry) for entry in self._heap)
 
     # -- the event loop ------------------------------------------------------------
 
@@ -398,7 +427,8 @@ class Scheduler:
             self.before_first_run = None
             hook()
         self._hub = greenlet.getcurrent()
-        heap, urgent, clock = self._heap, self._urgent, self.clock
+        heap, urgent, clock, taken = self._heap, self._urgent, self.clock, self._taken
+        heappop = heapq.heappop
         try:
             # This while loop is the event loop. Each turn runs exactly one
             # thing: an urgent call (unwinding a killed task) first, else the
@@ -414,36 +444,49 @@ class Scheduler:
                     continue
                 if not heap:
                     return False
-                when, _, timer = heap[0]
+                entry = heap[0]
+                when = entry[0]
                 if limit_us is not None and when > limit_us:
                     return False
-                if self.chooser is not None and not timer.cancelled:
-                    timer = self._choose(when)
-                    timer.cancelled = True  # it runs now; its heap entry is left behind
+                if self.chooser is not None and not self._dead(entry):
+                    entry = self._choose(when)
+                    if entry is heap[0]:
+                        heappop(heap)
+                    else:
+                        taken.add(entry[1])  # it runs now; its heap entry is left behind
                 else:
-                    heapq.heappop(heap)
-                    if timer.cancelled:
+                    heappop(heap)
+                    if taken and entry[1] in taken:
+                        taken.discard(entry[1])
+                        continue
+                _, _, fn, args, _ = entry
+                if fn is None:  # a SimTimer
+                    if args.cancelled:
                         continue  # a cancelled timer never moves the clock
+                    fn, args = args.fn, args.args
                 if when > clock.now_us:
                     clock.advance_to(when)
                 self.events_run += 1
-                timer.fn(*timer.args)
+                fn(*args)
         finally:
             self._hub = None
 
-    def _choose(self, when: int) -> SimTimer:
+    def _choose(self, when: int) -> tuple[int, int, Any, Any, Any]:
         """Let the chooser pick among the events due at ``when``: the first event of
         each lane is a candidate, so each lane keeps its own order."""
-        due = sorted(entry for entry in self._heap if entry[0] == when and not entry[2].cancelled)
-        candidates: list[SimTimer] = []
+        due = sorted(
+            (entry for entry in self._heap if entry[0] == when and not self._dead(entry)),
+            key=_when_seq,
+        )
+        candidates: list[tuple[int, int, Any, Any, Any]] = []
         lanes: list[Any] = []
-        for _, _, timer in due:
-            lane = timer.lane
+        for entry in due:
+            lane = entry[4]
             if lane is None:
-                candidates.append(timer)
+                candidates.append(entry)
             elif not any(seen is lane for seen in lanes):
                 lanes.append(lane)
-                candidates.append(timer)
+                candidates.append(entry)
         if len(candidates) == 1:
             return candidates[0]
         assert self.chooser is not None
@@ -460,8 +503,12 @@ class Scheduler:
 
         ``description`` names what the root waits for, as a noun phrase ("a
         reply from calculator.multiply")."""
-        if self.run(done, waiter=waiter):
-            return
+        if not self.run(done, waiter=waiter):
+            self.stalled(description)
+
+    def stalled(self, description: str) -> NoReturn:
+        """Raise ``SimulationStalled``: the root waits for ``description``, and
+        nothing left to run can bring it."""
         stuck = self.stall_reporter()
         lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
         raise SimulationStalled(

@@ -44,17 +44,16 @@ class Trace:
         self.enabled = enabled
         self.redactor = Redactor()
         self._events: list[Event] = []
-        # Recording costs two appends: events are numbered, timed and their
-        # calls named when the trace is read (``_catch_up``), not as they come.
-        self._emitted: list[Event | tuple[Any, ...]] = []
-        self._times: list[int] = []
+        # Recording costs one append, of the event (or of its fields) with the
+        # virtual time: events are numbered, timed and their calls named when
+        # the trace is read (``_catch_up``), not as they come.
+        self._emitted: list[tuple[Any, ...]] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
 
     def emit(self, event: Event) -> None:
         if self.enabled:
-            self._emitted.append(event)
-            self._times.append(self.clock.now_us)
+            self._emitted.append((event, self.clock.now_us))
 
     def step(
         self,
@@ -71,19 +70,38 @@ class Trace:
         now, the ``Event`` when the trace is read (``shimeji.core.tracing``)."""
         if self.enabled:
             self._emitted.append(
-                (kind, replica, service, method, call_id, correlation_id, detail, message)
+                (
+                    kind,
+                    replica,
+                    service,
+                    method,
+                    call_id,
+                    correlation_id,
+                    detail,
+                    message,
+                    self.clock.now_us,
+                )
             )
-            self._times.append(self.clock.now_us)
 
     def _catch_up(self) -> None:
         """Number, time and name the events emitted since the trace was last read."""
-        emitted, times = self._emitted, self._times
+        emitted = self._emitted
         if not emitted:
             return
         events, calls = self._events, self._calls
-        for event, now_us in zip(emitted, times, strict=True):
-            if type(event) is tuple:  # recorded by step(): the event is made here
-                kind, replica, service, method, call_id, correlation_id, detail, message = event
+        for record in emitted:
+            if len(record) == 9:  # recorded by step(): the event is made here
+                (
+                    kind,
+                    replica,
+                    service,
+                    method,
+                    call_id,
+                    correlation_id,
+                    detail,
+                    message,
+                    now_us,
+                ) = record
                 if correlation_id is not None:
                     if kind in ("publish", "dispatch"):
                         calls[correlation_id] = (service, method, replica, call_id)
@@ -106,6 +124,7 @@ class Trace:
                     )
                 )
                 continue
+            event, now_us = record
             if event.seq != -1:  # recorded already, by another recorder: keep its stamps
                 event = attrs.evolve(event)
             correlation_id = event.correlation_id
@@ -126,7 +145,6 @@ class Trace:
             event.time = now_us / 1_000_000
             events.append(event)
         emitted.clear()
-        times.clear()
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:
         """The trace records requests as they are; it adds no context data."""

@@ -26,7 +26,7 @@ from shimeji.core.exceptions import (
     safe_str,
 )
 from shimeji.core.quoting import quote, shorten
-from shimeji.core.retry import publish_with_retry, with_retry
+from shimeji.core.retry import with_retry
 from shimeji.core.runtime import Runtime, Timer, Waiter
 from shimeji.core.tracing import Tracer, stepper, tracer_adds_context
 from shimeji.core.transport import (
@@ -237,17 +237,26 @@ class RpcClient:
                 self._fail(call, exc)
 
     def _publish(self, call: PendingCall) -> None:
-        publish_with_retry(
-            self.transport,
-            self.runtime,
-            self.tracer,
-            call.message,
-            mandatory=True,
+        # publish_with_retry's first attempt, made here: publishing usually
+        # works, and this is on the path of every call.
+        on_lost = partial(self._request_lost, call.correlation_id)
+        try:
+            self.transport.publish(call.message, mandatory=True, on_lost=on_lost)
+            return
+        except BrokerUnavailable as exc:
+            failed = exc
+        message = call.message
+        with_retry(
+            partial(self.transport.publish, message, mandatory=True, on_lost=on_lost),
+            runtime=self.runtime,
+            tracer=self.tracer,
             policy=call.retry_policy,
             label=self.label,
+            what=message.routing_key,
+            correlation_id=message.correlation_id,
             call_id=call.call_id,
             deadline=call.deadline,
-            on_lost=partial(self._request_lost, call.correlation_id),
+            failed=failed,
         )
 
     def call(

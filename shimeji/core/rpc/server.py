@@ -34,9 +34,9 @@ from shimeji.core.exceptions import (
 )
 from shimeji.core.extensions import Entrypoint, SharedExtension
 from shimeji.core.quoting import escape, quote, shorten
-from shimeji.core.retry import publish_with_retry
+from shimeji.core.retry import publish_with_retry, with_retry
 from shimeji.core.serialization import Codec
-from shimeji.core.transport import Delivery, Message
+from shimeji.core.transport import BrokerUnavailable, Delivery, Message
 
 __all__ = ["Rpc", "RpcConsumer", "rpc"]
 
@@ -325,16 +325,25 @@ class Rpc(Entrypoint):
                     reply,
                 )
             try:
-                publish_with_retry(
-                    container.transport,
-                    container.runtime,
-                    tracer,
-                    reply,
-                    mandatory=False,
-                    policy=container.settings.retry_policy,
-                    label=container.replica_name,
-                    call_id=worker_ctx.call_id,
-                )
+                # publish_with_retry's first attempt, made here: publishing
+                # usually works, and this is on the path of every call.
+                failed: BrokerUnavailable | None = None
+                try:
+                    container.transport.publish(reply, mandatory=False)
+                except BrokerUnavailable as refused:
+                    failed = refused
+                if failed is not None:
+                    with_retry(
+                        partial(container.transport.publish, reply, mandatory=False),
+                        runtime=container.runtime,
+                        tracer=tracer,
+                        policy=container.settings.retry_policy,
+                        label=container.replica_name,
+                        what=reply.routing_key,
+                        correlation_id=reply.correlation_id,
+                        call_id=worker_ctx.call_id,
+                        failed=failed,
+                    )
             except PublishFailed as exc:
                 # The request goes back to its queue (if our consumer still holds
                 # it) to be answered again, by us or by another replica.
