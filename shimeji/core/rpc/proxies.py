@@ -48,16 +48,23 @@ class MethodProxy:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         proxy = self.service_proxy  # _send(args, kwargs), inline: one frame fewer
-        return proxy.client.call(
-            proxy.service_name,
-            self.method_name,
-            args,
-            kwargs,
-            context_data=proxy.context_data,
-            call_id_stack=proxy.call_id_stack(),
-            timeout=proxy.timeout,
-            retry_policy=proxy.retry_policy,
-        ).result()
+        try:
+            reply = proxy.client.call(
+                proxy.service_name,
+                self.method_name,
+                args,
+                kwargs,
+                context_data=proxy.context_data,
+                call_id_stack=proxy.call_id_stack(),
+                timeout=proxy.timeout,
+                retry_policy=proxy.retry_policy,
+            )
+        except ContainerBeingKilled:
+            if proxy.worker_ctx is None and proxy.client.closed:
+                # A standalone proxy used after its stop: nameko's error and words.
+                raise RuntimeError(STOPPED_PROXY) from None
+            raise
+        return reply.result()
 
     def call_async(self, *args: Any, **kwargs: Any) -> RpcReply:
         return self._send(args, kwargs)
