@@ -118,7 +118,10 @@ class TraceModel:
         seen_replicas: dict[str, None] = {}
         labels: dict[str, None] = {}
         open_workers: dict[str, Worker] = {}
-        repliers: dict[str, str] = {}
+        # who replied to each correlation id, in order: a request run twice (a
+        # duplicate, a redelivery) has two replies, delivered in that order
+        repliers: dict[str, list[str]] = {}
+        last_sender: dict[str, str] = {}  # of the reply delivered last, per id
         delivered: dict[tuple[str, str], int] = {}  # (corr, receiver) -> last deliver seq
         for record in self.records:
             kind, label = record.kind, record.replica
@@ -143,7 +146,7 @@ class TraceModel:
                 if record.message is not None and record.message.reply_to:
                     self.reply_owner.setdefault(record.message.reply_to, label)
             elif kind == "reply" and corr is not None:
-                repliers[corr] = label
+                repliers.setdefault(corr, []).append(label)
             elif kind == "dispatch" and corr is not None:
                 self.dispatches[corr] = record
             elif kind == "deliver" and corr in self.dispatches:
@@ -156,18 +159,20 @@ class TraceModel:
                     self.requests.add(record.seq)
                     self.senders[record.seq] = call.caller if call else BROKER
                 else:
-                    self.senders[record.seq] = repliers.get(corr or "", BROKER)
+                    queue = repliers.get(corr or "")
+                    sender = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else BROKER
+                    self.senders[record.seq] = last_sender[corr or ""] = sender
                     if call is not None and call.end_seq is None and label == call.caller:
                         self._end_call(call, record, "reply")
                         call.reply = record.message
             elif kind in LOST_KINDS:
                 call = self.calls.get(corr or "")
                 if kind == "reply_dropped":
-                    self.senders[record.seq] = repliers.get(corr or "", BROKER)
+                    self.senders[record.seq] = last_sender.get(corr or "", BROKER)
                     if (corr or "", label) in delivered:
                         self.unclaimed.add(delivered[(corr or "", label)])
-                elif corr in repliers:
-                    self.senders[record.seq] = repliers[corr or ""]
+                elif repliers.get(corr or ""):
+                    self.senders[record.seq] = repliers[corr or ""][0]
                 else:
                     self.senders[record.seq] = call.caller if call else BROKER
             elif kind in ENDING_KINDS:

@@ -87,3 +87,25 @@ def test_folding_leaves_out_routine_kinds_only_and_counts_them():
     folded = render_text(log, fold=True).splitlines()
     assert len(folded) == 1 + len(log) - len(routine) + 1
     assert folded[-1].startswith(f"{len(routine)} routine events not shown: ")
+
+
+def test_each_reply_of_a_request_run_twice_names_its_own_replier():
+    """A duplicated request is answered by two replicas: each delivered reply says
+    which one sent it (in the order they replied), not the last one twice."""
+    from shimeji.rpc import rpc as rpc_decorator
+    from shimeji.sim import SimCluster as Cluster
+    from shimeji.sim.faults import Duplicate
+
+    class Answer:
+        name = "answer"
+
+        @rpc_decorator
+        def get(self):
+            return 1
+
+    with Cluster(faults=[Duplicate()]) as cluster:
+        cluster.add_service(Answer, replicas=2)
+        cluster.rpc.answer.get()
+        cluster.advance(1)
+    lines = [line for line in str(cluster.trace).splitlines() if "reply from" in line]
+    assert [line.split("reply from ")[1] for line in lines] == ["answer-1: 1", "answer-2: 1"]
