@@ -42,7 +42,7 @@ import pytest
 
 from shimeji.core.config import Settings, parse_address
 from shimeji.core.container import ServiceContainer
-from shimeji.core.web import ClientResponse
+from shimeji.core.web import ClientResponse, HttpClient
 from shimeji.sim import SimCluster
 from shimeji.sim.cluster import register_uri
 from shimeji.testing.containers import SimContainer, SimRunner
@@ -164,7 +164,7 @@ def web_config_port(web_config: dict[str, Any]) -> int:
     return parse_address(web_config["WEB_SERVER_ADDRESS"])[1]
 
 
-class WebSession:
+class WebSession(HttpClient):
     """A requests-like session on the simulated HTTP front of a SimCluster.
 
     ``request(method, url, params=None, data=None, headers=None, json=None)``
@@ -214,27 +214,6 @@ class WebSession:
         return self.cluster.http.request(
             method, path, headers=out_headers, json=json, data=data, params=params
         )
-
-    def get(self, url: str, **kwargs: Any) -> ClientResponse:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> ClientResponse:
-        return self.request("POST", url, **kwargs)
-
-    def put(self, url: str, **kwargs: Any) -> ClientResponse:
-        return self.request("PUT", url, **kwargs)
-
-    def patch(self, url: str, **kwargs: Any) -> ClientResponse:
-        return self.request("PATCH", url, **kwargs)
-
-    def delete(self, url: str, **kwargs: Any) -> ClientResponse:
-        return self.request("DELETE", url, **kwargs)
-
-    def head(self, url: str, **kwargs: Any) -> ClientResponse:
-        return self.request("HEAD", url, **kwargs)
-
-    def options(self, url: str, **kwargs: Any) -> ClientResponse:
-        return self.request("OPTIONS", url, **kwargs)
 
     def close(self) -> None:
         """Nothing to release (a requests Session closes its connections)."""
