@@ -15,7 +15,8 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from shimeji.core.exceptions import ConfigurationError
+from shimeji.core.exceptions import ConfigurationError, IncorrectSignature
+from shimeji.core.quoting import shorten
 
 if TYPE_CHECKING:
     from shimeji.core.container import ServiceContainer, WorkerContext
@@ -180,6 +181,31 @@ class Entrypoint(Extension):
         instance = super().bind(container)
         instance.method_name = method_name  # type: ignore[attr-defined]
         return instance
+
+    def plain_method(self, decorator: str) -> Callable[..., Any]:
+        """The service class's function this entrypoint runs; a static or class
+        method is refused (``decorator`` names the entrypoint in the message)."""
+        container = self.container
+        assert container is not None
+        fn = inspect.getattr_static(container.service_cls, self.method_name)
+        if isinstance(fn, (staticmethod, classmethod)):
+            raise ConfigurationError(
+                f"{decorator} method {container.service_cls.__qualname__}.{self.method_name} "
+                "must be a plain method, not a static or class method"
+            )
+        return fn  # type: ignore[no-any-return]
+
+    def bind_arguments(
+        self, signature: inspect.Signature, args: Any, kwargs: Any
+    ) -> None:
+        """Check that ``args`` and ``kwargs`` fit the method (``signature``, its
+        ``self`` first); ``IncorrectSignature`` naming its parameters if not."""
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            params = ", ".join(list(signature.parameters)[1:])
+            # The error names what was sent (an unexpected keyword): keep it short.
+            raise IncorrectSignature(f"{self.method_name}({params}): {shorten(str(exc))}") from None
 
     @classmethod
     def decorator(cls, *args: Any, **kwargs: Any) -> Any:

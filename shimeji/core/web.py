@@ -49,7 +49,6 @@ from shimeji.core.exceptions import (
     BadRequest,
     ConfigurationError,
     ContainerBeingKilled,
-    IncorrectSignature,
     serialize,
 )
 from shimeji.core.extensions import Entrypoint, SharedExtension, iter_entrypoints
@@ -196,13 +195,7 @@ class HttpRequestHandler(Entrypoint):
     def setup(self) -> None:
         container = self.container
         assert container is not None
-        fn = inspect.getattr_static(container.service_cls, self.method_name)
-        if isinstance(fn, (staticmethod, classmethod)):
-            raise ConfigurationError(
-                f"@http method {container.service_cls.__qualname__}.{self.method_name} must be "
-                "a plain method, not a static or class method"
-            )
-        self._signature = inspect.signature(fn)
+        self._signature = inspect.signature(self.plain_method("@http"))
         rule = self.get_url_rule()
         Map([rule])  # binding the rule parses it: its arguments are the url's variables
         variables = rule.arguments
@@ -224,11 +217,7 @@ class HttpRequestHandler(Entrypoint):
         return (request,), dict(values)
 
     def check_signature(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-        try:
-            self._signature.bind(None, *args, **kwargs)
-        except TypeError as exc:
-            params = ", ".join(list(self._signature.parameters)[1:])
-            raise IncorrectSignature(f"{self.method_name}({params}): {shorten(str(exc))}") from None
+        self.bind_arguments(self._signature, args, kwargs)
 
     def handle_request(
         self, request: Request, values: Mapping[str, Any], correlation_id: str | None = None

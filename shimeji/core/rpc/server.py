@@ -25,7 +25,6 @@ from shimeji.core.exceptions import (
     BadRequest,
     ConfigurationError,
     ContainerBeingKilled,
-    IncorrectSignature,
     MalformedRequest,
     MethodNotFound,
     PublishFailed,
@@ -214,12 +213,7 @@ class Rpc(Entrypoint):
     def setup(self) -> None:
         container = self.container
         assert container is not None
-        fn = inspect.getattr_static(container.service_cls, self.method_name)
-        if isinstance(fn, (staticmethod, classmethod)):
-            raise ConfigurationError(
-                f"@rpc method {container.service_cls.__qualname__}.{self.method_name} must be "
-                "a plain method, not a static or class method"
-            )
+        fn = self.plain_method("@rpc")
         self._function: Callable[..., Any] = fn
         self._signature = inspect.signature(fn)
         parameters = list(self._signature.parameters)[1:]
@@ -242,12 +236,7 @@ class Rpc(Entrypoint):
     def check_signature(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         if not kwargs and len(args) == self._plain_arity:
             return
-        try:
-            self._signature.bind(None, *args, **kwargs)
-        except TypeError as exc:
-            params = ", ".join(list(self._signature.parameters)[1:])
-            # The error names what was sent (an unexpected keyword): keep it short.
-            raise IncorrectSignature(f"{self.method_name}({params}): {shorten(str(exc))}") from None
+        self.bind_arguments(self._signature, args, kwargs)
 
     def handle_request(self, delivery: Delivery) -> None:
         container = self.container
