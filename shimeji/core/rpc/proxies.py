@@ -47,24 +47,7 @@ class MethodProxy:
         self.method_name = method_name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        proxy = self.service_proxy  # _send(args, kwargs), inline: one frame fewer
-        try:
-            reply = proxy.client.call(
-                proxy.service_name,
-                self.method_name,
-                args,
-                kwargs,
-                context_data=proxy.context_data,
-                call_id_stack=proxy.call_id_stack(),
-                timeout=proxy.timeout,
-                retry_policy=proxy.retry_policy,
-            )
-        except ContainerBeingKilled:
-            if proxy.worker_ctx is None and proxy.client.closed:
-                # A standalone proxy used after its stop: nameko's error and words.
-                raise RuntimeError(STOPPED_PROXY) from None
-            raise
-        return reply.result()
+        return self._send(args, kwargs).result()
 
     def call_async(self, *args: Any, **kwargs: Any) -> RpcReply:
         return self._send(args, kwargs)
