@@ -22,10 +22,31 @@ from shimeji.core.extensions import iter_dependencies, iter_entrypoints
 
 __all__ = [
     "add_config_arguments",
+    "add_nameko_argument",
     "configure_logging",
     "find_services",
+    "install_nameko_layer",
     "load_cli_config",
 ]
+
+
+def add_nameko_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nameko",
+        action="store_true",
+        help="run code written for nameko: `import nameko.rpc` and the rest give shimeji's "
+        "equivalents (shimeji.compat.nameko)",
+    )
+
+
+def install_nameko_layer() -> None:
+    """``--nameko``: install shimeji's nameko layer before any module is loaded."""
+    from shimeji.compat import nameko
+
+    try:
+        nameko.install()
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,9 +19,11 @@ from typing import Any
 from shimeji.cli import CommandError
 from shimeji.cli.common import (
     add_config_arguments,
+    add_nameko_argument,
     broker_of,
     configure_logging,
     find_services,
+    install_nameko_layer,
     load_cli_config,
 )
 from shimeji.core.exceptions import ConfigurationError, ReplicaCrashed
@@ -54,12 +56,7 @@ def register(subparsers: Any) -> None:
         help="serve liveness and readiness over HTTP there (/livez, /readyz, /healthz), "
         "for a process supervisor or a Kubernetes probe",
     )
-    parser.add_argument(
-        "--nameko",
-        action="store_true",
-        help="run code written for nameko: `import nameko.rpc` and the rest give shimeji's "
-        "equivalents (shimeji.compat.nameko)",
-    )
+    add_nameko_argument(parser)
     parser.add_argument(
         "--log-level",
         default="info",
@@ -76,12 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.replicas < 1:
         raise CommandError(f"--replicas must be at least 1, got {args.replicas}")
     if args.nameko:
-        from shimeji.compat import nameko
-
-        try:
-            nameko.install()
-        except ConfigurationError as exc:
-            raise CommandError(str(exc)) from None
+        install_nameko_layer()
     services = find_services(args.services)
     config = load_cli_config(args, services)
     configure_logging(config, args.log_level)

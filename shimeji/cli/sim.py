@@ -35,6 +35,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 from shimeji.cli import CommandError
+from shimeji.cli.common import add_nameko_argument, install_nameko_layer
 from shimeji.cli.loading import (
     CallSpec,
     HttpCallSpec,
@@ -105,12 +106,7 @@ def register(subparsers: Any) -> None:
         help="a header of the --call HTTP request (repeatable), e.g. 'nameko.user_id: 42'",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="RNG seed (default 0)")
-    parser.add_argument(
-        "--nameko",
-        action="store_true",
-        help="run code written for nameko: `import nameko.rpc` and the rest give shimeji's "
-        "equivalents (shimeji.compat.nameko)",
-    )
+    add_nameko_argument(parser)
     parser.add_argument(
         "--faults",
         metavar="PLAN",
@@ -395,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
     config = _load_config(args.config)
     faults = _load_faults(args.faults) if args.faults is not None else None
     if args.nameko:
-        _install_nameko_layer()
+        install_nameko_layer()
     module = load_module(args.module)
     scenario = None if call is not None else _find_scenario(module, args)
     services = find_services(module)
@@ -480,15 +476,6 @@ def run(args: argparse.Namespace) -> int:
     if failure is not None:
         print(f"shimeji sim: error: {failure}", file=sys.stderr)
     return 1 if failure is not None or raised else 0
-
-
-def _install_nameko_layer() -> None:
-    from shimeji.compat import nameko
-
-    try:
-        nameko.install()
-    except ConfigurationError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def _render(log: EventLog, args: argparse.Namespace) -> str:
