@@ -30,7 +30,7 @@ import attrs
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core.container import ServiceContainer, get_service_name
 from shimeji.core.exceptions import ReplicaCrashed, ShimejiError
-from shimeji.core.registry import ServiceRegistry, check_service, settings_for
+from shimeji.core.registry import RoundRobin, ServiceRegistry, check_service, settings_for
 from shimeji.core.tracing import NullTracer, Tracer
 from shimeji.core.transport import BrokerUnavailable
 
@@ -190,7 +190,7 @@ class ServiceRunner:
         self.crashes: list[ReplicaCrashed] = []
         self.state = "created"
         self.http: HttpServer | None = None  # serving the HTTP routes, if any service has one
-        self._turns: dict[str, int] = {}
+        self._web_turns = RoundRobin()
 
     # -- services ------------------------------------------------------------------------
 
@@ -284,14 +284,12 @@ class ServiceRunner:
             for replica in self.replicas(service)
             if replica.container is not None and replica.container.state == "running"
         ]
-        if not running:
+        container = self._web_turns.pick(service, running)
+        if container is None:
             return None
-        with self._lock:
-            turn = self._turns.get(service, 0)
-            self._turns[service] = turn + 1
         from shimeji.core.web import web_servers
 
-        servers = web_servers([running[turn % len(running)]])
+        servers = web_servers([container])
         return servers[0] if servers else None
 
     def stop(self, timeout: float | None = None) -> None:

@@ -8,7 +8,8 @@ simulated one, or one on RabbitMQ), so the registry is handed a factory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from shimeji.core.config import DEFAULT_CONFIG, Settings
@@ -16,7 +17,7 @@ from shimeji.core.container import get_service_name
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.extensions import iter_dependencies
 
-__all__ = ["ServiceRegistry", "Unconnected", "check_service", "settings_for"]
+__all__ = ["RoundRobin", "ServiceRegistry", "Unconnected", "check_service", "settings_for"]
 
 
 class _Named(Protocol):
@@ -24,6 +25,25 @@ class _Named(Protocol):
 
 
 R = TypeVar("R", bound=_Named)
+C = TypeVar("C")
+
+
+class RoundRobin:
+    """Turns taken per service over what can serve it now (HTTP requests across
+    replicas, as a queue spreads RPC requests); safe across threads."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def pick(self, service: str, candidates: Sequence[C]) -> C | None:
+        """The next of ``candidates`` for ``service``; None if there is none."""
+        if not candidates:
+            return None
+        with self._lock:
+            turn = self._turns.get(service, 0)
+            self._turns[service] = turn + 1
+        return candidates[turn % len(candidates)]
 
 
 def settings_for(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], Settings]:

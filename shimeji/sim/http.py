@@ -26,6 +26,7 @@ from werkzeug.wrappers import Request, Response
 
 from shimeji.core.events import Event
 from shimeji.core.exceptions import ContainerBeingKilled
+from shimeji.core.registry import RoundRobin
 from shimeji.core.transport import Message
 from shimeji.core.web import (
     HTTP_EXCHANGE,
@@ -79,7 +80,7 @@ class SimHttpClient(HttpClient):
 
     def __init__(self, cluster: SimCluster) -> None:
         self.cluster = cluster
-        self._turns: dict[str, int] = {}
+        self._turns = RoundRobin()
 
     def _front(self) -> HttpFront:
         front = HttpFront(self.cluster.settings.web_max_body_size)
@@ -193,11 +194,7 @@ class SimHttpClient(HttpClient):
             and replica.container is not None
             and replica.container.state == "running"
         ]
-        if not running:
-            return None
-        turn = self._turns.get(service, 0)
-        self._turns[service] = turn + 1
-        return running[turn % len(running)]
+        return self._turns.pick(service, running)
 
     def _serve(
         self,
