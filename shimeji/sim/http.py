@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from werkzeug.exceptions import HTTPException
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
@@ -75,6 +76,18 @@ def _response_message(response: Response, corr: str) -> Message:
     )
 
 
+@attrs.frozen
+class _Exchange:
+    """One request on its way through the front: what each step needs of it."""
+
+    request: Request
+    corr: str
+    service: str | None  # None: no route took it
+    name: str | None
+    values: dict[str, Any]
+    waiter: Any
+
+
 class SimHttpClient(HttpClient):
     """Requests to the cluster's HTTP routes, in virtual time (see the module)."""
 
@@ -117,11 +130,12 @@ class SimHttpClient(HttpClient):
             service, name, values = front.match(request)
         except HTTPException as exc:
             response: Response = exc.get_response(environ)  # type: ignore[assignment]
-            self._refused(request, response, corr, None, None)
+            self._refused(_Exchange(request, corr, None, None, {}, waiter), response)
             return ClientResponse.from_response(response, environ)
+        exchange = _Exchange(request, corr, service, name, values, waiter)
         too_large = front.read_body(request)
         if too_large is not None:
-            self._answer_from_front(request, too_large, corr, service, name, waiter)
+            self._answer_from_front(exchange, too_large)
             return ClientResponse.from_response(waiter.wait(), environ)
         cluster.tracer.emit(
             Event(
@@ -133,57 +147,34 @@ class SimHttpClient(HttpClient):
                 message=_request_message(request, service, name, corr),
             )
         )
-        scheduler.call_later(
-            cluster.bus.latency_us / 1e6,
-            self._arrive,
-            front,
-            request,
-            service,
-            name,
-            values,
-            corr,
-            waiter,
-        )
-        response = waiter.wait()
-        return ClientResponse.from_response(response, environ)
+        scheduler.call_later(cluster.bus.latency_us / 1e6, self._arrive, exchange)
+        return ClientResponse.from_response(waiter.wait(), environ)
 
     # -- the front, in virtual time ----------------------------------------------------
 
-    def _arrive(
-        self,
-        front: HttpFront,
-        request: Request,
-        service: str,
-        name: str,
-        values: dict[str, Any],
-        corr: str,
-        waiter: Any,
-    ) -> None:
-        replica = self._pick(service)
+    def _arrive(self, exchange: _Exchange) -> None:
+        assert exchange.service is not None and exchange.name is not None
+        replica = self._pick(exchange.service)
         if replica is None:
-            response = Response(f"Service Unavailable: no replica of {service} is running\n", 503)
-            self._answer_from_front(request, response, corr, service, name, waiter)
+            response = Response(
+                f"Service Unavailable: no replica of {exchange.service} is running\n", 503
+            )
+            self._answer_from_front(exchange, response)
             return
         self.cluster.tracer.emit(
             Event(
                 kind="deliver",
                 replica=replica.name,
-                service=service,
-                method=name,
-                correlation_id=corr,
-                message=_request_message(request, service, name, corr),
+                service=exchange.service,
+                method=exchange.name,
+                correlation_id=exchange.corr,
+                message=_request_message(
+                    exchange.request, exchange.service, exchange.name, exchange.corr
+                ),
             )
         )
         self.cluster.scheduler.spawn(
-            self._serve,
-            replica,
-            request,
-            service,
-            name,
-            values,
-            corr,
-            waiter,
-            name=f"{replica.name}:http",
+            self._serve, replica, exchange, name=f"{replica.name}:http"
         )
 
     def _pick(self, service: str) -> SimReplica | None:
@@ -196,94 +187,55 @@ class SimHttpClient(HttpClient):
         ]
         return self._turns.pick(service, running)
 
-    def _serve(
-        self,
-        replica: SimReplica,
-        request: Request,
-        service: str,
-        name: str,
-        values: dict[str, Any],
-        corr: str,
-        waiter: Any,
-    ) -> None:
+    def _serve(self, replica: SimReplica, exchange: _Exchange) -> None:
+        assert exchange.name is not None
         servers = web_servers([replica.container]) if replica.container is not None else []
-        provider = servers[0].provider(name) if servers else None
+        provider = servers[0].provider(exchange.name) if servers else None
         if provider is None:  # stopped between the pick and now
             response = Response(f"Service Unavailable: {replica.name} is stopping\n", 503)
-            self._answer_from_front(request, response, corr, service, name, waiter)
+            self._answer_from_front(exchange, response)
             return
         try:
-            response = provider.handle_request(request, values, corr)
+            response = provider.handle_request(exchange.request, exchange.values, exchange.corr)
         except (ReplicaGone, ContainerBeingKilled) as exc:
-            response = Response(f"Bad Gateway: {exc}\n", 502)
-            self._answer_from_front(request, response, corr, service, name, waiter)
+            self._answer_from_front(exchange, Response(f"Bad Gateway: {exc}\n", 502))
             return
-        message = _response_message(response, corr)
+        message = _response_message(response, exchange.corr)
         self.cluster.tracer.emit(
             Event(
                 kind="reply",
                 replica=replica.name,
-                service=service,
-                method=name,
-                correlation_id=corr,
+                service=exchange.service,
+                method=exchange.name,
+                correlation_id=exchange.corr,
                 message=message,
             )
         )
         self.cluster.scheduler.call_later(
-            self.cluster.bus.latency_us / 1e6,
-            self._respond,
-            response,
-            message,
-            service,
-            name,
-            corr,
-            waiter,
+            self.cluster.bus.latency_us / 1e6, self._respond, exchange, response, message
         )
 
-    def _respond(
-        self,
-        response: Response,
-        message: Message,
-        service: str,
-        name: str,
-        corr: str,
-        waiter: Any,
-    ) -> None:
+    def _respond(self, exchange: _Exchange, response: Response, message: Message) -> None:
         self.cluster.tracer.emit(
             Event(
                 kind="deliver",
                 replica=LABEL,
-                service=service,
-                method=name,
-                correlation_id=corr,
+                service=exchange.service,
+                method=exchange.name,
+                correlation_id=exchange.corr,
                 message=message,
             )
         )
-        waiter.set_result(response)
+        exchange.waiter.set_result(response)
 
-    def _answer_from_front(
-        self,
-        request: Request,
-        response: Response,
-        corr: str,
-        service: str | None,
-        name: str | None,
-        waiter: Any,
-    ) -> None:
+    def _answer_from_front(self, exchange: _Exchange, response: Response) -> None:
         def answer() -> None:
-            self._refused(request, response, corr, service, name)
-            waiter.set_result(response)
+            self._refused(exchange, response)
+            exchange.waiter.set_result(response)
 
         self.cluster.scheduler.call_later(self.cluster.bus.latency_us / 1e6, answer)
 
-    def _refused(
-        self,
-        request: Request,
-        response: Response,
-        corr: str,
-        service: str | None,
-        name: str | None,
-    ) -> None:
+    def _refused(self, exchange: _Exchange, response: Response) -> None:
         status = response.status
         first_line = response.get_data(as_text=True).strip().splitlines()
         why = first_line[0] if first_line and not first_line[0].startswith("<") else status
@@ -291,10 +243,11 @@ class SimHttpClient(HttpClient):
             Event(
                 kind="http_refused",
                 replica=LABEL,
-                service=service,
-                method=name,
-                correlation_id=corr,
-                detail=f"{request.method} {request.full_path.rstrip('?')}: {status}"
+                service=exchange.service,
+                method=exchange.name,
+                correlation_id=exchange.corr,
+                detail=f"{exchange.request.method} {exchange.request.full_path.rstrip('?')}: "
+                f"{status}"
                 + (f" ({why})" if why != status else ""),
             )
         )
