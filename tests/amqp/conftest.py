@@ -13,9 +13,9 @@ import pytest
 from shimeji.testing.transports import AmqpCluster, require_broker
 
 from .broker import clean_broker
+from .processes import NAMEKO_SIDE, nameko_side
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMEKO_SIDE = Path(__file__).with_name("nameko_side.py")
 
 
 @pytest.fixture(scope="module")
@@ -48,25 +48,12 @@ def interop_exchange() -> str:
 @pytest.fixture(scope="module")
 def nameko_service(broker_uri: str, nameko_python: str, interop_exchange: str):
     """A nameko 2.14.1 service (``nameko_greeter``) running in its own process."""
-    proc = subprocess.Popen(
-        [nameko_python, "-W", "ignore", str(NAMEKO_SIDE), "serve", broker_uri, interop_exchange],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if line.strip() != "ready":
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            pytest.fail(f"the nameko service did not start:\n{line}{err}")
-        yield proc
+        with nameko_side(
+            nameko_python, "serve", broker_uri, interop_exchange, what="the nameko service"
+        ) as proc:
+            yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         clean_broker(
             broker_uri,
             "rpc-nameko_greeter",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,12 +13,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROOT", "ServiceProcess", "free_port", "shimeji"]
+import pytest
+
+__all__ = ["NAMEKO_SIDE", "ROOT", "ServiceProcess", "free_port", "nameko_side", "shimeji"]
 
 ROOT = Path(__file__).resolve().parents[2]
+NAMEKO_SIDE = Path(__file__).with_name("nameko_side.py")
 
 
 def shimeji(*args: str, **kwargs: Any) -> subprocess.Popen:
@@ -29,6 +34,31 @@ def shimeji(*args: str, **kwargs: Any) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
+
+
+@contextlib.contextmanager
+def nameko_side(nameko_python: str, *args: str, what: str) -> Iterator[subprocess.Popen]:
+    """``nameko_side.py ARGS`` under nameko's python, once it says ``ready``;
+    terminated on exit. ``what`` names it if it does not start."""
+    proc = subprocess.Popen(
+        [nameko_python, "-W", "ignore", str(NAMEKO_SIDE), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if line.strip() != "ready":
+            proc.kill()
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"{what} did not start:\n{line}{err}")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def free_port() -> int:

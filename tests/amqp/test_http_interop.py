@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from .http_client import write_config
-from .processes import ServiceProcess, free_port
+from .processes import ServiceProcess, free_port, nameko_side
 from .test_nameko_interop import ShimejiEcho
-
-NAMEKO_SIDE = Path(__file__).with_name("nameko_side.py")
 
 
 def get(port: int, method: str, path: str, body: bytes | None = None, headers=None):
@@ -37,26 +33,9 @@ def get(port: int, method: str, path: str, body: bytes | None = None, headers=No
 def nameko_gateway(broker_uri: str, nameko_python: str, interop_exchange: str) -> Iterator[int]:
     """nameko's @http gateway (``nameko_gateway``) in its own process; its port."""
     port = free_port()
-    args = ["gateway", broker_uri, interop_exchange, str(port)]
-    proc = subprocess.Popen(
-        [nameko_python, "-W", "ignore", str(NAMEKO_SIDE), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if line.strip() != "ready":
-            proc.kill()
-            _, err = proc.communicate(timeout=10)
-            pytest.fail(f"the nameko gateway did not start:\n{line}{err}")
+    args = ("gateway", broker_uri, interop_exchange, str(port))
+    with nameko_side(nameko_python, *args, what="the nameko gateway"):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_a_nameko_gateway_calls_a_shimeji_service(interop_cluster, nameko_gateway):
