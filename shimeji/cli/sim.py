@@ -59,7 +59,7 @@ from shimeji.core.extensions import iter_entrypoints
 from shimeji.core.pubsub import subscriptions
 from shimeji.core.rpc import Rpc
 from shimeji.core.suggest import did_you_mean
-from shimeji.core.web import HttpFront, HttpRequestHandler
+from shimeji.core.web import HttpFront
 from shimeji.sim import SimCluster
 from shimeji.sim.clock import real_perf_counter
 from shimeji.sim.faults import FaultPlan, PlanGraph, plan_problems
@@ -548,13 +548,6 @@ def _check_http_call(call: HttpCallSpec, services: list[type], spec: str) -> Non
             front.add_service(service.name, service)
     except ConfigurationError as exc:
         raise CommandError(f"{spec}: {exc}") from None
-    routes = [
-        f"{method} {template.url}"
-        for service in services
-        for _, template in iter_entrypoints(service)
-        if isinstance(template, HttpRequestHandler)
-        for method in template.methods
-    ]
     if not front.services:
         raise CommandError(
             f"--call {call} is an HTTP request, and {spec} has no @http routes; "
@@ -566,7 +559,7 @@ def _check_http_call(call: HttpCallSpec, services: list[type], spec: str) -> Non
     except NotFound:
         raise CommandError(
             f"--call {call}: no route of {spec} matches {call.path!r}; its routes: "
-            f"{', '.join(routes)}"
+            f"{', '.join(front.routes)}"
         ) from None
     except MethodNotAllowed as exc:
         allowed = ", ".join(exc.valid_methods or ())

@@ -321,6 +321,11 @@ class HttpFront:
     def services(self) -> list[str]:
         return list(self._services)
 
+    @property
+    def routes(self) -> list[str]:
+        """Every route taken, ``METHOD /url``, in the order they were added."""
+        return [f"{method} {url}" for url, method in self._owners]
+
     def add_service(self, service_name: str, service_cls: type) -> bool:
         """Add the routes of a service (once); False if it has none."""
         if service_name in self._services:
