@@ -295,14 +295,11 @@ class System:
         return merged
 
 
-def fmt(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_broker_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The options every broker benchmark takes: the broker, a quick run (fewer
+    ``what``), nameko's python, and the number of interleaved rounds."""
     parser.add_argument("--uri", default=os.environ.get("SHIMEJI_AMQP_URI", DEFAULT_URI))
-    parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help=f"fewer {what} (a smoke run)")
     parser.add_argument(
         "--nameko-python",
         default=os.environ.get("SHIMEJI_NAMEKO_PYTHON")
@@ -312,6 +309,15 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds per system (3); medians kept"
     )
+
+
+def fmt(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_broker_arguments(parser, "calls")
     parser.add_argument(
         "--before",
         metavar="DIR",

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import measure  # noqa: E402
-from amqp_rpc import DEFAULT_URI, System  # noqa: E402
+from amqp_rpc import System, add_broker_arguments  # noqa: E402
 
 # -- the simulator -------------------------------------------------------------------------
 
@@ -110,15 +110,8 @@ def shimeji_client(uri: str, exchange: str, events: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--uri", default=os.environ.get("SHIMEJI_AMQP_URI", DEFAULT_URI))
-    parser.add_argument("--quick", action="store_true", help="fewer events (a smoke run)")
+    add_broker_arguments(parser, "events")
     parser.add_argument("--sim-only", action="store_true", help="the simulator only")
-    parser.add_argument(
-        "--nameko-python",
-        default=os.environ.get("SHIMEJI_NAMEKO_PYTHON")
-        or str(ROOT / ".ci" / ".nameko-venv" / "bin" / "python"),
-    )
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--arg", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()

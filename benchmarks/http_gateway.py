@@ -47,7 +47,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.amqp_rpc import DEFAULT_URI, delete_queues, wait_for_consumer  # noqa: E402
+from benchmarks.amqp_rpc import (  # noqa: E402
+    add_broker_arguments,
+    delete_queues,
+    wait_for_consumer,
+)
 from benchmarks.measure import percentile  # noqa: E402
 
 
@@ -198,17 +202,7 @@ class System:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--uri", default=os.environ.get("SHIMEJI_AMQP_URI", DEFAULT_URI))
-    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
-    parser.add_argument(
-        "--nameko-python",
-        default=os.environ.get("SHIMEJI_NAMEKO_PYTHON")
-        or str(ROOT / ".ci" / ".nameko-venv" / "bin" / "python"),
-        help="python of nameko's virtualenv (.ci/nameko-venv.sh makes one)",
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds per system (3); medians kept"
-    )
+    add_broker_arguments(parser, "requests")
     parser.add_argument("--threads", type=int, default=4, help="concurrent connections (4)")
     args = parser.parse_args()
     sizes = (
