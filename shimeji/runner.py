@@ -60,8 +60,9 @@ class Health:
     """What ``ServiceRunner.health()`` reports.
 
     ``live``: the runner and every replica's consumer loop are working (a
-    supervisor restarts the process otherwise). ``ready``: every replica
-    consumes its queue now (not while connecting or reconnecting).
+    supervisor restarts the process otherwise). ``ready``: the runner has
+    started everything (replicas and HTTP routes) and every replica consumes
+    its queue now (not while starting, connecting or reconnecting).
     ``replicas`` maps each replica to its status (``RunnerReplica.status``).
     """
 
@@ -189,6 +190,9 @@ class ServiceRunner:
         self._changed = threading.Condition(self._lock)
         self.crashes: list[ReplicaCrashed] = []
         self.state = "created"
+        # Replicas or routes being started: not ready until every one is in place
+        # (readiness must not be reported before the HTTP routes are served).
+        self._starting = 0
         self.http: HttpServer | None = None  # serving the HTTP routes, if any service has one
         self._web_turns = RoundRobin()
 
@@ -201,9 +205,13 @@ class ServiceRunner:
         """
         added = self._registry.add(service_cls, replicas, self._check_service)
         if self.state == "running":
-            for replica in added:
-                replica.start()
-            self._serve_http()
+            self._starting += 1
+            try:
+                for replica in added:
+                    replica.start()
+                self._serve_http()
+            finally:
+                self._starting -= 1
         return added
 
     def _check_service(self, service_cls: type) -> None:
@@ -247,6 +255,7 @@ class ServiceRunner:
             raise RuntimeError(f"this ServiceRunner is already {self.state}; create a new one")
         self._registry.check_config_keys(self._raw_config, self._extra_config_keys)
         self.state = "running"
+        self._starting += 1
         try:
             for replica in self.replicas():
                 replica.start()
@@ -254,6 +263,8 @@ class ServiceRunner:
         except BaseException:
             self.kill()
             raise
+        finally:
+            self._starting -= 1
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -357,6 +368,7 @@ class ServiceRunner:
         ready = (
             live
             and self.state == "running"
+            and not self._starting
             and all(status == "consuming" for status in statuses.values())
         )
         return Health(live=live, ready=ready, state=self.state, replicas=statuses)

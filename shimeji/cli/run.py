@@ -94,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from None
         print(f"health checks on http://{args.health}/", file=sys.stderr, flush=True)
+    # SIGTERM is handled from here on. While the services start, it interrupts
+    # the start (what started is stopped, the exit status is 0); once they are
+    # serving, it asks for a graceful stop.
+    stop = threading.Event()
+    starting = True
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stop.set()
+        if starting:
+            raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         print(f"starting services: {names}", file=sys.stderr, flush=True)
         try:
@@ -102,37 +114,42 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot start: {exc}") from None
         except ConfigurationError as exc:
             raise CommandError(str(exc)) from None
+        starting = False
         print(f"connected to {broker_of(config)}; serving {names}", file=sys.stderr, flush=True)
-        return _serve(runner)
+        return _serve(runner, stop)
+    except _Terminated:
+        runner.kill()
+        print("terminated while starting; stopped", file=sys.stderr, flush=True)
+        return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if health is not None:
             health.close()
 
 
-def _serve(runner: Any) -> int:
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+class _Terminated(BaseException):
+    """SIGTERM arrived while the services were starting."""
+
+
+def _serve(runner: Any, stop: threading.Event) -> int:
     try:
-        try:
-            while not stop.is_set():
-                if runner.wait(timeout=0.5):
-                    return 0  # stopped from elsewhere
-        except KeyboardInterrupt:
-            pass
-        except ReplicaCrashed as exc:
-            print(f"shimeji run: {exc}; stopping", file=sys.stderr, flush=True)
-            runner.kill()
-            return 1
-        print("stopping (Ctrl-C again to kill)", file=sys.stderr, flush=True)
-        try:
-            runner.stop()
-        except KeyboardInterrupt:
-            print("killing", file=sys.stderr, flush=True)
-            runner.kill()
-            return 130
-        if runner.crashes:
-            print(f"shimeji run: {runner.crashes[0]}", file=sys.stderr, flush=True)
-            return 1
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        while not stop.is_set():
+            if runner.wait(timeout=0.5):
+                return 0  # stopped from elsewhere
+    except KeyboardInterrupt:
+        pass
+    except ReplicaCrashed as exc:
+        print(f"shimeji run: {exc}; stopping", file=sys.stderr, flush=True)
+        runner.kill()
+        return 1
+    print("stopping (Ctrl-C again to kill)", file=sys.stderr, flush=True)
+    try:
+        runner.stop()
+    except KeyboardInterrupt:
+        print("killing", file=sys.stderr, flush=True)
+        runner.kill()
+        return 130
+    if runner.crashes:
+        print(f"shimeji run: {runner.crashes[0]}", file=sys.stderr, flush=True)
+        return 1
+    return 0

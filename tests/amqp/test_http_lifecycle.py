@@ -162,3 +162,38 @@ def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(
     assert answer == [(200, answer[0][1], b'{"greeting": "hello after 2.0", "context": {}}')], (
         answer
     )
+
+
+def test_readiness_waits_for_the_http_routes(broker_uri, exchange, monkeypatch):
+    """/readyz must not say ready while the routes are not served yet: a
+    balancer would send requests to a closed port. The runner reports ready
+    only once everything it starts (replicas, then the HTTP server) is up."""
+    from shimeji.http_server import HttpServer
+    from shimeji.runner import ServiceRunner
+
+    from .http_gateway import Backend, Gateway
+
+    seen: list[bool] = []
+    start = HttpServer.start
+
+    def start_and_look(server: HttpServer) -> None:
+        seen.append(runner.health().ready)  # every replica consumes by now
+        start(server)
+
+    monkeypatch.setattr(HttpServer, "start", start_and_look)
+    port = free_port()
+    runner = ServiceRunner(
+        {
+            "AMQP_URI": broker_uri,
+            "rpc_exchange": exchange,
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}",
+        }
+    )
+    runner.add_service(Backend)
+    runner.add_service(Gateway)
+    with runner:
+        assert runner.health().ready
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+    assert seen == [False]
+    assert set(runner.health().replicas) == {"http_backend-1", "http_gateway-1"}

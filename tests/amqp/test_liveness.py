@@ -124,3 +124,29 @@ def test_a_consumer_loop_that_fails_says_so_and_stops_consuming(broker_uri):
     finally:
         transport.close()
         clean_broker(broker_uri, queue)
+
+
+def test_sigterm_while_starting_stops_at_once(broker_uri, tmp_path, monkeypatch):
+    """SIGTERM while the services are still starting (a dependency taking its
+    time to set up) stops what started and exits 0, without waiting for the
+    start to finish, and /readyz never said ready."""
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("SHIMEJI_TEST_MARKER", str(marker))
+    config = tmp_path / "config.yaml"
+    exchange = f"shimeji-slow-{uuid.uuid4().hex[:8]}"
+    config.write_text(json.dumps({"AMQP_URI": broker_uri, "rpc_exchange": exchange}))
+    process = ServiceProcess("tests.amqp.slow_start", config=config)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert process.proc.poll() is None, "".join(process.lines)
+            assert time.monotonic() < deadline, "".join(process.lines)
+            time.sleep(0.05)
+        assert process.probe("/readyz")[0] == 503
+        started = time.monotonic()
+        assert process.stop() == 0, "".join(process.lines)
+        assert time.monotonic() - started < 10
+        assert "terminated while starting" in "".join(process.lines)
+    finally:
+        process.stop()
+        clean_broker(broker_uri, "rpc-slow_to_start", exchange=exchange)
