@@ -53,6 +53,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "nameko.testing.pytest": ("shimeji.testing.nameko_fixtures",),
     "nameko.testing.services": ("shimeji.testing.services",),
     "nameko.testing.utils": ("shimeji.testing.utils",),
+    "nameko.testing.waiting": ("shimeji.testing.waiting",),
     "nameko.timer": ("shimeji.timer",),
     "nameko.web": (),
     "nameko.web.handlers": ("shimeji.web",),
@@ -78,10 +79,6 @@ UNSUPPORTED: dict[str, str] = {
     "nameko.testing.rabbit": (
         "RabbitMQ management helpers are not provided; on the simulator there is no broker "
         "to manage"
-    ),
-    "nameko.testing.waiting": (
-        "nameko.testing.waiting is not provided; use entrypoint_waiter (virtual time) "
-        "from nameko.testing.services"
     ),
     "nameko.utils": "nameko.utils (eventlet helpers) is not provided",
     "nameko.log_helpers": "nameko.log_helpers is not provided",

@@ -14,6 +14,8 @@ import shimeji.events
 import shimeji.exceptions
 import shimeji.rpc
 import shimeji.standalone
+import shimeji.testing.utils
+import shimeji.testing.waiting
 import shimeji.timer
 import shimeji.web
 from shimeji.compat import nameko as layer
@@ -43,6 +45,8 @@ def test_nothing_changes_until_installed():
         ("nameko.contextdata", ["Language", "UserId"], shimeji.contextdata),
         ("nameko.standalone.rpc", ["ClusterRpcProxy", "ServiceRpcProxy"], shimeji.standalone),
         ("nameko.standalone.events", ["event_dispatcher"], shimeji.standalone),
+        ("nameko.testing.waiting", ["wait_for_call", "WaitResult"], shimeji.testing.waiting),
+        ("nameko.testing.utils", ["wait_for_call", "get_extension"], shimeji.testing.utils),
     ],
 )
 def test_nameko_modules_hold_shimejis_objects(module, names, source):

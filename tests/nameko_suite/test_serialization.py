@@ -196,7 +196,7 @@ def test_missing_serializers(container_factory, rabbit_config, config):
     assert str(exc.value).startswith('Please register a serializer for "unknown" format')
 
 
-# follows nameko test/test_serialization.py::test_standalone_rpc_accepts_multiple_serialization_formats  # noqa: E501
+# follows nameko test/test_serialization.py::test_standalone_rpc_accepts_multiple_serialization_formats
 @pytest.mark.parametrize(
     ("serializer", "content_type", "encode"),
     (("json", "application/json", compact_json), ("yaml", "application/x-yaml", yaml.dump)),

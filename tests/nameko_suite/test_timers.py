@@ -13,7 +13,7 @@ from unittest.mock import Mock
 
 import pytest
 
-from shimeji.testing.utils import get_extension
+from shimeji.testing.utils import get_extension, wait_for_call
 from shimeji.timer import Timer, timer
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]
@@ -64,6 +64,26 @@ def test_timer_run(interval, eager, call_duration, expected_calls, container_fac
 
     rel_times = [round(t - t0, 6) for t in times]
     assert tracker.call_count == expected_calls, rel_times
+
+
+# follows nameko test/test_timers.py::test_kill_stops_timer
+def test_kill_stops_timer(container_factory, tracker):
+    class Service:
+        name = "service"
+
+        @timer(0.001)  # nameko's is @timer(0); shimeji asks for an interval > 0
+        def tick(self):
+            tracker()
+
+    container = container_factory(Service, {})
+    container.start()
+
+    with wait_for_call(1, tracker):
+        container.kill()
+
+    # a live timer would fire a hundred times in this nap
+    time.sleep(0.1)
+    assert tracker.call_count == 1
 
 
 # follows nameko test/test_timers.py::test_stop_while_sleeping

@@ -1,0 +1,233 @@
+"""Waiting for a call in a test (nameko's ``nameko.testing.waiting``), on shimeji.
+
+    with wait_for_call(TrackingDependency, "worker_teardown") as result:
+        dispatch("orders", "placed", {"id": 1})
+    assert result.get() is None
+
+``wait_for_call(obj, target, callback=None)`` replaces ``obj.target`` for the
+block with a wrapper that calls the original and records each call; when the
+block ends it waits until a call has happened (one for which
+``callback(args, kwargs, result, exc_info)`` returns true, if given). It
+yields a ``WaitResult``: ``get()`` gives that call's result or raises its
+exception.
+
+Where it waits: while a simulated cluster runs on virtual time (the
+``sim_cluster`` and nameko fixtures), it runs the simulation until the call
+happens, in virtual time. If nothing left in the simulation can make the
+call, it raises ``SimulationStalled`` at once, saying what it waited for,
+rather than waiting for ever; with ``timeout`` (virtual seconds, a shimeji
+addition: nameko's waits without one) it raises ``Timeout`` once that much
+virtual time has passed. With no simulation running it waits in real time,
+for calls from other threads, as nameko's does.
+
+``shimeji.testing.utils.wait_for_call(timeout, mock_method)``, nameko's other
+``wait_for_call``, waits the same way for a mock to have been called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from unittest.mock import patch
+
+from shimeji.core.container import ExcInfo
+from shimeji.core.exceptions import SimulationStalled
+
+__all__ = ["Timeout", "WaitResult", "wait_for_call"]
+
+#: How often a wait with no simulation running looks again (real seconds).
+_POLL = 0.001
+
+
+class Timeout(Exception):
+    """A wait did not end within its timeout: nameko's tests get
+    ``eventlet.Timeout`` here, and its text is eventlet's (``1 second``,
+    ``0.5 seconds``). ``seconds`` is the timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(seconds)
+
+    def __str__(self) -> str:
+        return f"{self.seconds} second{'' if self.seconds == 1 else 's'}"
+
+
+class WaitResult:
+    """The outcome of the call ``wait_for_call`` waited for.
+
+    ``send(result, exc_info)`` records the first outcome only; ``get()``
+    returns its result or raises its exception, and raises
+    ``WaitResult.NotReady`` while there is none. ``has_result`` is true once
+    an outcome is recorded, a result of None included.
+    """
+
+    class NotReady(Exception):
+        """No call has been recorded yet."""
+
+    def __init__(self) -> None:
+        self.has_result = False
+        self._result: Any = None
+        self._exc_info: ExcInfo | None = None
+
+    def send(self, result: Any, exc_info: ExcInfo | None) -> None:
+        if self.has_result:
+            return
+        self.has_result = True
+        self._result = result
+        self._exc_info = exc_info
+
+    def get(self) -> Any:
+        if not self.has_result:
+            raise WaitResult.NotReady(
+                "no call has been recorded yet: call get() after the wait_for_call block"
+            )
+        if self._exc_info is not None:
+            raise self._exc_info[1].with_traceback(self._exc_info[2])
+        return self._result
+
+    def __repr__(self) -> str:
+        return f"<WaitResult {'ready' if self.has_result else 'not ready'}>"
+
+
+def check_timeout(timeout: Any, what: str) -> float | None:
+    """``timeout`` as seconds >= 0 (or None), else a ``ValueError`` saying so."""
+    if timeout is None:
+        return None
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout < 0
+    ):
+        raise ValueError(f"{what}: timeout is seconds >= 0, or None for none; got {timeout!r}")
+    return timeout
+
+
+def wait_until(
+    done: Callable[[], bool], timeout: float | None, description: str, hint: str
+) -> None:
+    """Return once ``done()`` holds; ``description`` names what is awaited, as a
+    noun phrase ("a call to Counter.count"), and ``hint`` says how to fix a stall.
+
+    On the running simulation (on virtual time) the simulation runs until it
+    holds: ``SimulationStalled`` if nothing left to run can make it hold,
+    ``Timeout`` once ``timeout`` virtual seconds have passed. Without one,
+    real time passes, ``done()`` being looked at every millisecond.
+    """
+    if done():
+        return
+    from shimeji.sim.cluster import current_cluster  # the simulator imports the testing tools
+
+    cluster = current_cluster()
+    if cluster is None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(timeout)  # type: ignore[arg-type]
+            time.sleep(_POLL)
+        return
+    scheduler = cluster.scheduler
+    if scheduler.current_task() is not None:
+        _wait_in_task(scheduler, done, timeout, description)
+        return
+    from shimeji.sim.scheduler import to_us
+
+    limit = None if timeout is None else scheduler.clock.now_us + to_us(timeout)
+    if scheduler.run(done, limit):
+        return
+    if scheduler.idle():
+        stuck = scheduler.stall_reporter()
+        lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
+        raise SimulationStalled(
+            f"the simulation stalled at t={scheduler.clock.elapsed():.6f}s: the test waits "
+            f"for {description}, and nothing left to run can ever make it.\n"
+            f"What waits, and for what:\n{lines}\n{hint}",
+            stuck,
+        )
+    assert limit is not None  # without a limit the loop stops only when idle
+    scheduler.clock.advance_to(limit)
+    raise Timeout(timeout)  # type: ignore[arg-type]
+
+
+def _wait_in_task(
+    scheduler: Any, done: Callable[[], bool], timeout: float | None, description: str
+) -> None:
+    """Service code waits: the task sleeps a virtual millisecond at a time
+    (other tasks run meanwhile) until ``done()`` holds or the timeout passes."""
+    from shimeji.sim.scheduler import to_us
+
+    limit = None if timeout is None else scheduler.clock.now_us + to_us(timeout)
+    while not done():
+        if limit is not None and scheduler.clock.now_us >= limit:
+            raise Timeout(timeout)  # type: ignore[arg-type]
+        scheduler.sleep(_POLL)
+
+
+def _describe(obj: Any, target: str) -> str:
+    owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    return f"a call to {owner}.{target} (wait_for_call)"
+
+
+@contextlib.contextmanager
+def wait_for_call(
+    obj: Any,
+    target: str,
+    callback: Callable[[tuple[Any, ...], dict[str, Any], Any, ExcInfo | None], Any] | None = None,
+    *,
+    timeout: float | None = None,
+) -> Iterator[WaitResult]:
+    """Patch ``obj.target`` for the block; when the block ends, wait until it
+    has been called (and ``callback(args, kwargs, result, exc_info)``, if
+    given, returned true for the call). Yields the ``WaitResult`` of that call.
+
+    The wrapper calls the original and passes its result or exception on;
+    the block's own calls count. ``obj`` may be a class (every instance's
+    calls count), an instance or a module. See the module's documentation
+    for where the wait happens, and for ``timeout``.
+    """
+    if not isinstance(target, str):
+        raise TypeError(f"wait_for_call: target is an attribute name (a str), got {target!r}")
+    original = getattr(obj, target)  # AttributeError, as patch.object would raise
+    if not callable(original):
+        raise TypeError(f"wait_for_call: {target!r} of {obj!r} is not callable: {original!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            "wait_for_call: callback is a function (args, kwargs, result, exc_info) -> bool, "
+            f"got {callback!r}"
+        )
+    timeout = check_timeout(timeout, "wait_for_call")
+    result = WaitResult()
+    lock = threading.Lock()
+
+    def record(
+        args: tuple[Any, ...], kwargs: dict[str, Any], res: Any, exc: ExcInfo | None
+    ) -> None:
+        if callback is None or callback(args, kwargs, res, exc):
+            with lock:
+                result.send(res, exc)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            res = original(*args, **kwargs)
+        except Exception:
+            exc_info: ExcInfo = sys.exc_info()  # type: ignore[assignment]
+            record(args, kwargs, None, exc_info)
+            raise
+        record(args, kwargs, res, None)
+        return res
+
+    with patch.object(obj, target, new=wrapper):
+        yield result
+        wait_until(
+            lambda: result.has_result,
+            timeout,
+            _describe(obj, target),
+            "Start what makes the call inside the with block (dispatch the event, start "
+            "the container, call the service), or check that the object patched is the "
+            "one the code calls.",
+        )
