@@ -38,6 +38,7 @@ MODULES = {
     "nameko.standalone.events": "shimeji.standalone",
     "nameko.testing.services": "shimeji.testing.services",
     "nameko.testing.utils": "shimeji.testing.utils",
+    "nameko.testing.waiting": "shimeji.testing.waiting",
     "nameko.timer": "shimeji.timer",
     "nameko.web.handlers": "shimeji.web",
 }

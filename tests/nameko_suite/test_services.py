@@ -25,6 +25,7 @@ from shimeji.testing.services import (
     restrict_entrypoints,
 )
 from shimeji.testing.utils import get_container
+from shimeji.testing.waiting import wait_for_call
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]
 
@@ -302,8 +303,7 @@ def test_replace_dependencies_args_and_kwargs(container_factory, rabbit_config, 
     assert mock_bar.bar.call_count == 1 and mock_baz.baz.call_count == 1
 
 
-# follows nameko test/testing/test_services.py::
-#     test_replace_dependencies_in_both_args_and_kwargs_error
+# follows nameko test/testing/test_services.py::test_replace_dependencies_in_both_args_and_kwargs_error
 def test_replace_dependencies_in_both_args_and_kwargs_error(container_factory, rabbit_config):
     """One name both ways is refused."""
 
@@ -522,8 +522,7 @@ class Threshold:
 
 
 # follows nameko test/testing/test_services.py::test_entrypoint_waiter_wait_for_specific_result
-# follows nameko test/testing/test_services.py::
-#     test_entrypoint_waiter_wait_until_called_with_argument
+# follows nameko test/testing/test_services.py::test_entrypoint_waiter_wait_until_called_with_argument
 # follows nameko test/testing/test_services.py::test_entrypoint_waiter_wait_until_raises
 # follows nameko test/testing/test_services.py::test_entrypoint_waiter_wait_until_stops_raising
 @pytest.mark.parametrize(
@@ -660,7 +659,6 @@ def test_entrypoint_waiter_waits_for_teardown(container_factory, rabbit_config, 
             tracker.worker_result()
 
         def worker_teardown(self, worker_ctx):
-            time.sleep(1)  # teardown takes a while (virtual time)
             tracker.worker_teardown()
 
     class Service:
@@ -680,9 +678,12 @@ def test_entrypoint_waiter_waits_for_teardown(container_factory, rabbit_config, 
         return len(runs) > 1
 
     with entrypoint_waiter(container, "handle", callback=second_run):
-        sim_cluster.dispatch("srcservice", "eventtype", "msg")
-        sim_cluster.advance(5)
+        # the first event, and its worker's teardown
+        with wait_for_call(TrackingDependency, "worker_teardown"):
+            sim_cluster.dispatch("srcservice", "eventtype", "msg")
         assert tracker.worker_teardown.call_count == 1
+        assert tracker.worker_result.call_count == 1
+        assert tracker.handle.call_count == 1
         sim_cluster.dispatch("srcservice", "eventtype", "msg")
     assert tracker.worker_result.call_count == 2
     assert tracker.worker_teardown.call_count == 2
