@@ -165,6 +165,14 @@ class EventDispatcher(DependencyProvider):
         assert container is not None
         self.exchange = protocol.event_exchange_name(container.service_name)
 
+    def start(self) -> None:
+        # Declared once the replica starts, as nameko's dispatcher does, so that
+        # a handler's queue can be bound before the first event; each dispatch
+        # declares it again (an event to an exchange nobody declared is lost).
+        container = self.container
+        assert container is not None
+        container.transport.declare_exchange(self.exchange)
+
     def get_dependency(self, worker_ctx: WorkerContext) -> Any:
         container = self.container
         assert container is not None
