@@ -165,16 +165,22 @@ class SimContainer:
 
     def wait(self) -> None:
         """Block (in virtual time) until the replica has stopped or died; raise the
-        exception it died of, if it died of one. A replica nothing stops makes
-        the simulation stall (``SimulationStalled``)."""
+        exception it died of, if it died of one (the crash is then the test's:
+        the cluster does not raise it again as it stops). A replica nothing
+        stops makes the simulation stall (``SimulationStalled``)."""
         container = self.service_container
         if container.state != "created":
             self.cluster.scheduler.run_root(
                 lambda: not container.alive,
                 f"{self.replica.name} to stop (container.wait())",
             )
-        if container.crash is not None:
-            raise container.crash.cause
+        self._raise_crash()
+
+    def _raise_crash(self) -> None:
+        crash = self.service_container.crash
+        if crash is not None:
+            self.cluster.crashes = [c for c in self.cluster.crashes if c is not crash]
+            raise crash.cause
 
     def spawn_worker(
         self,
@@ -252,8 +258,23 @@ class SimRunner:
             container.kill()
 
     def wait(self) -> None:
-        for container in self.containers:
-            container.wait()
+        """Block (in virtual time) until every container has stopped, or one has
+        died of an error: then the others are stopped, gracefully, and that
+        error is raised, as nameko's runner does."""
+        running = [c for c in self.containers if c.service_container.state != "created"]
+
+        def settled() -> bool:
+            return all(not c.service_container.alive for c in running) or any(
+                c.service_container.crash is not None for c in running
+            )
+
+        self.cluster.scheduler.run_root(
+            settled, f"the containers of {self.service_names} to stop (runner.wait())"
+        )
+        for container in running:
+            if container.service_container.crash is not None:
+                self.stop()
+                container._raise_crash()
 
     def __repr__(self) -> str:
         return f"<SimRunner {self.service_names}>"

@@ -9,7 +9,7 @@ the record itself (its traceback escaped), so these read the records with
 from __future__ import annotations
 
 import logging
-from unittest.mock import Mock, call
+from unittest.mock import Mock, call, patch
 
 import pytest
 
@@ -17,6 +17,7 @@ from shimeji.events import EventDispatcher, event_handler
 from shimeji.exceptions import RemoteError
 from shimeji.extensions import DependencyProvider
 from shimeji.rpc import RpcProxy, rpc
+from shimeji.standalone import ServiceRpcProxy
 from shimeji.testing.services import entrypoint_hook, entrypoint_waiter
 from shimeji.testing.utils import get_container
 from shimeji.timer import timer
@@ -240,3 +241,92 @@ def test_call_id_over_events(rabbit_config, runner_factory, stack_logger, tracke
     ]
     assert all(stack[:1] == raiser for stack in stacks[1:])
     assert tracker.call_args_list[0] == call(raiser)
+
+
+class FailingDependency(DependencyProvider):
+    """Raises ``Exception("error in <hook>")`` from the worker hook named
+    ``failing``: what nameko's tests get by patching a provider's method."""
+
+    def __init__(self, failing):
+        self.failing = failing
+
+    def _maybe_fail(self, hook):
+        if hook == self.failing:
+            raise Exception(f"error in {hook}")
+
+    def worker_setup(self, worker_ctx):
+        self._maybe_fail("worker_setup")
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        self._maybe_fail("worker_result")
+
+    def worker_teardown(self, worker_ctx):
+        self._maybe_fail("worker_teardown")
+
+
+def failing_service(hook):
+    class Failing(ExampleService):
+        failing = FailingDependency(hook)
+
+    return Failing
+
+
+# follows nameko test/test_errors.py::test_dependency_call_lifecycle_errors
+# follows nameko test/test_errors.py::test_handle_result_error
+@pytest.mark.parametrize("method_name", ["worker_setup", "worker_result", "worker_teardown"])
+def test_dependency_call_lifecycle_errors(container_factory, rabbit_config, method_name):
+    """An error in a provider's worker hook kills the container, and
+    container.wait() raises it. (nameko's test_handle_result_error does the
+    same with the RPC consumer's handle_result patched to fail.)"""
+    container = container_factory(failing_service(method_name), rabbit_config)
+    container.start()
+
+    with ServiceRpcProxy("exampleservice", rabbit_config) as proxy:
+        # the call never gets an answer: the container dies of the error
+        proxy.task.call_async()
+
+    # the error bubbles up to container.wait()
+    with pytest.raises(Exception) as exc_info:
+        container.wait()
+    assert str(exc_info.value) == f"error in {method_name}"
+
+
+# follows nameko test/test_errors.py::test_runner_catches_container_errors
+def test_runner_catches_container_errors(runner_factory, rabbit_config):
+    """nameko makes the RPC consumer's handle_result fail (patched); here a
+    dependency's worker_result fails, which kills the container as well."""
+    runner = runner_factory(rabbit_config, failing_service("worker_result"))
+    runner.start()
+
+    with ServiceRpcProxy("exampleservice", rabbit_config) as proxy:
+        proxy.task.call_async()
+
+    # the error bubbles up to runner.wait()
+    with pytest.raises(Exception, match=r"^error in worker_result$"):
+        runner.wait()
+
+
+class SecondService:
+    name = "secondservice"
+
+    @rpc
+    def task(self):
+        return "task_result"  # pragma: no cover
+
+
+# follows nameko test/test_errors.py::test_graceful_stop_on_one_container_error
+def test_graceful_stop_on_one_container_error(runner_factory, rabbit_config):
+    failing = failing_service("worker_result")
+    runner = runner_factory(rabbit_config, failing, SecondService)
+    runner.start()
+
+    second_container = get_container(runner, SecondService)
+    with patch.object(second_container, "stop", wraps=second_container.stop) as stop:
+        with ServiceRpcProxy("exampleservice", rabbit_config) as proxy:
+            proxy.task.call_async()
+
+        with pytest.raises(Exception, match=r"^error in worker_result$"):
+            runner.wait()
+
+        # the second service was stopped because the first was killed
+        stop.assert_called_once_with()
