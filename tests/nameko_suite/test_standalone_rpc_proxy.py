@@ -14,7 +14,9 @@ import pytest
 from shimeji.exceptions import RemoteError, RpcTimeout
 from shimeji.extensions import DependencyProvider
 from shimeji.rpc import rpc
+from shimeji.sim.faults import FaultPlan, Partition
 from shimeji.standalone import ClusterRpcProxy, ServiceRpcProxy
+from shimeji.testing.waiting import wait_for_call
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]
 
@@ -182,3 +184,38 @@ def test_cluster_proxy_reuse(foobar, rabbit_config):
 def test_cluster_proxy_dict_access(foobar, rabbit_config):
     with ClusterRpcProxy(rabbit_config) as proxy:
         assert proxy["foobar"].spam(ham=3) == 3
+
+
+class TestDisconnectWithPendingReply:
+    """The proxy loses its connection while a reply is pending."""
+
+    class Service:
+        name = "service"
+
+        @rpc
+        def method(self, arg):
+            time.sleep(1)  # nameko's blocks on an event the test sets
+            return arg
+
+    # follows nameko test/standalone/test_rpc_proxy.py::TestDisconnectWithPendingReply::test_disconnect_and_successfully_reconnect
+    def test_disconnect_and_successfully_reconnect(
+        self, container_factory, rabbit_config, sim_cluster
+    ):
+        container = container_factory(self.Service, rabbit_config)
+        container.start()
+
+        with ClusterRpcProxy(rabbit_config) as proxy:
+            # an async call that blocks; wait for its worker to have spawned
+            with wait_for_call(container.service_container, "spawn_worker"):
+                res = proxy.service.method.call_async("msg1")
+
+            # the proxy's connection drops, and comes back 2 s later, after the
+            # reply was sent
+            now = sim_cluster.clock.elapsed()
+            sim_cluster.add_faults(FaultPlan([Partition("client", at=now, duration=2)]))
+
+            # the proxy recovers the reply in flight, once back
+            assert res.result() == "msg1"
+            assert sim_cluster.clock.elapsed() >= now + 2
+            # and works again after reconnecting
+            assert proxy.service.method("msg2") == "msg2"
