@@ -24,6 +24,7 @@ from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim.faults import FaultPlan, Partition
 from shimeji.standalone import ServiceRpcProxy
 from shimeji.testing.services import dummy, entrypoint_hook
+from shimeji.testing.waiting import wait_for_call
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]
 
@@ -210,3 +211,46 @@ class TestRpcConsumerDisconnections:
         assert service_rpc.echo("foo") == "foo"
         assert time.time() - t0 >= 1
         assert service_rpc.echo("bar") == "bar"
+
+
+class SlowServer:
+    name = "server"
+
+    @rpc
+    def echo(self, arg):
+        time.sleep(1)
+        return arg
+
+
+class TestResponderDisconnections:
+    """The service loses its connection while a worker runs, so its reply
+    cannot be published at first."""
+
+    @pytest.fixture(autouse=True)
+    def container(self, container_factory, rabbit_config):
+        container = container_factory(SlowServer, rabbit_config)
+        container.start()
+        return container
+
+    @pytest.fixture
+    def service_rpc(self, rabbit_config):
+        with ServiceRpcProxy("server", rabbit_config) as proxy:
+            yield proxy
+
+    # follows nameko test/test_rpc.py::TestResponderDisconnections::test_normal
+    def test_normal(self, service_rpc):
+        assert service_rpc.echo(1) == 1
+        assert service_rpc.echo(2) == 2
+
+    # follows nameko test/test_rpc.py::TestResponderDisconnections::test_with_retry_policy
+    def test_with_retry_policy(self, container, service_rpc, sim_cluster):
+        assert service_rpc.echo(1) == 1
+
+        with wait_for_call(container.service_container, "spawn_worker"):
+            reply = service_rpc.echo.call_async(2)
+        # cut off while the worker runs, back 2 s later
+        heals_after(sim_cluster, container.replica.name, 2)
+
+        # the call succeeds, once the replica is back
+        assert reply.result() == 2
+        assert service_rpc.echo(3) == 3
