@@ -1,6 +1,8 @@
 """Calls under a lost broker connection, after the toxiproxy tests of nameko's
 ``test/test_rpc.py`` (``TestProxyDisconnections``) and
-``test/standalone/test_rpc_proxy.py`` (``TestStandaloneProxyDisconnections``).
+``test/standalone/test_rpc_proxy.py`` (``TestStandaloneProxyDisconnections``
+and ``TestStandaloneProxyConsumerDisconnections``: a simulated partition
+cuts a client's publishing and consuming together).
 
 nameko cuts a connection with toxiproxy between the test and RabbitMQ; here
 the simulator cuts it (``sim_cluster.partition``, or a ``Partition`` fault
@@ -23,7 +25,7 @@ from shimeji.exceptions import PublishFailed
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim.faults import FaultPlan, Partition
 from shimeji.standalone import ServiceRpcProxy
-from shimeji.testing.services import dummy, entrypoint_hook
+from shimeji.testing.services import dummy, entrypoint_hook, entrypoint_waiter
 from shimeji.testing.waiting import wait_for_call
 
 pytest_plugins = ["shimeji.testing.nameko_fixtures"]
@@ -125,17 +127,20 @@ class TestStandaloneProxyDisconnections:
     CLIENT = "client"
 
     # follows nameko test/standalone/test_rpc_proxy.py::TestStandaloneProxyDisconnections::test_normal
+    # follows nameko test/standalone/test_rpc_proxy.py::TestStandaloneProxyConsumerDisconnections::test_normal
     def test_normal(self, service_rpc):
         assert service_rpc.echo(1) == 1
         assert service_rpc.echo(2) == 2
 
     # follows nameko test/standalone/test_rpc_proxy.py::TestStandaloneProxyDisconnections::test_down
+    # follows nameko test/standalone/test_rpc_proxy.py::TestStandaloneProxyConsumerDisconnections::test_down
     def test_down(self, service_rpc, sim_cluster):
         sim_cluster.partition(self.CLIENT)
         with pytest.raises(PublishFailed):
             service_rpc.echo(1)
 
     # follows nameko test/standalone/test_rpc_proxy.py::TestStandaloneProxyDisconnections::test_reuse_when_down
+    # follows nameko test/standalone/test_rpc_proxy.py::TestStandaloneProxyConsumerDisconnections::test_reuse_when_down
     # follows nameko test/standalone/test_rpc_proxy.py::TestStandaloneProxyDisconnections::test_reuse_when_recovered
     def test_reuse_when_down_and_recovered(self, service_rpc, sim_cluster):
         assert service_rpc.echo(1) == 1
@@ -254,3 +259,31 @@ class TestResponderDisconnections:
         # the call succeeds, once the replica is back
         assert reply.result() == 2
         assert service_rpc.echo(3) == 3
+
+
+# follows nameko test/test_rpc.py::TestRpcConsumerDisconnections::test_message_ack_regression
+def test_message_ack_regression(container_factory, rabbit_config, sim_cluster):
+    """The connection drops while a worker runs: its request cannot be acked,
+    so it is delivered again once the connection is back and handled again;
+    the caller gets its reply, and the container works on. (nameko cuts the
+    consuming connection only, so its reply goes out at once; a simulated
+    partition cuts the replica's publishing too, so the reply goes out, by
+    the retry policy, once it is back.)"""
+    container = container_factory(SlowServer, rabbit_config)
+    container.start()
+
+    with ServiceRpcProxy("server", rabbit_config) as service_rpc:
+        with entrypoint_waiter(container, "echo") as result:
+            with wait_for_call(container.service_container, "spawn_worker"):
+                res = service_rpc.echo.call_async("msg1")
+            heals_after(sim_cluster, container.replica.name, 2)
+        assert result.get() == "msg1"
+
+        # the initiating message is delivered again, and handled again
+        with entrypoint_waiter(container, "echo") as again:
+            assert res.result() == "msg1"
+        assert again.get() == "msg1"
+        assert again.worker_ctx.call_id != result.worker_ctx.call_id
+
+        # connection re-established: the container works again
+        assert service_rpc.echo("msg2") == "msg2"

@@ -178,3 +178,19 @@ def test_the_patch_is_undone_after_the_block():
 def test_wait_result_not_ready_says_when_to_ask():
     with pytest.raises(WaitResult.NotReady, match="after the wait_for_call block"):
         WaitResult().get()
+
+
+@pytest.mark.filterwarnings("ignore::shimeji.sim.entropy.UncontrolledEffectWarning")
+def test_while_a_simulation_runs_a_threads_later_call_is_not_awaited(sim_cluster):
+    """The simulation has nothing left to run: the wait stalls at once, though
+    a thread of the test's own would call the mock a little later."""
+    sim_cluster.add_service(Bookkeeper)
+    tracker = Mock()
+    caller = threading.Timer(0.2, tracker)
+    caller.start()
+    try:
+        with pytest.raises(SimulationStalled), wait_for_mock(30, tracker):
+            pass  # pragma: no cover
+        assert not tracker.called
+    finally:
+        caller.cancel()
