@@ -17,8 +17,10 @@ happens, in virtual time. If nothing left in the simulation can make the
 call, it raises ``SimulationStalled`` at once, saying what it waited for,
 rather than waiting for ever; with ``timeout`` (virtual seconds, a shimeji
 addition: nameko's waits without one) it raises ``Timeout`` once that much
-virtual time has passed. With no simulation running it waits in real time,
-for calls from other threads, as nameko's does.
+virtual time has passed. Called by service code (in a worker), the worker
+waits, looking every virtual millisecond, while the rest of the simulation
+runs on. With no simulation running it waits in real time, for calls from
+other threads, as nameko's does.
 
 ``shimeji.testing.utils.wait_for_call(timeout, mock_method)``, nameko's other
 ``wait_for_call``, waits the same way for a mock to have been called.
@@ -32,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 from unittest.mock import patch
 
 from shimeji.core.container import ExcInfo
@@ -133,7 +135,7 @@ def wait_until(
         return
     scheduler = cluster.scheduler
     if scheduler.current_task() is not None:
-        _wait_in_task(scheduler, done, timeout, description)
+        _wait_in_task(scheduler, done, timeout, description, hint)
         return
     from shimeji.sim.scheduler import to_us
 
@@ -141,24 +143,33 @@ def wait_until(
     if scheduler.run(done, limit):
         return
     if scheduler.idle():
-        stuck = scheduler.stall_reporter()
-        lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
-        raise SimulationStalled(
-            f"the simulation stalled at t={scheduler.clock.elapsed():.6f}s: the test waits "
-            f"for {description}, and nothing left to run can ever make it.\n"
-            f"What waits, and for what:\n{lines}\n{hint}",
-            stuck,
-        )
+        _stalled(scheduler, "the test", description, hint)
     assert limit is not None  # without a limit the loop stops only when idle
     scheduler.clock.advance_to(limit)
     raise Timeout(timeout)  # type: ignore[arg-type]
 
 
+def _stalled(scheduler: Any, who: str, description: str, hint: str) -> NoReturn:
+    stuck = scheduler.stall_reporter()
+    lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
+    raise SimulationStalled(
+        f"the simulation stalled at t={scheduler.clock.elapsed():.6f}s: {who} waits "
+        f"for {description}, and nothing left to run can ever make it.\n"
+        f"What waits, and for what:\n{lines}\n{hint}",
+        stuck,
+    )
+
+
 def _wait_in_task(
-    scheduler: Any, done: Callable[[], bool], timeout: float | None, description: str
+    scheduler: Any,
+    done: Callable[[], bool],
+    timeout: float | None,
+    description: str,
+    hint: str,
 ) -> None:
     """Service code waits: the task sleeps a virtual millisecond at a time
-    (other tasks run meanwhile) until ``done()`` holds or the timeout passes."""
+    (other tasks run meanwhile) until ``done()`` holds or the timeout passes;
+    when nothing else is left to run, it has stalled."""
     from shimeji.sim.scheduler import to_us
 
     limit = None if timeout is None else scheduler.clock.now_us + to_us(timeout)
@@ -166,6 +177,8 @@ def _wait_in_task(
         if limit is not None and scheduler.clock.now_us >= limit:
             raise Timeout(timeout)  # type: ignore[arg-type]
         scheduler.sleep(_POLL)
+        if not done() and scheduler.idle():
+            _stalled(scheduler, "a worker", description, hint)
 
 
 def _describe(obj: Any, target: str) -> str:

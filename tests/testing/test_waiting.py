@@ -194,3 +194,24 @@ def test_while_a_simulation_runs_a_threads_later_call_is_not_awaited(sim_cluster
         assert not tracker.called
     finally:
         caller.cancel()
+
+
+def test_a_worker_waiting_for_a_call_nothing_makes_stalls(container_factory):
+    """A worker's wait without a timeout ends, once nothing else is left to
+    run, with SimulationStalled rather than polling for ever."""
+
+    class Watcher:
+        name = "watcher"
+
+        @rpc
+        def watch(self):
+            with wait_for_call(ledger, "record"):
+                pass
+
+    watcher = container_factory(Watcher)
+    watcher.start()
+    with (
+        pytest.raises(SimulationStalled, match=r"a worker waits for a call to Ledger\.record"),
+        entrypoint_hook(watcher, "watch", timeout=None) as watch,
+    ):
+        watch()
