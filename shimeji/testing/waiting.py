@@ -181,6 +181,18 @@ def _wait_in_task(
             _stalled(scheduler, "a worker", description, hint)
 
 
+def _patched_object(obj: Any, target: str) -> Any:
+    """What to patch for ``obj.target``: ``obj`` itself, but for the workers of a
+    container of the nameko fixtures (a ``SimContainer``), which its replica's
+    ``ServiceContainer`` spawns: ``wait_for_call(container, "spawn_worker")``
+    waits for one, as in nameko's tests (the call seen is the inner one's)."""
+    from shimeji.testing.containers import SimContainer  # it imports the testing tools
+
+    if target == "spawn_worker" and isinstance(obj, SimContainer):
+        return obj.service_container
+    return obj
+
+
 def _describe(obj: Any, target: str) -> str:
     owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
     return f"a call to {owner}.{target} (wait_for_call)"
@@ -205,6 +217,7 @@ def wait_for_call(
     """
     if not isinstance(target, str):
         raise TypeError(f"wait_for_call: target is an attribute name (a str), got {target!r}")
+    obj = _patched_object(obj, target)
     original = getattr(obj, target)  # AttributeError, as patch.object would raise
     if not callable(original):
         raise TypeError(f"wait_for_call: {target!r} of {obj!r} is not callable: {original!r}")

@@ -251,7 +251,7 @@ class TestResponderDisconnections:
     def test_with_retry_policy(self, container, service_rpc, sim_cluster):
         assert service_rpc.echo(1) == 1
 
-        with wait_for_call(container.service_container, "spawn_worker"):
+        with wait_for_call(container, "spawn_worker"):
             reply = service_rpc.echo.call_async(2)
         # cut off while the worker runs, back 2 s later
         heals_after(sim_cluster, container.replica.name, 2)
@@ -274,7 +274,7 @@ def test_message_ack_regression(container_factory, rabbit_config, sim_cluster):
 
     with ServiceRpcProxy("server", rabbit_config) as service_rpc:
         with entrypoint_waiter(container, "echo") as result:
-            with wait_for_call(container.service_container, "spawn_worker"):
+            with wait_for_call(container, "spawn_worker"):
                 res = service_rpc.echo.call_async("msg1")
             heals_after(sim_cluster, container.replica.name, 2)
         assert result.get() == "msg1"

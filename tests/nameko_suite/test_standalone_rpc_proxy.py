@@ -206,7 +206,7 @@ class TestDisconnectWithPendingReply:
 
         with ClusterRpcProxy(rabbit_config) as proxy:
             # an async call that blocks; wait for its worker to have spawned
-            with wait_for_call(container.service_container, "spawn_worker"):
+            with wait_for_call(container, "spawn_worker"):
                 res = proxy.service.method.call_async("msg1")
 
             # the proxy's connection drops, and comes back 2 s later, after the

@@ -11,8 +11,9 @@ from unittest.mock import Mock
 import pytest
 
 from shimeji.exceptions import SimulationStalled
-from shimeji.rpc import rpc
+from shimeji.rpc import Rpc, rpc
 from shimeji.testing.services import entrypoint_hook, once
+from shimeji.testing.utils import get_extension
 from shimeji.testing.utils import wait_for_call as wait_for_mock
 from shimeji.testing.waiting import Timeout, WaitResult, wait_for_call
 from shimeji.timer import timer
@@ -215,3 +216,20 @@ def test_a_worker_waiting_for_a_call_nothing_makes_stalls(container_factory):
         entrypoint_hook(watcher, "watch", timeout=None) as watch,
     ):
         watch()
+
+
+def test_a_fixture_containers_spawned_workers_can_be_awaited(container_factory, sim_cluster):
+    """wait_for_call(container, "spawn_worker") sees the workers the replica
+    spawns for its entrypoints, as in nameko's tests, and direct calls too."""
+    container = container_factory(Bookkeeper)
+    container.start()
+    with wait_for_call(container, "spawn_worker") as spawned:
+        sim_cluster.rpc.bookkeeper.book_later.call_async(1, "rent")
+    worker_ctx = spawned.get()
+    assert (worker_ctx.method_name, worker_ctx.args) == ("book_later", (1, "rent"))
+    assert type(container).spawn_worker is container.spawn_worker.__func__  # unpatched after
+
+    entrypoint = get_extension(container, Rpc, method_name="book_later")
+    with wait_for_call(container, "spawn_worker") as spawned:
+        direct = container.spawn_worker(entrypoint, (0, "tax"), {})
+    assert spawned.get() is direct
