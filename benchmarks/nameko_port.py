@@ -4,8 +4,8 @@
 
 ``PATH`` is a checkout of nameko's repository (tests are not in its wheel);
 the default files are nameko 2.14.1's tests of its testing tools
-(``test/testing/test_services.py``) and of ``Config``
-(``test/test_dependency_providers.py``). Each file is copied to a temporary
+(``test/testing/test_services.py``, ``test/testing/test_waiting.py``) and of
+``Config`` (``test/test_dependency_providers.py``). Each file is copied to a temporary
 directory with its ``nameko`` imports rewritten to shimeji's (what has no
 counterpart, such as eventlet, becomes None; nothing else is changed), and
 run with ``pytest -p shimeji.testing.nameko_fixtures``; the script prints
@@ -23,7 +23,11 @@ from pathlib import Path
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider"]
 PYTEST += ["-p", "shimeji.testing.nameko_fixtures"]
-DEFAULT_FILES = ["test/testing/test_services.py", "test/test_dependency_providers.py"]
+DEFAULT_FILES = [
+    "test/testing/test_services.py",
+    "test/testing/test_waiting.py",
+    "test/test_dependency_providers.py",
+]
 
 #: nameko's module -> shimeji's, for ``from X import ...`` lines.
 MODULES = {
