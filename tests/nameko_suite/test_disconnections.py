@@ -1,18 +1,21 @@
 """Calls under a lost broker connection, after the toxiproxy tests of nameko's
-``test/test_rpc.py`` (``TestProxyDisconnections``) and
-``test/standalone/test_rpc_proxy.py`` (``TestStandaloneProxyDisconnections``
-and ``TestStandaloneProxyConsumerDisconnections``: a simulated partition
-cuts a client's publishing and consuming together).
+``test/test_rpc.py`` (``TestProxyDisconnections``,
+``TestReplyListenerDisconnections``, ``TestRpcConsumerDisconnections``,
+``TestResponderDisconnections``) and ``test/standalone/test_rpc_proxy.py``
+(``TestStandaloneProxyDisconnections`` and
+``TestStandaloneProxyConsumerDisconnections``: a simulated partition cuts a
+client's publishing and consuming together).
 
 nameko cuts a connection with toxiproxy between the test and RabbitMQ; here
 the simulator cuts it (``sim_cluster.partition``, or a ``Partition`` fault
 that heals by itself). Where nameko's tests turn publish retries off to see
 the error at once, shimeji's retry policy stays on: its window passes in
 virtual time, and the call then fails with ``PublishFailed`` (nameko:
-``OperationalError`` or ``IOError``). ``test_timeout`` (a connection that
-accepts bytes and never answers) has no simulated fault, and the use of
-publisher confirms is not a choice in shimeji (they are always on), so those
-variants are not ported.
+``OperationalError`` or ``IOError``). The half-open and stalled sockets of
+nameko's ``*_timeout`` and ``*_blackhole`` tests have no simulated fault, and
+publisher confirms are not a choice in shimeji (they are always on), so
+those variants are not ported; nor the responder tests that expect its
+container to die (docs/fidelity.md, "Against nameko's own tests").
 """
 
 from __future__ import annotations
