@@ -43,7 +43,8 @@ PUBLIC = {
         "once",
         "worker_factory",
     },
-    "shimeji.testing.utils": {"get_extension", "get_container"},
+    "shimeji.testing.utils": {"get_extension", "get_container", "wait_for_call"},
+    "shimeji.testing.waiting": {"wait_for_call", "WaitResult", "Timeout"},
 }
 
 
