@@ -167,6 +167,7 @@ class SimCluster:
         self._extra_config_keys = set(extra_config_keys)
         #: what service code did that the seed cannot replay (threads, sockets)
         self.uncontrolled: list[str] = []
+        self.scheduler.report_uncontrolled = self._uncontrolled
         self._virtual_time = (
             VirtualTime(
                 self.clock,
@@ -259,6 +260,10 @@ class SimCluster:
             return
         self.state = "stopping"
         _RUNNING.pop(self.uri, None)
+        if self.scheduler.outside is not None:
+            # Real threads are not waited for as the cluster stops: what they
+            # post from now on is refused (shimeji.sim.bridge).
+            self.scheduler.outside.close()
         # A plan whose names were never checked (nothing ran) is checked at the end.
         first_run, self.scheduler.before_first_run = self.scheduler.before_first_run, None
         try:
