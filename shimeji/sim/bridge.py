@@ -32,6 +32,7 @@ reads one integer per time step, and nothing else changes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -270,7 +271,7 @@ class RealManagedThread:
 
     @property
     def done(self) -> bool:
-        return self.abandoned or not self.thread.is_alive() and self.thread.ident is not None
+        return self.abandoned or (not self.thread.is_alive() and self.thread.ident is not None)
 
     def start(self) -> None:
         report = self.scheduler.report_uncontrolled
@@ -300,10 +301,9 @@ class RealManagedThread:
                     self.name,
                     exc_info=(type(exc), exc, exc.__traceback__),
                 )
-                try:  # an error escaping it kills the replica, as in nameko
+                # an error escaping it kills the replica, as in nameko
+                with contextlib.suppress(OutsideClosed):
                     self.outside.post(_kill_if_alive, container, exc)
-                except OutsideClosed:
-                    pass
         finally:
             container.off_loop.pop(ident, None)
             self.outside.drop_source(self._token)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from shimeji.core.container import ExcInfo, WorkerContext
@@ -48,6 +48,14 @@ log = logging.getLogger("shimeji.sim")
 GRACE = 0.2
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """werkzeug's handler, without its access log (it would set up the
+    ``werkzeug`` logger of the process on first use)."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 class RealHttpListener:
     """Answers HTTP on ``host:port`` (0: a free port) with ``cluster``'s routes
     (a callable giving the cluster: a test's may be replaced by a rerun)."""
@@ -56,7 +64,9 @@ class RealHttpListener:
         self, cluster: SimCluster | Callable[[], SimCluster], host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self._cluster = cluster
-        self._server: BaseWSGIServer = make_server(host, port, self._app, threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            host, port, self._app, threaded=True, request_handler=_QuietHandler
+        )
         self.host = host
         self.port = self._server.server_port
         self._thread = threading.Thread(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import queue
-import time
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -100,10 +100,10 @@ def test_a_real_thread_blocking_on_a_real_queue_feeds_workers():
 
 def test_the_real_thread_is_reported_as_uncontrolled():
     """A managed thread on a real thread is an uncontrolled effect: warned and kept."""
-    with pytest.warns(UncontrolledEffectWarning, match="managed thread consumer-1:QueueReceive"):
-        with _cluster() as cluster:
-            cluster.add_service(Consumer)
-            time.sleep(0.01)  # virtual: the replica starts
+    warns = pytest.warns(UncontrolledEffectWarning, match="managed thread consumer-1:QueueReceive")
+    with warns, _cluster() as cluster:
+        cluster.add_service(Consumer)
+        time.sleep(0.01)  # virtual: the replica starts
     assert any("runs on a real thread" in line for line in cluster.uncontrolled)
 
 
@@ -172,6 +172,38 @@ def test_virtual_time_follows_real_time_while_waiting_for_a_real_thread():
         time.sleep(0.3)
         assert time.time() - started == pytest.approx(0.3)
         assert real_perf_counter() - started_real >= 0.25
+
+
+class Failing(Entrypoint):
+    """An entrypoint whose real thread fails."""
+
+    def start(self):
+        self.container.spawn_managed_thread(self.run)
+
+    def run(self):
+        INBOXES[-1].get()
+        raise ValueError("the queue went away")
+
+
+class Fragile:
+    name = "fragile"
+
+    @Failing.decorator
+    def handle(self):
+        pass
+
+
+def test_an_error_escaping_a_real_thread_kills_its_replica():
+    """As in nameko, an error escaping a managed thread kills the replica; on a real
+    thread the kill is run on the simulation's thread."""
+    with _cluster() as cluster:
+        (replica,) = cluster.add_service(Fragile)
+        time.sleep(0.01)  # virtual: the replica starts
+        INBOXES[-1].put("go")
+        container = replica.container
+        cluster.scheduler.run_root(lambda: not container.alive, "the replica to die")
+        assert "the queue went away" in str(container.crash)
+        cluster.crashes.clear()
 
 
 def test_managed_threads_stay_tasks_by_default():
