@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from shimeji.exceptions import SimulationStalled
+from shimeji.exceptions import ConfigurationError, SimulationStalled
 from shimeji.extensions import Entrypoint
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster, UncontrolledEffectWarning
@@ -75,7 +75,7 @@ def _fresh():
 
 def _cluster() -> SimCluster:
     cluster = SimCluster(seed=3)
-    cluster.scheduler.real_managed_threads = True
+    cluster.real_managed_threads = True
     return cluster
 
 
@@ -219,6 +219,15 @@ def test_managed_threads_stay_tasks_by_default():
         assert wants_real_thread(scheduler, test_managed_threads_stay_tasks_by_default)
         assert not wants_real_thread(scheduler, SimCluster.stop)
         replica.container.kill()
+
+
+def test_real_managed_threads_takes_a_bool_or_none():
+    """A value other than True, False or None is refused, naming it."""
+    cluster = SimCluster()
+    with pytest.raises(ConfigurationError, match=r"True, False or None .* got 'yes'"):
+        cluster.real_managed_threads = "yes"
+    cluster.real_managed_threads = False
+    assert cluster.scheduler.real_managed_threads is False
 
 
 def test_work_posted_after_the_cluster_stopped_is_refused():
