@@ -39,28 +39,31 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from shimeji.core.exceptions import ContainerBeingKilled
+from shimeji.core.exceptions import ContainerBeingKilled, OutsideClosed, OutsideVirtualTime
 from shimeji.sim.clock import real_perf_counter
 
 if TYPE_CHECKING:
     from shimeji.core.container import ServiceContainer
     from shimeji.sim.scheduler import Scheduler
 
-__all__ = ["Outside", "OutsideClosed", "OutsideVirtualTime", "RealManagedThread"]
+# OutsideClosed and OutsideVirtualTime are defined with every other exception
+# (shimeji.exceptions).
+__all__ = [
+    "IDLE_LIMIT",
+    "Outside",
+    "OutsideClosed",
+    "OutsideVirtualTime",
+    "RealManagedThread",
+    "start_managed_thread",
+    "wait_outside",
+    "wants_real_thread",
+]
 
 log = logging.getLogger("shimeji.sim")
 
 #: How long, in real seconds, the loop waits for the outside when nothing else
 #: can ever happen, before the waiting root stalls.
 IDLE_LIMIT = 30.0
-
-
-class OutsideVirtualTime(RuntimeError):
-    """Code on a real thread, outside virtual time, waited for the simulation."""
-
-
-class OutsideClosed(ContainerBeingKilled):
-    """Work posted from a real thread after the simulation stopped taking it."""
 
 
 class _Call:
@@ -103,8 +106,6 @@ class Outside:
         self._calls: list[_Call] = []
         self._sources: dict[int, str] = {}
         self._numbers = iter(range(1, 1 << 62))
-        #: True while the simulation's thread waits on the inbox (it is idle)
-        self.waiting = False
         self.closed = False
 
     # -- sources: what may still post ------------------------------------------------
@@ -195,11 +196,7 @@ class Outside:
         cond = self._cond
         with cond:
             if not self._inbox and self._sources and budget > 0:
-                self.waiting = True
-                try:
-                    cond.wait_for(lambda: self._inbox or not self._sources, budget)
-                finally:
-                    self.waiting = False
+                cond.wait_for(lambda: self._inbox or not self._sources, budget)
             items = list(self._inbox)
             self._inbox.clear()
             if items:

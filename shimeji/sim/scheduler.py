@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import greenlet
 
-from shimeji.core.exceptions import SimulationLivelock, SimulationStalled
+from shimeji.core.exceptions import OutsideVirtualTime, SimulationLivelock, SimulationStalled
 from shimeji.sim.clock import VirtualClock
 
 # SimulationStalled and SimulationLivelock are defined with every other
@@ -430,8 +430,6 @@ class Scheduler:
         (True), or until nothing is left or the next event lies beyond
         ``limit_us`` (False)."""
         if self.outside is not None and threading.get_ident() != self.thread_id:
-            from shimeji.sim.bridge import OutsideVirtualTime
-
             raise OutsideVirtualTime(
                 "code running on a real thread, outside virtual time, waited for the "
                 "simulation (an RPC, a dispatch, a sleep in virtual time ...): only the "
