@@ -173,6 +173,30 @@ def test_runner_factory(runner_factory, sim_cluster):
     assert "echo" in repr(runner)
 
 
+class Fetcher:
+    name = "fetcher"
+
+    @rpc
+    def fetch(self, url):
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.read().decode()
+
+
+@pytest.mark.filterwarnings("ignore::shimeji.sim.UncontrolledEffectWarning")
+def test_web_config_address_answers_on_a_real_socket(
+    container_factory, web_config, rabbit_config, sim_cluster
+):
+    """A worker calling a route over a real socket, at web_config's address, gets
+    its answer, though it blocks the simulation's thread; it is reported."""
+    container_factory(Echo, web_config).start()
+    container_factory(Fetcher, rabbit_config).start()
+    url = f"http://{web_config['WEB_SERVER_ADDRESS']}/greet/ann?lang=fr"
+    assert json.loads(sim_cluster.rpc.fetcher.fetch(url)) == {"hello": "ann", "lang": "fr"}
+    assert any("came from a real socket" in line for line in sim_cluster.uncontrolled)
+
+
 def test_web_session_and_config(container_factory, web_config, web_config_port, web_session):
     """web_session sends requests to the routes in virtual time, requests-style."""
     address = web_config["WEB_SERVER_ADDRESS"]
