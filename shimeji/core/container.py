@@ -224,6 +224,10 @@ class ServiceContainer:
         ]
         self._workers: dict[WorkerContext, Task] = {}
         self._managed: list[Task] = []  # spawn_managed_thread's
+        #: real threads (by ident) whose calls into this replica must run on the
+        #: runtime's own thread, each with the function that runs them there
+        #: (the simulator's real managed threads, ``shimeji.sim.bridge``)
+        self.off_loop: dict[int, Callable[..., Any]] = {}
         self._task_names: dict[str, str] = {}  # method -> its workers' task name
         self._backlog: deque[tuple[WorkerContext, HandleResult]] = deque()
         self._idle: Waiter | None = None
@@ -368,6 +372,19 @@ class ServiceContainer:
         the callers' call ids are then read from ``context_data``'s
         ``call_id_stack``, and without ``handle_result`` the result is dropped.
         """
+        if self.off_loop:
+            on_loop = self.off_loop.get(threading.get_ident())
+            if on_loop is not None:
+                return on_loop(  # type: ignore[no-any-return]
+                    self.spawn_worker,
+                    entrypoint,
+                    args,
+                    kwargs,
+                    context_data,
+                    parent_call_id_stack,
+                    handle_result,
+                    correlation_id,
+                )
         if self.state != "running":
             raise ContainerBeingKilled(f"replica {self.replica_name} is {self.state}")
         if parent_call_id_stack is None:
@@ -399,9 +416,17 @@ class ServiceContainer:
     def spawn_managed_thread(self, fn: Callable[[], Any], identifier: str | None = None) -> Task:
         """Run ``fn()`` beside the workers (an entrypoint's polling loop, say), as
         nameko's ``spawn_managed_thread``: it is killed when the replica stops
-        or dies. On the simulator it is a task of the scheduler, in virtual time;
-        an error escaping it kills the replica, as in nameko."""
+        or dies. On the simulator it is a task of the scheduler, in virtual time,
+        or a real thread that the replica abandons when it stops, for code that
+        blocks on the real world (``shimeji.sim.bridge``); an error escaping it
+        kills the replica, as in nameko."""
         name = f"{self.replica_name}:{identifier or getattr(fn, '__name__', 'thread')}"
+        start_real = getattr(self.runtime, "start_real_thread", None)
+        if start_real is not None:
+            real = start_real(self, fn, name)
+            if real is not None:
+                self._managed.append(real)
+                return real  # type: ignore[no-any-return]
 
         def run() -> None:
             try:

@@ -25,6 +25,8 @@ __all__ = [
     "MalformedReply",
     "MalformedRequest",
     "MethodNotFound",
+    "OutsideClosed",
+    "OutsideVirtualTime",
     "PublishFailed",
     "RemoteError",
     "ReplicaCrashed",
@@ -244,6 +246,12 @@ class SimulationLivelock(ShimejiError):
     often that it would never be settled (``shimeji.sim.bus.REDELIVERY_LOOP``)."""
 
 
+class OutsideVirtualTime(ShimejiError):
+    """Code running on a real thread, outside the simulation's virtual time (a
+    route answered on ``web_config``'s listener while the simulation's thread
+    was blocked), waited for the simulation: an RPC, say (``shimeji.sim.bridge``)."""
+
+
 class PublishFailed(ShimejiError):
     """Publishing failed on every attempt the retry policy allowed; nothing was sent."""
 
@@ -272,6 +280,11 @@ class ExtensionNotFound(ShimejiError):
 
 class ContainerBeingKilled(ShimejiError):
     """The replica is dying and cannot start new work; the message is requeued."""
+
+
+class OutsideClosed(ContainerBeingKilled):
+    """A real thread asked the simulation for work after it stopped taking any
+    (its cluster stopped: ``shimeji.sim.bridge``)."""
 
 
 class ReplicaCrashed(ShimejiError):

@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import math
 import random
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -167,6 +168,7 @@ class SimCluster:
         self._extra_config_keys = set(extra_config_keys)
         #: what service code did that the seed cannot replay (threads, sockets)
         self.uncontrolled: list[str] = []
+        self.scheduler.report_uncontrolled = self._uncontrolled
         self._virtual_time = (
             VirtualTime(
                 self.clock,
@@ -222,6 +224,22 @@ class SimCluster:
         self.stop(raise_crashes=exc_type is None)
 
     @property
+    def real_managed_threads(self) -> bool | None:
+        """Whether ``spawn_managed_thread`` runs code from outside shimeji on a real
+        OS thread, outside virtual time (``shimeji.sim.bridge``): True, False, or
+        None (the default: under the nameko layer only, where nameko code may
+        block on real I/O in one). Set it before the replicas start."""
+        return self.scheduler.real_managed_threads
+
+    @real_managed_threads.setter
+    def real_managed_threads(self, value: bool | None) -> None:
+        if value is not None and not isinstance(value, bool):
+            raise ConfigurationError(
+                f"real_managed_threads is True, False or None (the default), got {value!r}"
+            )
+        self.scheduler.real_managed_threads = value
+
+    @property
     def uri(self) -> str:
         """``sim://cluster-N``: as ``AMQP_URI``, it points shimeji's standalone
         proxies and dispatchers (``ClusterRpcProxy(config)``, ``event_dispatcher``)
@@ -235,6 +253,7 @@ class SimCluster:
         if self.state != "created":
             raise RuntimeError(f"this SimCluster is already {self.state}; create a new one")
         self._registry.check_config_keys(self._raw_config, self._extra_config_keys)
+        self.scheduler.thread_id = threading.get_ident()  # where the simulation runs
         if self._virtual_time is not None:
             self._virtual_time.start()
         self.state = "running"
@@ -259,6 +278,10 @@ class SimCluster:
             return
         self.state = "stopping"
         _RUNNING.pop(self.uri, None)
+        if self.scheduler.outside is not None:
+            # Real threads are not waited for as the cluster stops: what they
+            # post from now on is refused (shimeji.sim.bridge).
+            self.scheduler.outside.close()
         # A plan whose names were never checked (nothing ran) is checked at the end.
         first_run, self.scheduler.before_first_run = self.scheduler.before_first_run, None
         try:

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import greenlet
 
-from shimeji.core.exceptions import SimulationLivelock, SimulationStalled
+from shimeji.core.exceptions import OutsideVirtualTime, SimulationLivelock, SimulationStalled
 from shimeji.sim.clock import VirtualClock
 
 # SimulationStalled and SimulationLivelock are defined with every other
@@ -319,6 +319,20 @@ class Scheduler:
         #: called once, before the loop first runs (the cluster checks its fault
         #: plan's names there, once the test has added its services)
         self.before_first_run: Callable[[], None] | None = None
+        # -- the bridge to real threads (shimeji.sim.bridge), unused by default --
+        #: the thread the simulation runs on
+        self.thread_id = threading.get_ident()
+        #: whether spawn_managed_thread gives code outside shimeji a real OS thread
+        #: (None: under the nameko layer only; see bridge.wants_real_thread)
+        self.real_managed_threads: bool | None = None
+        #: told (kind, detail) of what runs outside virtual time (the cluster's report)
+        self.report_uncontrolled: Callable[[str, str], None] | None = None
+        #: the inbox of work from real threads, made on first use
+        self.outside: Any = None
+        #: how many real sources may still post to it: while any, the loop waits
+        #: for them in real time rather than jump ahead or stall
+        self._outside_live = 0
+        self._outside_gave_up: float | None = None
 
     # -- the Runtime contract ---------------------------------------------------
 
@@ -415,6 +429,12 @@ class Scheduler:
         """Run events in order until ``until()`` holds or ``waiter`` is done
         (True), or until nothing is left or the next event lies beyond
         ``limit_us`` (False)."""
+        if self.outside is not None and threading.get_ident() != self.thread_id:
+            raise OutsideVirtualTime(
+                "code running on a real thread, outside virtual time, waited for the "
+                "simulation (an RPC, a dispatch, a sleep in virtual time ...): only the "
+                "simulation's thread can. Make the call from a worker instead"
+            )
         if self._hub is not None:
             raise RuntimeError(
                 "blocking call from inside the simulation's event loop: only service code "
@@ -443,11 +463,17 @@ class Scheduler:
                     urgent.popleft()()
                     continue
                 if not heap:
+                    if self._outside_live and self._wait_outside(limit_us):
+                        continue
                     return False
                 entry = heap[0]
                 when = entry[0]
                 if limit_us is not None and when > limit_us:
+                    if self._outside_live and self._wait_outside(limit_us):
+                        continue
                     return False
+                if self._outside_live and when > clock.now_us and self._wait_outside(when):
+                    continue  # work from a real thread came first
                 if self.chooser is not None and not self._dead(entry):
                     entry = self._choose(when)
                     if entry is heap[0]:
@@ -470,6 +496,28 @@ class Scheduler:
                 fn(*args)
         finally:
             self._hub = None
+
+    def _wait_outside(self, deadline_us: int | None) -> bool:
+        """Nothing is due now and real threads may still post: wait for them in
+        real time (``shimeji.sim.bridge``)."""
+        from shimeji.sim.bridge import wait_outside
+
+        return wait_outside(self, deadline_us)
+
+    def outside_inbox(self) -> Any:
+        """The inbox for work from real threads (``shimeji.sim.bridge.Outside``)."""
+        if self.outside is None:
+            from shimeji.sim.bridge import Outside
+
+            self.outside = Outside(self)
+        return self.outside
+
+    def start_real_thread(self, container: Any, fn: Callable[[], Any], name: str) -> Any:
+        """``spawn_managed_thread``'s hook: a ``RealManagedThread`` running ``fn``,
+        or None when it runs as a task (``shimeji.sim.bridge.wants_real_thread``)."""
+        from shimeji.sim.bridge import start_managed_thread
+
+        return start_managed_thread(self, container, fn, name)
 
     def _choose(self, when: int) -> tuple[int, int, Any, Any, Any]:
         """Let the chooser pick among the events due at ``when``: the first event of
@@ -510,6 +558,13 @@ class Scheduler:
         """Raise ``SimulationStalled``: the root waits for ``description``, and
         nothing left to run can bring it."""
         stuck = self.stall_reporter()
+        if self.outside is not None and self._outside_gave_up is not None:
+            waited, self._outside_gave_up = self._outside_gave_up, None
+            stuck = [
+                *stuck,
+                f"the loop waited {waited:.1f} real seconds for real threads "
+                f"({'; '.join(self.outside.sources()) or 'none left'}), and nothing came",
+            ]
         lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
         raise SimulationStalled(
             f"the simulation stalled at t={self.clock.elapsed():.6f}s: the test waits for "

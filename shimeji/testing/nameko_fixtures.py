@@ -21,7 +21,9 @@ Every fixture works on the test's ``sim_cluster`` (seeded by
   ``ClusterRpcProxy`` and ``event_dispatcher`` of ``shimeji.standalone``
   (nameko's ``nameko.standalone`` under ``shimeji.compat.nameko``) call and
   dispatch on it, as nameko's tests do on a broker; ``empty_config`` (``{}``),
-  ``web_config`` and ``web_config_port`` as nameko's (no port is opened);
+  ``web_config`` and ``web_config_port`` as nameko's: a real listener on a
+  free port of 127.0.0.1 answers with the cluster's routes
+  (``shimeji.sim.listener``);
 - ``web_session``: a requests-like client (``get``, ``post`` ...) of the HTTP
   routes of the cluster's services, in virtual time;
 - ``mock_container``: a ``ServiceContainer`` stand-in (``create_autospec``)
@@ -45,6 +47,7 @@ from shimeji.core.container import ServiceContainer
 from shimeji.core.web import ClientResponse, HttpClient
 from shimeji.sim import SimCluster
 from shimeji.sim.cluster import register_uri
+from shimeji.sim.listener import RealHttpListener
 from shimeji.testing.containers import SimContainer, SimRunner
 
 __all__ = [
@@ -58,9 +61,6 @@ __all__ = [
     "web_config_port",
     "web_session",
 ]
-
-#: The address ``web_config`` gives; the simulator listens on no port.
-SIM_WEB_ADDRESS = "127.0.0.1:8000"
 
 
 def _current_cluster(request: pytest.FixtureRequest, sim_cluster: SimCluster) -> SimCluster:
@@ -151,11 +151,17 @@ def rabbit_config(_sim_uri: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def web_config(empty_config: dict[str, Any]) -> dict[str, Any]:
-    """``empty_config`` with ``WEB_SERVER_ADDRESS`` (no port is opened: requests
-    go through ``web_session`` in virtual time)."""
-    empty_config["WEB_SERVER_ADDRESS"] = SIM_WEB_ADDRESS
-    return empty_config
+def web_config(
+    request: pytest.FixtureRequest, sim_cluster: SimCluster, empty_config: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """``empty_config`` with ``WEB_SERVER_ADDRESS``, where a real listener
+    (``shimeji.sim.listener``) answers with the cluster's routes, as nameko's
+    server would: ``web_session`` sends requests in virtual time, while a
+    client on a real socket (``requests.get``) reaches the same routes."""
+    listener = RealHttpListener(lambda: _current_cluster(request, sim_cluster))
+    empty_config["WEB_SERVER_ADDRESS"] = listener.address
+    yield empty_config
+    listener.close()
 
 
 @pytest.fixture

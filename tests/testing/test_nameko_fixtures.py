@@ -173,15 +173,40 @@ def test_runner_factory(runner_factory, sim_cluster):
     assert "echo" in repr(runner)
 
 
+class Fetcher:
+    name = "fetcher"
+
+    @rpc
+    def fetch(self, url):
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.read().decode()
+
+
+@pytest.mark.filterwarnings("ignore::shimeji.sim.UncontrolledEffectWarning")
+def test_web_config_address_answers_on_a_real_socket(
+    container_factory, web_config, rabbit_config, sim_cluster
+):
+    """A worker calling a route over a real socket, at web_config's address, gets
+    its answer, though it blocks the simulation's thread; it is reported."""
+    container_factory(Echo, web_config).start()
+    container_factory(Fetcher, rabbit_config).start()
+    url = f"http://{web_config['WEB_SERVER_ADDRESS']}/greet/ann?lang=fr"
+    assert json.loads(sim_cluster.rpc.fetcher.fetch(url)) == {"hello": "ann", "lang": "fr"}
+    assert any("came from a real socket" in line for line in sim_cluster.uncontrolled)
+
+
 def test_web_session_and_config(container_factory, web_config, web_config_port, web_session):
     """web_session sends requests to the routes in virtual time, requests-style."""
-    assert web_config == {"WEB_SERVER_ADDRESS": "127.0.0.1:8000"} and web_config_port == 8000
+    address = web_config["WEB_SERVER_ADDRESS"]
+    assert list(web_config) == ["WEB_SERVER_ADDRESS"] and address == f"127.0.0.1:{web_config_port}"
     container = container_factory(Echo, web_config)
     container.start()
 
     response = web_session.get("/greet/ann", params={"lang": "fr"})
     assert response.status_code == 200 and response.json() == {"hello": "ann", "lang": "fr"}
-    response = web_session.get("http://127.0.0.1:8000/greet/bob?lang=de")
+    response = web_session.get(f"http://{address}/greet/bob?lang=de")
     assert response.json() == {"hello": "bob", "lang": "de"}
 
     response = web_session.post("/echo", data={"a": "1", "b": ["2", "3"]})
