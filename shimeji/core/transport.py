@@ -25,6 +25,7 @@ What a broker may lose after the fact is reported, not raised: see
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 import attrs
@@ -32,6 +33,7 @@ import attrs
 from shimeji.core.exceptions import ShimejiError
 
 __all__ = [
+    "NO_HEADERS",
     "BrokerUnavailable",
     "Consumer",
     "Delivery",
@@ -89,6 +91,10 @@ class QueueInfo(NamedTuple):
 
     ready: int  # messages waiting to be delivered
     consumers: int
+
+
+#: The headers of a message that carries none, shared (replies carry none).
+NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
 
 
 @attrs.frozen(slots=True)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
-from types import MappingProxyType
 from typing import Any
 
 from shimeji.core import protocol
@@ -35,13 +34,11 @@ from shimeji.core.extensions import Entrypoint, SharedExtension
 from shimeji.core.quoting import escape, quote, shorten
 from shimeji.core.retry import publish_with_retry, with_retry
 from shimeji.core.serialization import Codec
-from shimeji.core.transport import BrokerUnavailable, Delivery, Message
+from shimeji.core.transport import NO_HEADERS, BrokerUnavailable, Delivery, Message
 
 __all__ = ["Rpc", "RpcConsumer", "rpc"]
 
 log = logging.getLogger("shimeji.rpc")
-
-_NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
 
 
 class RpcConsumer(SharedExtension):
@@ -200,7 +197,7 @@ def _reply_message(settings: Settings, request: Message, codec: Codec, body: byt
         settings.rpc_exchange,  # exchange
         codec.content_type,  # content_type
         codec.content_encoding,  # content_encoding
-        _NO_HEADERS,  # headers
+        NO_HEADERS,  # headers
         request.correlation_id,  # correlation_id
     )
 
