@@ -410,7 +410,14 @@ class ServiceContainer:
             if len(self._workers) >= self.settings.max_workers:
                 self._backlog.append((worker_ctx, handle_result))
             else:
-                self._start_worker(worker_ctx, handle_result)
+                # _start_worker, inline: the path of every call.
+                method = entrypoint.method_name
+                name = self._task_names.get(method)
+                if name is None:
+                    name = self._task_names[method] = f"{self.replica_name}:{method}"
+                self._workers[worker_ctx] = self.runtime.spawn(
+                    self._run_worker, worker_ctx, handle_result, name=name
+                )
         return worker_ctx
 
     def spawn_managed_thread(self, fn: Callable[[], Any], identifier: str | None = None) -> Task:
@@ -500,7 +507,7 @@ class ServiceContainer:
                 except Exception as exc:
                     self._hook_failed(worker_ctx, stage, provider, exc)
                     return
-                method = getattr(worker_ctx.service, worker_ctx.method_name)
+                method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
                 try:
                     result = method(*worker_ctx.args, **worker_ctx.kwargs)
                 except _CALL_ERRORS as exc:

@@ -135,9 +135,14 @@ def broadcast_queue_name(
 # -- headers ---------------------------------------------------------------------
 
 
+_STACK_HEADER = f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"
+
+
 def headers_from_context(context_data: Mapping[str, Any], call_id_stack: list[str]) -> dict:
+    if not context_data:  # the usual request: the call id stack alone
+        return {_STACK_HEADER: list(call_id_stack)}
     headers = {f"{HEADER_PREFIX}.{key}": value for key, value in context_data.items()}
-    headers[f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"] = list(call_id_stack)
+    headers[_STACK_HEADER] = list(call_id_stack)
     return headers
 
 
@@ -164,17 +169,14 @@ def context_from_headers(headers: Any) -> tuple[dict[str, Any], list[str]]:
     context: dict[str, Any] = {}
     stack: list[str] = []
     for key, value in headers.items():
-        if not isinstance(key, str) or not key.startswith(_PREFIX):
-            continue
-        name = key[len(_PREFIX) :]
-        if name == CALL_ID_STACK_KEY:
+        if key == _STACK_HEADER and isinstance(key, str):  # in every request
             if not isinstance(value, (list, tuple)) or not _all_str(value):
                 raise MalformedRequest(
                     f"header {quote(key)} must be a list of call id strings, got {quote(value)}"
                 )
             stack = list(value)
-        else:
-            context[name] = value
+        elif isinstance(key, str) and key.startswith(_PREFIX):
+            context[key[len(_PREFIX) :]] = value
     return context, stack
 
 

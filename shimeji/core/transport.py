@@ -25,6 +25,7 @@ What a broker may lose after the fact is reported, not raised: see
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 import attrs
@@ -32,6 +33,7 @@ import attrs
 from shimeji.core.exceptions import ShimejiError
 
 __all__ = [
+    "NO_HEADERS",
     "BrokerUnavailable",
     "Consumer",
     "Delivery",
@@ -91,9 +93,20 @@ class QueueInfo(NamedTuple):
     consumers: int
 
 
-@attrs.frozen(slots=True)
+#: The headers of a message that carries none, shared (replies carry none).
+NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
+
+
+@attrs.define(slots=True, unsafe_hash=True)
 class Message:
-    """One AMQP message as shimeji sends it: a body of bytes and its properties."""
+    """One AMQP message as shimeji sends it: a body of bytes and its properties.
+
+    Treat a message as immutable once made (``attrs.evolve`` makes a changed
+    copy): a publisher, the broker and the trace may all hold it. It is not
+    frozen only because two are made for every call (a request and its reply)
+    and a frozen class costs four times as much to make; it compares and
+    hashes by its fields, as a frozen one would.
+    """
 
     body: bytes
     routing_key: str

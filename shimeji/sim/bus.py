@@ -154,7 +154,20 @@ class SimConsumer:
         self.bindings: list[tuple[str, str]] = []  # remembered while suspended
 
     def settle(self, delivery: Delivery, outcome: str) -> None:
-        self.bus._settle(self, delivery, outcome)
+        # The bus's side of settling, here: one frame fewer on every call's path.
+        tag = delivery.delivery_tag
+        if self.unacked.pop(tag, None) is None:
+            return  # already settled, or given back when the consumer closed
+        queue = self.queue
+        bus = self.bus
+        if bus.tracer.enabled:
+            correlation_id = delivery.message.correlation_id
+            bus._step(outcome, self.label, None, None, None, correlation_id, "", None)
+        returns = bus.returns.pop(tag, 0) if bus.returns else 0
+        if outcome == "requeue":
+            bus._give_back(queue, delivery, returns)
+        if queue.ready:
+            bus._dispatch(queue)
 
     def cancel(self) -> None:
         self.bus._cancel(self)
@@ -576,22 +589,6 @@ class SimBus:
         if consumer.auto_ack:
             del consumer.unacked[delivery.delivery_tag]
         consumer.on_delivery(delivery)
-
-    def _settle(self, consumer: SimConsumer, delivery: Delivery, outcome: str) -> None:
-        tag = delivery.delivery_tag
-        if consumer.unacked.pop(tag, None) is None:
-            return  # already settled, or given back when the consumer closed
-        queue = consumer.queue
-        tracer = self.tracer
-        if tracer.enabled:
-            self._step(
-                outcome, consumer.label, None, None, None, delivery.message.correlation_id, "", None
-            )
-        returns = self.returns.pop(tag, 0) if self.returns else 0
-        if outcome == "requeue":
-            self._give_back(queue, delivery, returns)
-        if queue.ready:
-            self._dispatch(queue)
 
     def _give_back(self, queue: SimQueue, delivery: Delivery, returns: int) -> None:
         """Put an unsettled message back at the head of its queue, unless the

@@ -257,7 +257,8 @@ class SimWaiter:
             return
         self.done = True
         self._value = value
-        self._wake()
+        if self._parked:  # (the root waits without parking)
+            self._wake()
 
     def set_exception(self, exc: BaseException) -> None:
         if self.done:
@@ -298,6 +299,8 @@ class Scheduler:
     def __init__(self, clock: VirtualClock, rng: random.Random) -> None:
         self.clock = clock
         self.rng = rng
+        # The Runtime's now(), without a frame of its own (read for every call).
+        self.now = clock.time  # type: ignore[method-assign]
         self.errors: list[str] = []
         #: called to describe what is stuck when the root stalls
         self.stall_reporter: Callable[[], list[str]] = lambda: []

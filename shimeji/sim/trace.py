@@ -17,6 +17,8 @@ from typing import Any
 import attrs
 
 from shimeji.core.events import Event
+from shimeji.core.protocol import CALL_ID_STACK_KEY, HEADER_PREFIX
+from shimeji.core.transport import NO_HEADERS, Message
 from shimeji.sim.clock import VirtualClock
 from shimeji.views.log import EventLog
 from shimeji.views.redaction import Redactor
@@ -25,6 +27,92 @@ __all__ = ["Trace", "TraceEvent"]
 
 #: The events of a trace are ``shimeji.core.events.Event`` records.
 TraceEvent = Event
+
+
+# -- records the garbage collector never walks ------------------------------------
+#
+# A trace keeps every message of every call. Kept as objects (the record's
+# tuple, the Message, its headers dict, the call id list in it), each is one
+# more object that every full collection of the process walks, for as long as
+# the trace lives: about a tenth of a round trip's cost went there. A step's
+# message is therefore kept as a flat tuple of its fields (``_pack``), the
+# usual headers (none, or only the call id stack) spelled into it as strings:
+# a tuple of strings, bytes and numbers, which CPython stops tracking the
+# first time a collection sees it. Reading the trace makes an equal Message
+# again (``_unpack``). Other headers are kept as they are.
+
+_STACK_HEADER = f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"
+#: How a packed message holds its headers (its field 8); the fields after it
+#: are the call ids of the stack, or the headers object itself.
+_HEADERS_NONE = 0  # NO_HEADERS
+_HEADERS_STACK = 1  # {_STACK_HEADER: [call ids...]}
+_HEADERS_AS_IS = 2  # anything else, kept as it is
+
+
+def _pack(message: Message) -> tuple[Any, ...]:
+    """A message's fields as a flat tuple (``_unpack`` makes an equal Message)."""
+    headers = message.headers
+    if headers is NO_HEADERS:
+        return (
+            message.body,
+            message.routing_key,
+            message.exchange,
+            message.content_type,
+            message.content_encoding,
+            message.correlation_id,
+            message.reply_to,
+            message.delivery_mode,
+            _HEADERS_NONE,
+        )
+    if type(headers) is dict and len(headers) == 1:
+        stack = headers.get(_STACK_HEADER)
+        if type(stack) is list:
+            return (
+                message.body,
+                message.routing_key,
+                message.exchange,
+                message.content_type,
+                message.content_encoding,
+                message.correlation_id,
+                message.reply_to,
+                message.delivery_mode,
+                _HEADERS_STACK,
+                *stack,
+            )
+    return (
+        message.body,
+        message.routing_key,
+        message.exchange,
+        message.content_type,
+        message.content_encoding,
+        message.correlation_id,
+        message.reply_to,
+        message.delivery_mode,
+        _HEADERS_AS_IS,
+        headers,
+    )
+
+
+def _unpack(packed: tuple[Any, ...]) -> Message:
+    """The Message ``_pack`` was given (an equal one: same fields, same types)."""
+    how = packed[8]
+    if how == _HEADERS_NONE:
+        headers: Any = NO_HEADERS
+    elif how == _HEADERS_STACK:
+        headers = {_STACK_HEADER: list(packed[9:])}
+    else:
+        headers = packed[9]
+    return Message(
+        packed[0],  # body
+        packed[1],  # routing_key
+        packed[2],  # exchange
+        packed[3],  # content_type
+        packed[4],  # content_encoding
+        headers,
+        packed[5],  # correlation_id
+        packed[6],  # reply_to
+        packed[7],  # delivery_mode
+    )
 
 
 class Trace:
@@ -50,6 +138,10 @@ class Trace:
         self._emitted: list[tuple[Any, ...]] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
+        # The message last packed, and its packing: a message is the subject of
+        # consecutive steps (published, then delivered), packed once for both.
+        self._last_message: Any = None
+        self._last_packed: Any = None
 
     def emit(self, event: Event) -> None:
         if self.enabled:
@@ -67,8 +159,15 @@ class Trace:
         message: Any,
     ) -> None:
         """Record what ``emit(new_event(kind, replica, ...))`` would: the fields
-        now, the ``Event`` when the trace is read (``shimeji.core.tracing``)."""
+        now, the ``Event`` when the trace is read (``shimeji.core.tracing``).
+        A ``Message`` is kept packed into a tuple (``_pack``)."""
         if self.enabled:
+            if message is not None and type(message) is Message:
+                if message is self._last_message:
+                    message = self._last_packed
+                else:
+                    self._last_message = message
+                    message = self._last_packed = _pack(message)
             self._emitted.append(
                 (
                     kind,
@@ -89,6 +188,11 @@ class Trace:
         if not emitted:
             return
         events, calls = self._events, self._calls
+        # Each packing made into one Message (equal packings into the same one:
+        # the message they came from was most likely one).
+        unpacked: dict[Any, Message] = {}
+        last_packed: Any = None
+        last_message: Any = None
         for record in emitted:
             if len(record) == 9:  # recorded by step(): the event is made here
                 (
@@ -102,6 +206,16 @@ class Trace:
                     message,
                     now_us,
                 ) = record
+                if type(message) is tuple:
+                    if message is not last_packed:
+                        last_packed = message
+                        try:
+                            last_message = unpacked.get(message)
+                            if last_message is None:
+                                last_message = unpacked[message] = _unpack(message)
+                        except TypeError:  # headers kept as they are, not hashable
+                            last_message = _unpack(message)
+                    message = last_message
                 if correlation_id is not None:
                     if kind in ("publish", "dispatch"):
                         calls[correlation_id] = (service, method, replica, call_id)

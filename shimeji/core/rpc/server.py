@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
-from types import MappingProxyType
 from typing import Any
 
 from shimeji.core import protocol
@@ -35,13 +34,11 @@ from shimeji.core.extensions import Entrypoint, SharedExtension
 from shimeji.core.quoting import escape, quote, shorten
 from shimeji.core.retry import publish_with_retry, with_retry
 from shimeji.core.serialization import Codec
-from shimeji.core.transport import BrokerUnavailable, Delivery, Message
+from shimeji.core.transport import NO_HEADERS, BrokerUnavailable, Delivery, Message
 
 __all__ = ["Rpc", "RpcConsumer", "rpc"]
 
 log = logging.getLogger("shimeji.rpc")
-
-_NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
 
 
 class RpcConsumer(SharedExtension):
@@ -200,7 +197,7 @@ def _reply_message(settings: Settings, request: Message, codec: Codec, body: byt
         settings.rpc_exchange,  # exchange
         codec.content_type,  # content_type
         codec.content_encoding,  # content_encoding
-        _NO_HEADERS,  # headers
+        NO_HEADERS,  # headers
         request.correlation_id,  # correlation_id
     )
 
@@ -280,7 +277,7 @@ class Rpc(Entrypoint):
         """Publish the reply, then ack the request: never the other way round."""
         container = self.container
         assert container is not None
-        if not container.alive:
+        if container.state not in ("running", "stopping"):  # not container.alive
             return result, exc_info  # killed mid-call: no reply, the request is redelivered
         request = delivery.message
         if exc_info is not None:
@@ -300,7 +297,16 @@ class Rpc(Entrypoint):
                 result, exc_info = None, (type(exc), exc, None)
                 body = protocol.encode_reply(codec, None, exc)
         if request.reply_to:
-            reply = _reply_message(container.settings, request, codec, body)
+            # _reply_message, inline: the path of every call.
+            reply = Message(
+                body,  # body
+                request.reply_to,  # routing_key
+                container.settings.rpc_exchange,  # exchange
+                codec.content_type,  # content_type
+                codec.content_encoding,  # content_encoding
+                NO_HEADERS,  # headers
+                request.correlation_id,  # correlation_id
+            )
             tracer = container.tracer
             if tracer.enabled:
                 container.step(
@@ -344,7 +350,7 @@ class Rpc(Entrypoint):
                 )
                 delivery.requeue()
                 return result, exc_info
-        delivery.ack()
+        delivery.consumer.settle(delivery, "ack")  # delivery.ack(), a frame fewer
         return result, exc_info
 
 
