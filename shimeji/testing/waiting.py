@@ -69,31 +69,37 @@ class WaitResult:
     """
 
     class NotReady(Exception):
-        """No call has been recorded yet."""
+        """No outcome has been recorded yet."""
+
+    #: what ``get()`` says before there is an outcome
+    _not_ready = "no call has been recorded yet: call get() after the wait_for_call block"
 
     def __init__(self) -> None:
         self.has_result = False
         self._result: Any = None
         self._exc_info: ExcInfo | None = None
 
-    def send(self, result: Any, exc_info: ExcInfo | None) -> None:
+    def _record(self, result: Any, exc_info: ExcInfo | None) -> bool:
+        """Keep the first outcome: False (nothing kept) if there is one already."""
         if self.has_result:
-            return
+            return False
         self.has_result = True
         self._result = result
         self._exc_info = exc_info
+        return True
+
+    def send(self, result: Any, exc_info: ExcInfo | None) -> None:
+        self._record(result, exc_info)
 
     def get(self) -> Any:
         if not self.has_result:
-            raise WaitResult.NotReady(
-                "no call has been recorded yet: call get() after the wait_for_call block"
-            )
+            raise self.NotReady(self._not_ready)
         if self._exc_info is not None:
             raise self._exc_info[1].with_traceback(self._exc_info[2])
         return self._result
 
     def __repr__(self) -> str:
-        return f"<WaitResult {'ready' if self.has_result else 'not ready'}>"
+        return f"<{type(self).__name__} {'ready' if self.has_result else 'not ready'}>"
 
 
 def check_timeout(timeout: Any, what: str) -> float | None:
@@ -106,7 +112,9 @@ def check_timeout(timeout: Any, what: str) -> float | None:
         or not math.isfinite(timeout)
         or timeout < 0
     ):
-        raise ValueError(f"{what}: timeout is seconds >= 0, or None for none; got {timeout!r}")
+        raise ValueError(
+            f"{what}: timeout is seconds >= 0, or None to wait without one; got {timeout!r}"
+        )
     return timeout
 
 
