@@ -130,28 +130,32 @@ class Outside:
 
     # -- posting, from any thread ------------------------------------------------------
 
+    def _refuse_if_closed(self) -> None:
+        """Under the lock: ``OutsideClosed`` once the simulation has stopped."""
+        if self.closed:
+            raise OutsideClosed(
+                "the simulation has stopped: work from real threads is no longer taken "
+                "(post or call only while its cluster runs)"
+            )
+
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the simulation's thread, as an event, in arrival order."""
         with self._cond:
-            if self.closed:
-                raise OutsideClosed(
-                    "the simulation has stopped: work from real threads is no longer taken"
-                )
+            self._refuse_if_closed()
             self._inbox.append((fn, args))
             self._cond.notify_all()
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` on the simulation's thread; the calling (real) thread waits
-        for its result, or its exception. Refused (``OutsideClosed``) once closed."""
-        call = _Call(fn, args)
-        with self._cond:
-            if self.closed:
-                raise OutsideClosed(
-                    "the simulation has stopped: work from real threads is no longer taken"
-                )
-            self._calls.append(call)
-            self._inbox.append((call.run, ()))
-            self._cond.notify_all()
+    def _enqueue(self, call: _Call) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """Under the lock: post ``call``, kept to be refused if the simulation stops."""
+        self._refuse_if_closed()
+        entry: tuple[Callable[..., Any], tuple[Any, ...]] = (call.run, ())
+        self._calls.append(call)
+        self._inbox.append(entry)
+        self._cond.notify_all()
+        return entry
+
+    def _outcome(self, call: _Call) -> Any:
+        """Wait for ``call`` to have run (or been refused): its result, or its error."""
         call.done.wait()
         with self._cond:
             if call in self._calls:
@@ -160,33 +164,28 @@ class Outside:
             raise call.error
         return call.value
 
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the simulation's thread; the calling (real) thread waits
+        for its result, or its exception. Refused (``OutsideClosed``) once closed."""
+        call = _Call(fn, args)
+        with self._cond:
+            self._enqueue(call)
+        return self._outcome(call)
+
     def offer(self, fn: Callable[..., Any], *args: Any, grace: float) -> tuple[bool, Any]:
         """``call(fn, *args)`` if the simulation's thread takes it within ``grace``
         real seconds: (True, its result); else it is withdrawn: (False, None).
         (A simulation thread that does not take it is busy, perhaps blocked in
         a real call waiting for the very thread that offers.)"""
         call = _Call(fn, args)
-        entry = (call.run, ())
         with self._cond:
-            if self.closed:
-                raise OutsideClosed(
-                    "the simulation has stopped: work from real threads is no longer taken"
-                )
-            self._calls.append(call)
-            self._inbox.append(entry)
-            self._cond.notify_all()
+            entry = self._enqueue(call)
             taken = self._cond.wait_for(lambda: entry not in self._inbox, grace)
             if not taken:
                 self._inbox.remove(entry)
                 self._calls.remove(call)
                 return False, None
-        call.done.wait()
-        with self._cond:
-            if call in self._calls:
-                self._calls.remove(call)
-        if call.error is not None:
-            raise call.error
-        return True, call.value
+        return True, self._outcome(call)
 
     # -- the simulation's side -----------------------------------------------------------
 

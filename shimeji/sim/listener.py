@@ -13,8 +13,9 @@ daemon thread, and answers each request with the cluster's routes:
   real call that made this request (a worker calling a route of the same
   test): the route's worker then runs here, on the listener's thread,
   outside virtual time (its trace steps stamped with a clock that does not
-  move) and beside the replica's ``max_workers``. Code in it that waits for the simulation (an RPC, say) fails with
-  ``OutsideVirtualTime``, answered 500, rather than deadlock.
+  move) and beside the replica's ``max_workers``. Code in it that waits for
+  the simulation (an RPC, say) fails with ``OutsideVirtualTime``, answered
+  500, rather than deadlock.
 
 Opening the listener changes nothing; each request that arrives on it is
 reported as an uncontrolled effect (``cluster.uncontrolled``).
