@@ -81,8 +81,12 @@ class _Call:
     def run(self) -> None:
         try:
             self.value = self.fn(*self.args)
-        except Exception as exc:
+        except BaseException as exc:
+            # the waiting thread gets the error; one that is not an Exception
+            # (KeyboardInterrupt ...) also goes on up the simulation's thread
             self.error = exc
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self.done.set()
 
@@ -286,6 +290,8 @@ class RealManagedThread:
         ident = threading.get_ident()
         container.off_loop[ident] = self.outside.call
         try:
+            if self.abandoned:  # killed before it began: run nothing
+                return
             self.fn()
         except Exception as exc:
             if self.abandoned or not container.alive or isinstance(exc, ContainerBeingKilled):
