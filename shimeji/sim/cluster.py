@@ -83,6 +83,11 @@ def current_cluster() -> SimCluster | None:
     return None
 
 
+def running_clusters() -> list[SimCluster]:
+    """Every running cluster, on virtual time or not, in the order they started."""
+    return [cluster for cluster in list(_RUNNING.values()) if cluster.state == "running"]
+
+
 def running_cluster(uri: str) -> SimCluster:
     """The running cluster an ``AMQP_URI`` of ``sim://...`` names."""
     uri = uri.strip()

@@ -12,6 +12,7 @@ import pytest
 
 from shimeji.exceptions import SimulationStalled
 from shimeji.rpc import Rpc, rpc
+from shimeji.sim import SimCluster
 from shimeji.testing.services import entrypoint_hook, once
 from shimeji.testing.utils import get_extension
 from shimeji.testing.utils import wait_for_call as wait_for_mock
@@ -233,3 +234,30 @@ def test_a_fixture_containers_spawned_workers_can_be_awaited(container_factory, 
     with wait_for_call(container, "spawn_worker") as spawned:
         direct = container.spawn_worker(entrypoint, (0, "tax"), {})
     assert spawned.get() is direct
+
+
+def test_a_cluster_without_virtual_time_is_run_by_the_wait():
+    """A cluster made with virtual_time=False runs its events only when the test's
+    thread runs them: the wait runs it (it does not poll real time for ever),
+    and a call nothing can make stalls at once."""
+    with SimCluster(virtual_time=False) as cluster:
+        cluster.add_service(Bookkeeper)
+        t0 = cluster.clock.elapsed()
+        with wait_for_call(Ledger, "record") as result:
+            cluster.rpc.bookkeeper.book_later.call_async(0, "rent")
+        assert result.get() == "recorded rent"
+        assert cluster.clock.elapsed() > t0  # the simulation's time moved
+        tracker = Mock(name="tracker")
+        stall = pytest.raises(SimulationStalled, match="waits for a call to <Mock name='tracker'")
+        with stall, wait_for_mock(3600, tracker):
+            pass  # pragma: no cover
+
+
+def test_several_clusters_without_virtual_time_are_ambiguous():
+    """With two clusters running and none on virtual time, the wait cannot tell
+    which to run: it says so, naming them, instead of waiting."""
+    with SimCluster(virtual_time=False) as one, SimCluster(virtual_time=False) as two:
+        ambiguous = pytest.raises(RuntimeError, match="2 simulated clusters run")
+        with ambiguous as raised, wait_for_call(ledger, "record"):
+            pass
+        assert one.uri in str(raised.value) and two.uri in str(raised.value)
