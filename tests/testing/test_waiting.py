@@ -142,7 +142,7 @@ def test_service_code_may_wait_too(container_factory):
 def test_without_a_simulation_it_waits_in_real_time_for_threads():
     tracker = Mock()
     threading.Timer(0.01, tracker).start()
-    with wait_for_mock(5, tracker) as waited:
+    with wait_for_mock(60, tracker) as waited:  # ends at the call: a bound for a loaded machine
         assert waited is tracker
     with pytest.raises(Timeout, match=r"^0\.01 seconds$"), wait_for_mock(0.01, Mock()):
         pass  # pragma: no cover
@@ -188,14 +188,22 @@ def test_while_a_simulation_runs_a_threads_later_call_is_not_awaited(sim_cluster
     a thread of the test's own would call the mock a little later."""
     sim_cluster.add_service(Bookkeeper)
     tracker = Mock()
-    caller = threading.Timer(0.2, tracker)
+    later = threading.Event()  # set once the wait is over: the call comes after it
+
+    def call_later() -> None:
+        later.wait()
+        tracker()
+
+    caller = threading.Thread(target=call_later, daemon=True)
     caller.start()
     try:
         with pytest.raises(SimulationStalled), wait_for_mock(30, tracker):
             pass  # pragma: no cover
         assert not tracker.called
     finally:
-        caller.cancel()
+        later.set()
+        caller.join(60)
+    assert tracker.called  # the thread did call it, once the wait had stalled
 
 
 def test_a_worker_waiting_for_a_call_nothing_makes_stalls(container_factory):
