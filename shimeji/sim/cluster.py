@@ -50,7 +50,14 @@ from shimeji.sim.scheduler import Scheduler, SimTimer, SimulationStalled, to_us
 from shimeji.sim.stall import describe_stall
 from shimeji.sim.trace import Trace
 
-__all__ = ["STOP_HOOKS", "SimCluster", "current_cluster", "register_uri", "running_cluster"]
+__all__ = [
+    "STOP_HOOKS",
+    "SimCluster",
+    "current_cluster",
+    "register_uri",
+    "running_cluster",
+    "running_clusters",
+]
 
 #: Called with each SimCluster as it stops. The pytest plugin (and
 #: ``shimeji.sim.strategies``) add one that attaches the cluster's seed, fault
