@@ -164,8 +164,16 @@ class Outside:
         with self._cond:
             if call in self._calls:
                 self._calls.remove(call)
-        if call.error is not None:
-            raise call.error
+        error = call.error
+        if error is not None and not isinstance(error, Exception):
+            # KeyboardInterrupt, SystemExit ...: the simulation's thread is on its
+            # way out; this thread is told so, as when the simulation stops
+            raise OutsideClosed(
+                f"the simulation's thread was interrupted ({type(error).__name__}) while "
+                "running this call: the simulation is ending"
+            ) from error
+        if error is not None:
+            raise error
         return call.value
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -241,6 +241,37 @@ def test_work_posted_after_the_cluster_stopped_is_refused():
         outside.call(print)
 
 
+def test_a_call_interrupted_on_the_simulations_thread_ends_its_caller_cleanly():
+    """A KeyboardInterrupt while the simulation's thread runs a real thread's call
+    goes on up the simulation's thread; the real thread gets OutsideClosed
+    (which ends a managed thread quietly), not a None result."""
+    errors: list[BaseException] = []
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with SimCluster() as cluster:
+        outside = cluster.scheduler.outside_inbox()
+        token = outside.add_source("the test's client thread")
+
+        def client() -> None:
+            try:
+                outside.call(interrupted)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                outside.drop_source(token)
+
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            cluster.scheduler.run_root(lambda: bool(errors), "the client's error")
+        thread.join(60)
+    (error,) = errors
+    assert isinstance(error, OutsideClosed)
+    assert "interrupted (KeyboardInterrupt)" in str(error)
+
+
 # -- a real socket in front of the routes ---------------------------------------------------
 
 ADDRESS: list[str] = []
