@@ -34,6 +34,7 @@ from unittest.mock import MagicMock
 from shimeji.core.container import ExcInfo, ServiceContainer, WorkerContext
 from shimeji.core.exceptions import ExtensionNotFound
 from shimeji.core.extensions import DependencyProvider, Entrypoint
+from shimeji.testing.containers import raise_to_test as _raise_crash
 from shimeji.testing.utils import get_extension
 from shimeji.testing.waiting import WaitResult as _CallOutcome
 from shimeji.testing.waiting import check_timeout
@@ -207,18 +208,6 @@ class _Waiter:
 
     def wait(self) -> None:
         self.done.wait()
-
-
-def _raise_crash(exc: BaseException, cluster: Any) -> None:
-    """A crash seen by the test is the test's: the cluster does not raise it again
-    when it stops. nameko raises the error the container died of."""
-    from shimeji.core.exceptions import ReplicaCrashed
-
-    if isinstance(exc, ReplicaCrashed):
-        if cluster is not None:
-            cluster.crashes = [c for c in cluster.crashes if c is not exc]
-        raise exc.cause
-    raise exc
 
 
 @contextlib.contextmanager
