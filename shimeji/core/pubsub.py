@@ -344,6 +344,7 @@ class EventHandler(Entrypoint):
         except BadRequest as exc:
             self._reject(delivery, exc)
             return
+        delivery.payload = event_data  # for handle_result, as kombu's message.payload
         try:
             container.spawn_worker(
                 self,

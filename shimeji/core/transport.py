@@ -126,6 +126,11 @@ class Delivery:
     ``malformed`` says why the message could not be read in full (properties
     or routing key that do not decode, on RabbitMQ): ``message`` then holds
     what could be salvaged, and the consumer must not trust the rest.
+
+    ``payload`` is the body as the entrypoint that consumed it decoded it
+    (kombu's ``message.payload``, which nameko's custom event handlers read
+    in ``handle_result``); None until it has been decoded. ``headers`` are
+    the message's.
     """
 
     message: Message
@@ -133,6 +138,12 @@ class Delivery:
     redelivered: bool
     consumer: Consumer
     malformed: str | None = None
+    payload: Any = None
+
+    @property
+    def headers(self) -> Mapping[str, Any]:
+        """The message's headers (kombu's ``message.headers``)."""
+        return self.message.headers
 
     def ack(self) -> None:
         """The message is done with; the broker forgets it."""

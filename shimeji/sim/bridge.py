@@ -81,8 +81,12 @@ class _Call:
     def run(self) -> None:
         try:
             self.value = self.fn(*self.args)
-        except Exception as exc:
+        except BaseException as exc:
+            # the waiting thread gets the error; one that is not an Exception
+            # (KeyboardInterrupt ...) also goes on up the simulation's thread
             self.error = exc
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self.done.set()
 
@@ -130,35 +134,55 @@ class Outside:
 
     # -- posting, from any thread ------------------------------------------------------
 
+    def _refuse_if_closed(self) -> None:
+        """Under the lock: ``OutsideClosed`` once the simulation has stopped."""
+        if self.closed:
+            raise OutsideClosed(
+                "the simulation has stopped: work from real threads is no longer taken "
+                "(post or call only while its cluster runs)"
+            )
+
     def post(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the simulation's thread, as an event, in arrival order."""
         with self._cond:
-            if self.closed:
-                raise OutsideClosed(
-                    "the simulation has stopped: work from real threads is no longer taken"
-                )
+            self._refuse_if_closed()
             self._inbox.append((fn, args))
             self._cond.notify_all()
+
+    def _enqueue(self, call: _Call) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        """Under the lock: post ``call``, kept to be refused if the simulation stops."""
+        self._refuse_if_closed()
+        entry: tuple[Callable[..., Any], tuple[Any, ...]] = (call.run, ())
+        self._calls.append(call)
+        self._inbox.append(entry)
+        self._cond.notify_all()
+        return entry
+
+    def _outcome(self, call: _Call) -> Any:
+        """Wait for ``call`` to have run (or been refused): its result, or its error."""
+        call.done.wait()
+        with self._cond:
+            if call in self._calls:
+                self._calls.remove(call)
+        error = call.error
+        if error is not None and not isinstance(error, Exception):
+            # KeyboardInterrupt, SystemExit ...: the simulation's thread is on its
+            # way out; this thread is told so, as when the simulation stops
+            raise OutsideClosed(
+                f"the simulation's thread was interrupted ({type(error).__name__}) while "
+                "running this call: the simulation is ending"
+            ) from error
+        if error is not None:
+            raise error
+        return call.value
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the simulation's thread; the calling (real) thread waits
         for its result, or its exception. Refused (``OutsideClosed``) once closed."""
         call = _Call(fn, args)
         with self._cond:
-            if self.closed:
-                raise OutsideClosed(
-                    "the simulation has stopped: work from real threads is no longer taken"
-                )
-            self._calls.append(call)
-            self._inbox.append((call.run, ()))
-            self._cond.notify_all()
-        call.done.wait()
-        with self._cond:
-            if call in self._calls:
-                self._calls.remove(call)
-        if call.error is not None:
-            raise call.error
-        return call.value
+            self._enqueue(call)
+        return self._outcome(call)
 
     def offer(self, fn: Callable[..., Any], *args: Any, grace: float) -> tuple[bool, Any]:
         """``call(fn, *args)`` if the simulation's thread takes it within ``grace``
@@ -166,27 +190,14 @@ class Outside:
         (A simulation thread that does not take it is busy, perhaps blocked in
         a real call waiting for the very thread that offers.)"""
         call = _Call(fn, args)
-        entry = (call.run, ())
         with self._cond:
-            if self.closed:
-                raise OutsideClosed(
-                    "the simulation has stopped: work from real threads is no longer taken"
-                )
-            self._calls.append(call)
-            self._inbox.append(entry)
-            self._cond.notify_all()
+            entry = self._enqueue(call)
             taken = self._cond.wait_for(lambda: entry not in self._inbox, grace)
             if not taken:
                 self._inbox.remove(entry)
                 self._calls.remove(call)
                 return False, None
-        call.done.wait()
-        with self._cond:
-            if call in self._calls:
-                self._calls.remove(call)
-        if call.error is not None:
-            raise call.error
-        return True, call.value
+        return True, self._outcome(call)
 
     # -- the simulation's side -----------------------------------------------------------
 
@@ -287,6 +298,8 @@ class RealManagedThread:
         ident = threading.get_ident()
         container.off_loop[ident] = self.outside.call
         try:
+            if self.abandoned:  # killed before it began: run nothing
+                return
             self.fn()
         except Exception as exc:
             if self.abandoned or not container.alive or isinstance(exc, ContainerBeingKilled):

@@ -50,7 +50,14 @@ from shimeji.sim.scheduler import Scheduler, SimTimer, SimulationStalled, to_us
 from shimeji.sim.stall import describe_stall
 from shimeji.sim.trace import Trace
 
-__all__ = ["STOP_HOOKS", "SimCluster", "current_cluster", "register_uri", "running_cluster"]
+__all__ = [
+    "STOP_HOOKS",
+    "SimCluster",
+    "current_cluster",
+    "register_uri",
+    "running_cluster",
+    "running_clusters",
+]
 
 #: Called with each SimCluster as it stops. The pytest plugin (and
 #: ``shimeji.sim.strategies``) add one that attaches the cluster's seed, fault
@@ -81,6 +88,11 @@ def current_cluster() -> SimCluster | None:
         if cluster.state == "running" and cluster._virtual_time is not None:
             return cluster
     return None
+
+
+def running_clusters() -> list[SimCluster]:
+    """Every running cluster, on virtual time or not, in the order they started."""
+    return [cluster for cluster in list(_RUNNING.values()) if cluster.state == "running"]
 
 
 def running_cluster(uri: str) -> SimCluster:

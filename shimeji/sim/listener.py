@@ -6,15 +6,17 @@ doing ``requests.get(...)``, say). ``RealHttpListener`` listens there, on a
 daemon thread, and answers each request with the cluster's routes:
 
 - in virtual time, when the simulation's thread takes the request within
-  ``GRACE`` real seconds (it is idle, waiting for the outside, or soon is): the
-  request goes through the simulated front (``SimHttpClient.exchange``) in a
-  task of its own, traced as any request is;
+  ``grace`` real seconds (``GRACE`` by default; it takes it when it is
+  idle, waiting for the outside, or soon is): the request goes through the
+  simulated front (``SimHttpClient.exchange``) in a task of its own, traced
+  as any request is;
 - otherwise the simulation's thread is busy, most likely blocked in the very
   real call that made this request (a worker calling a route of the same
   test): the route's worker then runs here, on the listener's thread,
   outside virtual time (its trace steps stamped with a clock that does not
-  move) and beside the replica's ``max_workers``. Code in it that waits for the simulation (an RPC, say) fails with
-  ``OutsideVirtualTime``, answered 500, rather than deadlock.
+  move) and beside the replica's ``max_workers``. Code in it that waits for
+  the simulation (an RPC, say) fails with ``OutsideVirtualTime``, answered
+  500, rather than deadlock.
 
 Opening the listener changes nothing; each request that arrives on it is
 reported as an uncontrolled effect (``cluster.uncontrolled``).
@@ -58,12 +60,26 @@ class _QuietHandler(WSGIRequestHandler):
 
 class RealHttpListener:
     """Answers HTTP on ``host:port`` (0: a free port) with ``cluster``'s routes
-    (a callable giving the cluster: a test's may be replaced by a rerun)."""
+    (a callable giving the cluster: a test's may be replaced by a rerun).
+
+    ``grace`` is how long (real seconds) a request waits for the simulation's
+    thread to take it before its route runs on the listener's thread. Call
+    ``close()`` when done (or use it as a context manager): it stops listening
+    and frees the port."""
 
     def __init__(
-        self, cluster: SimCluster | Callable[[], SimCluster], host: str = "127.0.0.1", port: int = 0
+        self,
+        cluster: SimCluster | Callable[[], SimCluster],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        grace: float = GRACE,
     ) -> None:
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
+            raise ValueError(f"RealHttpListener: grace is real seconds >= 0, got {grace!r}")
         self._cluster = cluster
+        self.grace = float(grace)
+        self.closed = False
         self._server: BaseWSGIServer = make_server(
             host, port, self._app, threaded=True, request_handler=_QuietHandler
         )
@@ -87,8 +103,20 @@ class RealHttpListener:
         return cluster() if callable(cluster) else cluster
 
     def close(self) -> None:
+        """Stop listening and free the port (requests being answered are abandoned:
+        their threads are daemons). Closing again does nothing."""
+        if self.closed:
+            return
+        self.closed = True
         self._server.shutdown()
         self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> RealHttpListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- answering -------------------------------------------------------------------
 
@@ -132,7 +160,7 @@ class RealHttpListener:
                 cluster.scheduler.spawn(in_virtual_time, name=f"http-listener:{what}")
 
             try:
-                taken, _ = outside.offer(spawn, grace=GRACE)
+                taken, _ = outside.offer(spawn, grace=self.grace)
             except OutsideClosed:
                 return Response("Service Unavailable: the cluster stopped\n", 503)
             if taken:

@@ -17,7 +17,7 @@ The ``container_factory`` and ``runner_factory`` fixtures
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from shimeji.core.config import DEFAULT_CONFIG, Settings
 from shimeji.core.container import ExcInfo, ServiceContainer, WorkerContext, get_service_name
@@ -58,6 +58,17 @@ def container_settings(
             f"config_keys, or pass extra_config_keys=[{unknown[0]!r}] to the factory"
         )
     return Settings.from_config(config or {}, extra_keys=allowed)
+
+
+def raise_to_test(exc: BaseException, cluster: Any) -> NoReturn:
+    """Raise ``exc`` to the test; a crash seen by the test is the test's: the
+    cluster (if any) does not raise it again when it stops, and the error the
+    replica died of is raised, as nameko raises it."""
+    if isinstance(exc, ReplicaCrashed):
+        if cluster is not None:
+            cluster.crashes = [c for c in cluster.crashes if c is not exc]
+        raise exc.cause
+    raise exc
 
 
 class SimContainer:
@@ -179,8 +190,7 @@ class SimContainer:
     def _raise_crash(self) -> None:
         crash = self.service_container.crash
         if crash is not None:
-            self.cluster.crashes = [c for c in self.cluster.crashes if c is not crash]
-            raise crash.cause
+            raise_to_test(crash, self.cluster)
 
     def spawn_worker(
         self,

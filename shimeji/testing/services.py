@@ -26,7 +26,6 @@ raises ``SimulationStalled`` instead of hanging.
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -35,7 +34,10 @@ from unittest.mock import MagicMock
 from shimeji.core.container import ExcInfo, ServiceContainer, WorkerContext
 from shimeji.core.exceptions import ExtensionNotFound
 from shimeji.core.extensions import DependencyProvider, Entrypoint
+from shimeji.testing.containers import raise_to_test as _raise_crash
 from shimeji.testing.utils import get_extension
+from shimeji.testing.waiting import WaitResult as _CallOutcome
+from shimeji.testing.waiting import check_timeout
 from shimeji.testing.workers import worker_factory
 
 __all__ = [
@@ -58,7 +60,7 @@ class EntrypointWaiterTimeout(Exception):
     (``entrypoint_waiter.Timeout``)."""
 
 
-class WaitResult:
+class WaitResult(_CallOutcome):
     """What an ``entrypoint_waiter`` yields: the result of the worker it waited for.
 
     ``get()`` returns the method's result or raises its exception;
@@ -66,35 +68,18 @@ class WaitResult:
     ``get()`` raises ``WaitResult.NotReady``.
     """
 
-    class NotReady(Exception):
-        """The awaited worker has not finished yet."""
+    _not_ready = "the entrypoint has not run yet: call get() after the entrypoint_waiter block"
 
     def __init__(self) -> None:
+        super().__init__()
         self.worker_ctx: WorkerContext | None = None
-        self.has_result = False
-        self._result: Any = None
-        self._exc_info: ExcInfo | None = None
 
-    def send(self, worker_ctx: WorkerContext | None, result: Any, exc_info: ExcInfo | None) -> None:
+    def send(  # type: ignore[override]
+        self, worker_ctx: WorkerContext | None, result: Any, exc_info: ExcInfo | None
+    ) -> None:
         """Record the outcome (the first one only)."""
-        if self.has_result:
-            return
-        self.has_result = True
-        self.worker_ctx = worker_ctx
-        self._result = result
-        self._exc_info = exc_info
-
-    def get(self) -> Any:
-        if not self.has_result:
-            raise WaitResult.NotReady(
-                "the entrypoint has not run yet: call get() after the entrypoint_waiter block"
-            )
-        if self._exc_info is not None:
-            raise self._exc_info[1].with_traceback(self._exc_info[2])
-        return self._result
-
-    def __repr__(self) -> str:
-        return f"<WaitResult {'ready' if self.has_result else 'not ready'}>"
+        if self._record(result, exc_info):
+            self.worker_ctx = worker_ctx
 
 
 def _service_container(container: Any, what: str) -> ServiceContainer:
@@ -225,33 +210,6 @@ class _Waiter:
         self.done.wait()
 
 
-def _check_timeout(timeout: Any, what: str) -> float | None:
-    if timeout is None:
-        return None
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or not math.isfinite(timeout)
-        or timeout < 0
-    ):
-        raise ValueError(
-            f"{what}: timeout is seconds >= 0, or None to wait without one; got {timeout!r}"
-        )
-    return timeout
-
-
-def _raise_crash(exc: BaseException, cluster: Any) -> None:
-    """A crash seen by the test is the test's: the cluster does not raise it again
-    when it stops. nameko raises the error the container died of."""
-    from shimeji.core.exceptions import ReplicaCrashed
-
-    if isinstance(exc, ReplicaCrashed):
-        if cluster is not None:
-            cluster.crashes = [c for c in cluster.crashes if c is not exc]
-        raise exc.cause
-    raise exc
-
-
 @contextlib.contextmanager
 def entrypoint_waiter(
     container: Any,
@@ -270,7 +228,7 @@ def entrypoint_waiter(
     it ends.
     """
     service_container = _service_container(container, "entrypoint_waiter")
-    timeout = _check_timeout(timeout, "entrypoint_waiter")
+    timeout = check_timeout(timeout, "entrypoint_waiter")
     if callback is not None and not callable(callback):
         raise TypeError(
             "entrypoint_waiter: callback is a function (worker_ctx, result, exc_info) -> bool, "
@@ -309,7 +267,7 @@ def entrypoint_hook(
     the error it died of is raised.
     """
     service_container = _service_container(container, "entrypoint_hook")
-    timeout = _check_timeout(timeout, "entrypoint_hook")
+    timeout = check_timeout(timeout, "entrypoint_hook")
     if context_data is not None and not isinstance(context_data, Mapping):
         raise TypeError(f"entrypoint_hook: context_data is a mapping, got {context_data!r}")
     entrypoint = _find_entrypoint(service_container, method_name)

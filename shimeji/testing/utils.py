@@ -58,8 +58,8 @@ def wait_for_call(timeout: float, mock_method: Any) -> Iterator[Any]:
     """Wait until the mock ``mock_method`` has been called, then yield it.
 
     The wait comes before the block, as in nameko. While a simulated cluster
-    runs on virtual time it runs the simulation until the mock is called:
-    ``timeout`` is virtual seconds, after which
+    runs (with or without ``virtual_time``) it runs the simulation until the
+    mock is called: ``timeout`` is the simulation's seconds, after which
     ``shimeji.testing.waiting.Timeout`` (nameko's tests get
     ``eventlet.Timeout``) is raised, and ``SimulationStalled`` is raised at
     once if nothing left to run can call the mock. With no simulation

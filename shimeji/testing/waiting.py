@@ -11,9 +11,10 @@ block ends it waits until a call has happened (one for which
 yields a ``WaitResult``: ``get()`` gives that call's result or raises its
 exception.
 
-Where it waits: while a simulated cluster runs on virtual time (the
-``sim_cluster`` and nameko fixtures), it runs the simulation until the call
-happens, in virtual time. If nothing left in the simulation can make the
+Where it waits: while a simulated cluster runs (the ``sim_cluster`` and
+nameko fixtures; one made with ``virtual_time=False`` too, whose events run
+only when the test's thread runs them), it runs the simulation until the call
+happens, in the simulation's time. If nothing left in the simulation can make the
 call, it raises ``SimulationStalled`` at once, saying what it waited for,
 rather than waiting for ever; with ``timeout`` (virtual seconds, a shimeji
 addition: nameko's waits without one) it raises ``Timeout`` once that much
@@ -69,31 +70,37 @@ class WaitResult:
     """
 
     class NotReady(Exception):
-        """No call has been recorded yet."""
+        """No outcome has been recorded yet."""
+
+    #: what ``get()`` says before there is an outcome
+    _not_ready = "no call has been recorded yet: call get() after the wait_for_call block"
 
     def __init__(self) -> None:
         self.has_result = False
         self._result: Any = None
         self._exc_info: ExcInfo | None = None
 
-    def send(self, result: Any, exc_info: ExcInfo | None) -> None:
+    def _record(self, result: Any, exc_info: ExcInfo | None) -> bool:
+        """Keep the first outcome: False (nothing kept) if there is one already."""
         if self.has_result:
-            return
+            return False
         self.has_result = True
         self._result = result
         self._exc_info = exc_info
+        return True
+
+    def send(self, result: Any, exc_info: ExcInfo | None) -> None:
+        self._record(result, exc_info)
 
     def get(self) -> Any:
         if not self.has_result:
-            raise WaitResult.NotReady(
-                "no call has been recorded yet: call get() after the wait_for_call block"
-            )
+            raise self.NotReady(self._not_ready)
         if self._exc_info is not None:
             raise self._exc_info[1].with_traceback(self._exc_info[2])
         return self._result
 
     def __repr__(self) -> str:
-        return f"<WaitResult {'ready' if self.has_result else 'not ready'}>"
+        return f"<{type(self).__name__} {'ready' if self.has_result else 'not ready'}>"
 
 
 def check_timeout(timeout: Any, what: str) -> float | None:
@@ -106,7 +113,9 @@ def check_timeout(timeout: Any, what: str) -> float | None:
         or not math.isfinite(timeout)
         or timeout < 0
     ):
-        raise ValueError(f"{what}: timeout is seconds >= 0, or None for none; got {timeout!r}")
+        raise ValueError(
+            f"{what}: timeout is seconds >= 0, or None to wait without one; got {timeout!r}"
+        )
     return timeout
 
 
@@ -116,16 +125,14 @@ def wait_until(
     """Return once ``done()`` holds; ``description`` names what is awaited, as a
     noun phrase ("a call to Counter.count"), and ``hint`` says how to fix a stall.
 
-    On the running simulation (on virtual time) the simulation runs until it
-    holds: ``SimulationStalled`` if nothing left to run can make it hold,
-    ``Timeout`` once ``timeout`` virtual seconds have passed. Without one,
+    On a running simulated cluster the simulation runs until it holds:
+    ``SimulationStalled`` if nothing left to run can make it hold, ``Timeout``
+    once ``timeout`` of the simulation's seconds have passed. Without one,
     real time passes, ``done()`` being looked at every millisecond.
     """
     if done():
         return
-    from shimeji.sim.cluster import current_cluster  # the simulator imports the testing tools
-
-    cluster = current_cluster()
+    cluster = _cluster_to_run(description)
     if cluster is None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not done():
@@ -147,6 +154,29 @@ def wait_until(
     assert limit is not None  # without a limit the loop stops only when idle
     scheduler.clock.advance_to(limit)
     raise Timeout(timeout)  # type: ignore[arg-type]
+
+
+def _cluster_to_run(description: str) -> Any:
+    """The simulated cluster a wait runs: the one on virtual time, else the one
+    running without it (``virtual_time=False``: its events still run only when
+    the test's thread runs them, so polling real time would wait for ever);
+    None when no cluster runs."""
+    # the simulator imports the testing tools: imported here, not at the top
+    from shimeji.sim.cluster import current_cluster, running_clusters
+
+    cluster = current_cluster()
+    if cluster is not None:
+        return cluster
+    running = running_clusters()
+    if len(running) > 1:
+        uris = ", ".join(c.uri for c in running)
+        raise RuntimeError(
+            f"waiting for {description}: {len(running)} simulated clusters run ({uris}), none "
+            "on virtual time, and a wait can run only one of them. Stop the clusters the "
+            "test no longer needs, or drive the one you mean (cluster.advance, "
+            "cluster.scheduler.run_root) instead of waiting"
+        )
+    return running[0] if running else None
 
 
 def _stalled(scheduler: Any, who: str, description: str, hint: str) -> NoReturn:

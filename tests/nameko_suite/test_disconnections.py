@@ -59,6 +59,13 @@ def heals_after(sim_cluster, label, seconds):
     sim_cluster.advance(0)  # the cut happens now
 
 
+@pytest.fixture
+def service_rpc(rabbit_config):
+    """A standalone proxy of the server, as nameko's ``service_rpc`` fixtures."""
+    with ServiceRpcProxy("server", rabbit_config) as proxy:
+        yield proxy
+
+
 class TestProxyDisconnections:
     @pytest.fixture(autouse=True)
     def server_container(self, container_factory, rabbit_config):
@@ -120,11 +127,6 @@ class TestStandaloneProxyDisconnections:
         container = container_factory(Server, rabbit_config)
         container.start()
         return container
-
-    @pytest.fixture
-    def service_rpc(self, rabbit_config):
-        with ServiceRpcProxy("server", rabbit_config) as proxy:
-            yield proxy
 
     #: the label the cluster gives the test's one standalone client
     CLIENT = "client"
@@ -202,11 +204,6 @@ class TestRpcConsumerDisconnections:
         container.start()
         return container
 
-    @pytest.fixture
-    def service_rpc(self, rabbit_config):
-        with ServiceRpcProxy("server", rabbit_config) as proxy:
-            yield proxy
-
     # follows nameko test/test_rpc.py::TestRpcConsumerDisconnections::test_normal
     def test_normal(self, service_rpc):
         assert service_rpc.echo("foo") == "foo"
@@ -239,11 +236,6 @@ class TestResponderDisconnections:
         container = container_factory(SlowServer, rabbit_config)
         container.start()
         return container
-
-    @pytest.fixture
-    def service_rpc(self, rabbit_config):
-        with ServiceRpcProxy("server", rabbit_config) as proxy:
-            yield proxy
 
     # follows nameko test/test_rpc.py::TestResponderDisconnections::test_normal
     def test_normal(self, service_rpc):

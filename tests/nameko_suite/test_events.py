@@ -255,6 +255,43 @@ def test_unreliable_delivery(sim_cluster, start_containers):
     assert services["unreliable"][1].events == ["msg_3"]
 
 
+class CustomEventHandler(EventHandler):
+    """A handler subclass overriding ``handle_result``, as nameko users write them."""
+
+    _calls: list = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._calls[:] = []
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        super().handle_result(message, worker_ctx, result, exc_info)
+        self._calls.append(message)
+        return result, exc_info
+
+
+class CustomHandler(HandlerService):
+    @CustomEventHandler.decorator("srcservice", "eventtype")
+    def handle(self, evt):
+        super().handle(evt)
+
+
+# follows nameko test/test_events.py::test_custom_event_handler
+def test_custom_event_handler(sim_cluster, start_containers, rabbit_config):
+    """A custom handler subclass reads the decoded event (``message.payload``)
+    and its headers from what its ``handle_result`` is given."""
+    from shimeji.standalone import event_dispatcher
+
+    (container,) = start_containers(CustomHandler, ("custom-events",))
+    payload = {"custom": "data"}
+    dispatch = event_dispatcher(rabbit_config)
+    with entrypoint_waiter(container, "handle"):
+        dispatch("srcservice", "eventtype", payload)
+    (message,) = CustomEventHandler._calls
+    assert message.payload == payload
+    assert "nameko.call_id_stack" in message.headers
+
+
 class CustomBroadcastHandler(EventHandler):
     broadcast_identifier = "testbox"
 

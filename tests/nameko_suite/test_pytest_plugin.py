@@ -11,6 +11,10 @@ shimeji has none of them (docs/fidelity.md, "Testing tools against nameko").
 
 from __future__ import annotations
 
+import socket
+
+import pytest
+
 from shimeji.rpc import rpc
 from shimeji.standalone import ServiceRpcProxy
 from shimeji.web import http
@@ -50,11 +54,14 @@ def test_runner_factory(runner_factory, rabbit_config):
 
 
 # follows nameko test/testing/test_pytest_plugin.py::test_web_config
+@pytest.mark.filterwarnings("ignore::shimeji.sim.UncontrolledEffectWarning")  # the connection
 def test_web_config(web_config, web_config_port):
-    # nameko binds a socket to the address to show it is free; the simulator
-    # opens no port, so the address is only checked to be one
+    # nameko binds a socket to the address to show it is free for its server;
+    # here the fixture's real listener holds it already, and a client connects
     host, _, port = web_config["WEB_SERVER_ADDRESS"].rpartition(":")
     assert host and int(port) == web_config_port
+    with socket.create_connection((host, web_config_port), timeout=30):
+        pass
 
 
 # follows nameko test/testing/test_pytest_plugin.py::test_web_session

@@ -2,8 +2,9 @@
 
 Each test names the nameko test whose behaviour it checks. nameko's tests of
 its consumer and reply listener internals (mocked queue consumers, patched
-``handle_message``) and of toxiproxy have no counterpart here
-(docs/fidelity.md, "Against nameko's own tests").
+``handle_message``) have no counterpart here; its toxiproxy tests are ported
+on simulated partitions in ``test_disconnections.py`` (docs/fidelity.md,
+"Against nameko's own tests").
 """
 
 from __future__ import annotations

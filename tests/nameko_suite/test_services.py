@@ -1,7 +1,7 @@
 """nameko's service testing tools on the simulator, test by test after nameko's own.
 
 Each test names the nameko test whose behaviour it checks. ``ServiceRpcProxy``
-and ``event_dispatcher`` come from ``shimeji.testing.standalone`` (or are
+and ``event_dispatcher`` come from ``shimeji.standalone`` (or are
 ``sim_cluster.rpc`` and ``sim_cluster.dispatch``).
 """
 

@@ -122,7 +122,7 @@ def test_a_real_thread_alive_at_stop_is_abandoned_and_refused():
         assert real.done  # abandoned: the loop no longer waits for it
         assert cluster.scheduler._outside_live == 0
         INBOXES[-1].put("late")
-        real.thread.join(5)
+        real.thread.join(60)
         assert not real.thread.is_alive()
     finally:
         threading.excepthook = hook
@@ -139,7 +139,7 @@ def test_a_replica_stopped_alone_refuses_its_abandoned_thread():
         real = _real_thread(cluster)
         replica.container.stop()
         INBOXES[-1].put("after stop")
-        real.thread.join(5)
+        real.thread.join(60)
         assert not real.thread.is_alive() and Consumer.seen == []
         assert "is stopped" in str(REFUSALS[0])
     assert cluster.crashes == []
@@ -241,6 +241,37 @@ def test_work_posted_after_the_cluster_stopped_is_refused():
         outside.call(print)
 
 
+def test_a_call_interrupted_on_the_simulations_thread_ends_its_caller_cleanly():
+    """A KeyboardInterrupt while the simulation's thread runs a real thread's call
+    goes on up the simulation's thread; the real thread gets OutsideClosed
+    (which ends a managed thread quietly), not a None result."""
+    errors: list[BaseException] = []
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with SimCluster() as cluster:
+        outside = cluster.scheduler.outside_inbox()
+        token = outside.add_source("the test's client thread")
+
+        def client() -> None:
+            try:
+                outside.call(interrupted)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                outside.drop_source(token)
+
+        thread = threading.Thread(target=client, daemon=True)
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            cluster.scheduler.run_root(lambda: bool(errors), "the client's error")
+        thread.join(60)
+    (error,) = errors
+    assert isinstance(error, OutsideClosed)
+    assert "interrupted (KeyboardInterrupt)" in str(error)
+
+
 # -- a real socket in front of the routes ---------------------------------------------------
 
 ADDRESS: list[str] = []
@@ -284,6 +315,7 @@ def listening():
     ADDRESS[:] = [listener.address]
     cluster.add_service(FakeApi)
     cluster.add_service(Greeter)
+    cluster.listener = listener  # for the tests that set its grace
     yield cluster
     listener.close()
     cluster.stop()
@@ -308,6 +340,9 @@ def test_a_request_from_a_real_thread_runs_in_virtual_time(listening):
     """A request the simulation's thread is free to take goes through the simulated
     front in virtual time: it is traced as any request."""
     answers: list[tuple[int, str]] = []
+    # the simulation's thread is free: it takes the request however loaded the
+    # machine is (a short grace would send it to the listener's thread instead)
+    listening.listener.grace = 60.0
     outside = listening.scheduler.outside_inbox()
     token = outside.add_source("the test's client thread")  # the loop waits for it
 
@@ -321,7 +356,7 @@ def test_a_request_from_a_real_thread_runs_in_virtual_time(listening):
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
     listening.scheduler.run_root(lambda: bool(answers), "the client's answer")
-    thread.join(5)
+    thread.join(60)
     assert answers == [(200, '{"ok": true}')]
     kinds = [(e.kind, e.replica) for e in listening.trace.events if e.method == "status"]
     assert ("publish", "http") in kinds and ("deliver", "fake_api-1") in kinds
@@ -339,3 +374,17 @@ def test_the_listener_answers_503_once_the_cluster_stopped():
         assert refused.value.code == 503
     finally:
         listener.close()
+
+
+def test_the_listener_refuses_a_bad_grace_and_closes_once():
+    """A grace that is not real seconds >= 0 is refused, naming it; closing twice
+    is harmless, and the port is free after."""
+    cluster = SimCluster()
+    with pytest.raises(ValueError, match=r"grace is real seconds >= 0, got -1"):
+        RealHttpListener(cluster, grace=-1)
+    with RealHttpListener(cluster) as listener:
+        address = listener.address
+    listener.close()
+    assert not listener._thread.is_alive()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://{address}/status", timeout=10)

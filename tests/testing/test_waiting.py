@@ -12,6 +12,7 @@ import pytest
 
 from shimeji.exceptions import SimulationStalled
 from shimeji.rpc import Rpc, rpc
+from shimeji.sim import SimCluster
 from shimeji.testing.services import entrypoint_hook, once
 from shimeji.testing.utils import get_extension
 from shimeji.testing.utils import wait_for_call as wait_for_mock
@@ -141,7 +142,7 @@ def test_service_code_may_wait_too(container_factory):
 def test_without_a_simulation_it_waits_in_real_time_for_threads():
     tracker = Mock()
     threading.Timer(0.01, tracker).start()
-    with wait_for_mock(5, tracker) as waited:
+    with wait_for_mock(60, tracker) as waited:  # ends at the call: a bound for a loaded machine
         assert waited is tracker
     with pytest.raises(Timeout, match=r"^0\.01 seconds$"), wait_for_mock(0.01, Mock()):
         pass  # pragma: no cover
@@ -187,14 +188,22 @@ def test_while_a_simulation_runs_a_threads_later_call_is_not_awaited(sim_cluster
     a thread of the test's own would call the mock a little later."""
     sim_cluster.add_service(Bookkeeper)
     tracker = Mock()
-    caller = threading.Timer(0.2, tracker)
+    later = threading.Event()  # set once the wait is over: the call comes after it
+
+    def call_later() -> None:
+        later.wait()
+        tracker()
+
+    caller = threading.Thread(target=call_later, daemon=True)
     caller.start()
     try:
         with pytest.raises(SimulationStalled), wait_for_mock(30, tracker):
             pass  # pragma: no cover
         assert not tracker.called
     finally:
-        caller.cancel()
+        later.set()
+        caller.join(60)
+    assert tracker.called  # the thread did call it, once the wait had stalled
 
 
 def test_a_worker_waiting_for_a_call_nothing_makes_stalls(container_factory):
@@ -233,3 +242,30 @@ def test_a_fixture_containers_spawned_workers_can_be_awaited(container_factory, 
     with wait_for_call(container, "spawn_worker") as spawned:
         direct = container.spawn_worker(entrypoint, (0, "tax"), {})
     assert spawned.get() is direct
+
+
+def test_a_cluster_without_virtual_time_is_run_by_the_wait():
+    """A cluster made with virtual_time=False runs its events only when the test's
+    thread runs them: the wait runs it (it does not poll real time for ever),
+    and a call nothing can make stalls at once."""
+    with SimCluster(virtual_time=False) as cluster:
+        cluster.add_service(Bookkeeper)
+        t0 = cluster.clock.elapsed()
+        with wait_for_call(Ledger, "record") as result:
+            cluster.rpc.bookkeeper.book_later.call_async(0, "rent")
+        assert result.get() == "recorded rent"
+        assert cluster.clock.elapsed() > t0  # the simulation's time moved
+        tracker = Mock(name="tracker")
+        stall = pytest.raises(SimulationStalled, match="waits for a call to <Mock name='tracker'")
+        with stall, wait_for_mock(3600, tracker):
+            pass  # pragma: no cover
+
+
+def test_several_clusters_without_virtual_time_are_ambiguous():
+    """With two clusters running and none on virtual time, the wait cannot tell
+    which to run: it says so, naming them, instead of waiting."""
+    with SimCluster(virtual_time=False) as one, SimCluster(virtual_time=False) as two:
+        ambiguous = pytest.raises(RuntimeError, match="2 simulated clusters run")
+        with ambiguous as raised, wait_for_call(ledger, "record"):
+            pass
+        assert one.uri in str(raised.value) and two.uri in str(raised.value)
