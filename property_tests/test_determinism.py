@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,10 +16,18 @@ from .graphs import Failure, expected, make_services, plans
 @st.composite
 def scenarios(draw: st.DrawFn) -> tuple[int, list[int], object]:
     count = draw(st.integers(1, 4))
-    replicas = draw(st.lists(st.integers(1, 4), min_size=count, max_size=count))
+    replicas = draw(_replicas(count))
     plan = draw(plans(0, count, depth=3))
-    seed = draw(st.integers(0, 2**32))
+    seed = draw(SEEDS)
     return seed, replicas, plan
+
+
+SEEDS = st.integers(0, 2**32)
+
+
+@functools.cache  # made once per count rather than at every draw
+def _replicas(count):
+    return st.lists(st.integers(1, 4), min_size=count, max_size=count)
 
 
 def simulate(seed: int, replicas: list[int], plan) -> tuple[object, str]:

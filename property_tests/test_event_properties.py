@@ -14,6 +14,7 @@ the events themselves.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections import Counter
 
@@ -85,23 +86,31 @@ def worlds(draw):
         "volatile": volatile,
         **({"audit": audit} if audit else {}),
     }
-    plan = draw(
-        fault_plans(
-            services,
-            methods={"orders": ["place"], "email": ["send"]},
-            events={"orders": ["order_placed"]},
-            horizon=4.0,
-        )
-    )
+    plan = draw(_plans(tuple(services.items())))
     return {
-        "seed": draw(seeds()),
+        "seed": draw(SEEDS),
         "email": email,
         "audit": audit,
         "volatile": volatile,
         "orders": draw(st.integers(1, 4)),
         "plan": plan,
-        "schedule": draw(schedules()),
+        "schedule": draw(SCHEDULES),
     }
+
+
+# Made once (per service counts) rather than at every draw.
+SEEDS = seeds()
+SCHEDULES = schedules()
+
+
+@functools.cache
+def _plans(services):
+    return fault_plans(
+        dict(services),
+        methods={"orders": ["place"], "email": ["send"]},
+        events={"orders": ["order_placed"]},
+        horizon=4.0,
+    )
 
 
 def simulate(world):

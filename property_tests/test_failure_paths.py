@@ -7,6 +7,7 @@ call_async, sleeps and failures (see graphs.py). Faults: every kind, drawn by
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 from hypothesis import given
@@ -35,33 +36,46 @@ DAMAGED = (MalformedRequest, MalformedReply)
 
 @st.composite
 def worlds(draw, kinds=None, max_faults=3, min_replicas=1):
-    count = draw(st.integers(1, 4))
-    replicas = draw(st.lists(st.integers(min_replicas, 4), min_size=count, max_size=count))
-    calls = draw(
-        st.lists(
-            st.tuples(st.sampled_from(["sync", "async"]), plans(0, count, depth=2)),
-            min_size=1,
-            max_size=2,
-        )
-    )
+    count = draw(COUNTS)
+    replicas = draw(_replicas(min_replicas, count))
+    calls = draw(_calls(count))
     ghost = draw(st.booleans())
-    services = {f"s{i}": n for i, n in enumerate(replicas)}
-    plan = draw(
-        fault_plans(
-            services,
-            kinds=kinds or FAULT_KINDS,
-            max_faults=max_faults,
-            horizon=4.0,
-        )
-    )
+    plan = draw(_plans(tuple(replicas), tuple(kinds or FAULT_KINDS), max_faults))
     return {
-        "seed": draw(seeds()),
+        "seed": draw(SEEDS),
         "replicas": replicas,
         "calls": calls,
         "ghost": ghost,
         "plan": plan,
-        "schedule": draw(schedules()),
+        "schedule": draw(SCHEDULES),
     }
+
+
+# The strategies worlds() draws from, each made once (for its arguments) rather
+# than at every draw, where Hypothesis would validate a new one each time.
+COUNTS = st.integers(1, 4)
+SEEDS = seeds()
+SCHEDULES = schedules()
+
+
+@functools.cache
+def _replicas(min_replicas, count):
+    return st.lists(st.integers(min_replicas, 4), min_size=count, max_size=count)
+
+
+@functools.cache
+def _calls(count):
+    return st.lists(
+        st.tuples(st.sampled_from(["sync", "async"]), plans(0, count, depth=2)),
+        min_size=1,
+        max_size=2,
+    )
+
+
+@functools.cache
+def _plans(replicas, kinds, max_faults):
+    services = {f"s{i}": n for i, n in enumerate(replicas)}
+    return fault_plans(services, kinds=kinds, max_faults=max_faults, horizon=4.0)
 
 
 def simulate(world, config=None):

@@ -9,6 +9,7 @@ always the right answer.
 
 from __future__ import annotations
 
+import functools
 import json
 
 from hypothesis import given, settings
@@ -49,22 +50,31 @@ class Gateway:
 @st.composite
 def worlds(draw):
     replicas = {"gateway": draw(st.integers(1, 3)), "stock": draw(st.integers(1, 3))}
-    plan = draw(
-        fault_plans(
-            replicas,
-            methods={"gateway": ["get_stock"], "stock": ["level"]},
-            clients=(),  # the test client is not on the broker: nothing to cut
-            horizon=3.0,
-            max_faults=3,
-        )
-    )
+    plan = draw(_plans(replicas["gateway"], replicas["stock"]))
     return {
-        "seed": draw(seeds()),
+        "seed": draw(SEEDS),
         "replicas": replicas,
         "plan": plan,
-        "schedule": draw(schedules()),
-        "skus": draw(st.lists(st.sampled_from(["a", "bb", "ccc"]), min_size=1, max_size=REQUESTS)),
+        "schedule": draw(SCHEDULES),
+        "skus": draw(SKUS),
     }
+
+
+# Made once (per replica counts) rather than at every draw.
+SEEDS = seeds()
+SCHEDULES = schedules()
+SKUS = st.lists(st.sampled_from(["a", "bb", "ccc"]), min_size=1, max_size=REQUESTS)
+
+
+@functools.cache
+def _plans(gateways, stocks):
+    return fault_plans(
+        {"gateway": gateways, "stock": stocks},
+        methods={"gateway": ["get_stock"], "stock": ["level"]},
+        clients=(),  # the test client is not on the broker: nothing to cut
+        horizon=3.0,
+        max_faults=3,
+    )
 
 
 def simulate(world):

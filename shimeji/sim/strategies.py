@@ -149,6 +149,10 @@ def faults(
     return made
 
 
+#: A message fault's target: (direction, service or None, method or None).
+Target = tuple[str, str | None, str | None]
+
+
 def _faults(
     counts: dict[str, int],
     kinds: Collection[str],
@@ -163,38 +167,54 @@ def _faults(
     service = st.sampled_from(names)
     maybe_service = st.none() | service
 
+    # Every strategy a flatmap below returns is made once, for its value, and
+    # kept: one made at each draw is a new tree for Hypothesis to validate,
+    # which costs more than the draw itself.
+    chosen_methods: dict[str | None, st.SearchStrategy[str | None]] = {}
+
     def maybe_method(chosen: str | None) -> st.SearchStrategy[str | None]:
-        options = (methods or {}).get(chosen or "", ())
-        return st.none() | st.sampled_from(list(options)) if options else st.none()
+        if chosen not in chosen_methods:
+            options = (methods or {}).get(chosen or "", ())
+            chosen_methods[chosen] = (
+                st.none() | st.sampled_from(list(options)) if options else st.none()
+            )
+        return chosen_methods[chosen]
 
     restart = st.none() | _durations(horizon) if restarts else st.none()
     sources = sorted(events or {})
 
-    def targets(*directions: str) -> st.SearchStrategy[tuple[str, str | None, str | None]]:
+    def targets(*directions: str) -> st.SearchStrategy[Target]:
         """(direction, service, method) of a message fault: a call's request or
         reply, or (with ``events``) an event, by its source and type."""
-        rpc = st.tuples(st.sampled_from(directions), maybe_service).flatmap(
-            lambda d_s: st.tuples(st.just(d_s[0]), st.just(d_s[1]), maybe_method(d_s[1]))
-        )
+        aimed_rpc: dict[tuple[str, str | None], st.SearchStrategy[Target]] = {}
+        aimed_event: dict[str | None, st.SearchStrategy[Target]] = {}
+
+        def rpc_target(d_s: tuple[str, str | None]) -> st.SearchStrategy[Target]:
+            if d_s not in aimed_rpc:
+                aimed_rpc[d_s] = st.tuples(st.just(d_s[0]), st.just(d_s[1]), maybe_method(d_s[1]))
+            return aimed_rpc[d_s]
+
+        def event_target(src: str | None) -> st.SearchStrategy[Target]:
+            if src not in aimed_event:
+                aimed_event[src] = st.tuples(
+                    st.just("event"),
+                    st.just(src),
+                    st.none() | st.sampled_from(list((events or {})[src]))
+                    if src is not None and (events or {})[src]
+                    else st.none(),
+                )
+            return aimed_event[src]
+
+        rpc = st.tuples(st.sampled_from(directions), maybe_service).flatmap(rpc_target)
         if not sources:
             return rpc
         source = st.none() | st.sampled_from(sources)
-        event = source.flatmap(
-            lambda src: st.tuples(
-                st.just("event"),
-                st.just(src),
-                st.none() | st.sampled_from(list((events or {})[src]))
-                if src is not None and (events or {})[src]
-                else st.none(),
-            )
-        )
-        return rpc | event
+        return rpc | source.flatmap(event_target)
 
     def message_fault(cls: type, directions: tuple[str, ...], **fields: object) -> object:
-        built: dict[tuple[str, str | None, str | None], st.SearchStrategy[object]] = {}
+        built: dict[Target, st.SearchStrategy[object]] = {}
 
-        def aimed(t: tuple[str, str | None, str | None]) -> st.SearchStrategy[object]:
-            # One strategy per target, made once: a new one per draw costs Hypothesis more.
+        def aimed(t: Target) -> st.SearchStrategy[object]:
             if t not in built:
                 built[t] = st.builds(
                     cls,
@@ -245,17 +265,20 @@ def _faults(
             )
         )
     if "crash_during" in kinds:
-        options.append(
-            service.flatmap(
-                lambda s: st.builds(
+        crash_during: dict[str, st.SearchStrategy[object]] = {}
+
+        def crash_in(s: str) -> st.SearchStrategy[object]:
+            if s not in crash_during:
+                crash_during[s] = st.builds(
                     CrashDuring,
                     service=st.just(s),
                     method=maybe_method(s),
                     nth=st.integers(1, 3),
                     restart_after=restart,
                 )
-            )
-        )
+            return crash_during[s]
+
+        options.append(service.flatmap(crash_in))
     if "partition" in kinds:
         options.append(
             st.builds(
