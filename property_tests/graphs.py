@@ -111,8 +111,14 @@ def _calls_to(target: int, services: int, depth: int) -> st.SearchStrategy[Call]
     )
 
 
-def make_services(count: int) -> list[type]:
-    """Service classes s0..s<count-1>, each able to run plans."""
+@functools.cache
+def make_services(count: int) -> tuple[type, ...]:
+    """Service classes s0..s<count-1>, each able to run plans.
+
+    Made once per count and shared by every example: a class holds no state
+    of a run (each replica binds its own copies of the class's extensions, and
+    the plan to run comes with each call), and a class seen before is one the
+    containers need not scan again."""
     classes = []
     for index in range(count):
 
@@ -127,7 +133,7 @@ def make_services(count: int) -> list[type]:
         for target in range(index + 1, count):
             namespace[f"p{target}"] = RpcProxy(f"s{target}")
         classes.append(type(f"S{index}", (), namespace))
-    return classes
+    return tuple(classes)
 
 
 def _run(self: Any, plan: dict[str, Any]) -> Any:

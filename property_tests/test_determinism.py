@@ -11,6 +11,7 @@ from shimeji.exceptions import RemoteError
 from shimeji.sim import SimCluster
 
 from .graphs import Failure, expected, make_services, plans
+from .replay import recorded
 
 
 @st.composite
@@ -38,7 +39,7 @@ def simulate(seed: int, replicas: list[int], plan) -> tuple[object, str]:
             outcome: object = cluster.rpc.s0.run(plan.to_wire())
         except RemoteError as exc:
             outcome = exc
-        trace = str(cluster.trace) + cluster.trace.to_jsonl()
+        trace = recorded(cluster.trace)
     return outcome, trace
 
 

@@ -31,6 +31,7 @@ of real servers would.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -172,6 +173,18 @@ def _call_ids(value: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+@functools.lru_cache(maxsize=1024)
+def _route_variables(url: str, methods: tuple[str, ...]) -> frozenset[str]:
+    """The variables of the route ``url``; werkzeug's error if it is not one.
+
+    Binding a rule to a map parses it, and compiles code to build its urls:
+    done once per route rather than for each copy of an entrypoint (every
+    replica binds one) and again as each one starts."""
+    rule = Rule(url, methods=list(methods), endpoint="-")
+    Map([rule])
+    return frozenset(rule.arguments)
+
+
 class HttpRequestHandler(Entrypoint):
     """The entrypoint behind ``@http(method, url, expected_exceptions=())``."""
 
@@ -185,7 +198,7 @@ class HttpRequestHandler(Entrypoint):
             raise ConfigurationError(f"@http: the url is a path starting with '/', got {url!r}")
         self.url = url
         try:
-            Map([self.get_url_rule()])
+            _route_variables(url, tuple(self.methods))
         except (ValueError, LookupError) as exc:
             raise ConfigurationError(f"@http: {url!r} is not a valid route: {exc}") from None
 
@@ -196,9 +209,7 @@ class HttpRequestHandler(Entrypoint):
         container = self.container
         assert container is not None
         self._signature = inspect.signature(self.plain_method("@http"))
-        rule = self.get_url_rule()
-        Map([rule])  # binding the rule parses it: its arguments are the url's variables
-        variables = rule.arguments
+        variables = _route_variables(self.url, tuple(self.methods))
         try:
             self._signature.bind(None, None, **dict.fromkeys(variables))
         except TypeError:
@@ -430,7 +441,9 @@ class HttpFront:
 
 def check_routes(services: Iterable[tuple[str, type]], name: str, service_cls: type) -> None:
     """``ConfigurationError`` if ``service_cls`` claims a route one of ``services``
-    (``(name, class)``) has already."""
+    (``(name, class)``, each checked by this as it was added) has already."""
+    if not any(isinstance(t, HttpRequestHandler) for _, t in iter_entrypoints(service_cls)):
+        return  # no route of its own: none to clash (and the others' were checked)
     front = HttpFront(0)
     for other_name, other_cls in services:
         front.add_service(other_name, other_cls)

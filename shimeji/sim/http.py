@@ -94,12 +94,21 @@ class SimHttpClient(HttpClient):
     def __init__(self, cluster: SimCluster) -> None:
         self.cluster = cluster
         self._turns = RoundRobin()
+        # The front for the services the cluster had at the last request: its
+        # routes are compiled once, not at each request, until a service is added.
+        self._routed: tuple[tuple[str, type], ...] = ()
+        self._routes: HttpFront | None = None
 
     def _front(self) -> HttpFront:
-        front = HttpFront(self.cluster.settings.web_max_body_size)
-        for replica in self.cluster.replicas():
-            front.add_service(replica.service_name, replica.service_cls)
-        return front
+        services = tuple(
+            (name, self.cluster.replicas(name)[0].service_cls) for name in self.cluster.services
+        )
+        if self._routes is None or services != self._routed:
+            front = HttpFront(self.cluster.settings.web_max_body_size)
+            for name, service_cls in services:
+                front.add_service(name, service_cls)
+            self._routed, self._routes = services, front
+        return self._routes
 
     def request(
         self,
