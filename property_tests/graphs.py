@@ -81,34 +81,47 @@ def consistent(plan: Plan, outcome: Any) -> bool:
     return True
 
 
+# Each plan is drawn by one composite that draws its parts directly (rather
+# than through ``st.builds`` and ``flatmap``, each a layer of draws of its own),
+# and every strategy is made once: the same choices, in the same order, for
+# less of Hypothesis' bookkeeping per example.
+VALUES = st.integers(0, 99)
+SLEEPS = st.sampled_from([0.0, 0.0, 0.01, 0.5])
+FAILS = st.sampled_from([False, False, False, True])
+MODES = st.sampled_from(["sync", "async"])
+
+
 @functools.cache  # the same strategy for the same graph: Hypothesis builds each once
 def plans(service: int, services: int, depth: int) -> st.SearchStrategy[Plan]:
     """Plans for a worker of ``service`` that may call services above it."""
-    callees = list(range(service + 1, services))
+    callees = tuple(range(service + 1, services))
     if depth == 0 or not callees:
-        calls: st.SearchStrategy[tuple[Call, ...]] = st.just(())
-    else:
-        call = st.sampled_from(callees).flatmap(
-            lambda target: _calls_to(target, services, depth - 1)
-        )
-        calls = st.lists(call, max_size=3).map(tuple)
-    return st.builds(
-        Plan,
-        value=st.integers(0, 99),
-        calls=calls,
-        sleep=st.sampled_from([0.0, 0.0, 0.01, 0.5]),
-        fail=st.sampled_from([False, False, False, True]),
+        return _plan(None)
+    return _plan(st.lists(_calls(callees, services, depth - 1), max_size=3))
+
+
+@st.composite
+def _plan(draw: st.DrawFn, calls: st.SearchStrategy[list[Call]] | None) -> Plan:
+    value = draw(VALUES)
+    return Plan(
+        value=value,
+        calls=() if calls is None else tuple(draw(calls)),
+        sleep=draw(SLEEPS),
+        fail=draw(FAILS),
     )
 
 
-@functools.cache  # made once per target, not at each draw
-def _calls_to(target: int, services: int, depth: int) -> st.SearchStrategy[Call]:
-    return st.builds(
-        Call,
-        target=st.just(target),
-        mode=st.sampled_from(["sync", "async"]),
-        plan=plans(target, services, depth),
-    )
+@functools.cache  # made once per graph, not at each draw
+def _calls(callees: tuple[int, ...], services: int, depth: int) -> st.SearchStrategy[Call]:
+    """One call to a service of ``callees``, with the plan its worker runs."""
+    targets = st.sampled_from(callees)
+
+    @st.composite
+    def call(draw: st.DrawFn) -> Call:
+        target = draw(targets)
+        return Call(target=target, mode=draw(MODES), plan=draw(plans(target, services, depth)))
+
+    return call()
 
 
 @functools.cache

@@ -68,15 +68,6 @@ def schedules(max_choices: int = 64) -> st.SearchStrategy[tuple[int, ...]]:
     return st.lists(st.integers(0, 15), max_size=max_choices).map(tuple)
 
 
-def _times(horizon: float) -> st.SearchStrategy[float]:
-    # Tenths of a second: shrinks towards 0 and prints short.
-    return st.integers(0, max(0, round(horizon * 10))).map(lambda tenths: tenths / 10)
-
-
-def _durations(horizon: float) -> st.SearchStrategy[float]:
-    return st.integers(1, max(1, round(horizon * 10))).map(lambda tenths: tenths / 10)
-
-
 def _normalise(services: Mapping[str, int] | Sequence[str]) -> dict[str, int]:
     counts = dict(services) if isinstance(services, Mapping) else {name: 1 for name in services}
     if not counts:
@@ -149,10 +140,6 @@ def faults(
     return made
 
 
-#: A message fault's target: (direction, service or None, method or None).
-Target = tuple[str, str | None, str | None]
-
-
 def _faults(
     counts: dict[str, int],
     kinds: Collection[str],
@@ -162,70 +149,75 @@ def _faults(
     restarts: bool,
     events: Mapping[str, Sequence[str]] | None,
 ) -> st.SearchStrategy[object]:
+    # Each kind of fault is one composite that draws its fields directly, from
+    # strategies made here once: ``st.builds`` and ``flatmap`` (a new strategy
+    # per drawn target) cost Hypothesis more bookkeeping than the draws
+    # themselves. The choices, and their order, are those of the fields.
     names = sorted(counts)
     replicas = [f"{name}-{i}" for name in names for i in range(1, counts[name] + 1)]
     service = st.sampled_from(names)
     maybe_service = st.none() | service
-
-    # Every strategy a flatmap below returns is made once, for its value, and
-    # kept: one made at each draw is a new tree for Hypothesis to validate,
-    # which costs more than the draw itself.
-    chosen_methods: dict[str | None, st.SearchStrategy[str | None]] = {}
+    chosen_methods = {
+        name: st.none() | st.sampled_from(list(options)) if options else st.none()
+        for name, options in (methods or {}).items()
+    }
+    no_method = st.none()
 
     def maybe_method(chosen: str | None) -> st.SearchStrategy[str | None]:
-        if chosen not in chosen_methods:
-            options = (methods or {}).get(chosen or "", ())
-            chosen_methods[chosen] = (
-                st.none() | st.sampled_from(list(options)) if options else st.none()
-            )
-        return chosen_methods[chosen]
+        return chosen_methods.get(chosen, no_method) if chosen is not None else no_method
 
-    restart = st.none() | _durations(horizon) if restarts else st.none()
+    tenths = st.integers(0, max(0, round(horizon * 10)))
+    durations = st.integers(1, max(1, round(horizon * 10)))
+    outage_durations = st.integers(1, max(1, round(min(horizon, 2.0) * 10)))
+    restart = st.none() | durations if restarts else st.none()
     sources = sorted(events or {})
+    source = st.none() | st.sampled_from(sources) if sources else None
+    event_types = {
+        src: st.none() | st.sampled_from(list(types)) if types else st.none()
+        for src, types in (events or {}).items()
+    }
 
-    def targets(*directions: str) -> st.SearchStrategy[Target]:
+    def target_of(directions: tuple[str, ...]) -> st.SearchStrategy[Target]:
         """(direction, service, method) of a message fault: a call's request or
         reply, or (with ``events``) an event, by its source and type."""
-        aimed_rpc: dict[tuple[str, str | None], st.SearchStrategy[Target]] = {}
-        aimed_event: dict[str | None, st.SearchStrategy[Target]] = {}
+        direction = st.sampled_from(directions)
 
-        def rpc_target(d_s: tuple[str, str | None]) -> st.SearchStrategy[Target]:
-            if d_s not in aimed_rpc:
-                aimed_rpc[d_s] = st.tuples(st.just(d_s[0]), st.just(d_s[1]), maybe_method(d_s[1]))
-            return aimed_rpc[d_s]
+        @st.composite
+        def rpc(draw: st.DrawFn) -> Target:
+            chosen_direction = draw(direction)
+            chosen = draw(maybe_service)
+            return chosen_direction, chosen, draw(maybe_method(chosen))
 
-        def event_target(src: str | None) -> st.SearchStrategy[Target]:
-            if src not in aimed_event:
-                aimed_event[src] = st.tuples(
-                    st.just("event"),
-                    st.just(src),
-                    st.none() | st.sampled_from(list((events or {})[src]))
-                    if src is not None and (events or {})[src]
-                    else st.none(),
-                )
-            return aimed_event[src]
+        if source is None:
+            return rpc()
 
-        rpc = st.tuples(st.sampled_from(directions), maybe_service).flatmap(rpc_target)
-        if not sources:
-            return rpc
-        source = st.none() | st.sampled_from(sources)
-        return rpc | source.flatmap(event_target)
+        @st.composite
+        def event(draw: st.DrawFn) -> Target:
+            src = draw(source)
+            return "event", src, draw(event_types[src]) if src is not None else draw(no_method)
 
-    def message_fault(cls: type, directions: tuple[str, ...], **fields: object) -> object:
-        built: dict[Target, st.SearchStrategy[object]] = {}
+        return rpc() | event()
 
-        def aimed(t: Target) -> st.SearchStrategy[object]:
-            if t not in built:
-                built[t] = st.builds(
-                    cls,
-                    direction=st.just(t[0]),
-                    service=st.just(t[1]),
-                    method=st.just(t[2]),
-                    **fields,  # type: ignore[arg-type]
-                )
-            return built[t]
+    def message_fault(
+        cls: type, directions: tuple[str, ...], **fields: st.SearchStrategy[object]
+    ) -> st.SearchStrategy[object]:
+        target = target_of(directions)
+        scaled = {"seconds"}  # drawn in tenths of a second
 
-        return targets(*directions).flatmap(aimed)
+        @st.composite
+        def fault(draw: st.DrawFn) -> object:
+            direction, chosen, method = draw(target)
+            values = {
+                name: draw(field) / 10 if name in scaled else draw(field)
+                for name, field in fields.items()
+            }
+            return cls(direction=direction, service=chosen, method=method, **values)
+
+        return fault()
+
+    def restart_after(draw: st.DrawFn) -> float | None:
+        tenths_drawn = draw(restart)
+        return None if tenths_drawn is None else tenths_drawn / 10
 
     options: list[st.SearchStrategy[object]] = []
     if "drop" in kinds:
@@ -239,7 +231,7 @@ def _faults(
             message_fault(
                 Delay,
                 ("reply", "request"),
-                seconds=_durations(horizon),
+                seconds=durations,
                 skip=st.integers(0, 3),
                 count=st.integers(1, 3),
             )
@@ -259,45 +251,52 @@ def _faults(
             )
         )
     if "crash" in kinds:
-        options.append(
-            st.builds(
-                Crash, replica=st.sampled_from(replicas), at=_times(horizon), restart_after=restart
-            )
-        )
+        crash_replica = st.sampled_from(replicas)
+
+        @st.composite
+        def crash(draw: st.DrawFn) -> object:
+            replica = draw(crash_replica)
+            at = draw(tenths) / 10
+            return Crash(replica=replica, at=at, restart_after=restart_after(draw))
+
+        options.append(crash())
     if "crash_during" in kinds:
-        crash_during: dict[str, st.SearchStrategy[object]] = {}
+        nth = st.integers(1, 3)
 
-        def crash_in(s: str) -> st.SearchStrategy[object]:
-            if s not in crash_during:
-                crash_during[s] = st.builds(
-                    CrashDuring,
-                    service=st.just(s),
-                    method=maybe_method(s),
-                    nth=st.integers(1, 3),
-                    restart_after=restart,
-                )
-            return crash_during[s]
+        @st.composite
+        def crash_during(draw: st.DrawFn) -> object:
+            chosen = draw(service)
+            method = draw(maybe_method(chosen))
+            return CrashDuring(
+                service=chosen, method=method, nth=draw(nth), restart_after=restart_after(draw)
+            )
 
-        options.append(service.flatmap(crash_in))
+        options.append(crash_during())
     if "partition" in kinds:
-        options.append(
-            st.builds(
-                Partition,
-                replica=st.sampled_from([*replicas, *clients]),
-                at=_times(horizon),
-                duration=_durations(horizon),
-            )
-        )
+        cut = st.sampled_from([*replicas, *clients])
+
+        @st.composite
+        def partition(draw: st.DrawFn) -> object:
+            replica = draw(cut)
+            at = draw(tenths) / 10
+            return Partition(replica=replica, at=at, duration=draw(durations) / 10)
+
+        options.append(partition())
     if "outage" in kinds:
-        options.append(
-            st.builds(
-                BrokerOutage,
-                at=_times(horizon),
-                duration=_durations(min(horizon, 2.0)),
-                restart=st.booleans(),
-            )
-        )
+        restarting = st.booleans()
+
+        @st.composite
+        def outage(draw: st.DrawFn) -> object:
+            at = draw(tenths) / 10
+            duration = draw(outage_durations) / 10
+            return BrokerOutage(at=at, duration=duration, restart=draw(restarting))
+
+        options.append(outage())
     return st.one_of(options)
+
+
+#: A message fault's target: (direction, service or None, method or None).
+Target = tuple[str, str | None, str | None]
 
 
 def fault_plans(
