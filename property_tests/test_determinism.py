@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from shimeji.exceptions import RemoteError
 from shimeji.sim import SimCluster
 
-from .graphs import Failure, expected, make_services, plans
+from .graphs import Call, Failure, Plan, expected, make_services, plans
 from .replay import recorded
 
 
@@ -56,3 +56,22 @@ def test_same_seed_replays_byte_for_byte(scenario):
         assert str(first_outcome) == f"ValueError failed {want.value}"
     else:
         assert first_outcome == want == second_outcome
+
+
+def test_shared_service_classes_replay_the_run_of_fresh_ones():
+    """The service classes every example shares (``make_services`` makes them once)
+    carry nothing from one run to the next: a run on classes new to the process
+    and runs on classes that served other graphs before record the same trace."""
+    plan = Plan(
+        value=1,
+        calls=(
+            Call(target=1, mode="async", plan=Plan(value=2, sleep=0.5)),
+            Call(target=2, mode="sync", plan=Plan(value=3, fail=True)),
+        ),
+    )
+    make_services.cache_clear()
+    _, fresh = simulate(7, [2, 1, 3], plan)
+    for seed in (1, 2):
+        simulate(seed, [1, 3, 2], plan)
+    _, again = simulate(7, [2, 1, 3], plan)
+    assert again == fresh

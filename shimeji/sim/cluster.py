@@ -112,6 +112,16 @@ def running_cluster(uri: str) -> SimCluster:
     return cluster
 
 
+#: Service classes that passed ``check_service``, each with what the check
+#: depended on (see ``SimCluster._check_service``). A property test builds a
+#: cluster per example and adds the same classes to each: a class checked
+#: already, unchanged, under equal settings, is not built once more for the
+#: check, which cost as much as a replica. (Its replicas' containers are built
+#: as always: a class that broke since would fail there, or here, changed.)
+_CHECKED: weakref.WeakKeyDictionary[type, list[tuple[Any, ...]]] = weakref.WeakKeyDictionary()
+_CHECKED_MAX = 8  # the checks remembered per class
+
+
 class SimCluster:
     """A deterministic, in-memory cluster of services.
 
@@ -393,12 +403,26 @@ class SimCluster:
         return added
 
     def _check_service(self, service_cls: type, *, entrypoints_required: bool = True) -> None:
+        services = {r.service_name: r.service_cls for r in self.replicas()}
+        # What the checks depend on: the class as it is now, the settings, the rule
+        # on entrypoints, the kind of tracer its container would report to, and
+        # the services already here (whose routes it must not claim).
+        checked = (
+            tuple(tuple(vars(klass).items()) for klass in service_cls.__mro__),
+            self.settings,
+            entrypoints_required,
+            type(self.tracer),
+            tuple(services.items()),
+        )
+        passed = _CHECKED.setdefault(service_cls, [])
+        if checked in passed:
+            return
         check_service(
             service_cls, self.settings, self.tracer, entrypoints_required=entrypoints_required
         )
         # Its HTTP routes must not be claimed by another service already here.
-        services = {r.service_name: r.service_cls for r in self.replicas()}
         check_routes(services.items(), get_service_name(service_cls), service_cls)
+        passed[:] = [*passed[-(_CHECKED_MAX - 1) :], checked]
 
     def replicas(self, service: str | None = None) -> list[SimReplica]:
         """Every replica (of one service), in the order they were added."""

@@ -1,10 +1,11 @@
 """What one cluster leaves to the next in the same process: greenlets, and nothing else.
 
 Task greenlets outlive their cluster in a pool of the thread's (creating one
-costs more than a call), and virtual time's patches may be kept between
-clusters (``keep_virtual_time``). Neither carries state: a cluster is
-collected once the test lets go of it, and a run gives the same trace
-whatever ran before it.
+costs more than a call), virtual time's patches may be kept between
+clusters (``keep_virtual_time``), and a service class checked once is not
+built again for its check while it and the settings stay the same. None of
+them carries state: a cluster is collected once the test lets go of it, and a
+run gives the same trace whatever ran before it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
+
+from shimeji.exceptions import ConfigurationError
+from shimeji.extensions import DependencyProvider
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
+from shimeji.sim.cluster import _CHECKED
 from shimeji.sim.scheduler import _idle_pool
+from shimeji.web import http
 
 
 class Leaf:
@@ -61,3 +68,126 @@ def test_a_run_after_busy_runs_is_the_run_of_a_fresh_process():
         busy_run(seed)
     _, again = busy_run(7)
     assert again == first
+
+
+# -- classes checked once -------------------------------------------------------------
+
+
+class Counted(DependencyProvider):
+    """Counts the containers built with it (each binds it once)."""
+
+    binds = 0
+
+    def bind(self, container, attr_name):
+        Counted.binds += 1
+        return super().bind(container, attr_name)
+
+
+def counted_service():
+    """A fresh class (so that no earlier test checked it) with a Counted provider."""
+
+    class Checked:
+        name = "checked"
+        counted = Counted()
+
+        @rpc
+        def ping(self):
+            return "pong"
+
+    return Checked
+
+
+def containers_built(service_cls, config=None, replicas=1) -> int:
+    Counted.binds = 0
+    with SimCluster(config=config) as cluster:
+        cluster.add_service(service_cls, replicas=replicas)
+        assert cluster.rpc.checked.ping() == "pong"
+    return Counted.binds
+
+
+def test_a_class_is_built_for_its_check_once_under_the_same_settings():
+    """The first cluster builds a container to check the class, then its replicas';
+    later ones build only their replicas', until the settings differ."""
+    service_cls = counted_service()
+    assert containers_built(service_cls, replicas=2) == 3
+    assert containers_built(service_cls, replicas=2) == 2
+    assert containers_built(service_cls, config={"max_workers": 3}) == 2
+    assert containers_built(service_cls, config={"max_workers": 3}) == 1
+
+
+def test_a_class_changed_since_its_check_is_checked_again():
+    """Taking away its only entrypoint after a first cluster ran it is refused, as
+    for a class never seen."""
+    service_cls = counted_service()
+    containers_built(service_cls)
+    del service_cls.ping
+    with SimCluster() as cluster, pytest.raises(ConfigurationError, match="no entrypoints"):
+        cluster.add_service(service_cls)
+
+
+def test_a_route_clash_is_found_whatever_was_checked_before():
+    """A class checked alone in one cluster still clashes with another's route."""
+
+    class First:
+        name = "first"
+
+        @http("GET", "/shared")
+        def get(self, request):
+            return "first"
+
+    class Second:
+        name = "second"
+
+        @http("GET", "/shared")
+        def get(self, request):
+            return "second"
+
+    for service_cls in (First, Second):
+        with SimCluster() as cluster:
+            cluster.add_service(service_cls)
+            assert cluster.http.get("/shared").text == service_cls.name
+    with SimCluster() as cluster:
+        cluster.add_service(First)
+        with pytest.raises(ConfigurationError, match=r"claimed by first\.get and by second\.get"):
+            cluster.add_service(Second)
+
+
+def test_a_run_on_classes_checked_before_has_the_trace_of_a_first_run():
+    """Skipping the check's container changes nothing a run records."""
+    first = fresh_check_run()
+    assert fresh_check_run(reuse=True) == first
+
+
+def fresh_check_run(reuse: bool = False) -> str:
+    if not reuse:
+        _CHECKED.clear()
+    _, trace = busy_run(5)
+    return trace
+
+
+# -- the HTTP front follows the services ----------------------------------------------
+
+
+def test_routes_added_after_a_request_are_served():
+    """The front, kept from one request to the next, takes in a service added since."""
+
+    class Early:
+        name = "early"
+
+        @http("GET", "/early")
+        def get(self, request):
+            return "early"
+
+    class Late:
+        name = "late"
+
+        @http("GET", "/late")
+        def get(self, request):
+            return "late"
+
+    with SimCluster() as cluster:
+        cluster.add_service(Early)
+        assert cluster.http.get("/late").status_code == 404
+        cluster.add_service(Late)
+        assert cluster.http.get("/late").text == "late"
+        assert cluster.http.get("/early").text == "early"
