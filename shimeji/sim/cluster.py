@@ -404,11 +404,12 @@ class SimCluster:
 
     def _check_service(self, service_cls: type, *, entrypoints_required: bool = True) -> None:
         services = {r.service_name: r.service_cls for r in self.replicas()}
-        # What the checks depend on: the class as it is now, the settings, the rule
-        # on entrypoints, the kind of tracer its container would report to, and
-        # the services already here (whose routes it must not claim).
+        # What the checks depend on: the class as it is now (the namespaces of its
+        # MRO but object's), the settings, the rule on entrypoints, the kind of
+        # tracer its container would report to, and the services already here
+        # (whose routes it must not claim).
         checked = (
-            tuple(tuple(vars(klass).items()) for klass in service_cls.__mro__),
+            tuple(tuple(vars(klass).items()) for klass in service_cls.__mro__[:-1]),
             self.settings,
             entrypoints_required,
             type(self.tracer),

@@ -21,7 +21,9 @@ its seed, schedule and trace to Hypothesis' report.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
 from shimeji.core.exceptions import ConfigurationError
@@ -149,154 +151,179 @@ def _faults(
     restarts: bool,
     events: Mapping[str, Sequence[str]] | None,
 ) -> st.SearchStrategy[object]:
-    # Each kind of fault is one composite that draws its fields directly, from
-    # strategies made here once: ``st.builds`` and ``flatmap`` (a new strategy
+    # Each kind of fault is drawn by one composite (defined once, below) that
+    # draws its fields directly: ``st.builds`` and ``flatmap`` (a new strategy
     # per drawn target) cost Hypothesis more bookkeeping than the draws
     # themselves. The choices, and their order, are those of the fields.
     names = sorted(counts)
     replicas = [f"{name}-{i}" for name in names for i in range(1, counts[name] + 1)]
     service = st.sampled_from(names)
     maybe_service = st.none() | service
+    no_method = st.none()
     chosen_methods = {
-        name: st.none() | st.sampled_from(list(options)) if options else st.none()
+        name: st.none() | st.sampled_from(list(options)) if options else no_method
         for name, options in (methods or {}).items()
     }
-    no_method = st.none()
-
-    def maybe_method(chosen: str | None) -> st.SearchStrategy[str | None]:
-        return chosen_methods.get(chosen, no_method) if chosen is not None else no_method
-
     tenths = st.integers(0, max(0, round(horizon * 10)))
     durations = st.integers(1, max(1, round(horizon * 10)))
-    outage_durations = st.integers(1, max(1, round(min(horizon, 2.0) * 10)))
     restart = st.none() | durations if restarts else st.none()
     sources = sorted(events or {})
     source = st.none() | st.sampled_from(sources) if sources else None
     event_types = {
-        src: st.none() | st.sampled_from(list(types)) if types else st.none()
+        src: st.none() | st.sampled_from(list(types)) if types else no_method
         for src, types in (events or {}).items()
     }
-
-    def target_of(directions: tuple[str, ...]) -> st.SearchStrategy[Target]:
-        """(direction, service, method) of a message fault: a call's request or
-        reply, or (with ``events``) an event, by its source and type."""
-        direction = st.sampled_from(directions)
-
-        @st.composite
-        def rpc(draw: st.DrawFn) -> Target:
-            chosen_direction = draw(direction)
-            chosen = draw(maybe_service)
-            return chosen_direction, chosen, draw(maybe_method(chosen))
-
-        if source is None:
-            return rpc()
-
-        @st.composite
-        def event(draw: st.DrawFn) -> Target:
-            src = draw(source)
-            return "event", src, draw(event_types[src]) if src is not None else draw(no_method)
-
-        return rpc() | event()
+    pick = _Pick(maybe_service, chosen_methods, no_method, source, event_types)
 
     def message_fault(
-        cls: type, directions: tuple[str, ...], **fields: st.SearchStrategy[object]
+        cls: type, directions: tuple[str, ...], **fields: st.SearchStrategy[Any]
     ) -> st.SearchStrategy[object]:
-        target = target_of(directions)
-        scaled = {"seconds"}  # drawn in tenths of a second
+        return _message_fault(cls, st.sampled_from(directions), pick, tuple(fields.items()))
 
-        @st.composite
-        def fault(draw: st.DrawFn) -> object:
-            direction, chosen, method = draw(target)
-            values = {
-                name: draw(field) / 10 if name in scaled else draw(field)
-                for name, field in fields.items()
-            }
-            return cls(direction=direction, service=chosen, method=method, **values)
-
-        return fault()
-
-    def restart_after(draw: st.DrawFn) -> float | None:
-        tenths_drawn = draw(restart)
-        return None if tenths_drawn is None else tenths_drawn / 10
-
+    skips = st.integers(0, 3)
     options: list[st.SearchStrategy[object]] = []
     if "drop" in kinds:
         options.append(
-            message_fault(
-                Drop, ("request", "reply"), skip=st.integers(0, 3), count=st.integers(1, 3)
-            )
+            message_fault(Drop, ("request", "reply"), skip=skips, count=st.integers(1, 3))
         )
     if "delay" in kinds:
         options.append(
             message_fault(
                 Delay,
                 ("reply", "request"),
-                seconds=durations,
-                skip=st.integers(0, 3),
+                seconds=durations.map(_tenths),
+                skip=skips,
                 count=st.integers(1, 3),
             )
         )
     if "duplicate" in kinds:
-        options.append(
-            message_fault(Duplicate, ("request",), skip=st.integers(0, 3), count=st.integers(1, 2))
-        )
+        options.append(message_fault(Duplicate, ("request",), skip=skips, count=st.integers(1, 2)))
     if "corrupt" in kinds:
         options.append(
             message_fault(
                 Corrupt,
                 ("request", "reply"),
                 part=st.sampled_from(["body", "properties"]),
-                skip=st.integers(0, 3),
+                skip=skips,
                 count=st.integers(1, 2),
             )
         )
     if "crash" in kinds:
-        crash_replica = st.sampled_from(replicas)
-
-        @st.composite
-        def crash(draw: st.DrawFn) -> object:
-            replica = draw(crash_replica)
-            at = draw(tenths) / 10
-            return Crash(replica=replica, at=at, restart_after=restart_after(draw))
-
-        options.append(crash())
+        options.append(_crash(st.sampled_from(replicas), tenths, restart))
     if "crash_during" in kinds:
-        nth = st.integers(1, 3)
-
-        @st.composite
-        def crash_during(draw: st.DrawFn) -> object:
-            chosen = draw(service)
-            method = draw(maybe_method(chosen))
-            return CrashDuring(
-                service=chosen, method=method, nth=draw(nth), restart_after=restart_after(draw)
-            )
-
-        options.append(crash_during())
+        options.append(_crash_during(service, pick, st.integers(1, 3), restart))
     if "partition" in kinds:
-        cut = st.sampled_from([*replicas, *clients])
-
-        @st.composite
-        def partition(draw: st.DrawFn) -> object:
-            replica = draw(cut)
-            at = draw(tenths) / 10
-            return Partition(replica=replica, at=at, duration=draw(durations) / 10)
-
-        options.append(partition())
+        options.append(_partition(st.sampled_from([*replicas, *clients]), tenths, durations))
     if "outage" in kinds:
-        restarting = st.booleans()
-
-        @st.composite
-        def outage(draw: st.DrawFn) -> object:
-            at = draw(tenths) / 10
-            duration = draw(outage_durations) / 10
-            return BrokerOutage(at=at, duration=duration, restart=draw(restarting))
-
-        options.append(outage())
+        outage_durations = st.integers(1, max(1, round(min(horizon, 2.0) * 10)))
+        options.append(_outage(tenths, outage_durations, st.booleans()))
     return st.one_of(options)
 
 
 #: A message fault's target: (direction, service or None, method or None).
 Target = tuple[str, str | None, str | None]
+
+
+def _tenths(tenths: int) -> float:
+    return tenths / 10
+
+
+@attrs.frozen(eq=False)
+class _Pick:
+    """The strategies that aim a fault at a service, a method, an event."""
+
+    service: st.SearchStrategy[str | None]
+    methods: Mapping[str, st.SearchStrategy[str | None]]
+    no_method: st.SearchStrategy[None]
+    source: st.SearchStrategy[str | None] | None  # None: no events to aim at
+    event_types: Mapping[str, st.SearchStrategy[str | None]]
+
+    def method(self, draw: st.DrawFn, service: str | None) -> str | None:
+        """A method of ``service`` (or None: any), if faults may single one out."""
+        if service is None:
+            return draw(self.no_method)
+        return draw(self.methods.get(service, self.no_method))
+
+    def target(self, draw: st.DrawFn, direction: st.SearchStrategy[str]) -> Target:
+        """A call's request or reply, or (with events) an event by source and type."""
+        if self.source is not None and draw(_EVENT_OR_RPC):
+            src = draw(self.source)
+            return "event", src, draw(self.event_types[src] if src else self.no_method)
+        chosen_direction = draw(direction)
+        chosen = draw(self.service)
+        return chosen_direction, chosen, self.method(draw, chosen)
+
+
+_EVENT_OR_RPC = st.booleans()
+
+
+@st.composite
+def _message_fault(
+    draw: st.DrawFn,
+    cls: type,
+    direction: st.SearchStrategy[str],
+    pick: _Pick,
+    fields: tuple[tuple[str, st.SearchStrategy[Any]], ...],
+) -> object:
+    direction_drawn, service, method = pick.target(draw, direction)
+    values = {name: draw(field) for name, field in fields}
+    return cls(direction=direction_drawn, service=service, method=method, **values)
+
+
+def _restart_after(draw: st.DrawFn, restart: st.SearchStrategy[int | None]) -> float | None:
+    tenths = draw(restart)
+    return None if tenths is None else tenths / 10
+
+
+@st.composite
+def _crash(
+    draw: st.DrawFn,
+    replica: st.SearchStrategy[str],
+    at: st.SearchStrategy[int],
+    restart: st.SearchStrategy[int | None],
+) -> object:
+    chosen = draw(replica)
+    at_tenths = draw(at)
+    return Crash(replica=chosen, at=at_tenths / 10, restart_after=_restart_after(draw, restart))
+
+
+@st.composite
+def _crash_during(
+    draw: st.DrawFn,
+    service: st.SearchStrategy[str],
+    pick: _Pick,
+    nth: st.SearchStrategy[int],
+    restart: st.SearchStrategy[int | None],
+) -> object:
+    chosen = draw(service)
+    method = pick.method(draw, chosen)
+    return CrashDuring(
+        service=chosen, method=method, nth=draw(nth), restart_after=_restart_after(draw, restart)
+    )
+
+
+@st.composite
+def _partition(
+    draw: st.DrawFn,
+    replica: st.SearchStrategy[str],
+    at: st.SearchStrategy[int],
+    duration: st.SearchStrategy[int],
+) -> object:
+    chosen = draw(replica)
+    at_tenths = draw(at)
+    return Partition(replica=chosen, at=at_tenths / 10, duration=draw(duration) / 10)
+
+
+@st.composite
+def _outage(
+    draw: st.DrawFn,
+    at: st.SearchStrategy[int],
+    duration: st.SearchStrategy[int],
+    restart: st.SearchStrategy[bool],
+) -> object:
+    at_tenths = draw(at)
+    duration_tenths = draw(duration)
+    return BrokerOutage(at=at_tenths / 10, duration=duration_tenths / 10, restart=draw(restart))
 
 
 def fault_plans(
