@@ -56,9 +56,14 @@ FAULT_PLANS = {
 }
 
 
-def _run(entrypoint: Any, plan: list[Any], seed: int) -> tuple[list[str], str, str]:
+def _run(
+    entrypoint: Any, plan: list[Any], seed: int, bus_records: bool = True
+) -> tuple[list[str], str, str]:
     outcomes: list[str] = []
     with SimCluster(seed=seed, faults=plan) as cluster:
+        assert cluster.bus._trace is cluster.trace
+        if not bus_records:
+            cluster.bus._trace = None  # the bus's steps through Trace.step
         cluster.add_service(_service(entrypoint), replicas=2)
         client = cluster.rpc_proxy(context_data={"user": "u-1"}, timeout=2)
         calls = [
@@ -148,3 +153,13 @@ def test_providers_found_by_routing_key_stay_bounded_and_current() -> None:
         assert consumer._provider_of("calculator.multiply") is None
         consumer.register_provider(multiply)
         assert consumer._provider_of("calculator.multiply") is multiply
+
+
+@pytest.mark.parametrize("plan", FAULT_PLANS, ids=list(FAULT_PLANS))
+def test_the_bus_records_its_steps_as_trace_step_does(plan: str) -> None:
+    """The bus appends its deliveries and settlements to the trace's records
+    itself: the trace reads the same as through ``Trace.step``, byte for byte."""
+    inline = _run(Rpc.decorator, FAULT_PLANS[plan], 3)
+    through_step = _run(Rpc.decorator, FAULT_PLANS[plan], 3, bus_records=False)
+    assert inline == through_step
+    assert "deliver" in inline[1]
