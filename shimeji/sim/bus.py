@@ -39,6 +39,7 @@ from shimeji.core.transport import (
 from shimeji.sim.connection import SimConnection
 from shimeji.sim.routing import Exchange, topic_matches
 from shimeji.sim.scheduler import SimulationLivelock
+from shimeji.sim.trace import Trace
 
 if TYPE_CHECKING:
     from shimeji.sim.scheduler import Scheduler, SimTimer
@@ -162,7 +163,14 @@ class SimConsumer:
         bus = self.bus
         if bus.tracer.enabled:
             correlation_id = delivery.message.correlation_id
-            bus._step(outcome, self.label, None, None, None, correlation_id, "", None)
+            trace = bus._trace
+            if trace is not None:  # Trace.step, inline
+                now = trace.clock.now_us
+                trace._emitted.append(
+                    (outcome, self.label, None, None, None, correlation_id, "", None, now)
+                )
+            else:
+                bus._step(outcome, self.label, None, None, None, correlation_id, "", None)
         returns = bus.returns.pop(tag, 0) if bus.returns else 0
         if outcome == "requeue":
             bus._give_back(queue, delivery, returns)
@@ -186,6 +194,10 @@ class SimBus:
         self.scheduler = scheduler
         self.tracer = tracer
         self._step = stepper(tracer)
+        #: the simulation's Trace when it is the tracer: the bus's own steps (two
+        #: deliveries and a settlement a round trip) are then appended to its
+        #: records as Trace.step would append them, without the call
+        self._trace = tracer if type(tracer) is Trace else None
         self.latency_us = round(latency * 1_000_000)
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, SimQueue] = {}
@@ -576,16 +588,34 @@ class SimBus:
         tracer = self.tracer
         if tracer.enabled:
             message = delivery.message
-            self._step(
-                "deliver",
-                consumer.label,
-                None,
-                None,
-                None,
-                message.correlation_id,
-                "redelivered" if delivery.redelivered else "",
-                message,
-            )
+            trace = self._trace
+            if trace is not None and message is trace._last_message:
+                # Trace.step, inline: the message was packed for the step that
+                # published it, the one before (the path of every request and reply).
+                trace._emitted.append(
+                    (
+                        "deliver",
+                        consumer.label,
+                        None,
+                        None,
+                        None,
+                        message.correlation_id,
+                        "redelivered" if delivery.redelivered else "",
+                        trace._last_packed,
+                        trace.clock.now_us,
+                    )
+                )
+            else:
+                self._step(
+                    "deliver",
+                    consumer.label,
+                    None,
+                    None,
+                    None,
+                    message.correlation_id,
+                    "redelivered" if delivery.redelivered else "",
+                    message,
+                )
         if consumer.auto_ack:
             del consumer.unacked[delivery.delivery_tag]
         consumer.on_delivery(delivery)

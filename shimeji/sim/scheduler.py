@@ -279,7 +279,13 @@ class SimWaiter:
     def wait(self) -> Any:
         if not self.done:
             scheduler = self.scheduler
-            task = scheduler.current_task()
+            # scheduler.current_task(), inline: the root waits here for every call.
+            current = greenlet.getcurrent()
+            task = (
+                current.task
+                if isinstance(current, _TaskGreenlet) and current.scheduler is scheduler
+                else None
+            )
             if task is None:
                 # run_root(None, description, self), without its frame when the
                 # loop brings the result
@@ -443,7 +449,8 @@ class Scheduler:
                 "blocking call from inside the simulation's event loop: only service code "
                 "(in a worker) and the test itself (outside the loop) may block"
             )
-        if self.current_task() is not None:
+        current = greenlet.getcurrent()  # (current_task(), inline)
+        if isinstance(current, _TaskGreenlet) and current.scheduler is self:
             raise RuntimeError("a simulated task cannot run the event loop itself")
         hook = self.before_first_run
         if hook is not None:

@@ -127,6 +127,10 @@ class RpcClient:
         self._expired: dict[str, str] = {}
         self._ask_context = tracer_adds_context(tracer)  # for each request, or never
         self._step = stepper(tracer)
+        #: (service, method, label) -> (routing key, the waiter's description):
+        #: made once, not for every call (the same string each time also keeps
+        #: its hash for the routing and the server's lookups)
+        self._names: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     @property
     def pending(self) -> list[PendingCall]:
@@ -292,7 +296,10 @@ class RpcClient:
             )
         settings = self.settings
         codec = settings.serializer
-        target = f"{service}.{method}"  # the routing key (protocol.request_routing_key)
+        names = self._names.get((service, method, self.label))
+        if names is None:
+            names = self._names_of(service, method)
+        target, description = names  # target: the routing key
         body = protocol.encode_request(codec, args, kwargs, target)
         correlation_id = self.runtime.new_id()
         caller_call_id = call_id_stack[-1] if call_id_stack else None
@@ -319,7 +326,7 @@ class RpcClient:
             correlation_id,  # correlation_id
             self.reply_to,  # reply_to
         )
-        waiter = self.runtime.new_waiter(f"a reply from {target} to {self.label}")
+        waiter = self.runtime.new_waiter(description)
         call = PendingCall(
             service,
             method,
@@ -360,6 +367,16 @@ class RpcClient:
             remaining = max(0.0, call.since + timeout - self.runtime.now())
             call.timer = self.runtime.call_later(remaining, self._expire, correlation_id)
         return RpcReply(call)
+
+    def _names_of(self, service: str, method: str) -> tuple[str, str]:
+        """The routing key of a call (protocol.request_routing_key) and the
+        description of the wait for its reply, remembered for the next call."""
+        target = f"{service}.{method}"
+        names = (target, f"a reply from {target} to {self.label}")
+        if len(self._names) >= 1_000:  # names made up at run time: keep it bounded
+            self._names.clear()
+        self._names[service, method, self.label] = names
+        return names
 
     def _expire(self, correlation_id: str) -> None:
         call = self._pending.pop(correlation_id, None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -46,10 +46,23 @@ class RpcConsumer(SharedExtension):
 
     def __init__(self) -> None:
         self._providers: dict[str, Rpc] = {}
+        #: routing key -> its provider, as found: a caller sends the same key
+        #: string every time, so that this lookup hashes nothing new
+        self._by_key: dict[str, Rpc] = {}
         self._consumer: Any = None
 
     def register_provider(self, provider: Rpc) -> None:
         self._providers[provider.method_name] = provider
+        self._by_key.clear()
+
+    def _provider_of(self, routing_key: str) -> Rpc | None:
+        # The method is the last word of the routing key (protocol.split_routing_key).
+        provider = self._providers.get(routing_key.rpartition(".")[2])
+        if provider is not None:
+            if len(self._by_key) >= 1_000:  # keys made up at run time: keep it bounded
+                self._by_key.clear()
+            self._by_key[routing_key] = provider
+        return provider
 
     def unregister_provider(self, provider: Rpc) -> None:
         """An entrypoint stopped: once none is left, consume no more (requests
@@ -57,6 +70,7 @@ class RpcConsumer(SharedExtension):
         queue for the other replicas), as nameko's consumer does."""
         if self._providers.get(provider.method_name) is provider:
             del self._providers[provider.method_name]
+            self._by_key.clear()
         if not self._providers and self._consumer is not None:
             self._consumer.cancel()
 
@@ -102,13 +116,44 @@ class RpcConsumer(SharedExtension):
                 None,
             )
             return
-        # The method is the last word of the routing key (protocol.split_routing_key).
-        method_name = delivery.message.routing_key.rpartition(".")[2]
-        provider = self._providers.get(method_name)
+        message = delivery.message
+        provider = self._by_key.get(message.routing_key)
         if provider is None:
-            self.reject_request(delivery, MethodNotFound(method_name), None)
+            provider = self._provider_of(message.routing_key)
+            if provider is None:
+                method_name = message.routing_key.rpartition(".")[2]
+                self.reject_request(delivery, MethodNotFound(method_name), None)
+                return
+        if not provider._plain_request:
+            provider.handle_request(delivery)  # a subclass's own reading of requests
             return
-        provider.handle_request(delivery)
+        # Rpc.handle_request and check_signature, inline: the path of every
+        # request (tests/sim/test_request_path.py holds the two to the same).
+        container = provider.container
+        assert container is not None
+        codec = container.settings.accept.get(message.content_type or "")
+        try:
+            if codec is None:
+                raise _not_accepted(message, container.settings.accept)
+            args, kwargs = protocol.decode_request(codec, message.body)
+            context_data, parent_stack = protocol.context_from_headers(message.headers)
+            if kwargs or len(args) != provider._plain_arity:
+                provider.bind_arguments(provider._signature, args, kwargs)
+        except BadRequest as exc:
+            self.reject_request(delivery, exc, codec)
+            return
+        try:
+            container.spawn_worker(
+                provider,
+                args,
+                kwargs,
+                context_data,
+                parent_stack,
+                partial(provider.handle_result, delivery, codec),
+                correlation_id=message.correlation_id,
+            )
+        except ContainerBeingKilled:
+            delivery.requeue()
 
     def reject_request(self, delivery: Delivery, exc: BadRequest, codec: Codec | None) -> None:
         """Answer a request that cannot be served with its error, then settle it.
@@ -189,6 +234,14 @@ class RpcConsumer(SharedExtension):
         delivery.settle(outcome)
 
 
+def _not_accepted(message: Message, accept: Mapping[str, Codec]) -> MalformedRequest:
+    accepted = ", ".join(sorted(accept))
+    return MalformedRequest(
+        f"content type {quote(message.content_type)} is not accepted (accepted: "
+        f"{accepted}); send JSON, or add the serializer to ACCEPT"
+    )
+
+
 def _reply_message(settings: Settings, request: Message, codec: Codec, body: bytes) -> Message:
     # Positional: a class called with keywords first gathers them into a dict.
     return Message(
@@ -218,6 +271,13 @@ class Rpc(Entrypoint):
         kinds = [p.kind for p in list(self._signature.parameters.values())[1:]]
         plain = all(kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for kind in kinds)
         self._plain_arity = len(kinds) if plain else -1
+        self._target = f"{container.service_name}.{self.method_name}"  # for error messages
+        #: whether requests may be read by RpcConsumer.handle_delivery itself
+        #: (this class reads them as Rpc does)
+        self._plain_request = (
+            type(self).handle_request is Rpc.handle_request
+            and type(self).check_signature is Rpc.check_signature
+        )
         for path in self.sensitive_arguments:
             head = path.split(".")[0]
             if head not in parameters:
@@ -242,11 +302,7 @@ class Rpc(Entrypoint):
         codec = container.settings.accept.get(message.content_type or "")
         try:
             if codec is None:
-                accepted = ", ".join(sorted(container.settings.accept))
-                raise MalformedRequest(
-                    f"content type {quote(message.content_type)} is not accepted (accepted: "
-                    f"{accepted}); send JSON, or add the serializer to ACCEPT"
-                )
+                raise _not_accepted(message, container.settings.accept)
             args, kwargs = protocol.decode_request(codec, message.body)
             context_data, parent_stack = protocol.context_from_headers(message.headers)
             self.check_signature(args, kwargs)
@@ -284,9 +340,7 @@ class Rpc(Entrypoint):
             body = protocol.encode_reply(codec, None, exc_info[1])
         else:
             try:
-                body = protocol.encode_result(
-                    codec, result, f"{container.service_name}.{self.method_name}"
-                )
+                body = protocol.encode_result(codec, result, self._target)
             except UnserializableValueError as exc:
                 log.error(
                     "%s: %s returned a value that cannot be sent: %s",
