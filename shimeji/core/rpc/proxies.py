@@ -47,24 +47,9 @@ class MethodProxy:
         self.method_name = method_name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # _send, inline: the path of every call.
-        proxy = self.service_proxy
-        try:
-            reply = proxy.client.call(
-                proxy.service_name,
-                self.method_name,
-                args,
-                kwargs,
-                context_data=proxy.context_data,
-                call_id_stack=proxy.call_id_stack(),
-                timeout=proxy.timeout,
-                retry_policy=proxy.retry_policy,
-            )
-        except ContainerBeingKilled:
-            if proxy.worker_ctx is None and proxy.client.closed:
-                raise RuntimeError(STOPPED_PROXY) from None
-            raise
-        return reply.result()
+        # Through the same _send as call_async: one place decides how a call
+        # goes out and what a stopped proxy raises.
+        return self._send(args, kwargs).result()
 
     def call_async(self, *args: Any, **kwargs: Any) -> RpcReply:
         return self._send(args, kwargs)
