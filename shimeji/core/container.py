@@ -410,14 +410,7 @@ class ServiceContainer:
             if len(self._workers) >= self.settings.max_workers:
                 self._backlog.append((worker_ctx, handle_result))
             else:
-                # _start_worker, inline: the path of every call.
-                method = entrypoint.method_name
-                name = self._task_names.get(method)
-                if name is None:
-                    name = self._task_names[method] = f"{self.replica_name}:{method}"
-                self._workers[worker_ctx] = self.runtime.spawn(
-                    self._run_worker, worker_ctx, handle_result, name=name
-                )
+                self._start_worker(worker_ctx, handle_result)
         return worker_ctx
 
     def spawn_managed_thread(self, fn: Callable[[], Any], identifier: str | None = None) -> Task:

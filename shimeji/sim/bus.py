@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from heapq import heappush
 from typing import TYPE_CHECKING
 
 from shimeji.core.events import Event
@@ -39,7 +38,6 @@ from shimeji.core.transport import (
 from shimeji.sim.connection import SimConnection
 from shimeji.sim.routing import Exchange, topic_matches
 from shimeji.sim.scheduler import SimulationLivelock
-from shimeji.sim.trace import Trace
 
 if TYPE_CHECKING:
     from shimeji.sim.scheduler import Scheduler, SimTimer
@@ -163,14 +161,7 @@ class SimConsumer:
         bus = self.bus
         if bus.tracer.enabled:
             correlation_id = delivery.message.correlation_id
-            trace = bus._trace
-            if trace is not None:  # Trace.step, inline
-                now = trace.clock.now_us
-                trace._emitted.append(
-                    (outcome, self.label, None, None, None, correlation_id, "", None, now)
-                )
-            else:
-                bus._step(outcome, self.label, None, None, None, correlation_id, "", None)
+            bus._step(outcome, self.label, None, None, None, correlation_id, "", None)
         returns = bus.returns.pop(tag, 0) if bus.returns else 0
         if outcome == "requeue":
             bus._give_back(queue, delivery, returns)
@@ -194,10 +185,6 @@ class SimBus:
         self.scheduler = scheduler
         self.tracer = tracer
         self._step = stepper(tracer)
-        #: the simulation's Trace when it is the tracer: the bus's own steps (two
-        #: deliveries and a settlement a round trip) are then appended to its
-        #: records as Trace.step would append them, without the call
-        self._trace = tracer if type(tracer) is Trace else None
         self.latency_us = round(latency * 1_000_000)
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, SimQueue] = {}
@@ -371,30 +358,7 @@ class SimBus:
                     # Nothing waits ahead of it: straight to a consumer with room
                     # (what _enqueue then _dispatch do, without queueing it).
                     consumers = queue.consumers
-                    if len(consumers) == 1:
-                        # _hand_over to the queue's one consumer, inline: the path
-                        # of every request and reply.
-                        consumer = consumers[0]
-                        if not consumer.prefetch or len(consumer.unacked) < consumer.prefetch:
-                            queue.rr = 0
-                            self._next_tag += 1
-                            tag = self._next_tag
-                            delivery = Delivery(message, tag, False, consumer, None)
-                            consumer.unacked[tag] = delivery
-                            scheduler = self.scheduler
-                            scheduler._seq += 1  # scheduler.schedule(), inline
-                            heappush(
-                                scheduler._heap,
-                                (
-                                    scheduler.clock.now_us + self.latency_us,
-                                    scheduler._seq,
-                                    self._deliver,
-                                    (delivery,),
-                                    consumer,
-                                ),
-                            )
-                            return
-                    elif consumers and self._hand_over(queue, message, False, None, 0):
+                    if consumers and self._hand_over(queue, message, False, None, 0):
                         return
             self._enqueue(message, 1, targets, None)
             return
@@ -588,34 +552,16 @@ class SimBus:
         tracer = self.tracer
         if tracer.enabled:
             message = delivery.message
-            trace = self._trace
-            if trace is not None and message is trace._last_message:
-                # Trace.step, inline: the message was packed for the step that
-                # published it, the one before (the path of every request and reply).
-                trace._emitted.append(
-                    (
-                        "deliver",
-                        consumer.label,
-                        None,
-                        None,
-                        None,
-                        message.correlation_id,
-                        "redelivered" if delivery.redelivered else "",
-                        trace._last_packed,
-                        trace.clock.now_us,
-                    )
-                )
-            else:
-                self._step(
-                    "deliver",
-                    consumer.label,
-                    None,
-                    None,
-                    None,
-                    message.correlation_id,
-                    "redelivered" if delivery.redelivered else "",
-                    message,
-                )
+            self._step(
+                "deliver",
+                consumer.label,
+                None,
+                None,
+                None,
+                message.correlation_id,
+                "redelivered" if delivery.redelivered else "",
+                message,
+            )
         if consumer.auto_ack:
             del consumer.unacked[delivery.delivery_tag]
         consumer.on_delivery(delivery)

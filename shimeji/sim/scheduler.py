@@ -96,7 +96,7 @@ class _TaskGreenlet(greenlet.greenlet):  # type: ignore[misc]
         while True:
             task = self.task
             assert task is not None
-            # The task's run (SimTask._run), inline: one frame fewer per task.
+            # The task runs in this frame: one frame fewer per task.
             try:
                 if not task.killed:
                     task.fn(*task.args)

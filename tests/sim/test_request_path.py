@@ -1,7 +1,7 @@
-"""Requests read by ``RpcConsumer.handle_delivery`` itself (the path of every
-``@rpc`` method) and by ``Rpc.handle_request`` (an entrypoint class that reads
-requests its own way) come out the same: the same outcomes, the same trace,
-byte for byte, with faults or without."""
+"""Requests read by ``@rpc`` and by an entrypoint class of its own that reads
+them through ``Rpc.handle_request`` come out the same: the same outcomes,
+the same trace, byte for byte, with faults or without; and the names the
+client and the consumer remember per target stay bounded and current."""
 
 from __future__ import annotations
 
@@ -56,14 +56,9 @@ FAULT_PLANS = {
 }
 
 
-def _run(
-    entrypoint: Any, plan: list[Any], seed: int, bus_records: bool = True
-) -> tuple[list[str], str, str]:
+def _run(entrypoint: Any, plan: list[Any], seed: int) -> tuple[list[str], str, str]:
     outcomes: list[str] = []
     with SimCluster(seed=seed, faults=plan) as cluster:
-        assert cluster.bus._trace is cluster.trace
-        if not bus_records:
-            cluster.bus._trace = None  # the bus's steps through Trace.step
         cluster.add_service(_service(entrypoint), replicas=2)
         client = cluster.rpc_proxy(context_data={"user": "u-1"}, timeout=2)
         calls = [
@@ -91,25 +86,15 @@ def _run(
         return outcomes, str(cluster.trace), cluster.trace.to_jsonl()
 
 
-def test_the_general_entrypoint_takes_the_general_path() -> None:
-    with SimCluster() as cluster:
-        cluster.add_service(_service(Rpc.decorator))
-        cluster.add_service(type("Other", (_service(_GeneralRpc.decorator),), {"name": "other"}))
-        plain = cluster.replica("calculator-1").container.entrypoints
-        general = cluster.replica("other-1").container.entrypoints
-        assert plain and all(entrypoint._plain_request for entrypoint in plain)
-        assert general and not any(entrypoint._plain_request for entrypoint in general)
-
-
 @pytest.mark.parametrize("plan", FAULT_PLANS, ids=list(FAULT_PLANS))
 @pytest.mark.parametrize("seed", [0, 7])
 def test_both_paths_make_the_same_trace(plan: str, seed: int) -> None:
-    fused = _run(Rpc.decorator, FAULT_PLANS[plan], seed)
+    plain = _run(Rpc.decorator, FAULT_PLANS[plan], seed)
     general = _run(_GeneralRpc.decorator, FAULT_PLANS[plan], seed)
-    assert fused[0] == general[0]
-    assert fused[1] == general[1]
-    assert fused[2] == general[2]
-    assert "worker_start" in fused[1]
+    assert plain[0] == general[0]
+    assert plain[1] == general[1]
+    assert plain[2] == general[2]
+    assert "worker_start" in plain[1]
 
 
 def test_names_remembered_by_the_client_stay_bounded() -> None:
@@ -153,13 +138,3 @@ def test_providers_found_by_routing_key_stay_bounded_and_current() -> None:
         assert consumer._provider_of("calculator.multiply") is None
         consumer.register_provider(multiply)
         assert consumer._provider_of("calculator.multiply") is multiply
-
-
-@pytest.mark.parametrize("plan", FAULT_PLANS, ids=list(FAULT_PLANS))
-def test_the_bus_records_its_steps_as_trace_step_does(plan: str) -> None:
-    """The bus appends its deliveries and settlements to the trace's records
-    itself: the trace reads the same as through ``Trace.step``, byte for byte."""
-    inline = _run(Rpc.decorator, FAULT_PLANS[plan], 3)
-    through_step = _run(Rpc.decorator, FAULT_PLANS[plan], 3, bus_records=False)
-    assert inline == through_step
-    assert "deliver" in inline[1]

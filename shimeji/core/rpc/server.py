@@ -124,36 +124,7 @@ class RpcConsumer(SharedExtension):
                 method_name = message.routing_key.rpartition(".")[2]
                 self.reject_request(delivery, MethodNotFound(method_name), None)
                 return
-        if not provider._plain_request:
-            provider.handle_request(delivery)  # a subclass's own reading of requests
-            return
-        # Rpc.handle_request and check_signature, inline: the path of every
-        # request (tests/sim/test_request_path.py holds the two to the same).
-        container = provider.container
-        assert container is not None
-        codec = container.settings.accept.get(message.content_type or "")
-        try:
-            if codec is None:
-                raise _not_accepted(message, container.settings.accept)
-            args, kwargs = protocol.decode_request(codec, message.body)
-            context_data, parent_stack = protocol.context_from_headers(message.headers)
-            if kwargs or len(args) != provider._plain_arity:
-                provider.bind_arguments(provider._signature, args, kwargs)
-        except BadRequest as exc:
-            self.reject_request(delivery, exc, codec)
-            return
-        try:
-            container.spawn_worker(
-                provider,
-                args,
-                kwargs,
-                context_data,
-                parent_stack,
-                partial(provider.handle_result, delivery, codec),
-                correlation_id=message.correlation_id,
-            )
-        except ContainerBeingKilled:
-            delivery.requeue()
+        provider.handle_request(delivery)
 
     def reject_request(self, delivery: Delivery, exc: BadRequest, codec: Codec | None) -> None:
         """Answer a request that cannot be served with its error, then settle it.
@@ -272,12 +243,6 @@ class Rpc(Entrypoint):
         plain = all(kind == inspect.Parameter.POSITIONAL_OR_KEYWORD for kind in kinds)
         self._plain_arity = len(kinds) if plain else -1
         self._target = f"{container.service_name}.{self.method_name}"  # for error messages
-        #: whether requests may be read by RpcConsumer.handle_delivery itself
-        #: (this class reads them as Rpc does)
-        self._plain_request = (
-            type(self).handle_request is Rpc.handle_request
-            and type(self).check_signature is Rpc.check_signature
-        )
         for path in self.sensitive_arguments:
             head = path.split(".")[0]
             if head not in parameters:
@@ -351,16 +316,7 @@ class Rpc(Entrypoint):
                 result, exc_info = None, (type(exc), exc, None)
                 body = protocol.encode_reply(codec, None, exc)
         if request.reply_to:
-            # _reply_message, inline: the path of every call.
-            reply = Message(
-                body,  # body
-                request.reply_to,  # routing_key
-                container.settings.rpc_exchange,  # exchange
-                codec.content_type,  # content_type
-                codec.content_encoding,  # content_encoding
-                NO_HEADERS,  # headers
-                request.correlation_id,  # correlation_id
-            )
+            reply = _reply_message(container.settings, request, codec, body)
             tracer = container.tracer
             if tracer.enabled:
                 container.step(
