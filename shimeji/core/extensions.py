@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable, Iterator
+from types import FunctionType, MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shimeji.core.exceptions import ConfigurationError, IncorrectSignature
@@ -78,9 +79,8 @@ class Extension:
 
     def _bind_subextensions(self, container: ServiceContainer) -> None:
         # In name order, so binding order never depends on hashing.
-        for name, template in _static_members(type(self)):
-            if isinstance(template, Extension):
-                setattr(self, name, template.bind(container))
+        for name, template in _extension_members(type(self)):
+            setattr(self, name, template.bind(container))
 
     def is_bound(self) -> bool:
         return self.container is not None
@@ -195,6 +195,25 @@ class Entrypoint(Extension):
             )
         return fn  # type: ignore[no-any-return]
 
+    def method_signature(self, fn: Callable[..., Any]) -> inspect.Signature:
+        """``inspect.signature(fn)``, read once per function (every replica of
+        every cluster sets up its entrypoints from the same functions)."""
+        if type(fn) is not FunctionType:  # (a callable object: read each time)
+            return inspect.signature(fn)
+        key = (
+            fn.__code__,
+            fn.__defaults__,
+            fn.__kwdefaults__,
+            fn.__dict__.get("__signature__"),
+            fn.__dict__.get("__wrapped__"),
+        )
+        known = _SIGNATURES.get(fn)
+        if known is not None and known[0] == key:
+            return known[1]
+        signature = inspect.signature(fn)
+        _SIGNATURES[fn] = (key, signature)
+        return signature
+
     def bind_arguments(
         self, signature: inspect.Signature, args: Any, kwargs: Any
     ) -> None:
@@ -226,6 +245,8 @@ class Entrypoint(Extension):
 
 
 def register_entrypoint(fn: Callable[..., Any], entrypoint: Entrypoint) -> None:
+    global _registrations
+    _registrations += 1  # what classes declare is read again (``_declared``)
     declared = fn.__dict__.get(ENTRYPOINTS_ATTR)
     if declared is None:
         declared = []
@@ -248,7 +269,7 @@ def _static_members(cls: type) -> list[tuple[str, Any]]:
         ]
     namespaces = [vars(klass) for klass in cls.__mro__ if klass is not object]
     # What the namespaces hold now: the members found last time stand while it is the same.
-    held = tuple(tuple(namespace.items()) for namespace in namespaces)
+    held = tuple(map(tuple, map(_items, namespaces)))
     known = _MEMBERS.get(cls)
     if known is not None and known[0] == held:
         return known[1]
@@ -269,21 +290,63 @@ _MEMBERS: weakref.WeakKeyDictionary[type, tuple[tuple[Any, ...], list[tuple[str,
 )
 
 
+_items = MappingProxyType.items
+
+
 def _name(item: tuple[str, Any]) -> str:
     return item[0]
 
 
+class _Declared:
+    """What a class declares, read from its members (``_static_members``)."""
+
+    __slots__ = ("dependencies", "entrypoints", "extensions", "members", "registrations")
+
+    def __init__(self, members: list[tuple[str, Any]]) -> None:
+        self.members = members
+        self.registrations = _registrations
+        self.extensions = [(name, m) for name, m in members if isinstance(m, Extension)]
+        self.dependencies = [
+            (name, m) for name, m in self.extensions if isinstance(m, DependencyProvider)
+        ]
+        entrypoints = []
+        for name, member in members:
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            for entrypoint in getattr(member, ENTRYPOINTS_ATTR, None) or ():
+                entrypoints.append((name, entrypoint))
+        self.entrypoints: list[tuple[str, Entrypoint]] = entrypoints
+
+
+#: class -> what it declares, for as long as its members are the same list
+#: (``_static_members`` makes a new one when the class changed) and no
+#: entrypoint was registered since
+_DECLARED: weakref.WeakKeyDictionary[type, _Declared] = weakref.WeakKeyDictionary()
+_registrations = 0
+#: function -> (what its signature is read from, the signature)
+_SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, inspect.Signature]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _declared(cls: type) -> _Declared:
+    members = _static_members(cls)
+    known = _DECLARED.get(cls)
+    if known is None or known.members is not members or known.registrations != _registrations:
+        known = _DECLARED[cls] = _Declared(members)
+    return known
+
+
+def _extension_members(cls: type) -> list[tuple[str, Extension]]:
+    """``(name, template)`` for each extension a class declares, in name order."""
+    return _declared(cls).extensions
+
+
 def iter_entrypoints(service_cls: type) -> Iterator[tuple[str, Entrypoint]]:
     """``(method_name, entrypoint template)`` for each entrypoint, in name order."""
-    for name, member in _static_members(service_cls):
-        if isinstance(member, (staticmethod, classmethod)):
-            member = member.__func__
-        for entrypoint in getattr(member, ENTRYPOINTS_ATTR, None) or ():
-            yield name, entrypoint
+    return iter(_declared(service_cls).entrypoints)
 
 
 def iter_dependencies(service_cls: type) -> Iterator[tuple[str, DependencyProvider]]:
     """``(attribute name, provider template)`` for each dependency, in name order."""
-    for name, member in _static_members(service_cls):
-        if isinstance(member, DependencyProvider):
-            yield name, member
+    return iter(_declared(service_cls).dependencies)

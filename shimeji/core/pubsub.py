@@ -260,7 +260,7 @@ class EventHandler(Entrypoint):
         fn = inspect.getattr_static(container.service_cls, self.method_name)
         fn = getattr(fn, "__func__", fn)
         try:
-            inspect.signature(fn).bind(None, None)
+            self.method_signature(fn).bind(None, None)
         except TypeError:
             raise ConfigurationError(
                 f"@event_handler method {container.service_cls.__qualname__}.{self.method_name} "

@@ -32,7 +32,6 @@ of real servers would.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import logging
 import threading
@@ -208,7 +207,7 @@ class HttpRequestHandler(Entrypoint):
     def setup(self) -> None:
         container = self.container
         assert container is not None
-        self._signature = inspect.signature(self.plain_method("@http"))
+        self._signature = self.method_signature(self.plain_method("@http"))
         variables = _route_variables(self.url, tuple(self.methods))
         try:
             self._signature.bind(None, None, **dict.fromkeys(variables))

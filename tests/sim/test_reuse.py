@@ -191,3 +191,66 @@ def test_routes_added_after_a_request_are_served():
         cluster.add_service(Late)
         assert cluster.http.get("/late").text == "late"
         assert cluster.http.get("/early").text == "early"
+
+
+# -- what a class declares, read once while it stays the same -------------------------
+
+
+def test_a_dependency_replaced_on_the_class_is_the_one_bound_next():
+    """A provider swapped on the class after a cluster ran it is the one the next
+    cluster's replicas bind."""
+    service_cls = counted_service()
+    assert containers_built(service_cls) >= 1
+
+    class Fixed(DependencyProvider):
+        def get_dependency(self, worker_ctx):
+            return "fixed"
+
+    service_cls.counted = Fixed()
+    service_cls.which = rpc(lambda self: type(self.counted).__name__ + ":" + self.counted)
+    with SimCluster() as cluster:
+        cluster.add_service(service_cls)
+        assert cluster.rpc.checked.which() == "str:fixed"
+
+
+def test_an_entrypoint_added_to_a_method_later_is_served():
+    """Decorating a method of a class already run makes it an entrypoint at once,
+    though the class's namespace did not change."""
+
+    class Late:
+        name = "late"
+
+        @rpc
+        def first(self):
+            return 1
+
+        def second(self):
+            return 2
+
+    with SimCluster() as cluster:
+        cluster.add_service(Late)
+        assert cluster.rpc.late.first() == 1
+    rpc(Late.second)
+    with SimCluster() as cluster:
+        cluster.add_service(Late)
+        assert cluster.rpc.late.second() == 2
+
+
+def test_a_signature_changed_since_a_run_is_read_again():
+    """A method's defaults changed after a cluster ran it: calls bind against the
+    new ones (the signature kept from the first run would refuse the call)."""
+
+    class Defaults:
+        name = "defaults"
+
+        @rpc
+        def add(self, a, b):
+            return a + b
+
+    with SimCluster() as cluster:
+        cluster.add_service(Defaults)
+        assert cluster.rpc.defaults.add(1, 2) == 3
+    Defaults.add.__defaults__ = (10,)
+    with SimCluster() as cluster:
+        cluster.add_service(Defaults)
+        assert cluster.rpc.defaults.add(1) == 11

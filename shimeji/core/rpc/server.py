@@ -236,7 +236,7 @@ class Rpc(Entrypoint):
         assert container is not None
         fn = self.plain_method("@rpc")
         self._function: Callable[..., Any] = fn
-        self._signature = inspect.signature(fn)
+        self._signature = self.method_signature(fn)
         parameters = list(self._signature.parameters)[1:]
         # Calls passing exactly the plain positional parameters need no binding.
         kinds = [p.kind for p in list(self._signature.parameters.values())[1:]]
