@@ -30,6 +30,7 @@ __all__ = [
     "SIM_SCHEME",
     "RetryPolicy",
     "Settings",
+    "check_known_keys",
     "parse_address",
     "redact_uri",
 ]
@@ -139,6 +140,21 @@ def _is_int(value: Any) -> bool:
 def _is_number(value: Any) -> bool:
     """A real, finite number (not a bool, not NaN, not infinite)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_known_keys(config: Mapping[str, Any], extra_keys: Iterable[str] = ()) -> None:
+    """Refuse a key that is neither shimeji's (``DEFAULT_CONFIG``) nor in
+    ``extra_keys`` (ConfigurationError naming it)."""
+    extra = set(extra_keys)
+    for key in config:
+        if not isinstance(key, str):
+            raise ConfigurationError(f"configuration keys must be strings; got {key!r}")
+        if key not in DEFAULT_CONFIG and key not in extra:
+            raise ConfigurationError(
+                f"unknown configuration key {key!r}{_suggest(key, DEFAULT_CONFIG)}. "
+                "Keys of your own application must be declared: list them in a "
+                "DependencyProvider's config_keys or pass extra_keys=[...]"
+            )
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -251,16 +267,7 @@ class Settings:
                 "the configuration must be a mapping of keys to values; "
                 f"got {type(config).__name__}"
             )
-        extra = set(extra_keys)
-        for key in config:
-            if not isinstance(key, str):
-                raise ConfigurationError(f"configuration keys must be strings; got {key!r}")
-            if key not in DEFAULT_CONFIG and key not in extra:
-                raise ConfigurationError(
-                    f"unknown configuration key {key!r}{_suggest(key, DEFAULT_CONFIG)}. "
-                    "Keys of your own application must be declared: list them in a "
-                    "DependencyProvider's config_keys or pass extra_keys=[...]"
-                )
+        check_known_keys(config, extra_keys)
         merged = {**DEFAULT_CONFIG, **config}
         max_workers = _check_positive_int("max_workers", merged["max_workers"], 1)
         configured = codecs_from_config(merged["SERIALIZERS"])

@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable, Iterator
-from types import FunctionType, MappingProxyType
+from operator import eq
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shimeji.core.exceptions import ConfigurationError, IncorrectSignature
@@ -268,29 +269,30 @@ def _static_members(cls: type) -> list[tuple[str, Any]]:
             if name not in _OBJECT_NAMES
         ]
     namespaces = [vars(klass) for klass in cls.__mro__ if klass is not object]
-    # What the namespaces hold now: the members found last time stand while it is the same.
-    held = tuple(map(tuple, map(_items, namespaces)))
     known = _MEMBERS.get(cls)
-    if known is not None and known[0] == held:
+    # The members found last time stand while the namespaces hold what they held
+    # then (compared as dicts, in C: the same objects, so no __eq__ runs).
+    if (
+        known is not None
+        and len(known[0]) == len(namespaces)
+        and all(map(eq, namespaces, known[0]))
+    ):
         return known[1]
     members: dict[str, Any] = {}
     for namespace in namespaces:
         for name, member in namespace.items():
             members.setdefault(name, member)
     found = sorted(members.items(), key=_name)
-    _MEMBERS[cls] = (held, found)
+    _MEMBERS[cls] = ([dict(namespace) for namespace in namespaces], found)
     return found
 
 
 _OBJECT_NAMES = frozenset(vars(object))
-#: class -> (the items of its MRO's namespaces, its members): looked up for
+#: class -> (copies of its MRO's namespaces, its members): looked up for
 #: every replica of every cluster, and read again whenever the class changed.
-_MEMBERS: weakref.WeakKeyDictionary[type, tuple[tuple[Any, ...], list[tuple[str, Any]]]] = (
+_MEMBERS: weakref.WeakKeyDictionary[type, tuple[list[dict[str, Any]], list[tuple[str, Any]]]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-_items = MappingProxyType.items
 
 
 def _name(item: tuple[str, Any]) -> str:

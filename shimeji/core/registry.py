@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from shimeji.core.config import DEFAULT_CONFIG, Settings
+from shimeji.core.config import DEFAULT_CONFIG, Settings, check_known_keys
 from shimeji.core.container import get_service_name
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.extensions import iter_dependencies
@@ -114,7 +114,7 @@ class ServiceRegistry(Generic[R]):
         for service_cls, _ in self._services.values():
             for _, provider in iter_dependencies(service_cls):
                 allowed.update(provider.config_keys)
-        Settings.from_config(raw, extra_keys=allowed)
+        check_known_keys(raw, allowed)  # (the values were checked by settings_for)
 
 
 class Unconnected:
