@@ -41,6 +41,9 @@ TraceEvent = Event
 # first time a collection sees it. Reading the trace makes an equal Message
 # again (``_unpack``). Other headers are kept as they are.
 
+#: what to_jsonl writes each event with (json.dumps would make one per event)
+_JSONL = json.JSONEncoder(sort_keys=True, default=repr)
+
 _STACK_HEADER = f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"
 #: How a packed message holds its headers (its field 8); the fields after it
 #: are the call ids of the stack, or the headers object itself.
@@ -328,10 +331,8 @@ class Trace:
     def to_jsonl(self, messages: bool = False) -> str:
         """One JSON object per event, one per line (with ``messages``, each event's
         message too: headers and body, as they travelled, not redacted)."""
-        return "".join(
-            json.dumps(event.as_dict(messages), sort_keys=True, default=repr) + "\n"
-            for event in self.events
-        )
+        encode = _JSONL.encode
+        return "".join([encode(event.as_dict(messages)) + "\n" for event in self.events])
 
     def to_mermaid(self) -> str:
         """A mermaid ``sequenceDiagram`` (``shimeji.views.mermaid``) of the calls."""
