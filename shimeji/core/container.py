@@ -36,8 +36,7 @@ from shimeji.core.extensions import (
     Entrypoint,
     Extension,
     SharedExtension,
-    iter_dependencies,
-    iter_entrypoints,
+    declared_extensions,
 )
 from shimeji.core.quoting import escape, log_error
 from shimeji.core.runtime import Runtime, Task, Waiter
@@ -214,13 +213,13 @@ class ServiceContainer:
         self.on_worker_result: list[Callable[[WorkerContext, Any, ExcInfo | None], None]] = []
 
         self.shared_extensions: dict[Any, SharedExtension] = {}
+        entrypoints, dependencies = declared_extensions(service_cls)
         self.entrypoints: list[Entrypoint] = [
-            template.bind(self, method_name)
-            for method_name, template in iter_entrypoints(service_cls)
+            template.bind(self, method_name) for method_name, template in entrypoints
         ]
         # A class without entrypoints runs and does nothing, as in nameko.
         self.dependencies: list[DependencyProvider] = [
-            template.bind(self, attr_name) for attr_name, template in iter_dependencies(service_cls)
+            template.bind(self, attr_name) for attr_name, template in dependencies
         ]
         self._workers: dict[WorkerContext, Task] = {}
         self._managed: list[Task] = []  # spawn_managed_thread's

@@ -28,6 +28,7 @@ __all__ = [
     "Entrypoint",
     "Extension",
     "SharedExtension",
+    "declared_extensions",
     "iter_dependencies",
     "iter_entrypoints",
     "register_entrypoint",
@@ -268,31 +269,14 @@ def _static_members(cls: type) -> list[tuple[str, Any]]:
             for name in dir(cls)
             if name not in _OBJECT_NAMES
         ]
-    namespaces = [vars(klass) for klass in cls.__mro__ if klass is not object]
-    known = _MEMBERS.get(cls)
-    # The members found last time stand while the namespaces hold what they held
-    # then (compared as dicts, in C: the same objects, so no __eq__ runs).
-    if (
-        known is not None
-        and len(known[0]) == len(namespaces)
-        and all(map(eq, namespaces, known[0]))
-    ):
-        return known[1]
     members: dict[str, Any] = {}
-    for namespace in namespaces:
+    for namespace in map(vars, cls.__mro__[:-1]):  # (object is last)
         for name, member in namespace.items():
             members.setdefault(name, member)
-    found = sorted(members.items(), key=_name)
-    _MEMBERS[cls] = ([dict(namespace) for namespace in namespaces], found)
-    return found
+    return sorted(members.items(), key=_name)
 
 
 _OBJECT_NAMES = frozenset(vars(object))
-#: class -> (copies of its MRO's namespaces, its members): looked up for
-#: every replica of every cluster, and read again whenever the class changed.
-_MEMBERS: weakref.WeakKeyDictionary[type, tuple[list[dict[str, Any]], list[tuple[str, Any]]]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def _name(item: tuple[str, Any]) -> str:
@@ -300,12 +284,13 @@ def _name(item: tuple[str, Any]) -> str:
 
 
 class _Declared:
-    """What a class declares, read from its members (``_static_members``)."""
+    """What a class declares (read from ``_static_members``), and what its MRO's
+    namespaces held when it was read."""
 
-    __slots__ = ("dependencies", "entrypoints", "extensions", "members", "registrations")
+    __slots__ = ("dependencies", "entrypoints", "extensions", "held", "registrations")
 
-    def __init__(self, members: list[tuple[str, Any]]) -> None:
-        self.members = members
+    def __init__(self, members: list[tuple[str, Any]], held: list[dict[str, Any]]) -> None:
+        self.held = held
         self.registrations = _registrations
         self.extensions = [(name, m) for name, m in members if isinstance(m, Extension)]
         self.dependencies = [
@@ -320,9 +305,9 @@ class _Declared:
         self.entrypoints: list[tuple[str, Entrypoint]] = entrypoints
 
 
-#: class -> what it declares, for as long as its members are the same list
-#: (``_static_members`` makes a new one when the class changed) and no
-#: entrypoint was registered since
+#: class -> what it declares: looked up for every extension of every replica of
+#: every cluster, and read again when the class changed (its namespaces hold
+#: something else) or an entrypoint was registered since
 _DECLARED: weakref.WeakKeyDictionary[type, _Declared] = weakref.WeakKeyDictionary()
 _registrations = 0
 #: function -> (what its signature is read from, the signature)
@@ -332,11 +317,29 @@ _SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, inspect.Si
 
 
 def _declared(cls: type) -> _Declared:
-    members = _static_members(cls)
+    if type(cls) is not type:  # (a metaclass of its own: read each time)
+        return _Declared(_static_members(cls), [])
+    namespaces = list(map(vars, cls.__mro__[:-1]))
     known = _DECLARED.get(cls)
-    if known is None or known.members is not members or known.registrations != _registrations:
-        known = _DECLARED[cls] = _Declared(members)
+    # Compared as dicts, in C: the same objects, so no __eq__ runs.
+    if (
+        known is not None
+        and known.registrations == _registrations
+        and len(known.held) == len(namespaces)
+        and all(map(eq, namespaces, known.held))
+    ):
+        return known
+    known = _DECLARED[cls] = _Declared(_static_members(cls), list(map(dict, namespaces)))
     return known
+
+
+def declared_extensions(
+    service_cls: type,
+) -> tuple[list[tuple[str, Entrypoint]], list[tuple[str, DependencyProvider]]]:
+    """``(entrypoints, dependencies)`` of a service class, as ``iter_entrypoints``
+    and ``iter_dependencies`` give them (one reading of the class for both)."""
+    declared = _declared(service_cls)
+    return declared.entrypoints, declared.dependencies
 
 
 def _extension_members(cls: type) -> list[tuple[str, Extension]]:
