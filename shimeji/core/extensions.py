@@ -307,8 +307,11 @@ class _Declared:
 
 #: class -> what it declares: looked up for every extension of every replica of
 #: every cluster, and read again when the class changed (its namespaces hold
-#: something else) or an entrypoint was registered since
-_DECLARED: weakref.WeakKeyDictionary[type, _Declared] = weakref.WeakKeyDictionary()
+#: something else) or an entrypoint was registered since. A plain dict: what
+#: it keeps of a class (its namespaces' descriptors, methods) refers to the
+#: class anyway, so a class read here lives as long as the process, as one
+#: defined in a module does.
+_DECLARED: dict[type, _Declared] = {}
 _registrations = 0
 #: function -> (what its signature is read from, the signature)
 _SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, inspect.Signature]] = (
