@@ -242,7 +242,11 @@ def decode_request(codec: Codec, body: bytes) -> tuple[list[Any], dict[str, Any]
         raise MalformedRequest(
             f"request 'kwargs' must be a mapping of names to values, got {quote(kwargs)}"
         )
-    return list(args), dict(kwargs)
+    # Decoded just now, they are nobody else's: copied only to be a list and a dict.
+    return (
+        args if type(args) is list else list(args),
+        kwargs if type(kwargs) is dict else dict(kwargs),
+    )
 
 
 def encode_reply(

@@ -166,7 +166,7 @@ class SimConsumer:
         if outcome == "requeue":
             bus._give_back(queue, delivery, returns)
         if queue.ready:
-            bus._dispatch(queue)
+            bus._dispatch(queue, 1)  # its room, for one message
 
     def cancel(self) -> None:
         self.bus._cancel(self)
@@ -399,10 +399,14 @@ class SimBus:
             )
         for name in targets:
             queue = self.queues[name]
+            # Messages waiting already: every consumer is full (see _dispatch), and
+            # these wait behind them.
+            waiting = bool(queue.ready)
             queue.ready.append(_Queued(message, False, malformed))
             for _ in range(copies - 1):  # a duplicate arrives as a redelivery would
                 queue.ready.append(_Queued(message, True, malformed))
-            self._dispatch(queue)
+            if not waiting:
+                self._dispatch(queue)
 
     def consume(
         self,
@@ -490,10 +494,18 @@ class SimBus:
 
     # -- delivery ---------------------------------------------------------------------
 
-    def _dispatch(self, queue: SimQueue) -> None:
-        """Hand ready messages to consumers with room, round-robin, as RabbitMQ does."""
+    def _dispatch(self, queue: SimQueue, room: int = -1) -> None:
+        """Hand ready messages to consumers with room, round-robin, as RabbitMQ does,
+        until every consumer is full or ``room`` messages are handed (-1: no limit).
+
+        So a queue whose messages wait has no consumer with room: whatever makes
+        room (a settlement, an auto-ack, a consumer attached) dispatches, and a
+        message joining others in the queue need not look for a consumer.
+        A consumer's settlement makes room for one message (``room=1``): after
+        it, every consumer is full again.
+        """
         ready = queue.ready
-        while ready and queue.consumers:
+        while ready and room and queue.consumers:
             item = ready[0]
             handed = self._hand_over(
                 queue, item.message, item.redelivered, item.malformed, item.returns
@@ -501,6 +513,7 @@ class SimBus:
             if not handed:
                 return  # every consumer is full: the message waits in the queue
             ready.popleft()
+            room -= 1
 
     def _hand_over(
         self,
@@ -564,6 +577,8 @@ class SimBus:
             )
         if consumer.auto_ack:
             del consumer.unacked[delivery.delivery_tag]
+            if consumer.queue.ready:  # room made: for one message
+                self._dispatch(consumer.queue, 1)
         consumer.on_delivery(delivery)
 
     def _give_back(self, queue: SimQueue, delivery: Delivery, returns: int) -> None:

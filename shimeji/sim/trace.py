@@ -138,10 +138,12 @@ class Trace:
         self._emitted: list[tuple[Any, ...]] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
-        # The message last packed, and its packing: a message is the subject of
-        # consecutive steps (published, then delivered), packed once for both.
-        self._last_message: Any = None
-        self._last_packed: Any = None
+        # correlation id -> (the message last packed with it, its packing): a
+        # message is the subject of several steps (published, then delivered),
+        # packed once for them, however many other calls' steps come between.
+        # Taken out when used again: the reply that follows a request (same id)
+        # takes its place.
+        self._packings: dict[Any, tuple[Message, tuple[Any, ...]]] = {}
 
     def emit(self, event: Event) -> None:
         if self.enabled:
@@ -162,12 +164,17 @@ class Trace:
         now, the ``Event`` when the trace is read (``shimeji.core.tracing``).
         A ``Message`` is kept packed into a tuple (``_pack``)."""
         if self.enabled:
-            if message is not None and type(message) is Message:
-                if message is self._last_message:
-                    message = self._last_packed
+            if type(message) is Message:
+                packings = self._packings
+                known = packings.pop(message.correlation_id, None)
+                if known is not None and known[0] is message:
+                    message = known[1]
                 else:
-                    self._last_message = message
-                    message = self._last_packed = _pack(message)
+                    if len(packings) >= 10_000:  # lost messages are never stepped again
+                        packings.clear()
+                    packed = _pack(message)
+                    packings[message.correlation_id] = (message, packed)
+                    message = packed
             self._emitted.append(
                 (
                     kind,
