@@ -138,11 +138,14 @@ class Trace:
         self._emitted: list[tuple[Any, ...]] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
-        # correlation id -> (the message last packed with it, its packing): a
-        # message is the subject of several steps (published, then delivered),
-        # packed once for them, however many other calls' steps come between.
-        # Taken out when used again: the reply that follows a request (same id)
-        # takes its place.
+        # A message is the subject of several steps (published, then delivered),
+        # packed once for them. The message last packed, and its packing, are
+        # at hand: steps of one call usually follow each other. One displaced
+        # before its next step (other calls' steps came between) waits for it
+        # in _packings, by correlation id, until that step takes it out.
+        self._last_message: Any = None
+        self._last_packed: Any = None
+        self._last_used = True  # whether the last message had a step since it was packed
         self._packings: dict[Any, tuple[Message, tuple[Any, ...]]] = {}
 
     def emit(self, event: Event) -> None:
@@ -164,16 +167,27 @@ class Trace:
         now, the ``Event`` when the trace is read (``shimeji.core.tracing``).
         A ``Message`` is kept packed into a tuple (``_pack``)."""
         if self.enabled:
-            if type(message) is Message:
-                packings = self._packings
-                known = packings.pop(message.correlation_id, None)
-                if known is not None and known[0] is message:
-                    message = known[1]
+            if message is not None and type(message) is Message:
+                if message is self._last_message:
+                    self._last_used = True
+                    message = self._last_packed
                 else:
-                    if len(packings) >= 10_000:  # lost messages are never stepped again
-                        packings.clear()
-                    packed = _pack(message)
-                    packings[message.correlation_id] = (message, packed)
+                    packed = None
+                    packings = self._packings
+                    if packings:
+                        known = packings.pop(message.correlation_id, None)
+                        if known is not None and known[0] is message:
+                            packed = known[1]
+                    if not self._last_used:
+                        if len(packings) >= 10_000:  # lost messages have no next step
+                            packings.clear()
+                        last = self._last_message
+                        packings[last.correlation_id] = (last, self._last_packed)
+                    # A packing taken out of _packings was used (by this step).
+                    self._last_used = packed is not None
+                    if packed is None:
+                        packed = _pack(message)
+                    self._last_message, self._last_packed = message, packed
                     message = packed
             self._emitted.append(
                 (
