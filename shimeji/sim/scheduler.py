@@ -461,7 +461,7 @@ class Scheduler:
         if hook is not None:
             self.before_first_run = None
             hook()
-        self._hub = greenlet.getcurrent()
+        self._hub = current
         heap, urgent, clock, taken = self._heap, self._urgent, self.clock, self._taken
         heappop = heapq.heappop
         try:
@@ -500,7 +500,8 @@ class Scheduler:
                     if taken and entry[1] in taken:
                         taken.discard(entry[1])
                         continue
-                _, _, fn, args, _ = entry
+                fn = entry[2]
+                args = entry[3]
                 if fn is None:  # a SimTimer
                     if args.cancelled:
                         continue  # a cancelled timer never moves the clock
