@@ -469,6 +469,11 @@ class RpcReply:
         self._value: Any = None
         self._error: Exception | None = None
 
+    @property
+    def _call(self) -> RpcReply:
+        """The call this reply is for: itself (a reply used to hold a record of its call)."""
+        return self
+
     def describe(self) -> str:
         return f"{self.service}.{self.method} (correlation id {self.correlation_id})"
 
