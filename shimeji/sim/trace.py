@@ -138,15 +138,10 @@ class Trace:
         self._emitted: list[tuple[Any, ...]] = []
         # correlation id -> (service, method, caller label, caller call id)
         self._calls: dict[str, tuple[str | None, str | None, str, str | None]] = {}
-        # A message is the subject of several steps (published, then delivered),
-        # packed once for them. The message last packed, and its packing, are
-        # at hand: steps of one call usually follow each other. One displaced
-        # before its next step (other calls' steps came between) waits for it
-        # in _packings, by correlation id, until that step takes it out.
+        # The message last packed, and its packing: a message is the subject of
+        # consecutive steps (published, then delivered), packed once for both.
         self._last_message: Any = None
         self._last_packed: Any = None
-        self._last_used = True  # whether the last message had a step since it was packed
-        self._packings: dict[Any, tuple[Message, tuple[Any, ...]]] = {}
 
     def emit(self, event: Event) -> None:
         if self.enabled:
@@ -169,26 +164,10 @@ class Trace:
         if self.enabled:
             if message is not None and type(message) is Message:
                 if message is self._last_message:
-                    self._last_used = True
                     message = self._last_packed
                 else:
-                    packed = None
-                    packings = self._packings
-                    if packings:
-                        known = packings.pop(message.correlation_id, None)
-                        if known is not None and known[0] is message:
-                            packed = known[1]
-                    if not self._last_used:
-                        if len(packings) >= 10_000:  # lost messages have no next step
-                            packings.clear()
-                        last = self._last_message
-                        packings[last.correlation_id] = (last, self._last_packed)
-                    # A packing taken out of _packings was used (by this step).
-                    self._last_used = packed is not None
-                    if packed is None:
-                        packed = _pack(message)
-                    self._last_message, self._last_packed = message, packed
-                    message = packed
+                    self._last_message = message
+                    message = self._last_packed = _pack(message)
             self._emitted.append(
                 (
                     kind,
