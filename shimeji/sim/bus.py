@@ -354,12 +354,17 @@ class SimBus:
         if self.on_publish is None:
             if len(targets) == 1:
                 queue = self.queues[targets[0]]
-                if not queue.ready:
-                    # Nothing waits ahead of it: straight to a consumer with room
-                    # (what _enqueue then _dispatch do, without queueing it).
-                    consumers = queue.consumers
-                    if consumers and self._hand_over(queue, message, False, None, 0):
-                        return
+                ready = queue.ready
+                if ready:
+                    # Others wait ahead of it, so every consumer is full (see
+                    # _dispatch): it waits behind them (what _enqueue does).
+                    ready.append(_Queued(message, False))
+                    return
+                # Nothing waits ahead of it: straight to a consumer with room
+                # (what _enqueue then _dispatch do, without queueing it).
+                consumers = queue.consumers
+                if consumers and self._hand_over(queue, message, False, None, 0):
+                    return
             self._enqueue(message, 1, targets, None)
             return
         copies, delay_us, message, malformed = self.on_publish(message)
@@ -403,8 +408,9 @@ class SimBus:
             # these wait behind them.
             waiting = bool(queue.ready)
             queue.ready.append(_Queued(message, False, malformed))
-            for _ in range(copies - 1):  # a duplicate arrives as a redelivery would
-                queue.ready.append(_Queued(message, True, malformed))
+            if copies > 1:
+                for _ in range(copies - 1):  # a duplicate arrives as a redelivery would
+                    queue.ready.append(_Queued(message, True, malformed))
             if not waiting:
                 self._dispatch(queue)
 
