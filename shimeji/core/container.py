@@ -127,8 +127,9 @@ class WorkerContext:
         )
         tracked = container.settings.parent_calls_tracked
         #: the callers' call ids, oldest first, as far as they are tracked
+        parents = parent_call_id_stack[-tracked:] if tracked else []  # a copy
         self.parent_call_id_stack: list[str] = (
-            list(parent_call_id_stack[-tracked:]) if tracked else []
+            parents if type(parents) is list else list(parents)
         )
         self.call_id_stack: list[str] = [*self.parent_call_id_stack, self.call_id]
 
@@ -500,8 +501,12 @@ class ServiceContainer:
                     self._hook_failed(worker_ctx, stage, provider, exc)
                     return
                 method = getattr(worker_ctx.service, worker_ctx.entrypoint.method_name)
+                kwargs = worker_ctx.kwargs
                 try:
-                    result = method(*worker_ctx.args, **worker_ctx.kwargs)
+                    # (no keyword arguments: no dict made to pass none)
+                    result = method(*worker_ctx.args, **kwargs) if kwargs else method(
+                        *worker_ctx.args
+                    )
                 except _CALL_ERRORS as exc:
                     exc_info = (type(exc), exc, exc.__traceback__)
                     self._log_worker_error(worker_ctx, exc)

@@ -196,7 +196,9 @@ def encode_request(
     """Raises UnserializableValueError naming the argument that cannot be sent
     (``argument 2 of calculator.multiply['when']``; ``target``: ``service.method``)."""
     try:
-        return codec.dumps({"args": list(args), "kwargs": dict(kwargs)}, "the call's arguments")
+        # Encoded at once: the caller's dict need not be copied.
+        kwargs = kwargs if type(kwargs) is dict else dict(kwargs)
+        return codec.dumps({"args": list(args), "kwargs": kwargs}, "the call's arguments")
     except UnserializableValueError as exc:
         path = exc.path
         if len(path) >= 2 and path[0] == "args" and isinstance(path[1], int):
@@ -242,7 +244,11 @@ def decode_request(codec: Codec, body: bytes) -> tuple[list[Any], dict[str, Any]
         raise MalformedRequest(
             f"request 'kwargs' must be a mapping of names to values, got {quote(kwargs)}"
         )
-    return list(args), dict(kwargs)
+    # Decoded just now, they are nobody else's: copied only to be a list and a dict.
+    return (
+        args if type(args) is list else list(args),
+        kwargs if type(kwargs) is dict else dict(kwargs),
+    )
 
 
 def encode_reply(

@@ -166,7 +166,7 @@ class SimConsumer:
         if outcome == "requeue":
             bus._give_back(queue, delivery, returns)
         if queue.ready:
-            bus._dispatch(queue)
+            bus._dispatch(queue, 1)  # its room, for one message
 
     def cancel(self) -> None:
         self.bus._cancel(self)
@@ -354,12 +354,17 @@ class SimBus:
         if self.on_publish is None:
             if len(targets) == 1:
                 queue = self.queues[targets[0]]
-                if not queue.ready:
-                    # Nothing waits ahead of it: straight to a consumer with room
-                    # (what _enqueue then _dispatch do, without queueing it).
-                    consumers = queue.consumers
-                    if consumers and self._hand_over(queue, message, False, None, 0):
-                        return
+                ready = queue.ready
+                if ready:
+                    # Others wait ahead of it, so every consumer is full (see
+                    # _dispatch): it waits behind them (what _enqueue does).
+                    ready.append(_Queued(message, False))
+                    return
+                # Nothing waits ahead of it: straight to a consumer with room
+                # (what _enqueue then _dispatch do, without queueing it).
+                consumers = queue.consumers
+                if consumers and self._hand_over(queue, message, False, None, 0):
+                    return
             self._enqueue(message, 1, targets, None)
             return
         copies, delay_us, message, malformed = self.on_publish(message)
@@ -399,10 +404,15 @@ class SimBus:
             )
         for name in targets:
             queue = self.queues[name]
+            # Messages waiting already: every consumer is full (see _dispatch), and
+            # these wait behind them.
+            waiting = bool(queue.ready)
             queue.ready.append(_Queued(message, False, malformed))
-            for _ in range(copies - 1):  # a duplicate arrives as a redelivery would
-                queue.ready.append(_Queued(message, True, malformed))
-            self._dispatch(queue)
+            if copies > 1:
+                for _ in range(copies - 1):  # a duplicate arrives as a redelivery would
+                    queue.ready.append(_Queued(message, True, malformed))
+            if not waiting:
+                self._dispatch(queue)
 
     def consume(
         self,
@@ -490,10 +500,18 @@ class SimBus:
 
     # -- delivery ---------------------------------------------------------------------
 
-    def _dispatch(self, queue: SimQueue) -> None:
-        """Hand ready messages to consumers with room, round-robin, as RabbitMQ does."""
+    def _dispatch(self, queue: SimQueue, room: int = -1) -> None:
+        """Hand ready messages to consumers with room, round-robin, as RabbitMQ does,
+        until every consumer is full or ``room`` messages are handed (-1: no limit).
+
+        So a queue whose messages wait has no consumer with room: whatever makes
+        room (a settlement, an auto-ack, a consumer attached) dispatches, and a
+        message joining others in the queue need not look for a consumer.
+        A consumer's settlement makes room for one message (``room=1``): after
+        it, every consumer is full again.
+        """
         ready = queue.ready
-        while ready and queue.consumers:
+        while ready and room and queue.consumers:
             item = ready[0]
             handed = self._hand_over(
                 queue, item.message, item.redelivered, item.malformed, item.returns
@@ -501,6 +519,7 @@ class SimBus:
             if not handed:
                 return  # every consumer is full: the message waits in the queue
             ready.popleft()
+            room -= 1
 
     def _hand_over(
         self,
@@ -564,6 +583,8 @@ class SimBus:
             )
         if consumer.auto_ack:
             del consumer.unacked[delivery.delivery_tag]
+            if consumer.queue.ready:  # room made: for one message
+                self._dispatch(consumer.queue, 1)
         consumer.on_delivery(delivery)
 
     def _give_back(self, queue: SimQueue, delivery: Delivery, returns: int) -> None:

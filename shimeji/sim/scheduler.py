@@ -250,7 +250,9 @@ class SimWaiter:
         self.done = False
         self._value: Any = None
         self._exc: BaseException | None = None
-        self._parked: list[tuple[SimTask, int]] = []
+        # the tasks parked on it, with their tokens; made by the first (the root
+        # waits without parking: most waiters never have one)
+        self._parked: list[tuple[SimTask, int]] | None = None
 
     def set_result(self, value: Any) -> None:
         if self.done:
@@ -265,16 +267,17 @@ class SimWaiter:
             return
         self.done = True
         self._exc = exc
-        self._wake()
+        if self._parked:
+            self._wake()
 
     def _wake(self) -> None:
         scheduler = self.scheduler
         heap = scheduler._heap
         now = scheduler.clock.now_us
-        for task, token in self._parked:
+        parked, self._parked = self._parked or [], None
+        for task, token in parked:
             scheduler._seq += 1
             heapq.heappush(heap, (now, scheduler._seq, task.resume, (token,), task))
-        self._parked.clear()
 
     def wait(self) -> Any:
         if not self.done:
@@ -292,6 +295,8 @@ class SimWaiter:
                 if not scheduler.run(None, None, self):
                     scheduler.stalled(self.description)
             else:
+                if self._parked is None:
+                    self._parked = []
                 self._parked.append((task, task.next_token()))
                 task.park(self.description)
         if self._exc is not None:
@@ -456,7 +461,7 @@ class Scheduler:
         if hook is not None:
             self.before_first_run = None
             hook()
-        self._hub = greenlet.getcurrent()
+        self._hub = current
         heap, urgent, clock, taken = self._heap, self._urgent, self.clock, self._taken
         heappop = heapq.heappop
         try:
@@ -495,7 +500,8 @@ class Scheduler:
                     if taken and entry[1] in taken:
                         taken.discard(entry[1])
                         continue
-                _, _, fn, args, _ = entry
+                fn = entry[2]
+                args = entry[3]
                 if fn is None:  # a SimTimer
                     if args.cancelled:
                         continue  # a cancelled timer never moves the clock

@@ -43,51 +43,6 @@ __all__ = ["RpcClient", "RpcReply"]
 log = logging.getLogger("shimeji.rpc")
 
 
-class PendingCall:
-    """A call waiting for its reply (``RpcClient.pending``)."""
-
-    __slots__ = (
-        "call_id",
-        "correlation_id",
-        "deadline",
-        "message",
-        "method",
-        "retry_policy",
-        "service",
-        "since",
-        "timeout",
-        "timer",
-        "waiter",
-    )
-
-    def __init__(
-        self,
-        service: str,
-        method: str,
-        message: Message,
-        call_id: str | None,
-        waiter: Waiter,
-        timeout: float | None,
-        since: float,
-        retry_policy: RetryPolicy,
-    ) -> None:
-        self.service = service
-        self.method = method
-        self.message = message  # kept to publish again if the broker may have lost it
-        self.correlation_id: str = message.correlation_id or ""
-        self.call_id = call_id
-        self.waiter = waiter
-        self.timeout = timeout
-        self.since = since
-        self.retry_policy = retry_policy
-        self.timer: Timer | None = None
-        #: when the call times out (runtime clock), if it has a timeout
-        self.deadline: float | None = None if timeout is None else since + timeout
-
-    def describe(self) -> str:
-        return f"{self.service}.{self.method} (correlation id {self.correlation_id})"
-
-
 class RpcClient:
     """Sends requests and receives their replies on one reply queue.
 
@@ -243,7 +198,7 @@ class RpcClient:
     def _publish(self, call: PendingCall) -> None:
         # publish_with_retry's first attempt, made here: publishing usually
         # works, and this is on the path of every call.
-        on_lost = partial(self._request_lost, call.correlation_id)
+        on_lost = call.request_lost
         try:
             self.transport.publish(call.message, mandatory=True, on_lost=on_lost)
             return
@@ -327,7 +282,8 @@ class RpcClient:
             self.reply_to,  # reply_to
         )
         waiter = self.runtime.new_waiter(description)
-        call = PendingCall(
+        call = RpcReply(
+            self,
             service,
             method,
             message,
@@ -366,7 +322,7 @@ class RpcClient:
             # The timeout counts from the call, publish retries included.
             remaining = max(0.0, call.since + timeout - self.runtime.now())
             call.timer = self.runtime.call_later(remaining, self._expire, correlation_id)
-        return RpcReply(call)
+        return call
 
     def _names_of(self, service: str, method: str) -> tuple[str, str]:
         """The routing key of a call (protocol.request_routing_key) and the
@@ -459,25 +415,77 @@ class RpcClient:
 
 
 class RpcReply:
-    """The pending result of a call made with ``call_async``."""
+    """The pending result of a call made with ``call_async``: ``result()`` waits for it.
 
-    __slots__ = ("_call", "_error", "_has_outcome", "_value")
+    It is also the client's record of the call while its reply is awaited
+    (``RpcClient.pending``): one object per call, not a reply holding a
+    record of its call.
+    """
 
-    def __init__(self, call: PendingCall) -> None:
-        self._call = call
+    __slots__ = (
+        "_client",
+        "_error",
+        "_has_outcome",
+        "_value",
+        "call_id",
+        "correlation_id",
+        "deadline",
+        "message",
+        "method",
+        "retry_policy",
+        "service",
+        "since",
+        "timeout",
+        "timer",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        client: RpcClient,
+        service: str,
+        method: str,
+        message: Message,
+        call_id: str | None,
+        waiter: Waiter,
+        timeout: float | None,
+        since: float,
+        retry_policy: RetryPolicy,
+    ) -> None:
+        self._client = client
+        self.service = service
+        self.method = method
+        self.message = message  # kept to publish again if the broker may have lost it
+        self.correlation_id: str = message.correlation_id or ""
+        self.call_id = call_id  # the caller's
+        self.waiter = waiter
+        self.timeout = timeout
+        self.since = since
+        self.retry_policy = retry_policy
+        self.timer: Timer | None = None
+        #: when the call times out (runtime clock), if it has a timeout
+        self.deadline: float | None = None if timeout is None else since + timeout
         self._has_outcome = False
         self._value: Any = None
         self._error: Exception | None = None
 
     @property
-    def correlation_id(self) -> str:
-        return self._call.correlation_id
+    def _call(self) -> RpcReply:
+        """The call this reply is for: itself (a reply used to hold a record of its call)."""
+        return self
+
+    def describe(self) -> str:
+        return f"{self.service}.{self.method} (correlation id {self.correlation_id})"
+
+    def request_lost(self, error: BrokerUnavailable) -> None:
+        """The transport's ``on_lost``: the broker may not hold the request after all."""
+        self._client._request_lost(self.correlation_id, error)
 
     def result(self) -> Any:
         """Wait for the reply; return its result or raise its error (the same each time)."""
         if not self._has_outcome:
             try:
-                self._value = self._call.waiter.wait()
+                self._value = self.waiter.wait()
             except Exception as exc:
                 self._error = exc
             self._has_outcome = True
@@ -486,5 +494,10 @@ class RpcReply:
         return self._value
 
     def __repr__(self) -> str:
-        state = "done" if self._has_outcome or self._call.waiter.done else "pending"
-        return f"<RpcReply {self._call.describe()} {state}>"
+        state = "done" if self._has_outcome or self.waiter.done else "pending"
+        return f"<RpcReply {self.describe()} {state}>"
+
+
+#: A call waiting for its reply, as the client keeps it (``RpcClient.pending``):
+#: the reply object itself.
+PendingCall = RpcReply
