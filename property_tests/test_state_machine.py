@@ -161,7 +161,7 @@ class ClusterMachine(RuleBasedStateMachine):
             # A call's timer fires at its deadline, maybe after the event that
             # returned control here at that same instant: due means past it.
             if now > deadline + 1e-9:
-                assert reply._call.waiter.done, reply
+                assert reply.waiter.done, reply
 
     @invariant()
     def replies_reach_only_their_callers(self):

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from shimeji.core.config import Settings
 from shimeji.core.container import ServiceContainer
 from shimeji.core.rpc import ReplyListener, RpcClient
-from shimeji.core.rpc.client import PendingCall
+from shimeji.core.rpc.client import RpcReply
 from shimeji.sim.bus import SimBus
 from shimeji.sim.clock import VirtualClock
 
@@ -32,7 +32,7 @@ def describe_stall(
     waits on, then the queues whose messages nobody takes."""
     lines: list[str] = []
 
-    def sent(call: PendingCall) -> str:
+    def sent(call: RpcReply) -> str:
         return f"sent at t={call.since - clock.start:.6f}s"
 
     for client in clients:
@@ -40,7 +40,7 @@ def describe_stall(
             lines.append(f"{client.label} waits for a reply from {call.describe()}, {sent(call)}")
     for container in containers:
         replica = container.replica_name
-        waits: dict[str | None, list[PendingCall]] = {}  # caller's call id -> its calls
+        waits: dict[str | None, list[RpcReply]] = {}  # caller's call id -> its calls
         for extension in container.shared_extensions.values():
             if isinstance(extension, ReplyListener) and extension.client is not None:
                 for call in extension.client.pending:

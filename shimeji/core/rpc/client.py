@@ -78,7 +78,7 @@ class RpcClient:
         self.reply_queue: str | None = None
         self.closed = False
         self._consumer: Any = None
-        self._pending: dict[str, PendingCall] = {}
+        self._pending: dict[str, RpcReply] = {}
         self._expired: dict[str, str] = {}
         self._ask_context = tracer_adds_context(tracer)  # for each request, or never
         self._step = stepper(tracer)
@@ -88,7 +88,7 @@ class RpcClient:
         self._names: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     @property
-    def pending(self) -> list[PendingCall]:
+    def pending(self) -> list[RpcReply]:
         return list(self._pending.values())
 
     def start(self) -> None:
@@ -140,7 +140,7 @@ class RpcClient:
                 # The queue expires by itself (RPC_REPLY_QUEUE_TTL).
                 log.warning("%s: closed without tidying its reply queue: %s", self.label, exc)
 
-    def _fail(self, call: PendingCall, error: BaseException) -> None:
+    def _fail(self, call: RpcReply, error: BaseException) -> None:
         if self._pending.pop(call.correlation_id, None) is not call:
             return  # answered, timed out or failed meanwhile
         if call.timer is not None:
@@ -167,12 +167,12 @@ class RpcClient:
         """The reply queue vanished with any replies in it, and was declared again."""
         self._resend(list(self._pending.values()), f"its reply queue was lost: {reason}")
 
-    def _resend(self, calls: list[PendingCall], reason: str) -> None:
+    def _resend(self, calls: list[RpcReply], reason: str) -> None:
         if calls and not self.closed:
             # Publishing may wait for retries, which only a task may do.
             self.runtime.spawn(self._resend_now, calls, reason, name=f"{self.label}:resend")
 
-    def _resend_now(self, calls: list[PendingCall], reason: str) -> None:
+    def _resend_now(self, calls: list[RpcReply], reason: str) -> None:
         for call in calls:
             if self._pending.get(call.correlation_id) is not call:
                 continue  # its reply came, or it timed out, meanwhile
@@ -195,7 +195,7 @@ class RpcClient:
             except ShimejiError as exc:  # PublishFailed, UnserializableValueError...
                 self._fail(call, exc)
 
-    def _publish(self, call: PendingCall) -> None:
+    def _publish(self, call: RpcReply) -> None:
         # publish_with_retry's first attempt, made here: publishing usually
         # works, and this is on the path of every call.
         on_lost = call.request_lost
@@ -469,11 +469,6 @@ class RpcReply:
         self._value: Any = None
         self._error: Exception | None = None
 
-    @property
-    def _call(self) -> RpcReply:
-        """The call this reply is for: itself (a reply used to hold a record of its call)."""
-        return self
-
     def describe(self) -> str:
         return f"{self.service}.{self.method} (correlation id {self.correlation_id})"
 
@@ -496,8 +491,3 @@ class RpcReply:
     def __repr__(self) -> str:
         state = "done" if self._has_outcome or self.waiter.done else "pending"
         return f"<RpcReply {self.describe()} {state}>"
-
-
-#: A call waiting for its reply, as the client keeps it (``RpcClient.pending``):
-#: the reply object itself.
-PendingCall = RpcReply
