@@ -23,9 +23,10 @@ connection reads on. Every other frame goes through py-amqp unchanged.
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Callable
+from struct import Struct, unpack_from
 from struct import error as StructError
-from struct import unpack_from
 from typing import Any
 
 import amqp
@@ -43,6 +44,7 @@ __all__ = [
     "ChunkedTCPTransport",
     "TolerantSSLTransport",
     "TolerantTransport",
+    "lean_frame_writer",
     "salvage_properties",
     "tolerant_frame_handler",
 ]
@@ -234,6 +236,63 @@ def tolerant_frame_handler(
     return on_frame
 
 
+_FRAME_HEADER = Struct(">BHI")
+_METHOD_SIG = Struct(">HH")
+_CONTENT_HEADER = Struct(">HHQ")
+_FRAME_END = b"\xce"
+
+
+def lean_frame_writer(connection: Any, transport: Any) -> Callable[..., None]:
+    """A frame writer for ``amqp.Connection(frame_writer=...)``: the bytes py-amqp's
+    own writes, with no buffer of ``frame_max`` bytes kept per connection.
+
+    py-amqp's writer packs every frame into a buffer of ``frame_max`` bytes
+    (128 KiB, zeroed, so resident) that each connection holds for its
+    lifetime. This one joins a method's frames (method, content header, body
+    frames of at most ``frame_max`` bytes each) into one string and writes it
+    under a lock, as one ``sendall``: threads sharing a connection never
+    interleave their frames.
+    """
+    write = transport.write
+    lock = threading.Lock()
+    header = _FRAME_HEADER.pack
+    method = _METHOD_SIG.pack
+    content_header = _CONTENT_HEADER.pack
+    end = _FRAME_END
+
+    def write_frame(type_: int, channel: int, method_sig: Any, args: Any, content: Any) -> None:
+        if type_ == 1:
+            if isinstance(args, str):
+                args = args.encode("utf-8")
+            payload = method(*method_sig) + args
+        else:  # a heartbeat
+            payload = b""
+        parts = [header(type_, channel, len(payload)), payload, end]
+        if content is not None:
+            body = content.body
+            if isinstance(body, str):
+                encoding = content.properties.setdefault("content_encoding", "utf-8")
+                body = body.encode(encoding)
+            frame = content_header(method_sig[0], 0, len(body)) + content._serialize_properties()
+            parts += (header(2, channel, len(frame)), frame, end)
+            size = len(body)
+            chunk = connection.frame_max - 8
+            if size <= chunk:
+                if size:
+                    parts += (header(3, channel, size), body, end)
+            else:
+                view = memoryview(body)
+                for offset in range(0, size, chunk):
+                    piece = view[offset : offset + chunk]
+                    parts += (header(3, channel, len(piece)), piece, end)
+        data = b"".join(parts)
+        with lock:
+            write(data)
+            connection.bytes_sent += 1  # what heartbeat_check looks at
+
+    return write_frame
+
+
 #: How many bytes a read from a plain TCP connection asks the kernel for, at least.
 READ_CHUNK = 16384
 _RETRY_ERRNOS = frozenset([errno.EAGAIN, errno.EINTR])
@@ -274,6 +333,18 @@ class ChunkedTCPTransport(TCPTransport):  # type: ignore[misc]
         self._read_buffer = buffered[n:]
         return buffered[:n]  # type: ignore[no-any-return]
 
+    def read_frame(self, *args: Any) -> tuple[int, int, bytes]:
+        """The next frame: from what was read already when it holds a whole one
+        (no system call), else as py-amqp reads it."""
+        buffered = self._read_buffer
+        if len(buffered) >= 7:
+            frame_type, channel, size = _FRAME_HEADER.unpack_from(buffered, 0)
+            end = 7 + size
+            if len(buffered) > end and buffered[end] == 206:
+                self._read_buffer = buffered[end + 1 :]
+                return frame_type, channel, buffered[7:end]
+        return super().read_frame(*args)  # type: ignore[no-any-return]
+
     def frame_ready(self) -> bool:
         """Whether a whole frame was read from the socket already, not yet handled."""
         buffered = self._read_buffer
@@ -292,7 +363,16 @@ class _TolerantConnection(pyamqp.Connection):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["frame_handler"] = tolerant_frame_handler
+        kwargs["frame_writer"] = lean_frame_writer
         super().__init__(*args, **kwargs)
+
+    def blocking_read(self, timeout: Any = None) -> Any:
+        # A frame read already (``ChunkedTCPTransport``) is handled without
+        # setting the socket's timeout and back: no system call at all.
+        transport = self.transport
+        if frame_ready(transport):
+            return self.on_inbound_frame(transport.read_frame())
+        return super().blocking_read(timeout)
 
     def Transport(
         self,
