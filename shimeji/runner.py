@@ -17,6 +17,7 @@ workers at once, the broker's prefetch being ``PREFETCH_COUNT``, by default
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import threading
@@ -24,8 +25,6 @@ import time
 from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core.container import ServiceContainer, get_service_name
@@ -55,7 +54,7 @@ def _http_in_use() -> bool:
 LIVENESS_WINDOW = 30.0
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Health:
     """What ``ServiceRunner.health()`` reports.
 

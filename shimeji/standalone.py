@@ -26,11 +26,10 @@ tests written against a broker run on the simulator unchanged.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Mapping
 from typing import Any
-
-import attrs
 
 from shimeji.amqp_adapter import AmqpTransport, ThreadRuntime
 from shimeji.core import protocol
@@ -116,7 +115,7 @@ class ClusterRpcProxy:
         if cluster is not None:
             # The cluster's settings, but this client's serializer and ACCEPT, as a
             # client on a broker has its own.
-            settings = attrs.evolve(
+            settings = dataclasses.replace(
                 cluster.settings, serializer=self.settings.serializer, accept=self.settings.accept
             )
             self._proxy = cluster.rpc_proxy(
@@ -259,7 +258,7 @@ class StandaloneDispatcher:
             )
         cluster = _simulated(self.settings)
         if cluster is not None:
-            settings = attrs.evolve(cluster.settings, serializer=self.settings.serializer)
+            settings = dataclasses.replace(cluster.settings, serializer=self.settings.serializer)
             cluster.dispatch(
                 source_service, event_type, event_data, self.context_data, settings=settings
             )

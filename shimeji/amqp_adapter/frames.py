@@ -310,6 +310,14 @@ class ChunkedTCPTransport(TCPTransport):  # type: ignore[misc]
     ``frame_ready()`` (the consumer loop does).
     """
 
+    def _connect(self, host: Any, port: Any, timeout: Any) -> None:
+        # An ASCII host name goes to getaddrinfo as bytes, as the "idna" codec
+        # would encode it: that codec's first use imports stringprep, whose
+        # tables (a few hundred KB) would stay in every service process.
+        if isinstance(host, str) and host.isascii():
+            host = host.encode("ascii")
+        super()._connect(host, port, timeout)
+
     def _read(self, n: int, initial: bool = False, _errnos: Any = _RETRY_ERRNOS) -> bytes:
         buffered = self._read_buffer
         while len(buffered) < n:

@@ -7,6 +7,7 @@ what to do, never a traceback.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import inspect
 import json
@@ -17,8 +18,6 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-import attrs
 
 from shimeji.cli import CommandError
 from shimeji.core.extensions import iter_entrypoints
@@ -153,14 +152,14 @@ def find_services(module: ModuleType, imported: bool = True) -> list[type]:
     return found
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class CallSpec:
     """``service.method(*args, **kwargs)`` as given to ``--call``."""
 
     service: str
     method: str
     args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = attrs.field(factory=dict)
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __str__(self) -> str:
         parts = [repr(arg) for arg in self.args]
@@ -171,7 +170,7 @@ class CallSpec:
 _LITERALS = "numbers, strings, True/False/None, and lists, tuples and dicts of them"
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class HttpCallSpec:
     """``METHOD /path [body]`` as given to ``--call``: a request to the HTTP routes.
 

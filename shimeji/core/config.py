@@ -14,11 +14,10 @@ in a provider's ``config_keys``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
-
-import attrs
 
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.serialization import Codec, codec_by_name, codecs_from_config
@@ -72,7 +71,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How publishing retries when the broker refuses (kombu's ``ensure`` shape).
 
@@ -95,7 +94,7 @@ class RetryPolicy:
                 f"{key} must be a mapping with max_retries, interval_start, interval_step "
                 f"and interval_max; got {value!r}"
             )
-        fields = {f.name for f in attrs.fields(cls)}
+        fields = {f.name for f in dataclasses.fields(cls)}
         for name in value:
             if name not in fields:
                 raise ConfigurationError(
@@ -130,7 +129,7 @@ class RetryPolicy:
             count += 1
 
     def as_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return dataclasses.asdict(self)
 
 
 def _is_int(value: Any) -> bool:
@@ -229,7 +228,7 @@ def _check_uri(value: Any) -> str:
     return ";".join(uri.strip() for uri in uris)
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """The checked, typed form of a configuration mapping."""
 

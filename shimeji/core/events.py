@@ -15,14 +15,13 @@ timeline, a note in a diagram).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
-
-import attrs
 
 __all__ = ["KINDS", "Event", "EventKind", "kind_of", "new_event"]
 
 
-@attrs.define(slots=True)
+@dataclasses.dataclass(slots=True)
 class Event:
     """One step of a call.
 
@@ -33,7 +32,7 @@ class Event:
     whoever records the event: its position, and seconds since the recording
     began (virtual seconds on the simulator).
 
-    Treat an event as immutable once emitted (``attrs.evolve`` makes a changed
+    Treat an event as immutable once emitted (``dataclasses.replace`` makes a changed
     copy). It is not frozen only because one is made for every step of every
     call, and a frozen class costs twice as much to make; the recorder stamps
     ``seq`` and ``time`` on the events it is the first to record.
@@ -48,7 +47,7 @@ class Event:
     call_id: str | None = None
     correlation_id: str | None = None
     detail: str = ""
-    message: Any = attrs.field(default=None, eq=False, repr=False)
+    message: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def target(self) -> str:

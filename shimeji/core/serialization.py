@@ -13,6 +13,7 @@ the path to the offending value.
 from __future__ import annotations
 
 import codecs as codecs_module
+import dataclasses
 import datetime as _dt
 import decimal
 import enum
@@ -24,8 +25,6 @@ import pickle
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import attrs
 
 from shimeji.core.exceptions import (
     ConfigurationError,
@@ -47,7 +46,7 @@ __all__ = [
 ]
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Codec:
     """A named serializer with its AMQP content type."""
 

@@ -24,11 +24,10 @@ What a broker may lose after the fact is reported, not raised: see
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
-
-import attrs
 
 from shimeji.core.exceptions import ShimejiError
 
@@ -97,11 +96,11 @@ class QueueInfo(NamedTuple):
 NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
 
 
-@attrs.define(slots=True, unsafe_hash=True)
+@dataclasses.dataclass(slots=True, unsafe_hash=True)
 class Message:
     """One AMQP message as shimeji sends it: a body of bytes and its properties.
 
-    Treat a message as immutable once made (``attrs.evolve`` makes a changed
+    Treat a message as immutable once made (``dataclasses.replace`` makes a changed
     copy): a publisher, the broker and the trace may all hold it. It is not
     frozen only because two are made for every call (a request and its reply)
     and a frozen class costs four times as much to make; it compares and
@@ -113,13 +112,13 @@ class Message:
     exchange: str = ""
     content_type: str = "application/json"
     content_encoding: str = "utf-8"
-    headers: Mapping[str, Any] = attrs.field(factory=dict)
+    headers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     correlation_id: str | None = None
     reply_to: str | None = None
     delivery_mode: int = 2  # persistent
 
 
-@attrs.define(slots=True, eq=False)
+@dataclasses.dataclass(slots=True, eq=False)
 class Delivery:
     """A message handed to a consumer, to be settled exactly once.
 

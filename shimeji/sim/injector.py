@@ -10,6 +10,7 @@ replica running a given call, from the containers' worker-start hook
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from typing import Any
@@ -180,7 +181,7 @@ class FaultInjector:
             elif isinstance(fault, Corrupt):
                 kind = "fault_corrupt"
                 if fault.part == "body":
-                    message = attrs.evolve(message, body=CORRUPT_BODY)
+                    message = dataclasses.replace(message, body=CORRUPT_BODY)
                     detail = f"{what} corrupted: its body replaced by bytes no codec reads"
                 else:
                     malformed = "its content_type is not UTF-8"

@@ -10,11 +10,10 @@ rendered by ``shimeji.views`` from the same events, with the arguments of
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
-
-import attrs
 
 from shimeji.core.events import Event
 from shimeji.core.protocol import CALL_ID_STACK_KEY, HEADER_PREFIX
@@ -243,7 +242,7 @@ class Trace:
                 continue
             event, now_us = record
             if event.seq != -1:  # recorded already, by another recorder: keep its stamps
-                event = attrs.evolve(event)
+                event = dataclasses.replace(event)
             correlation_id = event.correlation_id
             if correlation_id is not None:
                 if event.kind in ("publish", "dispatch"):

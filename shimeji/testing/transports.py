@@ -21,6 +21,7 @@ failure.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import threading
@@ -29,7 +30,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import attrs
 import pytest
 
 from shimeji.core.config import FROM_CONFIG, redact_uri
@@ -161,7 +161,7 @@ class RecordingTracer:
     def emit(self, event: Event) -> None:
         with self._lock:
             self.events.append(
-                attrs.evolve(event, seq=next(self._seq), time=time.monotonic() - self._start)
+                dataclasses.replace(event, seq=next(self._seq), time=time.monotonic() - self._start)
             )
 
     def request_context(self, context_data: Mapping[str, Any], **call: Any) -> Mapping[str, Any]:

@@ -18,6 +18,7 @@ so the same events always get the same names.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,7 @@ def canonicalize(records: Iterable[EventRecord], namer: IdNamer | None = None) -
         if message is not None:
             message = _canonical_message(message, namer)
         result.append(
-            attrs.evolve(
+            dataclasses.replace(
                 record,
                 correlation_id=correlation_id,
                 call_id=call_id,

@@ -161,7 +161,7 @@ class EventLog:
                 else:
                     record = MessageRecord.from_message(message, redactor)
                     decoded[id(message)] = (message, record)
-            # What attrs.evolve(event, time=..., message=...) makes, field by field.
+            # What dataclasses.replace(event, time=..., message=...) makes, field by field.
             records.append(
                 Event(
                     event.seq,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-
-import attrs
 
 from shimeji.exceptions import RemoteError
 from shimeji.sim import TraceEvent
@@ -15,13 +14,13 @@ from .services import CalculatorService, UserService
 REQUIRED = ("seq", "time", "kind", "service", "method", "replica", "call_id", "correlation_id")
 
 
-def test_events_are_attrs_with_the_required_fields(sim_cluster):
-    """Events are attrs objects carrying time, kind, service, method, replica and ids."""
+def test_events_are_dataclasses_with_the_required_fields(sim_cluster):
+    """Events are dataclasses carrying time, kind, service, method, replica and ids."""
     sim_cluster.add_service(CalculatorService)
     sim_cluster.rpc.calculator.add(1, 2)
     events = sim_cluster.trace.events
-    assert events and all(isinstance(e, TraceEvent) and attrs.has(type(e)) for e in events)
-    names = {f.name for f in attrs.fields(TraceEvent)}
+    assert events and all(isinstance(e, TraceEvent) and dataclasses.is_dataclass(e) for e in events)
+    names = {f.name for f in dataclasses.fields(TraceEvent)}
     assert set(REQUIRED) <= names
     assert [e.seq for e in events] == list(range(len(events)))
     assert [e.time for e in events] == sorted(e.time for e in events)
