@@ -35,7 +35,14 @@ from shimeji.core.config import redact_uri
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.core.transport import BrokerUnavailable, QueueLocked, QueueNotFound
 
-__all__ = ["CONNECTION_ERRORS", "broker_errors", "describe_error", "is_missing_queue"]
+__all__ = [
+    "CONNECTION_ERRORS",
+    "TRANSLATED_ERRORS",
+    "broker_errors",
+    "describe_error",
+    "is_missing_queue",
+    "translate_error",
+]
 
 #: Errors after which a connection (not just a channel) must be rebuilt.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -86,6 +93,35 @@ def is_missing_queue(exc: BaseException) -> bool:
     return isinstance(exc, amqp.exceptions.NotFound) and "no queue" in str(exc.reply_text or "")
 
 
+def translate_error(
+    exc: BaseException, what: str, uri: str, *, queue: str | None = None, verb: str = "use"
+) -> Exception | None:
+    """What ``broker_errors`` raises for ``exc`` (None: ``exc`` itself)."""
+    if isinstance(exc, amqp.exceptions.PreconditionFailed):
+        return ConfigurationError(
+            f"{what}: the broker at {redact_uri(uri)} refused it: {exc.reply_text}. An exchange "
+            "or queue of that name exists with other settings (perhaps declared by another "
+            "program); delete it, or use another name"
+        )
+    if isinstance(exc, TRANSLATED_ERRORS):
+        if queue is not None and is_missing_queue(exc):
+            return QueueNotFound(queue, verb)
+        if queue is not None and isinstance(exc, amqp.exceptions.ResourceLocked):
+            return QueueLocked(queue, verb)
+        return BrokerUnavailable(
+            f"{what}: broker at {redact_uri(uri)} unavailable: {describe_error(exc)}"
+        )
+    return None
+
+
+#: The errors ``broker_errors`` translates.
+TRANSLATED_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
+    amqp.exceptions.AMQPError,
+    amqp.exceptions.MessageNacked,
+)
+
+
 @contextmanager
 def broker_errors(
     what: str, uri: str, *, queue: str | None = None, verb: str = "use"
@@ -98,17 +134,5 @@ def broker_errors(
     """
     try:
         yield
-    except amqp.exceptions.PreconditionFailed as exc:
-        raise ConfigurationError(
-            f"{what}: the broker at {redact_uri(uri)} refused it: {exc.reply_text}. An exchange "
-            "or queue of that name exists with other settings (perhaps declared by another "
-            "program); delete it, or use another name"
-        ) from None
-    except (*CONNECTION_ERRORS, amqp.exceptions.AMQPError, amqp.exceptions.MessageNacked) as exc:
-        if queue is not None and is_missing_queue(exc):
-            raise QueueNotFound(queue, verb) from None
-        if queue is not None and isinstance(exc, amqp.exceptions.ResourceLocked):
-            raise QueueLocked(queue, verb) from None
-        raise BrokerUnavailable(
-            f"{what}: broker at {redact_uri(uri)} unavailable: {describe_error(exc)}"
-        ) from None
+    except TRANSLATED_ERRORS as exc:
+        raise translate_error(exc, what, uri, queue=queue, verb=verb) from None

@@ -252,6 +252,12 @@ def lean_frame_writer(connection: Any, transport: Any) -> Callable[..., None]:
     frames of at most ``frame_max`` bytes each) into one string and writes it
     under a lock, as one ``sendall``: threads sharing a connection never
     interleave their frames.
+
+    ``write_frame.cork()`` holds back what the calling thread writes from then
+    on, until ``write_frame.uncork()`` sends it all in one ``sendall`` (several
+    acks in one system call); ``write_frame.flush()`` sends what is held at
+    once (the connection calls it before it reads: a method that waits for
+    its answer must have gone out).
     """
     write = transport.write
     lock = threading.Lock()
@@ -259,6 +265,9 @@ def lean_frame_writer(connection: Any, transport: Any) -> Callable[..., None]:
     method = _METHOD_SIG.pack
     content_header = _CONTENT_HEADER.pack
     end = _FRAME_END
+    get_ident = threading.get_ident
+    held: list[bytes] = []
+    corked_by: list[int] = []  # the corking thread's id, while corked
 
     def write_frame(type_: int, channel: int, method_sig: Any, args: Any, content: Any) -> None:
         if type_ == 1:
@@ -286,10 +295,34 @@ def lean_frame_writer(connection: Any, transport: Any) -> Callable[..., None]:
                     piece = view[offset : offset + chunk]
                     parts += (header(3, channel, len(piece)), piece, end)
         data = b"".join(parts)
+        if corked_by and corked_by[0] == get_ident():
+            held.append(data)
+            return
         with lock:
             write(data)
             connection.bytes_sent += 1  # what heartbeat_check looks at
 
+    def flush() -> None:
+        if held and corked_by and corked_by[0] == get_ident():
+            data = b"".join(held)
+            held.clear()
+            with lock:
+                write(data)
+                connection.bytes_sent += 1
+
+    def cork() -> None:
+        corked_by[:] = [get_ident()]
+
+    def uncork() -> None:
+        try:
+            flush()
+        finally:
+            held.clear()
+            corked_by.clear()
+
+    write_frame.cork = cork  # type: ignore[attr-defined]
+    write_frame.uncork = uncork  # type: ignore[attr-defined]
+    write_frame.flush = flush  # type: ignore[attr-defined]
     return write_frame
 
 
@@ -375,6 +408,11 @@ class _TolerantConnection(pyamqp.Connection):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
 
     def blocking_read(self, timeout: Any = None) -> Any:
+        # What this thread holds back (a corked writer) goes out before any
+        # read: a method that waits for its answer must have been sent.
+        flush = getattr(self._frame_writer, "flush", None)
+        if flush is not None:
+            flush()
         # A frame read already (``ChunkedTCPTransport``) is handled without
         # setting the socket's timeout and back: no system call at all.
         transport = self.transport

@@ -431,9 +431,20 @@ class ConsumerLoop:
         readers = [sock, wake]
         pending = getattr(sock, "pending", None)  # TLS sockets only
         transport = conn.connection.transport
+        writer = conn.connection.frame_writer
+        cork = getattr(writer, "cork", None)
         while True:
             self.last_beat = time.monotonic()
             self._woken = False
+            if cork is not None and len(commands) > 1:
+                # Commands come in batches (acks picked up every ACK_POLL): their
+                # frames go out together, in one system call.
+                cork()
+                try:
+                    while commands:
+                        commands.popleft()()
+                finally:
+                    writer.uncork()
             while commands:
                 commands.popleft()()
             if self._stopping:

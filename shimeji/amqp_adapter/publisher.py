@@ -38,7 +38,13 @@ import amqp
 import amqp.exceptions
 import kombu
 
-from shimeji.amqp_adapter.errors import CONNECTION_ERRORS, broker_errors, describe_error
+from shimeji.amqp_adapter.errors import (
+    CONNECTION_ERRORS,
+    TRANSLATED_ERRORS,
+    broker_errors,
+    describe_error,
+    translate_error,
+)
 from shimeji.amqp_adapter.wire import to_amqp
 from shimeji.core.config import redact_uri
 from shimeji.core.exceptions import UnserializableValueError
@@ -262,55 +268,71 @@ class Publisher:
         raw = to_amqp(message)
         confirms_pending = self._confirm_reader()
         lazy = mandatory and on_lost is not None and confirms_pending is not None
-        what = f"publishing {message.routing_key!r}"
-        with self.lock, broker_errors(what, self.uri):
-            channel = self._ensure_channel()
-            self._returned = False
-            tag = None
+        with self.lock:
             try:
-                channel.basic_publish(
-                    raw,
-                    exchange=message.exchange,
-                    routing_key=message.routing_key,
-                    mandatory=mandatory,
-                )
-                self._tag += 1
-                tag = self._tag
-                now = time.monotonic()
-                if not self._unconfirmed:
-                    self.oldest_unconfirmed = now
-                self._unconfirmed[tag] = (on_lost if lazy else None, now)
-                if lazy:
-                    # A round trip: a basic.return of this message comes before its answer.
-                    channel.basic_qos(0, 0, False)
-                else:
-                    self._await_confirm(tag)
-            except amqp.exceptions.NotFound:
-                # The exchange does not exist: no queue can take the message.
-                self._forget(tag)
-                self._reset(connection_too=False)
-                self._returned = True
-            except amqp.exceptions.FrameSyntaxError as exc:
-                self._forget(tag)
-                self._reset(connection_too=True)
-                raise UnserializableValueError(
-                    dict(message.headers), "the message headers (context data)", str(exc)
-                ) from None
-            except amqp.exceptions.ChannelError:
-                self._forget(tag)  # its caller learns of it by this exception
-                self._reset(connection_too=False)
-                raise
-            except (*CONNECTION_ERRORS, amqp.exceptions.MessageNacked):
-                self._forget(tag)
-                self._reset(connection_too=True)
-                raise
-            returned = self._returned
-            if returned and tag is not None:
-                self._forget(tag)  # nothing to confirm: it went nowhere
-            elif lazy and confirms_pending is not None:
+                returned = self._publish_locked(raw, message, mandatory, on_lost, lazy)
+            except TRANSLATED_ERRORS as exc:
+                # As broker_errors does, without a context manager on every publish.
+                what = f"publishing {message.routing_key!r}"
+                raise translate_error(exc, what, self.uri) from None  # type: ignore[misc]
+            if not returned and lazy and confirms_pending is not None:
                 confirms_pending()
         if returned and mandatory:
             raise Unroutable(message.exchange, message.routing_key)
+
+    def _publish_locked(
+        self,
+        raw: amqp.Message,
+        message: Message,
+        mandatory: bool,
+        on_lost: LostCallback | None,
+        lazy: bool,
+    ) -> bool:
+        # Called with the lock held; whether the broker returned the message.
+        channel = self._ensure_channel()
+        self._returned = False
+        tag = None
+        try:
+            channel.basic_publish(
+                raw,
+                exchange=message.exchange,
+                routing_key=message.routing_key,
+                mandatory=mandatory,
+            )
+            self._tag += 1
+            tag = self._tag
+            now = time.monotonic()
+            if not self._unconfirmed:
+                self.oldest_unconfirmed = now
+            self._unconfirmed[tag] = (on_lost if lazy else None, now)
+            if lazy:
+                # A round trip: a basic.return of this message comes before its answer.
+                channel.basic_qos(0, 0, False)
+            else:
+                self._await_confirm(tag)
+        except amqp.exceptions.NotFound:
+            # The exchange does not exist: no queue can take the message.
+            self._forget(tag)
+            self._reset(connection_too=False)
+            self._returned = True
+        except amqp.exceptions.FrameSyntaxError as exc:
+            self._forget(tag)
+            self._reset(connection_too=True)
+            raise UnserializableValueError(
+                dict(message.headers), "the message headers (context data)", str(exc)
+            ) from None
+        except amqp.exceptions.ChannelError:
+            self._forget(tag)  # its caller learns of it by this exception
+            self._reset(connection_too=False)
+            raise
+        except (*CONNECTION_ERRORS, amqp.exceptions.MessageNacked):
+            self._forget(tag)
+            self._reset(connection_too=True)
+            raise
+        returned = self._returned
+        if returned and tag is not None:
+            self._forget(tag)  # nothing to confirm: it went nowhere
+        return returned
 
     def _forget(self, tag: int | None) -> None:
         if tag is not None:

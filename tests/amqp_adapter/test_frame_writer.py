@@ -6,6 +6,7 @@ broker takes them.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -139,6 +140,65 @@ def test_threads_sharing_a_connection_never_interleave_frames(amqp_uri: str) -> 
                 break
             received.append(bytes(message.body))
         assert sorted(received) == sorted(body for body in bodies for _ in range(25))
+        channel.queue_delete(queue)
+    finally:
+        conn.release()
+
+
+def test_corked_frames_go_out_together_and_only_the_corking_threads() -> None:
+    """Corked, the thread's frames are held and then sent in one write, in
+    order; another thread's frames are not held."""
+    sink = _Sink()
+    connection = _Connection(131072)
+    write = lean_frame_writer(connection, sink)
+    ack_1 = (1, 1, (60, 80), b"\x00\x00\x00\x00\x00\x00\x00\x01\x00", None)
+    ack_2 = (1, 1, (60, 80), b"\x00\x00\x00\x00\x00\x00\x00\x02\x00", None)
+    expected = _written(lean_frame_writer, 131072, *ack_1) + _written(
+        lean_frame_writer, 131072, *ack_2
+    )
+    write.cork()  # type: ignore[attr-defined]
+    write(*ack_1)
+    other = threading.Thread(target=write, args=ack_2)
+    other.start()
+    other.join()
+    assert sink.writes == [expected[len(expected) // 2 :]]  # the other thread's, at once
+    write(*ack_2)
+    assert len(sink.writes) == 1
+    write.uncork()  # type: ignore[attr-defined]
+    assert sink.writes[1:] == [expected]
+    write(*ack_1)  # uncorked: straight out
+    assert len(sink.writes) == 3
+
+
+def test_a_corked_connection_sends_what_it_holds_before_it_waits(amqp_uri: str) -> None:
+    """A method that waits for its answer, written while corked, goes out before
+    the connection reads (else it would wait forever), with what was held."""
+    settings = Settings.from_config({"AMQP_URI": amqp_uri})
+    queue = f"lean-writer-{uuid.uuid4().hex}"
+    conn = connection_for(settings)
+    conn.ensure_connection(max_retries=1)
+    try:
+        channel = conn.channel()
+        channel.queue_declare(queue, auto_delete=False)
+        channel.basic_publish(amqp.Message(b"one"), exchange="", routing_key=queue)
+        writer = conn.connection.frame_writer
+        writer.cork()
+        try:
+            channel.basic_publish(amqp.Message(b"two"), exchange="", routing_key=queue)
+            # queue.declare waits for declare-ok: the frames must be out by then
+            # (else this would wait forever).
+            channel.queue_declare(queue, passive=True)
+        finally:
+            writer.uncork()
+        bodies: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(bodies) < 2 and time.monotonic() < deadline:
+            message = channel.basic_get(queue, no_ack=True)
+            if message is None:
+                time.sleep(0.01)
+            else:
+                bodies.append(bytes(message.body))
+        assert bodies == [b"one", b"two"]
         channel.queue_delete(queue)
     finally:
         conn.release()

@@ -186,6 +186,41 @@ def test_now_and_ids(runtime):
     assert len(ids) == 100 and all(len(i) == 36 and i[14] == "4" for i in ids)
 
 
+def test_ids_are_uuid4_text_and_unique_across_batches_threads_and_forks(runtime):
+    """Ids are made in batches: each is a uuid4's text form, none repeats across
+    batches or threads, and a forked child never hands out its parent's."""
+    import os
+    import uuid
+
+    made: list[str] = []
+
+    def take() -> None:
+        made.extend(runtime.new_id() for _ in range(700))
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == len(made) == 2800
+    for text in made[:300]:
+        value = uuid.UUID(text)
+        assert str(value) == text and value.version == 4 and value.variant == uuid.RFC_4122
+    runtime.new_id()  # a batch is started: the child must not take from it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read)
+        os.write(write, " ".join(runtime.new_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [runtime.new_id() for _ in range(300)]
+    assert len(child) == 50 and not set(child) & set(parent)
+
+
 def test_max_threads_is_checked():
     """A pool of no threads is refused with the value shown."""
     with pytest.raises(ConfigurationError, match="max_threads must be a whole number >= 1, got 0"):
