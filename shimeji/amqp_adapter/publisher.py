@@ -114,6 +114,7 @@ class Publisher:
         self.lock = threading.Lock()
         self._conn: kombu.Connection | None = None
         self._channel: Any = None
+        self._writer: Any = None  # the connection's frame writer, when it can be corked
         self._returned = False
         self._tag = 0  # delivery tag of the last message published on the channel
         # tag -> (the on_lost of a request whose confirm is read lazily, or None
@@ -189,6 +190,8 @@ class Publisher:
             "connection.blocked": False,
         }
         channel = self._conn.channel()
+        writer = self._conn.connection._frame_writer
+        self._writer = writer if hasattr(writer, "cork") else None
         channel.confirm_select()
         channel.events["basic_return"].add(self._on_return)
         channel.events["basic_ack"].add(self._on_ack)
@@ -292,24 +295,33 @@ class Publisher:
         channel = self._ensure_channel()
         self._returned = False
         tag = None
+        # A request and its round trip go out in one write: the writer holds the
+        # message back until basic.qos waits for its answer.
+        writer = self._writer if lazy else None
         try:
-            channel.basic_publish(
-                raw,
-                exchange=message.exchange,
-                routing_key=message.routing_key,
-                mandatory=mandatory,
-            )
-            self._tag += 1
-            tag = self._tag
-            now = time.monotonic()
-            if not self._unconfirmed:
-                self.oldest_unconfirmed = now
-            self._unconfirmed[tag] = (on_lost if lazy else None, now)
-            if lazy:
-                # A round trip: a basic.return of this message comes before its answer.
-                channel.basic_qos(0, 0, False)
-            else:
-                self._await_confirm(tag)
+            if writer is not None:
+                writer.cork()
+            try:
+                channel.basic_publish(
+                    raw,
+                    exchange=message.exchange,
+                    routing_key=message.routing_key,
+                    mandatory=mandatory,
+                )
+                self._tag += 1
+                tag = self._tag
+                now = time.monotonic()
+                if not self._unconfirmed:
+                    self.oldest_unconfirmed = now
+                self._unconfirmed[tag] = (on_lost if lazy else None, now)
+                if lazy:
+                    # A round trip: a basic.return of this message comes before its answer.
+                    channel.basic_qos(0, 0, False)
+                else:
+                    self._await_confirm(tag)
+            finally:
+                if writer is not None:
+                    writer.uncork()
         except amqp.exceptions.NotFound:
             # The exchange does not exist: no queue can take the message.
             self._forget(tag)
