@@ -2,6 +2,7 @@
 
     python benchmarks/property_rate.py                        # the default (ci) profile
     python benchmarks/property_rate.py --against main --rounds 3
+    python benchmarks/property_rate.py --against main --rounds 3 --seed 1   # same examples
     SHIMEJI_HYPOTHESIS_PROFILE=thorough python benchmarks/property_rate.py
 
 Runs ``pytest property_tests --hypothesis-show-statistics`` and prints, per
@@ -33,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(tree: Path) -> tuple[dict[str, tuple[int, float]], float]:
+def run(tree: Path, seed: int | None = None) -> tuple[dict[str, tuple[int, float]], float]:
     """``({property: (examples, seconds)}, CPU seconds of the pytest process)``."""
     env = {**os.environ, "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "0")}
     if tree != ROOT:
@@ -51,6 +52,7 @@ def run(tree: Path) -> tuple[dict[str, tuple[int, float]], float]:
             "-p",
             "no:cacheprovider",
             "--hypothesis-show-statistics",
+            *([f"--hypothesis-seed={seed}"] if seed is not None else []),
         ],
         cwd=tree,
         env=env,
@@ -91,6 +93,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", help="a git revision to measure in the same run")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each tree (best kept)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="Hypothesis' seed (--hypothesis-seed): every run draws the same examples, so "
+        "that rounds and trees differ only in how fast they run them (where the two trees' "
+        "strategies are the same); random by default",
+    )
     args = parser.parse_args()
     trees = {"this tree": ROOT}
     with tempfile.TemporaryDirectory() as scratch:
@@ -105,7 +114,7 @@ def main() -> None:
         rounds: dict[str, list] = {label: [] for label in trees}
         for _ in range(max(1, args.rounds)):
             for label, tree in trees.items():
-                rounds[label].append(run(tree))
+                rounds[label].append(run(tree, args.seed))
     results = {label: best(runs) for label, runs in rounds.items()}
     labels = list(trees)
     header = f"{'property':<66}" + "".join(
