@@ -37,6 +37,22 @@ class _Connection:
         self.bytes_sent = 0
 
 
+@pytest.fixture
+def channel_and_queue(amqp_uri: str) -> Any:
+    """A channel on a connection of the adapter's, and a queue of the test's own
+    (deleted after)."""
+    conn = connection_for(Settings.from_config({"AMQP_URI": amqp_uri}))
+    conn.ensure_connection(max_retries=1)
+    try:
+        channel = conn.channel()
+        queue = f"lean-writer-{uuid.uuid4().hex}"
+        channel.queue_declare(queue, auto_delete=False)
+        yield conn, channel, queue
+        channel.queue_delete(queue)
+    finally:
+        conn.release()
+
+
 def _written(writer: Any, frame_max: int, *frame: Any) -> bytes:
     sink = _Sink()
     connection = _Connection(frame_max)
@@ -107,42 +123,33 @@ def test_one_write_per_method_and_no_frame_max_buffer() -> None:
     assert not any(isinstance(cell, (bytearray, memoryview)) for cell in cells)
 
 
-def test_threads_sharing_a_connection_never_interleave_frames(amqp_uri: str) -> None:
+def test_threads_sharing_a_connection_never_interleave_frames(channel_and_queue: Any) -> None:
     """Threads publishing on one connection at once: the broker receives every
     message whole (interleaved frames would close the connection)."""
-    settings = Settings.from_config({"AMQP_URI": amqp_uri})
-    queue = f"lean-writer-{uuid.uuid4().hex}"
-    conn = connection_for(settings)
-    conn.ensure_connection(max_retries=1)
-    try:
-        channel = conn.channel()
-        channel.queue_declare(queue, auto_delete=False)
-        bodies = [bytes([65 + n]) * (1000 + 5000 * n) for n in range(8)]
+    conn, channel, queue = channel_and_queue
+    bodies = [bytes([65 + n]) * (1000 + 5000 * n) for n in range(8)]
 
-        # basic.publish written straight by the connection's frame writer (py-amqp's
-        # basic_publish may also read the socket, which only one thread may do).
-        arguments = dumps("Bssbb", (0, "", queue, False, False))
-        write = conn.connection.frame_writer
+    # basic.publish written straight by the connection's frame writer (py-amqp's
+    # basic_publish may also read the socket, which only one thread may do).
+    arguments = dumps("Bssbb", (0, "", queue, False, False))
+    write = conn.connection.frame_writer
 
-        def publish(body: bytes) -> None:
-            for _ in range(25):
-                write(1, channel.channel_id, spec.Basic.Publish, arguments, amqp.Message(body))
+    def publish(body: bytes) -> None:
+        for _ in range(25):
+            write(1, channel.channel_id, spec.Basic.Publish, arguments, amqp.Message(body))
 
-        threads = [threading.Thread(target=publish, args=(body,)) for body in bodies]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        received: list[bytes] = []
-        while True:
-            message = channel.basic_get(queue, no_ack=True)
-            if message is None:
-                break
-            received.append(bytes(message.body))
-        assert sorted(received) == sorted(body for body in bodies for _ in range(25))
-        channel.queue_delete(queue)
-    finally:
-        conn.release()
+    threads = [threading.Thread(target=publish, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    received: list[bytes] = []
+    while True:
+        message = channel.basic_get(queue, no_ack=True)
+        if message is None:
+            break
+        received.append(bytes(message.body))
+    assert sorted(received) == sorted(body for body in bodies for _ in range(25))
 
 
 def test_corked_frames_go_out_together_and_only_the_corking_threads() -> None:
@@ -170,35 +177,28 @@ def test_corked_frames_go_out_together_and_only_the_corking_threads() -> None:
     assert len(sink.writes) == 3
 
 
-def test_a_corked_connection_sends_what_it_holds_before_it_waits(amqp_uri: str) -> None:
+def test_a_corked_connection_sends_what_it_holds_before_it_waits(
+    channel_and_queue: Any,
+) -> None:
     """A method that waits for its answer, written while corked, goes out before
     the connection reads (else it would wait forever), with what was held."""
-    settings = Settings.from_config({"AMQP_URI": amqp_uri})
-    queue = f"lean-writer-{uuid.uuid4().hex}"
-    conn = connection_for(settings)
-    conn.ensure_connection(max_retries=1)
+    conn, channel, queue = channel_and_queue
+    channel.basic_publish(amqp.Message(b"one"), exchange="", routing_key=queue)
+    writer = conn.connection.frame_writer
+    writer.cork()
     try:
-        channel = conn.channel()
-        channel.queue_declare(queue, auto_delete=False)
-        channel.basic_publish(amqp.Message(b"one"), exchange="", routing_key=queue)
-        writer = conn.connection.frame_writer
-        writer.cork()
-        try:
-            channel.basic_publish(amqp.Message(b"two"), exchange="", routing_key=queue)
-            # queue.declare waits for declare-ok: the frames must be out by then
-            # (else this would wait forever).
-            channel.queue_declare(queue, passive=True)
-        finally:
-            writer.uncork()
-        bodies: list[bytes] = []
-        deadline = time.monotonic() + 10
-        while len(bodies) < 2 and time.monotonic() < deadline:
-            message = channel.basic_get(queue, no_ack=True)
-            if message is None:
-                time.sleep(0.01)
-            else:
-                bodies.append(bytes(message.body))
-        assert bodies == [b"one", b"two"]
-        channel.queue_delete(queue)
+        channel.basic_publish(amqp.Message(b"two"), exchange="", routing_key=queue)
+        # queue.declare waits for declare-ok: the frames must be out by then
+        # (else this would wait forever).
+        channel.queue_declare(queue, passive=True)
     finally:
-        conn.release()
+        writer.uncork()
+    bodies: list[bytes] = []
+    deadline = time.monotonic() + 10
+    while len(bodies) < 2 and time.monotonic() < deadline:
+        message = channel.basic_get(queue, no_ack=True)
+        if message is None:
+            time.sleep(0.01)
+        else:
+            bodies.append(bytes(message.body))
+    assert bodies == [b"one", b"two"]
