@@ -325,8 +325,6 @@ class Scheduler:
         self._urgent: deque[Callable[[], None]] = deque()
         self._hub: greenlet.greenlet | None = None
         self._idle = _idle_pool()
-        self.tasks_started = 0
-        self.events_run = 0
         #: picks which of k events due at the same instant runs next (None: the
         #: first scheduled). Hypothesis drives it to explore interleavings.
         self.chooser: Callable[[int], int] | None = None
@@ -362,7 +360,6 @@ class Scheduler:
 
     def spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> SimTask:
         task = SimTask(self, fn, args, name)
-        self.tasks_started += 1
         self._seq += 1
         heapq.heappush(self._heap, (self.clock.now_us, self._seq, task._start, (), None))
         return task
@@ -508,7 +505,6 @@ class Scheduler:
                     fn, args = args.fn, args.args
                 if when > clock.now_us:
                     clock.advance_to(when)
-                self.events_run += 1
                 fn(*args)
         finally:
             self._hub = None
