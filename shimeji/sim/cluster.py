@@ -46,7 +46,7 @@ from shimeji.sim.faults import FaultPlan, PlanGraph, check_plan, plan_problems
 from shimeji.sim.http import SimHttpClient
 from shimeji.sim.injector import FaultInjector, FaultTarget
 from shimeji.sim.replica import SimReplica
-from shimeji.sim.scheduler import Scheduler, SimTimer, SimulationStalled, to_us
+from shimeji.sim.scheduler import ROOT_WAIT_US, Scheduler, SimTimer, SimulationStalled, to_us
 from shimeji.sim.stall import describe_stall
 from shimeji.sim.trace import Trace
 
@@ -146,6 +146,11 @@ class SimCluster:
     at the same instant runs first (each choice is taken modulo the number of
     candidates; when they run out, the first scheduled runs first): property
     tests draw it to explore interleavings.
+    ``max_wait`` is the longest the test waits for one thing (a call's reply,
+    workers to finish), in virtual seconds (None: no limit): a wait that
+    nothing can bring stalls at once (``SimulationStalled``), and one that
+    other events keep going for ever (a timer ticking) stalls once it has
+    waited that long, rather than run for ever.
     """
 
     def __init__(
@@ -161,6 +166,7 @@ class SimCluster:
         faults: Any = None,
         schedule: Sequence[int] | None = None,
         tracer: Tracer | None = None,
+        max_wait: float | None = ROOT_WAIT_US / 1_000_000,
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigurationError(f"seed must be an integer, got {seed!r}")
@@ -171,10 +177,20 @@ class SimCluster:
             or latency < 0
         ):
             raise ConfigurationError(f"latency must be seconds >= 0, got {latency!r}")
+        if max_wait is not None and (
+            isinstance(max_wait, bool)
+            or not isinstance(max_wait, (int, float))
+            or not math.isfinite(max_wait)
+            or max_wait <= 0
+        ):
+            raise ConfigurationError(
+                f"max_wait must be virtual seconds > 0 or None (no limit), got {max_wait!r}"
+            )
         self.seed = seed
         self.rng = random.Random(seed)
         self.clock = VirtualClock(start_time)
         self.scheduler = Scheduler(self.clock, self.rng)
+        self.scheduler.root_wait_us = None if max_wait is None else round(max_wait * 1_000_000)
         self.scheduler.stall_reporter = lambda: describe_stall(
             [r.container for r in self.replicas() if r.container is not None],
             self._clients,

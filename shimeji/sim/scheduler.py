@@ -140,6 +140,12 @@ def _idle_pool() -> list[_TaskGreenlet]:
     return pool
 
 
+#: The longest the root waits for one thing by default: a day of virtual time
+#: (``SimCluster.max_wait``). A one-second timer ticks 86,400 times in it,
+#: about a second of wall time.
+ROOT_WAIT_US = 86_400 * 1_000_000
+
+
 class SimTask:
     """A unit of concurrent work, run by a greenlet, parked while it waits."""
 
@@ -292,7 +298,10 @@ class SimWaiter:
             if task is None:
                 # run_root(None, description, self), without its frame when the
                 # loop brings the result
-                if not scheduler.run(None, None, self):
+                horizon = scheduler.root_wait_us
+                if horizon is not None:
+                    horizon += scheduler.clock.now_us
+                if not scheduler.run(None, None, self, horizon):
                     scheduler.stalled(self.description)
             else:
                 if self._parked is None:
@@ -328,6 +337,10 @@ class Scheduler:
         #: picks which of k events due at the same instant runs next (None: the
         #: first scheduled). Hypothesis drives it to explore interleavings.
         self.chooser: Callable[[int], int] | None = None
+        #: the longest the root waits for one thing, in virtual microseconds
+        #: (None: for ever): past it, a wait that other events (a timer's ticks)
+        #: keep going, and that nothing brings, is stalled (``SimCluster.max_wait``)
+        self.root_wait_us: int | None = ROOT_WAIT_US
         #: called once, before the loop first runs (the cluster checks its fault
         #: plan's names there, once the test has added its services)
         self.before_first_run: Callable[[], None] | None = None
@@ -436,10 +449,13 @@ class Scheduler:
         until: Callable[[], bool] | None = None,
         limit_us: int | None = None,
         waiter: SimWaiter | None = None,
+        horizon_us: int | None = None,
     ) -> bool:
         """Run events in order until ``until()`` holds or ``waiter`` is done
         (True), or until nothing is left or the next event lies beyond
-        ``limit_us`` (False)."""
+        ``limit_us`` (False): virtual time runs up to it (real threads'
+        work awaited meanwhile). ``horizon_us`` is how far the root waits
+        (``root_wait_us``): past it, the loop stops (False) with events left."""
         if self.outside is not None and threading.get_ident() != self.thread_id:
             raise OutsideVirtualTime(
                 "code running on a real thread, outside virtual time, waited for the "
@@ -482,6 +498,10 @@ class Scheduler:
                 when = entry[0]
                 if limit_us is not None and when > limit_us:
                     if self._outside_live and self._wait_outside(limit_us):
+                        continue
+                    return False
+                if horizon_us is not None and when > horizon_us:
+                    if self._outside_live and self._wait_outside(None):
                         continue
                     return False
                 if self._outside_live and when > clock.now_us and self._wait_outside(when):
@@ -563,7 +583,10 @@ class Scheduler:
 
         ``description`` names what the root waits for, as a noun phrase ("a
         reply from calculator.multiply")."""
-        if not self.run(done, waiter=waiter):
+        horizon = self.root_wait_us
+        if horizon is not None:
+            horizon += self.clock.now_us
+        if not self.run(done, None, waiter, horizon):
             self.stalled(description)
 
     def stalled(self, description: str) -> NoReturn:
@@ -578,6 +601,22 @@ class Scheduler:
                 f"({'; '.join(self.outside.sources()) or 'none left'}), and nothing came",
             ]
         lines = "\n".join(f"  - {line}" for line in stuck) or "  (nothing else is pending)"
+        if not self.idle() and self.root_wait_us is not None:
+            # Events are left (a timer ticks on), but the wait passed its limit.
+            raise SimulationStalled(
+                f"the simulation stalled at t={self.clock.elapsed():.6f}s: the test waited "
+                f"{self.root_wait_us / 1e6:g} virtual seconds for {description}, and nothing "
+                "brought it; other events (a timer's ticks) kept the simulation going, as "
+                "they would for ever.\n"
+                f"What waits, and for what:\n{lines}\n"
+                "To fix it:\n"
+                "  - give the call a timeout (rpc_proxy(timeout=...) or RPC_TIMEOUT): it then "
+                "raises RpcTimeout;\n"
+                "  - or look for a lost message (a fault plan) or a service that is not "
+                "running;\n"
+                "  - or, if the wait is meant to be longer, raise SimCluster(max_wait=...).",
+                stuck,
+            )
         raise SimulationStalled(
             f"the simulation stalled at t={self.clock.elapsed():.6f}s: the test waits for "
             f"{description}, and nothing left to run can ever bring it.\n"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from shimeji.exceptions import ContainerBeingKilled, RpcTimeout
+from shimeji.exceptions import ConfigurationError, ContainerBeingKilled, RpcTimeout
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster, SimulationStalled
+from shimeji.sim.faults import Drop
+from shimeji.timer import timer
 
 
 class SelfCaller:
@@ -98,3 +100,70 @@ def test_stop_after_a_stall_kills_stuck_workers():
     assert cluster.trace.filter("replica_killed")
     with pytest.raises(ContainerBeingKilled, match=r"closed while waiting for self_caller\.outer"):
         reply.result()
+
+
+# -- a wait that other events keep going for ever ------------------------------------
+
+
+class Ticking:
+    """A timer that ticks for ever, and a method whose reply a test can lose."""
+
+    name = "ticking"
+    ticks = 0
+
+    @timer(interval=1)
+    def tick(self):
+        Ticking.ticks += 1
+
+    @rpc
+    def ping(self):
+        return "pong"
+
+    @rpc
+    def nap(self, seconds):
+        import time
+
+        time.sleep(seconds)
+        return "rested"
+
+
+def test_a_lost_reply_while_a_timer_ticks_stalls_after_max_wait():
+    """The reply is lost and the call has no timeout: the timer alone would keep
+    the simulation going for ever; the wait stalls at max_wait instead, saying so."""
+    Ticking.ticks = 0
+    with SimCluster(faults=[Drop(direction="reply")], max_wait=60) as cluster:
+        cluster.add_service(Ticking)
+        with pytest.raises(SimulationStalled) as caught:
+            cluster.rpc.ticking.ping()
+        first = str(caught.value).splitlines()[0]
+        assert first.startswith("the simulation stalled at t=60.000000s: the test waited 60 ")
+        assert "a reply from ticking.ping to client" in first
+        assert "raise SimCluster(max_wait=...)" in str(caught.value)
+        assert caught.value.stuck[0].startswith("client waits for a reply from ticking.ping")
+        assert 59 <= Ticking.ticks <= 61  # the timer ran meanwhile
+
+
+def test_the_default_limit_is_a_day_of_virtual_time():
+    Ticking.ticks = 0
+    with SimCluster(faults=[Drop(direction="reply")]) as cluster:
+        cluster.add_service(Ticking)
+        with pytest.raises(SimulationStalled, match=r"waited 86400 virtual seconds"):
+            cluster.rpc.ticking.ping()
+
+
+def test_a_wait_longer_than_max_wait_is_allowed_by_raising_it():
+    """A worker sleeping past max_wait stalls the wait; max_wait=None lets it finish."""
+    with SimCluster(max_wait=10) as cluster:
+        cluster.add_service(Ticking)
+        with pytest.raises(SimulationStalled, match="waited 10 virtual seconds"):
+            cluster.rpc.ticking.nap(20)
+    with SimCluster(max_wait=None) as cluster:
+        cluster.add_service(Ticking)
+        assert cluster.rpc.ticking.nap(3 * 86_400) == "rested"
+        assert cluster.elapsed() >= 3 * 86_400
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan"), True, "60"])
+def test_max_wait_must_be_positive_seconds_or_none(bad):
+    with pytest.raises(ConfigurationError, match="max_wait must be virtual seconds > 0"):
+        SimCluster(max_wait=bad)
