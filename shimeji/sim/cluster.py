@@ -177,20 +177,12 @@ class SimCluster:
             or latency < 0
         ):
             raise ConfigurationError(f"latency must be seconds >= 0, got {latency!r}")
-        if max_wait is not None and (
-            isinstance(max_wait, bool)
-            or not isinstance(max_wait, (int, float))
-            or not math.isfinite(max_wait)
-            or max_wait <= 0
-        ):
-            raise ConfigurationError(
-                f"max_wait must be virtual seconds > 0 or None (no limit), got {max_wait!r}"
-            )
+
         self.seed = seed
         self.rng = random.Random(seed)
         self.clock = VirtualClock(start_time)
         self.scheduler = Scheduler(self.clock, self.rng)
-        self.scheduler.root_wait_us = None if max_wait is None else round(max_wait * 1_000_000)
+        self.max_wait = max_wait
         self.scheduler.stall_reporter = lambda: describe_stall(
             [r.container for r in self.replicas() if r.container is not None],
             self._clients,
@@ -260,6 +252,26 @@ class SimCluster:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.stop(raise_crashes=exc_type is None)
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest the test waits for one thing, in virtual seconds (None: no
+        limit); settable at any time (``sim_cluster.max_wait = None``)."""
+        limit = self.scheduler.root_wait_us
+        return None if limit is None else limit / 1_000_000
+
+    @max_wait.setter
+    def max_wait(self, value: float | None) -> None:
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ConfigurationError(
+                f"max_wait must be virtual seconds > 0 or None (no limit), got {value!r}"
+            )
+        self.scheduler.root_wait_us = None if value is None else round(value * 1_000_000)
 
     @property
     def real_managed_threads(self) -> bool | None:

@@ -167,3 +167,17 @@ def test_a_wait_longer_than_max_wait_is_allowed_by_raising_it():
 def test_max_wait_must_be_positive_seconds_or_none(bad):
     with pytest.raises(ConfigurationError, match="max_wait must be virtual seconds > 0"):
         SimCluster(max_wait=bad)
+
+
+def test_max_wait_can_be_changed_on_a_running_cluster(sim_cluster):
+    """The sim_cluster fixture's cluster waits longer once told to."""
+    assert sim_cluster.max_wait == 86_400
+    sim_cluster.add_service(Ticking)
+    sim_cluster.max_wait = 5
+    with pytest.raises(SimulationStalled, match="waited 5 virtual seconds"):
+        sim_cluster.rpc.ticking.nap(6)
+    sim_cluster.max_wait = None
+    assert sim_cluster.max_wait is None
+    assert sim_cluster.rpc.ticking.nap(2 * 86_400) == "rested"
+    with pytest.raises(ConfigurationError, match="max_wait must be"):
+        sim_cluster.max_wait = 0
