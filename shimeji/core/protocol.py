@@ -30,6 +30,7 @@ from shimeji.core.quoting import quote, shorten
 from shimeji.core.serialization import Codec, path_text
 
 __all__ = [
+    "CALL_ID_STACK_HEADER",
     "CALL_ID_STACK_KEY",
     "EVENT_EXCHANGE_SUFFIX",
     "HEADER_PREFIX",
@@ -135,14 +136,15 @@ def broadcast_queue_name(
 # -- headers ---------------------------------------------------------------------
 
 
-_STACK_HEADER = f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"
+#: The header a call's call id stack travels in (``nameko.call_id_stack``).
+CALL_ID_STACK_HEADER = f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"
 
 
 def headers_from_context(context_data: Mapping[str, Any], call_id_stack: list[str]) -> dict:
     if not context_data:  # the usual request: the call id stack alone
-        return {_STACK_HEADER: list(call_id_stack)}
+        return {CALL_ID_STACK_HEADER: list(call_id_stack)}
     headers = {f"{HEADER_PREFIX}.{key}": value for key, value in context_data.items()}
-    headers[_STACK_HEADER] = list(call_id_stack)
+    headers[CALL_ID_STACK_HEADER] = list(call_id_stack)
     return headers
 
 
@@ -169,7 +171,7 @@ def context_from_headers(headers: Any) -> tuple[dict[str, Any], list[str]]:
     context: dict[str, Any] = {}
     stack: list[str] = []
     for key, value in headers.items():
-        if key == _STACK_HEADER and isinstance(key, str):  # in every request
+        if key == CALL_ID_STACK_HEADER and isinstance(key, str):  # in every request
             if not isinstance(value, (list, tuple)) or not _all_str(value):
                 raise MalformedRequest(
                     f"header {quote(key)} must be a list of call id strings, got {quote(value)}"

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from shimeji.core.events import Event
-from shimeji.core.protocol import CALL_ID_STACK_KEY, HEADER_PREFIX
+from shimeji.core.protocol import CALL_ID_STACK_HEADER
 from shimeji.core.transport import NO_HEADERS, Message
 from shimeji.sim.clock import VirtualClock
 from shimeji.views.log import EventLog
@@ -43,11 +43,10 @@ TraceEvent = Event
 #: what to_jsonl writes each event with (json.dumps would make one per event)
 _JSONL = json.JSONEncoder(sort_keys=True, default=repr)
 
-_STACK_HEADER = f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"
 #: How a packed message holds its headers (its field 8); the fields after it
 #: are the call ids of the stack, or the headers object itself.
 _HEADERS_NONE = 0  # NO_HEADERS
-_HEADERS_STACK = 1  # {_STACK_HEADER: [call ids...]}
+_HEADERS_STACK = 1  # {CALL_ID_STACK_HEADER: [call ids...]}
 _HEADERS_AS_IS = 2  # anything else, kept as it is
 
 
@@ -55,32 +54,15 @@ def _pack(message: Message) -> tuple[Any, ...]:
     """A message's fields as a flat tuple (``_unpack`` makes an equal Message)."""
     headers = message.headers
     if headers is NO_HEADERS:
-        return (
-            message.body,
-            message.routing_key,
-            message.exchange,
-            message.content_type,
-            message.content_encoding,
-            message.correlation_id,
-            message.reply_to,
-            message.delivery_mode,
-            _HEADERS_NONE,
-        )
-    if type(headers) is dict and len(headers) == 1:
-        stack = headers.get(_STACK_HEADER)
-        if type(stack) is list:
-            return (
-                message.body,
-                message.routing_key,
-                message.exchange,
-                message.content_type,
-                message.content_encoding,
-                message.correlation_id,
-                message.reply_to,
-                message.delivery_mode,
-                _HEADERS_STACK,
-                *stack,
-            )
+        tail: tuple[Any, ...] = (_HEADERS_NONE,)
+    elif (
+        type(headers) is dict
+        and len(headers) == 1
+        and type(stack := headers.get(CALL_ID_STACK_HEADER)) is list
+    ):
+        tail = (_HEADERS_STACK, *stack)
+    else:
+        tail = (_HEADERS_AS_IS, headers)
     return (
         message.body,
         message.routing_key,
@@ -90,8 +72,7 @@ def _pack(message: Message) -> tuple[Any, ...]:
         message.correlation_id,
         message.reply_to,
         message.delivery_mode,
-        _HEADERS_AS_IS,
-        headers,
+        *tail,
     )
 
 
@@ -101,7 +82,7 @@ def _unpack(packed: tuple[Any, ...]) -> Message:
     if how == _HEADERS_NONE:
         headers: Any = NO_HEADERS
     elif how == _HEADERS_STACK:
-        headers = {_STACK_HEADER: list(packed[9:])}
+        headers = {CALL_ID_STACK_HEADER: list(packed[9:])}
     else:
         headers = packed[9]
     return Message(

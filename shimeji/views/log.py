@@ -24,14 +24,13 @@ from typing import Any
 import attrs
 
 from shimeji.core.events import Event
-from shimeji.core.protocol import CALL_ID_STACK_KEY, HEADER_PREFIX
+from shimeji.core.protocol import CALL_ID_STACK_HEADER, HEADER_PREFIX
 from shimeji.views.ids import canonicalize
 from shimeji.views.redaction import Redactor
 
 __all__ = ["EventLog", "EventRecord", "LogFormatError", "MessageRecord"]
 
 _CONTEXT_PREFIX = HEADER_PREFIX + "."
-_STACK_HEADER = f"{HEADER_PREFIX}.{CALL_ID_STACK_KEY}"
 
 
 class LogFormatError(ValueError):
@@ -61,12 +60,12 @@ class MessageRecord:
         return {
             key[len(_CONTEXT_PREFIX) :]: value
             for key, value in self.headers.items()
-            if key.startswith(_CONTEXT_PREFIX) and key != _STACK_HEADER
+            if key.startswith(_CONTEXT_PREFIX) and key != CALL_ID_STACK_HEADER
         }
 
     @property
     def call_id_stack(self) -> list[str]:
-        stack = self.headers.get(_STACK_HEADER)
+        stack = self.headers.get(CALL_ID_STACK_HEADER)
         return list(stack) if isinstance(stack, list) else []
 
     def as_dict(self) -> dict[str, Any]:
