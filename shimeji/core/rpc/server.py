@@ -298,7 +298,7 @@ class Rpc(Entrypoint):
         """Publish the reply, then ack the request: never the other way round."""
         container = self.container
         assert container is not None
-        if container.state not in ("running", "stopping"):  # not container.alive
+        if not container.alive:
             return result, exc_info  # killed mid-call: no reply, the request is redelivered
         request = delivery.message
         if exc_info is not None:
@@ -360,7 +360,7 @@ class Rpc(Entrypoint):
                 )
                 delivery.requeue()
                 return result, exc_info
-        delivery.consumer.settle(delivery, "ack")  # delivery.ack(), a frame fewer
+        delivery.ack()
         return result, exc_info
 
 
