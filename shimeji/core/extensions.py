@@ -28,6 +28,7 @@ __all__ = [
     "Entrypoint",
     "Extension",
     "SharedExtension",
+    "class_state",
     "declared_extensions",
     "iter_dependencies",
     "iter_entrypoints",
@@ -334,6 +335,14 @@ def _declared(cls: type) -> _Declared:
         return known
     known = _DECLARED[cls] = _Declared(_static_members(cls), list(map(dict, namespaces)))
     return known
+
+
+def class_state(cls: type) -> object:
+    """An object that stays the same (``is``) while ``cls`` does: the namespaces
+    of its MRO hold the same objects and no entrypoint was registered since.
+    What depends on a class, remembered, is keyed by it (``SimCluster``'s
+    class checks)."""
+    return _declared(cls)
 
 
 def declared_extensions(

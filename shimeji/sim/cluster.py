@@ -31,7 +31,7 @@ from shimeji.core.exceptions import (
     ReplicaCrashed,
     ShimejiError,
 )
-from shimeji.core.extensions import iter_entrypoints
+from shimeji.core.extensions import class_state, iter_entrypoints
 from shimeji.core.protocol import validate_service_name
 from shimeji.core.pubsub import publish_event, subscriptions
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
@@ -432,12 +432,12 @@ class SimCluster:
 
     def _check_service(self, service_cls: type, *, entrypoints_required: bool = True) -> None:
         services = {r.service_name: r.service_cls for r in self.replicas()}
-        # What the checks depend on: the class as it is now (the namespaces of its
-        # MRO but object's), the settings, the rule on entrypoints, the kind of
-        # tracer its container would report to, and the services already here
-        # (whose routes it must not claim).
+        # What the checks depend on: the class as it is now (``class_state``), the
+        # settings, the rule on entrypoints, the kind of tracer its container
+        # would report to, and the services already here (whose routes it must
+        # not claim).
         checked = (
-            tuple(tuple(vars(klass).items()) for klass in service_cls.__mro__[:-1]),
+            class_state(service_cls),
             self.settings,
             entrypoints_required,
             type(self.tracer),
