@@ -125,23 +125,22 @@ def test_a_class_changed_since_its_check_is_checked_again():
         cluster.add_service(service_cls)
 
 
+def routed(service: str, path: str) -> type:
+    """A fresh service class ``service`` whose one route, ``GET path``, answers its name."""
+
+    class Routed:
+        name = service
+
+        @http("GET", path)
+        def get(self, request):
+            return service
+
+    return Routed
+
+
 def test_a_route_clash_is_found_whatever_was_checked_before():
     """A class checked alone in one cluster still clashes with another's route."""
-
-    class First:
-        name = "first"
-
-        @http("GET", "/shared")
-        def get(self, request):
-            return "first"
-
-    class Second:
-        name = "second"
-
-        @http("GET", "/shared")
-        def get(self, request):
-            return "second"
-
+    First, Second = routed("first", "/shared"), routed("second", "/shared")
     for service_cls in (First, Second):
         with SimCluster() as cluster:
             cluster.add_service(service_cls)
@@ -170,21 +169,7 @@ def fresh_check_run(reuse: bool = False) -> str:
 
 def test_routes_added_after_a_request_are_served():
     """The front, kept from one request to the next, takes in a service added since."""
-
-    class Early:
-        name = "early"
-
-        @http("GET", "/early")
-        def get(self, request):
-            return "early"
-
-    class Late:
-        name = "late"
-
-        @http("GET", "/late")
-        def get(self, request):
-            return "late"
-
+    Early, Late = routed("early", "/early"), routed("late", "/late")
     with SimCluster() as cluster:
         cluster.add_service(Early)
         assert cluster.http.get("/late").status_code == 404
