@@ -28,7 +28,7 @@ __all__ = [
     "Entrypoint",
     "Extension",
     "SharedExtension",
-    "class_state",
+    "class_memo",
     "declared_extensions",
     "iter_dependencies",
     "iter_entrypoints",
@@ -285,14 +285,16 @@ def _name(item: tuple[str, Any]) -> str:
 
 
 class _Declared:
-    """What a class declares (read from ``_static_members``), and what its MRO's
-    namespaces held when it was read."""
+    """What a class declares (read from ``_static_members``), what its MRO's
+    namespaces held when it was read, and ``memo``: what depends on the class as
+    it is (``class_memo``)."""
 
-    __slots__ = ("dependencies", "entrypoints", "extensions", "held", "registrations")
+    __slots__ = ("dependencies", "entrypoints", "extensions", "held", "memo", "registrations")
 
     def __init__(self, members: list[tuple[str, Any]], held: list[dict[str, Any]]) -> None:
         self.held = held
         self.registrations = _registrations
+        self.memo: dict[str, Any] = {}
         self.extensions = [(name, m) for name, m in members if isinstance(m, Extension)]
         self.dependencies = [
             (name, m) for name, m in self.extensions if isinstance(m, DependencyProvider)
@@ -306,13 +308,23 @@ class _Declared:
         self.entrypoints: list[tuple[str, Entrypoint]] = entrypoints
 
 
-#: class -> what it declares: looked up for every extension of every replica of
-#: every cluster, and read again when the class changed (its namespaces hold
-#: something else) or an entrypoint was registered since. A plain dict: what
-#: it keeps of a class (its namespaces' descriptors, methods) refers to the
-#: class anyway, so a class read here lives as long as the process, as one
-#: defined in a module does.
-_DECLARED: dict[type, _Declared] = {}
+class _Remembered:
+    """Holds, on the class itself, the class's latest ``_Declared``."""
+
+    __slots__ = ("declared",)
+
+    def __init__(self) -> None:
+        self.declared: _Declared | None = None
+
+
+#: The attribute of a class under which what it declares is remembered (read for
+#: every extension of every replica of every cluster, and read again when the
+#: class changed or an entrypoint was registered since). On the class, not in a
+#: table of shimeji's: what is remembered refers to the class (through its
+#: methods' closures, its descriptors), so a table would keep every class it
+#: saw alive for the life of the process; on the class, it is a cycle that goes
+#: with the class.
+REMEMBERED_ATTR = "__shimeji_declared__"
 _registrations = 0
 #: function -> (what its signature is read from, the signature)
 _SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, inspect.Signature]] = (
@@ -323,8 +335,15 @@ _SIGNATURES: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, inspect.Si
 def _declared(cls: type) -> _Declared:
     if type(cls) is not type:  # (a metaclass of its own: read each time)
         return _Declared(_static_members(cls), [])
+    remembered = cls.__dict__.get(REMEMBERED_ATTR)
+    if remembered is None:
+        remembered = _Remembered()
+        try:
+            type.__setattr__(cls, REMEMBERED_ATTR, remembered)
+        except TypeError:  # a type that cannot be changed: read each time
+            return _Declared(_static_members(cls), [])
     namespaces = list(map(vars, cls.__mro__[:-1]))
-    known = _DECLARED.get(cls)
+    known = remembered.declared
     # Compared as dicts, in C: the same objects, so no __eq__ runs.
     if (
         known is not None
@@ -333,16 +352,17 @@ def _declared(cls: type) -> _Declared:
         and all(map(eq, namespaces, known.held))
     ):
         return known
-    known = _DECLARED[cls] = _Declared(_static_members(cls), list(map(dict, namespaces)))
+    known = remembered.declared = _Declared(_static_members(cls), list(map(dict, namespaces)))
     return known
 
 
-def class_state(cls: type) -> object:
-    """An object that stays the same (``is``) while ``cls`` does: the namespaces
-    of its MRO hold the same objects and no entrypoint was registered since.
-    What depends on a class, remembered, is keyed by it (``SimCluster``'s
-    class checks)."""
-    return _declared(cls)
+def class_memo(cls: type) -> dict[str, Any]:
+    """A dict for what depends on ``cls`` as it is now (``SimCluster``'s class
+    checks): the same dict while the namespaces of its MRO hold the same
+    objects and no entrypoint was registered since, a new empty one after. It
+    goes with the class. A class with a metaclass of its own gets a new one
+    each time (nothing is remembered of it)."""
+    return _declared(cls).memo
 
 
 def declared_extensions(

@@ -31,7 +31,7 @@ from shimeji.core.exceptions import (
     ReplicaCrashed,
     ShimejiError,
 )
-from shimeji.core.extensions import class_state, iter_entrypoints
+from shimeji.core.extensions import class_memo, iter_entrypoints
 from shimeji.core.protocol import validate_service_name
 from shimeji.core.pubsub import publish_event, subscriptions
 from shimeji.core.registry import ServiceRegistry, check_service, settings_for
@@ -112,13 +112,13 @@ def running_cluster(uri: str) -> SimCluster:
     return cluster
 
 
-#: Service classes that passed ``check_service``, each with what the check
+#: Under this key of a class's ``class_memo``: what its ``check_service`` passes
 #: depended on (see ``SimCluster._check_service``). A property test builds a
 #: cluster per example and adds the same classes to each: a class checked
 #: already, unchanged, under equal settings, is not built once more for the
 #: check, which cost as much as a replica. (Its replicas' containers are built
 #: as always: a class that broke since would fail there, or here, changed.)
-_CHECKED: weakref.WeakKeyDictionary[type, list[tuple[Any, ...]]] = weakref.WeakKeyDictionary()
+_CHECKED = "shimeji.sim.checked"
 _CHECKED_MAX = 8  # the checks remembered per class
 
 
@@ -432,18 +432,18 @@ class SimCluster:
 
     def _check_service(self, service_cls: type, *, entrypoints_required: bool = True) -> None:
         services = {r.service_name: r.service_cls for r in self.replicas()}
-        # What the checks depend on: the class as it is now (``class_state``), the
-        # settings, the rule on entrypoints, the kind of tracer its container
-        # would report to, and the services already here (whose routes it must
-        # not claim).
+        # What the checks depend on: the class as it is now (its memo, which a
+        # change to the class empties), the settings, the rule on entrypoints,
+        # the kind of tracer its container would report to, and the services
+        # already here (whose routes it must not claim), held weakly: what is
+        # remembered of one class must not keep another alive.
         checked = (
-            class_state(service_cls),
             self.settings,
             entrypoints_required,
             type(self.tracer),
-            tuple(services.items()),
+            tuple((name, weakref.ref(cls)) for name, cls in services.items()),
         )
-        passed = _CHECKED.setdefault(service_cls, [])
+        passed = class_memo(service_cls).setdefault(_CHECKED, [])
         if checked in passed:
             return
         check_service(

@@ -15,11 +15,11 @@ import weakref
 
 import pytest
 
+from shimeji.core.extensions import class_memo
 from shimeji.exceptions import ConfigurationError
 from shimeji.extensions import DependencyProvider
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
-from shimeji.sim.cluster import _CHECKED
 from shimeji.sim.scheduler import _idle_pool
 from shimeji.web import http
 
@@ -159,7 +159,8 @@ def test_a_run_on_classes_checked_before_has_the_trace_of_a_first_run():
 
 def fresh_check_run(reuse: bool = False) -> str:
     if not reuse:
-        _CHECKED.clear()
+        for service_cls in (Leaf, Branch):
+            class_memo(service_cls).clear()
     _, trace = busy_run(5)
     return trace
 
@@ -239,3 +240,37 @@ def test_a_signature_changed_since_a_run_is_read_again():
     with SimCluster() as cluster:
         cluster.add_service(Defaults)
         assert cluster.rpc.defaults.add(1) == 11
+
+
+# -- what is remembered of a class goes with it ------------------------------------------
+
+
+def test_a_class_a_cluster_ran_is_freed_once_nothing_else_holds_it():
+    """What is remembered of a class (what it declares, its checks, its methods'
+    signatures) does not keep it alive: a class made in a test, and what its
+    methods close over, are freed once the test lets go of them."""
+
+    def make():
+        held = bytearray(1_000_000)  # what the class's method closes over
+
+        class Made(Leaf):
+            name = "made"
+            leaf = RpcProxy("leaf")
+
+            @rpc
+            def size(self):
+                return len(held) + len(super().echo("four"))
+
+        return Made
+
+    made = make()
+    class_ref, method_ref = weakref.ref(made), weakref.ref(made.size)
+    for _ in range(2):  # read once, then from what was remembered
+        with SimCluster() as cluster:
+            cluster.add_service(made)
+            cluster.add_service(Leaf)
+            assert cluster.rpc.made.size() == 1_000_004
+    del made, cluster
+    gc.collect()
+    assert class_ref() is None
+    assert method_ref() is None
