@@ -24,7 +24,7 @@ from typing import Any
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.sim.entropy import SeededEntropy
 
-__all__ = ["DEFAULT_START", "VirtualClock", "VirtualTime", "keep_virtual_time"]
+__all__ = ["DEFAULT_START", "VirtualClock", "VirtualTime", "keep_virtual_time", "kept_on_demand"]
 
 #: Where virtual time starts unless a cluster is told otherwise.
 DEFAULT_START = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
@@ -167,6 +167,8 @@ class VirtualTime:
         self._undo: contextlib.ExitStack | None = None
         self._hosting = False
         self._guest: VirtualTime | None = None
+        #: a host's own end, due once its running guest stops (see ``kept_on_demand``)
+        self._end_after_guest: Callable[[], None] | None = None
         # With freezegun's fallback (see _tune_freezegun): makes a clock push its moves.
         self._pusher: Callable[[VirtualClock], Callable[[], None]] | None = None
 
@@ -174,7 +176,17 @@ class VirtualTime:
     @contextlib.contextmanager
     def hosting(cls) -> Iterator[VirtualTime]:
         """Patch the process once for many clusters started one after the other on
-        this thread (each a guest, see the class docstring); undo it all at the end."""
+        this thread (each a guest, see the class docstring); undo it all at the end.
+        Inside a host of this thread's with no guest running, that host serves."""
+        host = _owner
+        if (
+            host is not None
+            and host._hosting
+            and host._guest is None
+            and host._thread_id == threading.get_ident()
+        ):
+            yield host
+            return
         host = cls(VirtualClock(), lambda seconds: False)
         host._hosting = True
         host.start()
@@ -208,6 +220,11 @@ class VirtualTime:
         global _owner
         import freezegun
 
+        waiting: contextlib.ExitStack | None = getattr(_on_demand, "block", None)
+        if waiting is not None and not self._hosting and _owner is None:
+            # The first cluster of a kept_on_demand() block: patch for the block.
+            _on_demand.block = None
+            waiting.enter_context(VirtualTime.hosting())
         with _owner_lock:
             host = _owner
             if (
@@ -269,6 +286,9 @@ class VirtualTime:
             if self._guest is guest:
                 self._guest = None
         guest._thread_id = None
+        end, self._end_after_guest = self._end_after_guest, None
+        if end is not None:
+            end()
 
     def stop(self) -> None:
         """Undo everything ``start()`` did and release ownership (idempotent)."""
@@ -400,6 +420,36 @@ def _virtual_sleep(seconds: float) -> None:
 def real_perf_counter() -> float:
     """The real perf_counter, even while freezegun is active."""
     return _REAL[1]()
+
+
+_on_demand = threading.local()
+
+
+@contextlib.contextmanager
+def kept_on_demand() -> Iterator[None]:
+    """``keep_virtual_time()`` from the first cluster started on virtual time
+    inside this block (on this thread) to the block's end; nothing is patched
+    if none starts. The pytest plugin runs each test in one, so that a
+    Hypothesis test building a cluster per example patches the process once,
+    not once per example. A cluster still running when the block ends (one a
+    longer-lived fixture holds) keeps the patches until it stops. Nested
+    blocks, and blocks entered while a cluster runs, are no-ops."""
+    if getattr(_on_demand, "block", None) is not None or _owner is not None:
+        yield
+        return
+    block = contextlib.ExitStack()
+    _on_demand.block = block
+    try:
+        yield
+    finally:
+        if _on_demand.block is block:  # no cluster started: nothing was patched
+            _on_demand.block = None
+        else:
+            host = _owner  # the block's (hosts do not nest)
+            if host is not None and host._guest is not None:
+                host._end_after_guest = block.close
+            else:
+                block.close()
 
 
 @contextlib.contextmanager

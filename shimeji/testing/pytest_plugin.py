@@ -24,6 +24,14 @@ line that replays it: ``pytest NODEID --shimeji-replay=FILE``.
 ``--shimeji-explore-runs N`` and ``--shimeji-explore-processes N`` override
 the marker for the whole session.
 
+Virtual time's patches of the process (``shimeji.sim.clock.VirtualTime``) are
+made at a test's first cluster and undone at its end (``kept_on_demand``),
+not for each cluster: a Hypothesis test that builds a cluster per example
+pays them once. Between two clusters of a test, time and sleep are real, as
+after ``keep_virtual_time()``. ``--shimeji-patch-per-cluster`` (or the
+marker ``@pytest.mark.shimeji_patch_per_cluster`` on one test) undoes them
+each time a cluster stops.
+
 When a test that used the fixture fails, its report shows the seed, the fault
 plan, a command that replays it, and the end of its trace.
 
@@ -51,7 +59,7 @@ import pytest
 
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.sim import SimCluster
-from shimeji.sim.clock import real_perf_counter
+from shimeji.sim.clock import kept_on_demand, real_perf_counter
 from shimeji.sim.faults import FaultPlan
 from shimeji.testing import explore as exploration
 
@@ -165,6 +173,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="processes each exploring test spreads its runs over (default: the marker's, 1)",
     )
     group.addoption(
+        "--shimeji-patch-per-cluster",
+        action="store_true",
+        default=False,
+        help="patch the process for virtual time and undo it for each cluster, rather than "
+        "once per test at its first cluster (the default: a Hypothesis test building a "
+        "cluster per example then pays it once)",
+    )
+    group.addoption(
         "--shimeji-failures-dir",
         default=None,
         metavar="DIR",
@@ -182,6 +198,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "processes=1, max_virtual_seconds=86400): run a sim_cluster test over many seeds, "
         "fault plans and schedules; "
         "shrink and save the first failure",
+    )
+    config.addinivalue_line(
+        "markers",
+        "shimeji_patch_per_cluster: undo virtual time's patches of the process as each "
+        "cluster stops in this test (for a test of the process after a cluster)",
     )
     _fault_plan(config)  # a bad plan is a usage error before any test runs
     for option in ("--shimeji-explore-runs", "--shimeji-explore-processes"):
@@ -229,6 +250,20 @@ def sim_cluster(request: pytest.FixtureRequest) -> Iterator[SimCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def _shimeji_virtual_time_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test runs in a ``kept_on_demand()`` block (see the module docstring);
+    an autouse fixture, so that it ends after the test's own fixtures, and a
+    failure to undo the patches is the test's teardown error."""
+    if request.config.getoption("--shimeji-patch-per-cluster") or request.node.get_closest_marker(
+        "shimeji_patch_per_cluster"
+    ):
+        yield
+        return
+    with kept_on_demand():
+        yield
 
 
 def replay_command(

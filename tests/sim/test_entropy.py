@@ -71,6 +71,7 @@ def test_uuid1_carries_virtual_time():
         assert one.node & 0x010000000000  # a random node, not this machine's MAC
 
 
+@pytest.mark.shimeji_patch_per_cluster  # the process as the cluster leaves it
 def test_state_is_restored_after_the_run_even_on_an_exception():
     """The random module's state and the real functions come back, exception or not."""
     random.seed(99)

@@ -15,11 +15,15 @@ import pytest
 from shimeji.exceptions import ConfigurationError
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
-from shimeji.sim.clock import VirtualTime, keep_virtual_time, real_perf_counter
+from shimeji.sim.clock import VirtualTime, keep_virtual_time, kept_on_demand, real_perf_counter
 
-from .test_virtual_time_patches import REAL, assert_no_patch_left
+from .test_virtual_time_patches import REAL, assert_no_patch_left, current
 
 UTC = datetime.timezone.utc
+
+# keep_virtual_time() itself, from an unpatched process: the plugin's per-test
+# patching (kept_on_demand) is turned off for these tests.
+pytestmark = pytest.mark.shimeji_patch_per_cluster
 
 
 class Sleeper:
@@ -121,4 +125,66 @@ def test_nested_blocks_are_the_outer_one():
             run(0, datetime.datetime(2024, 1, 1, tzinfo=UTC), 1)
         assert time.time is patched_time
         assert_real_time()
+    assert_no_patch_left()
+
+
+# -- kept_on_demand(): patched at the first cluster, kept to the block's end --------------
+
+
+def test_a_block_without_a_cluster_patches_nothing():
+    with kept_on_demand():
+        assert current() == REAL
+        assert_real_time()
+    assert_no_patch_left()
+
+
+def test_the_first_cluster_patches_for_the_block_and_the_next_ones_reuse_it():
+    start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    outside = run(5, start, 0.5)
+    with kept_on_demand():
+        assert current() == REAL
+        first = run(5, start, 0.5)
+        patched = current()
+        assert patched["time.sleep"] is not REAL["time.sleep"]  # kept after it stopped
+        assert_real_time()  # yet time and sleep are real between clusters
+        second = run(5, start, 0.5)
+        assert current() == patched  # the same stand-ins: nothing patched again
+    assert_no_patch_left()
+    assert first == second == outside  # the same trace as a cluster patching for itself
+
+
+def test_a_cluster_running_at_the_end_of_the_block_keeps_the_patches_until_it_stops():
+    """As a longer-lived fixture's cluster does: it started inside a test's block."""
+    start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    block = kept_on_demand()
+    block.__enter__()
+    cluster = SimCluster(start_time=start)
+    cluster.start()
+    block.__exit__(None, None, None)
+    try:
+        cluster.add_service(Sleeper)
+        assert cluster.rpc.sleeper.nap(30)["slept"] == 30
+        assert time.time() == pytest.approx(start.timestamp() + 30, abs=0.01)
+    finally:
+        cluster.stop()
+    assert_no_patch_left()
+    assert run(0, start, 1)[0]  # and the next cluster patches for itself
+
+
+def test_inside_a_block_nested_blocks_hosts_and_keep_virtual_time_are_the_block():
+    start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    with kept_on_demand():
+        run(0, start, 1)
+        patched = current()
+        with kept_on_demand(), keep_virtual_time(), VirtualTime.hosting():
+            run(1, start, 1)
+            assert current() == patched
+        assert current() == patched
+    assert_no_patch_left()
+
+
+def test_a_block_entered_while_a_cluster_runs_is_a_no_op():
+    with SimCluster() as cluster, kept_on_demand():
+        cluster.add_service(Sleeper)
+        assert cluster.rpc.sleeper.nap(1)["slept"] == 1
     assert_no_patch_left()

@@ -75,6 +75,7 @@ def test_sleep_in_the_test_advances_virtual_time():
         assert cluster.elapsed() == 30
 
 
+@pytest.mark.shimeji_patch_per_cluster  # the process as the cluster leaves it
 def test_real_time_comes_back_after_stop():
     """After the cluster stops, the real clock and sleep are back."""
     with SimCluster():

@@ -38,6 +38,10 @@ REAL = {
 }
 INSPECTION_LIMIT = freezegun.api.call_stack_inspection_limit
 
+# These tests check the process as each cluster leaves it: the plugin's per-test
+# patching (kept_on_demand) is turned off for them.
+pytestmark = pytest.mark.shimeji_patch_per_cluster
+
 
 def current() -> dict[str, object]:
     return {

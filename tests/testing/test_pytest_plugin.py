@@ -267,3 +267,55 @@ def test_roll(sim_cluster):
             '*"body"*result*',
         ]
     )
+
+
+PATCHES_PER_TEST = (
+    SERVICE
+    + """
+import time
+
+from hypothesis import given, settings, strategies as st
+
+from shimeji.sim import SimCluster
+
+REAL_SLEEP = time.sleep
+seen = []
+
+@settings(max_examples=20, deadline=None, database=None)
+@given(st.integers(0, 100))
+def test_a_cluster_per_example(a):
+    with SimCluster() as cluster:
+        cluster.add_service(Calculator)
+        assert cluster.rpc.calculator.add(a, 1) == a + 1
+        time.sleep(3600)  # virtual: the test would not end otherwise
+        seen.append(time.sleep)
+    seen.append(time.sleep)
+
+def test_after():
+    assert time.sleep is REAL_SLEEP
+    print("stand-ins between clusters:", len({id(f) for f in seen if f is not REAL_SLEEP}))
+    print("real between clusters:", sum(f is REAL_SLEEP for f in seen))
+"""
+)
+
+
+def test_a_test_patches_for_virtual_time_once_and_undoes_it_at_its_end(
+    pytester: pytest.Pytester,
+):
+    """A Hypothesis test building a cluster per example patches the process at its
+    first cluster and keeps the patches to its end (one stand-in throughout);
+    the next test finds the process as it was."""
+    pytester.makepyfile(PATCHES_PER_TEST)
+    # In a process of its own: the patches are the process's.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*stand-ins between clusters: 1", "real between clusters: 0"])
+
+
+def test_patch_per_cluster_undoes_the_patches_as_each_cluster_stops(pytester: pytest.Pytester):
+    pytester.makepyfile(PATCHES_PER_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-s", "--shimeji-patch-per-cluster"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["real between clusters: 20"])
