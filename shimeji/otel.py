@@ -20,8 +20,10 @@ conventions:
   worker end, current while the method runs (spans the method opens are its
   children); an exception in the method sets its status to ERROR;
 - a PRODUCER span per event dispatched, ``{source}.events {event_type}
-  publish``, and a CONSUMER span (in place of the SERVER one) for each
-  handler's worker, ``{service}/{method}``, a child of the PRODUCER span.
+  publish``, from dispatch until the broker has the event (publish retries
+  are events of the span; a publish that fails sets ERROR), and a CONSUMER
+  span (in place of the SERVER one) for each handler's worker,
+  ``{service}/{method}``, a child of the PRODUCER span.
 
 The trace context crosses services in the context data: the client span is
 written as W3C ``traceparent`` (and ``tracestate``) context data keys, which
@@ -101,7 +103,8 @@ class OpenTelemetryTracer:
     ) -> Mapping[str, Any]:
         """Start the call's CLIENT span and add its trace context to the context
         data. With ``event`` (``service`` the source, ``method`` the event type),
-        a PRODUCER span for an event dispatched instead, ended at once."""
+        a PRODUCER span for an event dispatched instead, ended once it is
+        published (``published``) or publishing fails."""
         with self._lock:
             worker = self._workers.get(call_id or "")
         parent = None  # the current context: the caller's own spans, if any
@@ -128,7 +131,10 @@ class OpenTelemetryTracer:
             )
             carrier: dict[str, str] = {}
             self._propagator.inject(carrier, context=trace.set_span_in_context(span))
-            span.end()
+            # Open until the broker has the event (``published``) or publishing
+            # fails (``publish_failed``); its retries are events of the span.
+            with self._lock:
+                self._calls[correlation_id] = span
             return {**context_data, **carrier}
         span = self._tracer.start_span(
             f"{service}/{method}",
@@ -164,6 +170,11 @@ class OpenTelemetryTracer:
             span.set_attribute("error.type", error)
             span.set_status(Status(StatusCode.ERROR, detail or error))
         span.end()
+
+    def published(self, correlation_id: str) -> None:
+        """The event that travels with ``correlation_id`` reached the broker: its
+        PRODUCER span ends."""
+        self._end_call(correlation_id, None)
 
     # -- events -----------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from shimeji.core.extensions import DependencyProvider, Entrypoint
 from shimeji.core.quoting import escape, quote
 from shimeji.core.retry import with_retry
 from shimeji.core.runtime import Runtime
-from shimeji.core.tracing import Tracer
+from shimeji.core.tracing import Tracer, tell_published
 from shimeji.core.transport import Consumer, Delivery, Message, Transport
 
 __all__ = [
@@ -149,6 +149,8 @@ def publish_event(
         correlation_id=event_id,
         call_id=call_id,
     )
+    if tracer.enabled:
+        tell_published(tracer, event_id)
     return event_id
 
 

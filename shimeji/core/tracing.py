@@ -17,7 +17,15 @@ from typing import Any, Protocol
 
 from shimeji.core.events import Event, new_event
 
-__all__ = ["NullTracer", "Step", "Tracer", "Tracers", "stepper", "tracer_adds_context"]
+__all__ = [
+    "NullTracer",
+    "Step",
+    "Tracer",
+    "Tracers",
+    "stepper",
+    "tell_published",
+    "tracer_adds_context",
+]
 
 
 class Tracer(Protocol):
@@ -33,6 +41,11 @@ class Tracer(Protocol):
     A tracer whose ``request_context`` always returns the context data it is
     given may say so with a class attribute ``adds_context = False``: clients
     then do not ask it, once per request (``tracer_adds_context``).
+
+    A tracer may also have a method ``published(correlation_id)``, told when an
+    event dispatched (``request_context(..., event=True)``) has reached the
+    broker (``tell_published``); a failed publish is the ``publish_failed``
+    event, as for a request.
     """
 
     enabled: bool
@@ -109,8 +122,21 @@ class Tracers:
                 context_data = tracer.request_context(context_data, **call)
         return context_data
 
+    def published(self, correlation_id: str) -> None:
+        for tracer in self.tracers:
+            if tracer.enabled:
+                tell_published(tracer, correlation_id)
+
     def __repr__(self) -> str:
         return f"<Tracers {list(self.tracers)!r}>"
+
+
+def tell_published(tracer: Tracer, correlation_id: str) -> None:
+    """Tell ``tracer`` that the event travelling with ``correlation_id`` reached
+    the broker, if it has a ``published`` method."""
+    published = getattr(tracer, "published", None)
+    if published is not None:
+        published(correlation_id)
 
 
 def tracer_adds_context(tracer: Tracer) -> bool:

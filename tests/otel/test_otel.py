@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -15,6 +16,7 @@ from shimeji.exceptions import RemoteError, RpcTimeout
 from shimeji.otel import OpenTelemetryTracer
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
+from shimeji.sim.faults import BrokerOutage, FaultPlan
 
 
 class Calculator:
@@ -211,3 +213,42 @@ def test_an_event_is_a_producer_span_and_its_handlers_consumer_spans(spans):
     assert dispatch.message.headers["nameko.traceparent"] == (
         f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
     )
+
+
+class SlowShop:
+    name = "slowshop"
+    dispatch = EventDispatcher()
+
+    @rpc
+    def sell(self, item):
+        time.sleep(1)  # virtual: the broker goes down meanwhile
+        self.dispatch("sold", {"item": item})
+
+
+def test_a_producer_span_lasts_until_the_broker_has_the_event(spans):
+    """Dispatched while the broker is down, the event is published once it is back:
+    its PRODUCER span covers the retries, each an event of the span."""
+    provider, exporter = spans
+    outage = FaultPlan([BrokerOutage(at=0.5, duration=2.0)])
+    with SimCluster(seed=0, tracer=OpenTelemetryTracer(provider), faults=outage) as cluster:
+        cluster.add_service(SlowShop)
+        cluster.rpc_proxy(timeout=30).slowshop.sell("apple")
+    producer = by_name(exporter, "slowshop.events sold publish", SpanKind.PRODUCER)
+    assert producer.status.status_code is StatusCode.UNSET
+    retries = [event for event in producer.events if event.name == "publish retry"]
+    assert retries
+    # From the dispatch (t=1 s) to the publish that went through (the broker is
+    # back at t=2.5 s), in virtual time.
+    assert 1.5e9 <= producer.end_time - producer.start_time < 3e9
+
+
+def test_a_producer_span_whose_publish_fails_is_an_error(spans):
+    provider, exporter = spans
+    outage = FaultPlan([BrokerOutage(at=0.5, duration=120.0)])
+    with SimCluster(seed=0, tracer=OpenTelemetryTracer(provider), faults=outage) as cluster:
+        cluster.add_service(SlowShop)
+        with pytest.raises(RpcTimeout):  # its reply cannot be published either
+            cluster.rpc_proxy(timeout=60).slowshop.sell("apple")
+    producer = by_name(exporter, "slowshop.events sold publish", SpanKind.PRODUCER)
+    assert producer.status.status_code is StatusCode.ERROR
+    assert producer.attributes["error.type"] == "PublishFailed"
