@@ -24,7 +24,14 @@ from typing import Any
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.sim.entropy import SeededEntropy
 
-__all__ = ["DEFAULT_START", "VirtualClock", "VirtualTime", "keep_virtual_time", "kept_on_demand"]
+__all__ = [
+    "DEFAULT_START",
+    "OnDemand",
+    "VirtualClock",
+    "VirtualTime",
+    "keep_virtual_time",
+    "kept_on_demand",
+]
 
 #: Where virtual time starts unless a cluster is told otherwise.
 DEFAULT_START = _dt.datetime(2024, 1, 1, tzinfo=_dt.timezone.utc)
@@ -167,7 +174,7 @@ class VirtualTime:
         self._undo: contextlib.ExitStack | None = None
         self._hosting = False
         self._guest: VirtualTime | None = None
-        #: a host's own end, due once its running guest stops (see ``kept_on_demand``)
+        #: a host's own end, due once its running guest stops (see ``OnDemand``)
         self._end_after_guest: Callable[[], None] | None = None
         # With freezegun's fallback (see _tune_freezegun): makes a clock push its moves.
         self._pusher: Callable[[VirtualClock], Callable[[], None]] | None = None
@@ -222,7 +229,7 @@ class VirtualTime:
 
         waiting: contextlib.ExitStack | None = getattr(_on_demand, "block", None)
         if waiting is not None and not self._hosting and _owner is None:
-            # The first cluster of a kept_on_demand() block: patch for the block.
+            # The first cluster since an OnDemand was armed: patch for it.
             _on_demand.block = None
             waiting.enter_context(VirtualTime.hosting())
         with _owner_lock:
@@ -425,31 +432,63 @@ def real_perf_counter() -> float:
 _on_demand = threading.local()
 
 
+class OnDemand:
+    """Virtual time's patches made by the first cluster started on virtual time
+    on this thread once this is ``arm()``-ed, and kept for the clusters after it
+    (as ``keep_virtual_time()`` keeps them) until ``end()``. Nothing is patched
+    if no cluster starts. ``end()`` while a cluster still runs (one a
+    longer-lived fixture holds) leaves the patches until it stops.
+
+    The pytest plugin holds one across tests (``kept_on_demand`` is the block
+    form): a Hypothesis test building a cluster per example patches the process
+    once, and so does a run of tests on the ``sim_cluster`` fixture."""
+
+    def __init__(self) -> None:
+        self._block: contextlib.ExitStack | None = None
+
+    def arm(self) -> bool:
+        """Let the next cluster of this thread patch for this object; False (a
+        no-op) if a cluster or a host already runs or another one is armed."""
+        if getattr(_on_demand, "block", None) is not None or _owner is not None:
+            return False
+        self._block = _on_demand.block = contextlib.ExitStack()
+        return True
+
+    @property
+    def patched(self) -> bool:
+        """Whether a cluster started since ``arm()``: the process is patched."""
+        return self._block is not None and getattr(_on_demand, "block", None) is not self._block
+
+    def disarm(self) -> None:
+        """No cluster is to patch for this object any more (patches made stay)."""
+        if self._block is not None and getattr(_on_demand, "block", None) is self._block:
+            _on_demand.block = None
+            self._block = None
+
+    def end(self) -> None:
+        """Undo the patches (once the cluster running now, if any, stops)."""
+        self.disarm()
+        block, self._block = self._block, None
+        if block is None:
+            return
+        host = _owner  # the block's (hosts do not nest)
+        if host is not None and host._guest is not None:
+            host._end_after_guest = block.close
+        else:
+            block.close()
+
+
 @contextlib.contextmanager
 def kept_on_demand() -> Iterator[None]:
     """``keep_virtual_time()`` from the first cluster started on virtual time
-    inside this block (on this thread) to the block's end; nothing is patched
-    if none starts. The pytest plugin runs each test in one, so that a
-    Hypothesis test building a cluster per example patches the process once,
-    not once per example. A cluster still running when the block ends (one a
-    longer-lived fixture holds) keeps the patches until it stops. Nested
-    blocks, and blocks entered while a cluster runs, are no-ops."""
-    if getattr(_on_demand, "block", None) is not None or _owner is not None:
-        yield
-        return
-    block = contextlib.ExitStack()
-    _on_demand.block = block
+    inside this block (on this thread) to the block's end (``OnDemand``).
+    Nested blocks, and blocks entered while a cluster runs, are no-ops."""
+    on_demand = OnDemand()
+    on_demand.arm()
     try:
         yield
     finally:
-        if _on_demand.block is block:  # no cluster started: nothing was patched
-            _on_demand.block = None
-        else:
-            host = _owner  # the block's (hosts do not nest)
-            if host is not None and host._guest is not None:
-                host._end_after_guest = block.close
-            else:
-                block.close()
+        on_demand.end()
 
 
 @contextlib.contextmanager

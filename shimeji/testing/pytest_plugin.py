@@ -25,12 +25,15 @@ line that replays it: ``pytest NODEID --shimeji-replay=FILE``.
 the marker for the whole session.
 
 Virtual time's patches of the process (``shimeji.sim.clock.VirtualTime``) are
-made at a test's first cluster and undone at its end (``kept_on_demand``),
-not for each cluster: a Hypothesis test that builds a cluster per example
-pays them once. Between two clusters of a test, time and sleep are real, as
-after ``keep_virtual_time()``. ``--shimeji-patch-per-cluster`` (or the
-marker ``@pytest.mark.shimeji_patch_per_cluster`` on one test) undoes them
-each time a cluster stops.
+made at a test's first cluster and kept to the test's end, not made and
+undone for each cluster: a Hypothesis test that builds a cluster per example
+pays for them once. They are kept on into the next test if it takes
+``sim_cluster``, and undone before any other test starts, so a run of
+``sim_cluster`` tests pays once too (``shimeji.sim.clock.OnDemand``). Between
+two clusters, time and sleep are real, as after ``keep_virtual_time()``.
+``--shimeji-patch-per-cluster`` (or the marker
+``@pytest.mark.shimeji_patch_per_cluster`` on one test) undoes them each time
+a cluster stops.
 
 When a test that used the fixture fails, its report shows the seed, the fault
 plan, a command that replays it, and the end of its trace.
@@ -59,7 +62,7 @@ import pytest
 
 from shimeji.core.exceptions import ConfigurationError
 from shimeji.sim import SimCluster
-from shimeji.sim.clock import kept_on_demand, real_perf_counter
+from shimeji.sim.clock import OnDemand, real_perf_counter
 from shimeji.sim.faults import FaultPlan
 from shimeji.testing import explore as exploration
 
@@ -71,6 +74,7 @@ __all__ = [
     "pytest_pyfunc_call",
     "pytest_runtest_call",
     "pytest_runtest_makereport",
+    "pytest_sessionfinish",
     "replay_command",
     "sim_cluster",
 ]
@@ -252,18 +256,48 @@ def sim_cluster(request: pytest.FixtureRequest) -> Iterator[SimCluster]:
         cluster.stop()
 
 
+_KEPT = pytest.StashKey[OnDemand]()
+
+
+def _per_cluster(item: pytest.Item) -> bool:
+    return bool(
+        item.config.getoption("--shimeji-patch-per-cluster")
+        or item.get_closest_marker("shimeji_patch_per_cluster")
+    )
+
+
 @pytest.fixture(autouse=True)
-def _shimeji_virtual_time_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Each test runs in a ``kept_on_demand()`` block (see the module docstring);
-    an autouse fixture, so that it ends after the test's own fixtures, and a
-    failure to undo the patches is the test's teardown error."""
-    if request.config.getoption("--shimeji-patch-per-cluster") or request.node.get_closest_marker(
-        "shimeji_patch_per_cluster"
-    ):
+def _shimeji_virtual_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Virtual time's patches, made at a test's first cluster and kept to its end,
+    and on into the next test if that one takes ``sim_cluster`` (see the module
+    docstring). An autouse fixture, so that it ends after the test's own."""
+    config, item = request.config, request.node
+    kept = config.stash.get(_KEPT, None)
+    if kept is not None and (_per_cluster(item) or "sim_cluster" not in request.fixturenames):
+        del config.stash[_KEPT]
+        kept.end()  # this test starts from the process as it was
+        kept = None
+    if _per_cluster(item):
         yield
         return
-    with kept_on_demand():
+    on_demand = kept or OnDemand()
+    if kept is None and not on_demand.arm():  # a longer-lived fixture's cluster runs
         yield
+        return
+    try:
+        yield
+    finally:
+        if on_demand.patched:
+            config.stash[_KEPT] = on_demand
+        else:
+            on_demand.disarm()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    kept = session.config.stash.get(_KEPT, None)
+    if kept is not None:
+        del session.config.stash[_KEPT]
+        kept.end()
 
 
 def replay_command(

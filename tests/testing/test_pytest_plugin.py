@@ -319,3 +319,75 @@ def test_patch_per_cluster_undoes_the_patches_as_each_cluster_stops(pytester: py
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["real between clusters: 20"])
+
+
+def test_a_run_of_sim_cluster_tests_patches_once_and_the_next_other_test_finds_none(
+    pytester: pytest.Pytester,
+):
+    """Patches made for a sim_cluster test are kept for the next sim_cluster test
+    (the same host), and undone before a test that does not take the fixture."""
+    pytester.makepyfile(
+        SERVICE
+        + """
+import time
+
+from shimeji.sim import clock
+
+REAL = {"sleep": time.sleep}  # (a module global holding it would be patched too)
+hosts = []
+
+def test_one(sim_cluster):
+    sim_cluster.add_service(Calculator)
+    assert sim_cluster.rpc.calculator.add(1, 2) == 3
+    hosts.append(clock._owner)
+
+def test_two(sim_cluster):
+    assert time.sleep is not REAL["sleep"]
+    hosts.append(clock._owner)
+
+def test_plain():
+    assert time.sleep is REAL["sleep"] and clock._owner is None
+    assert len(hosts) == 2 and hosts[0] is hosts[1] and hosts[0]._hosting
+
+def test_three(sim_cluster):
+    hosts.append(clock._owner)
+
+def test_last():
+    assert time.sleep is REAL["sleep"] and clock._owner is None
+    assert hosts[2] is not hosts[0]  # patched again after test_plain
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+
+
+def test_a_cluster_left_running_keeps_its_patches_until_it_stops(pytester: pytest.Pytester):
+    """A cluster a test leaves running (for a later test to stop) keeps virtual
+    time past the end of the patches it started under."""
+    pytester.makepyfile(
+        SERVICE
+        + """
+import time
+
+from shimeji.sim import SimCluster, clock
+
+LEFT = []
+
+def test_start():
+    cluster = SimCluster()
+    cluster.start()
+    cluster.add_service(Calculator)
+    LEFT.append(cluster)
+
+def test_use_then_stop():
+    cluster = LEFT[0]
+    assert cluster.rpc.calculator.add(1, 2) == 3
+    before = cluster.now()
+    time.sleep(30)  # virtual, still
+    assert cluster.now() - before == 30
+    cluster.stop()
+    assert clock._owner is None and time.sleep.__module__ == "time"
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
