@@ -186,12 +186,7 @@ class VirtualTime:
         this thread (each a guest, see the class docstring); undo it all at the end.
         Inside a host of this thread's with no guest running, that host serves."""
         host = _owner
-        if (
-            host is not None
-            and host._hosting
-            and host._guest is None
-            and host._thread_id == threading.get_ident()
-        ):
+        if host is not None and host._free_host():
             yield host
             return
         host = cls(VirtualClock(), lambda seconds: False)
@@ -201,6 +196,10 @@ class VirtualTime:
             yield host
         finally:
             host.stop()
+
+    def _free_host(self) -> bool:
+        """Whether this is a host of ``hosting()`` on this thread with no guest running."""
+        return self._hosting and self._guest is None and self._thread_id == threading.get_ident()
 
     def _active(self) -> VirtualTime:
         """The guest running now, or this VirtualTime itself."""
@@ -234,12 +233,7 @@ class VirtualTime:
             waiting.enter_context(VirtualTime.hosting())
         with _owner_lock:
             host = _owner
-            if (
-                host is not None
-                and host._hosting
-                and host._guest is None
-                and host._thread_id == threading.get_ident()
-            ):
+            if host is not None and host._free_host():
                 host._guest = self
             elif host is not None:
                 raise ConfigurationError(
