@@ -10,7 +10,8 @@ Prints, measured in the same run:
   baseline, a direct call of the method on a ``worker_factory`` instance;
 - the set-up of a nameko-style test per second: a cluster, a container from
   ``SimContainer`` with a dependency replaced, started, one hooked call,
-  stopped;
+  stopped; with virtual time patched for each cluster, and once for a run
+  of such tests, as the pytest plugin does;
 - with nameko 2.14.1's python (``--nameko-python`` or
   ``SHIMEJI_NAMEKO_PYTHON``), nameko's own ``entrypoint_hook`` on a container
   whose only entrypoint is ``@dummy`` (nameko needs no broker for that),
@@ -20,6 +21,7 @@ Prints, measured in the same run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from shimeji.rpc import RpcProxy, rpc  # noqa: E402
 from shimeji.sim import SimCluster  # noqa: E402
+from shimeji.sim.clock import keep_virtual_time  # noqa: E402
 from shimeji.sim.clock import real_perf_counter as clock  # noqa: E402
 from shimeji.testing import worker_factory  # noqa: E402
 from shimeji.testing.containers import SimContainer  # noqa: E402
@@ -82,16 +85,25 @@ def round_trips(calls: int) -> float:
         return clock() - start
 
 
-def test_setups(count: int) -> float:
+def test_setups(count: int, kept: bool = False) -> float:
+    """``count`` test set-ups; ``kept``: virtual time's patches kept from one to
+    the next, as the pytest plugin keeps them over a run of tests that take
+    ``sim_cluster`` (as nameko's fixtures here do), else made per cluster."""
+    block = keep_virtual_time() if kept else contextlib.nullcontext()
     start = clock()
-    for _ in range(count):
-        with SimCluster() as cluster:
-            container = SimContainer(cluster, Calculator, {"max_workers": 2})
-            replace_dependencies(container, "audit")
-            container.start()
-            with entrypoint_hook(container, "multiply") as multiply:
-                assert multiply(6, 7) == 42
+    with block:
+        for _ in range(count):
+            one_setup()
     return clock() - start
+
+
+def one_setup() -> None:
+    with SimCluster() as cluster:
+        container = SimContainer(cluster, Calculator, {"max_workers": 2})
+        replace_dependencies(container, "audit")
+        container.start()
+        with entrypoint_hook(container, "multiply") as multiply:
+            assert multiply(6, 7) == 42
 
 
 NAMEKO_HOOK = """
@@ -155,6 +167,7 @@ def main() -> None:
     hook = best_rate(hooked, calls, repeats)
     rpc_rate = best_rate(round_trips, calls, repeats)
     setup_rate = best_rate(test_setups, setups, repeats)
+    kept_rate = best_rate(lambda n: test_setups(n, kept=True), setups, repeats)
     nameko = nameko_hook_rate(args.nameko_python, calls, repeats)
 
     print(
@@ -168,6 +181,7 @@ def main() -> None:
         ("entrypoint_hook call (worker, no broker)", hook),
         ("RPC round trip through cluster.rpc", rpc_rate),
         ("test set-up: cluster, container, replace, hook, stop", setup_rate),
+        ("  the same, patched once for a run of tests (pytest)", kept_rate),
     ]
     if nameko is not None:
         rows.append(("nameko 2.14.1 entrypoint_hook call (eventlet)", nameko))
