@@ -149,9 +149,7 @@ def as_expected_but_for_slow_calls(plan, outcome):
             want = {"error": f"ValueError failed {want.value}"}
         if child == want:
             continue
-        timed_out = isinstance(child, dict) and str(child.get("error", "")).startswith(
-            "RpcTimeout"
-        )
+        timed_out = isinstance(child, dict) and str(child.get("error", "")).startswith("RpcTimeout")
         if timed_out and longest(call.plan) >= NESTED_TIMEOUT:
             continue
         if not as_expected_but_for_slow_calls(call.plan, child):

@@ -49,8 +49,14 @@ def test_failure_path_example_fails_shrinks_and_is_fixed(tmp_path):
     (tmp_path / "test_payments.py").write_text(code)
     done = subprocess.run(
         [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "--hypothesis-seed=0", "test_payments.py",
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--hypothesis-seed=0",
+            "test_payments.py",
         ],
         cwd=tmp_path,
         capture_output=True,

@@ -44,9 +44,7 @@ class ServiceContainer(SimContainer):
     def __init__(self, service_cls: type, config: Mapping[str, Any] | None = None) -> None:
         cluster, self._owns_cluster = _cluster()
         try:
-            super().__init__(
-                cluster, service_cls, config, extra_config_keys=set(config or ())
-            )
+            super().__init__(cluster, service_cls, config, extra_config_keys=set(config or ()))
         except BaseException:
             if self._owns_cluster:
                 cluster.stop(raise_crashes=False)
@@ -94,8 +92,9 @@ def get_container_cls(config: Mapping[str, Any] | None = None) -> type:
 
 
 @contextmanager
-def run_services(*services: type, config: Mapping[str, Any] | None = None, **kwargs: Any
-                 ) -> Iterator[ServiceRunner]:
+def run_services(
+    *services: type, config: Mapping[str, Any] | None = None, **kwargs: Any
+) -> Iterator[ServiceRunner]:
     """nameko's ``run_services(config, *services)``, also as ``run_services(*services,
     config=...)``: a started runner, stopped (``kill_on_exit=True``: killed) on exit."""
     if services and isinstance(services[0], Mapping):

@@ -111,8 +111,10 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: Any = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "nameko" and not fullname.startswith("nameko.") and (
-            fullname != "eventlet" and not fullname.startswith("eventlet.")
+        if (
+            fullname != "nameko"
+            and not fullname.startswith("nameko.")
+            and (fullname != "eventlet" and not fullname.startswith("eventlet."))
         ):
             return None
         why = _unsupported(fullname)
@@ -206,4 +208,3 @@ def installed() -> Iterator[None]:
     finally:
         if not was:
             uninstall()
-

@@ -56,6 +56,7 @@ def _pass_result(
 ) -> tuple[Any, ExcInfo | None]:
     return result, exc_info
 
+
 #: What views show in place of a sensitive argument (``@rpc(sensitive_arguments=...)``).
 REDACTED = "********"
 
@@ -81,8 +82,6 @@ def get_service_name(service_cls: Any) -> str:
     if problem:
         raise ConfigurationError(f"service class {service_cls.__qualname__}: {problem}")
     return name  # type: ignore[no-any-return]
-
-
 
 
 class WorkerContext:
@@ -128,9 +127,7 @@ class WorkerContext:
         tracked = container.settings.parent_calls_tracked
         #: the callers' call ids, oldest first, as far as they are tracked
         parents = parent_call_id_stack[-tracked:] if tracked else []  # a copy
-        self.parent_call_id_stack: list[str] = (
-            parents if type(parents) is list else list(parents)
-        )
+        self.parent_call_id_stack: list[str] = parents if type(parents) is list else list(parents)
         self.call_id_stack: list[str] = [*self.parent_call_id_stack, self.call_id]
 
     @property
@@ -433,8 +430,12 @@ class ServiceContainer:
                 fn()
             except Exception as exc:  # a kill unwinds as a BaseException, not caught
                 if self.alive:
-                    log.error("%s: managed thread %s failed", self.replica_name, name,
-                              exc_info=(type(exc), exc, exc.__traceback__))
+                    log.error(
+                        "%s: managed thread %s failed",
+                        self.replica_name,
+                        name,
+                        exc_info=(type(exc), exc, exc.__traceback__),
+                    )
                     self.kill(exc)
 
         task = self.runtime.spawn(run, name=name)
@@ -504,8 +505,8 @@ class ServiceContainer:
                 kwargs = worker_ctx.kwargs
                 try:
                     # (no keyword arguments: no dict made to pass none)
-                    result = method(*worker_ctx.args, **kwargs) if kwargs else method(
-                        *worker_ctx.args
+                    result = (
+                        method(*worker_ctx.args, **kwargs) if kwargs else method(*worker_ctx.args)
                     )
                 except _CALL_ERRORS as exc:
                     exc_info = (type(exc), exc, exc.__traceback__)

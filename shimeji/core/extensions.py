@@ -217,9 +217,7 @@ class Entrypoint(Extension):
         _SIGNATURES[fn] = (key, signature)
         return signature
 
-    def bind_arguments(
-        self, signature: inspect.Signature, args: Any, kwargs: Any
-    ) -> None:
+    def bind_arguments(self, signature: inspect.Signature, args: Any, kwargs: Any) -> None:
         """Check that ``args`` and ``kwargs`` fit the method (``signature``, its
         ``self`` first); ``IncorrectSignature`` naming its parameters if not."""
         try:

@@ -190,9 +190,7 @@ class SimHttpClient(HttpClient):
                 ),
             )
         )
-        self.cluster.scheduler.spawn(
-            self._serve, replica, exchange, name=f"{replica.name}:http"
-        )
+        self.cluster.scheduler.spawn(self._serve, replica, exchange, name=f"{replica.name}:http")
 
     def _pick(self, service: str) -> SimReplica | None:
         running = [
@@ -264,8 +262,7 @@ class SimHttpClient(HttpClient):
                 method=exchange.name,
                 correlation_id=exchange.corr,
                 detail=f"{exchange.request.method} {exchange.request.full_path.rstrip('?')}: "
-                f"{status}"
-                + (f" ({why})" if why != status else ""),
+                f"{status}" + (f" ({why})" if why != status else ""),
             )
         )
 

@@ -129,6 +129,8 @@ _POOL_SIZE = 64
 
 def _when_seq(entry: tuple[int, int, Any, Any, Any]) -> tuple[int, int]:
     return entry[0], entry[1]
+
+
 _pools = threading.local()
 
 

@@ -71,9 +71,7 @@ def schedules(max_choices: int = 64) -> st.SearchStrategy[tuple[int, ...]]:
     bytes, two choices to a byte: one choice for Hypothesis, where a list of
     integers costs it two per element (and as long, on average, as such a list).
     """
-    return st.binary(max_size=(max_choices + 1) // 2).map(
-        functools.partial(_nibbles, max_choices)
-    )
+    return st.binary(max_size=(max_choices + 1) // 2).map(functools.partial(_nibbles, max_choices))
 
 
 def _nibbles(limit: int, raw: bytes) -> tuple[int, ...]:

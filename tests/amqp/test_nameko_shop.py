@@ -56,8 +56,13 @@ def shop(broker_uri: str, nameko_python: str, tmp_path: Path) -> Iterator[int]:
     )
     nameko_bin = str(Path(nameko_python).with_name("nameko"))
     products = subprocess.Popen(
-        [nameko_bin, "run", "--config", str(nameko_config),
-         "examples.nameko_shop.services:ProductsService"],
+        [
+            nameko_bin,
+            "run",
+            "--config",
+            str(nameko_config),
+            "examples.nameko_shop.services:ProductsService",
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -190,8 +190,14 @@ def test_gateway_places_and_reads_an_order(cluster):
         if not event.is_reply and event.message.headers.get("nameko.user_id") == "42"
     }
     assert reached == {
-        "gateway", "order_service", "payment_service", "inventory_service", "email_service",
-        "order_db", "customer_service", "shipping_service",
+        "gateway",
+        "order_service",
+        "payment_service",
+        "inventory_service",
+        "email_service",
+        "order_db",
+        "customer_service",
+        "shipping_service",
     }
 
 
@@ -202,7 +208,8 @@ def test_gateway_answers_bad_orders_with_400(cluster):
     before = len(cluster.trace.filter("publish"))
     answer = cluster.http.post("/orders", data="{not json")
     assert (answer.status_code, answer.text) == (
-        400, "Error: BadRequest: the body must be a JSON order\n"
+        400,
+        "Error: BadRequest: the body must be a JSON order\n",
     )
     answer = cluster.http.post("/orders", json={"order_id": 2})
     assert answer.status_code == 400

@@ -78,8 +78,13 @@ def test_the_property_catches_a_handler_that_is_not_idempotent(tmp_path):
     )
     env = dict(os.environ, PYTHONPATH=str(tmp_path), SHIMEJI_PIN_HASHSEED="0")
     done = subprocess.run(
-        [sys.executable, str(driver)], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=300, check=False,
+        [sys.executable, str(driver)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()

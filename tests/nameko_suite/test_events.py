@@ -328,7 +328,9 @@ def test_event_handler(sim_cluster, container_factory):
     pooled = queues["evt-srcservice-eventtype--destservice.pooled"]
     assert (pooled.durable, pooled.auto_delete, pooled.owner) == (True, False, None)
 
-    (broadcast,) = [n for n in queues if n.startswith("evt-srcservice-eventtype--destservice.broadcast-")]
+    (broadcast,) = [
+        n for n in queues if n.startswith("evt-srcservice-eventtype--destservice.broadcast-")
+    ]
     identifier = broadcast.rsplit("-", 1)[1]
     assert len(identifier) == 32 and int(identifier, 16) >= 0  # a uuid's hex, as nameko's
     assert queues[broadcast].owner is not None  # exclusive
@@ -350,7 +352,9 @@ class TestReliableDeliveryEventHandlerConfigurationError:
         class Service:
             name = "destservice"
 
-            @event_handler("srcservice", "eventtype", handler_type=BROADCAST, reliable_delivery=True)
+            @event_handler(
+                "srcservice", "eventtype", handler_type=BROADCAST, reliable_delivery=True
+            )
             def foobar(self, evt):
                 pass  # pragma: no cover
 

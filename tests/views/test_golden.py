@@ -28,9 +28,7 @@ def test_example_timelines(name):
     assert_golden(render(example_log(name), "text"), GOLDEN / f"{name}.txt")
 
 
-@pytest.mark.parametrize(
-    "name", ["orders", "user_score", "timeouts", "notifications", "gateway"]
-)
+@pytest.mark.parametrize("name", ["orders", "user_score", "timeouts", "notifications", "gateway"])
 def test_example_diagrams(name):
     """The mermaid diagram of the nested and the parallel calls, of events, and of
     HTTP requests through a gateway."""
