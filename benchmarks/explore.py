@@ -167,6 +167,7 @@ def main() -> None:
                 f"{rate:,.0f}",
                 f"{rate / baseline:.2f}x",
             )
+        row("100,000 schedules at the 2-process rate", f"{100_000 / rate:,.0f} s")
 
         hypothesis_buggy, body_buggy = load(Path(folder), fixed=False, examples=2000)
         print(f"\n2. time to the bug from a cold start (median over {seeds} seeds)")
