@@ -13,7 +13,8 @@ written. Printed:
    run, is the README's Hypothesis property (``fault_plans``) on the same
    fixed service, in examples per second, patched for virtual time once for
    the test as under pytest (and, for reference, once per cluster, as
-   outside pytest without ``keep_virtual_time``).
+   outside pytest without ``keep_virtual_time``); and how long 100,000
+   schedules take at the two-process rate.
 2. Time to the bug from a cold start: for each of several exploration seeds,
    a fresh exploration of the buggy service until its first failure, and the
    shrinking after it; medians over the seeds. The baseline is Hypothesis
