@@ -270,7 +270,9 @@ def _per_cluster(item: pytest.Item) -> bool:
 def _shimeji_virtual_time(request: pytest.FixtureRequest) -> Iterator[None]:
     """Virtual time's patches, made at a test's first cluster and kept to its end,
     and on into the next test if that one takes ``sim_cluster`` (see the module
-    docstring). An autouse fixture, so that it ends after the test's own."""
+    docstring). An autouse fixture, so that it ends after the test's own; an
+    undo that fails is an error of the set-up of the test it was undone for
+    (or of the session's end)."""
     config, item = request.config, request.node
     kept = config.stash.get(_KEPT, None)
     if kept is not None and (_per_cluster(item) or "sim_cluster" not in request.fixturenames):
