@@ -226,11 +226,9 @@ class VirtualTime:
         global _owner
         import freezegun
 
-        waiting: contextlib.ExitStack | None = getattr(_on_demand, "block", None)
+        waiting: OnDemand | None = getattr(_on_demand, "pending", None)
         if waiting is not None and not self._hosting and _owner is None:
-            # The first cluster since an OnDemand was armed: patch for it.
-            _on_demand.block = None
-            waiting.enter_context(VirtualTime.hosting())
+            waiting._patch()  # the first cluster since an OnDemand was armed
         with _owner_lock:
             host = _owner
             if host is not None and host._free_host():
@@ -433,50 +431,67 @@ class OnDemand:
     if no cluster starts. ``end()`` while a cluster still runs (one a
     longer-lived fixture holds) leaves the patches until it stops.
 
+    One armed while another waits for its first cluster takes its place until
+    it ends (a pytest session run inside a test by ``pytester``), then hands
+    it back.
+
     The pytest plugin holds one across tests (``kept_on_demand`` is the block
     form): a Hypothesis test building a cluster per example patches the process
     once, and so does a run of tests on the ``sim_cluster`` fixture."""
 
     def __init__(self) -> None:
-        self._block: contextlib.ExitStack | None = None
+        self._undo: contextlib.ExitStack | None = None  # while armed or patched
+        self._previous: OnDemand | None = None  # the one armed before, waiting
+        #: whether a cluster started since ``arm()``: the process is patched
+        self.patched = False
 
     def arm(self) -> bool:
         """Let the next cluster of this thread patch for this object; False (a
-        no-op) if a cluster or a host already runs or another one is armed."""
-        if getattr(_on_demand, "block", None) is not None or _owner is not None:
+        no-op) if a cluster or a host already runs, or this one is armed."""
+        if _owner is not None or self._undo is not None:
             return False
-        self._block = _on_demand.block = contextlib.ExitStack()
+        self._previous = getattr(_on_demand, "pending", None)
+        self._undo = contextlib.ExitStack()
+        _on_demand.pending = self
         return True
 
-    @property
-    def patched(self) -> bool:
-        """Whether a cluster started since ``arm()``: the process is patched."""
-        return self._block is not None and getattr(_on_demand, "block", None) is not self._block
+    def _patch(self) -> None:
+        """Called by the first cluster to start once armed (``VirtualTime.start``)."""
+        assert self._undo is not None
+        _on_demand.pending = None
+        self.patched = True
+        self._undo.enter_context(VirtualTime.hosting())
 
     def disarm(self) -> None:
         """No cluster is to patch for this object any more (patches made stay)."""
-        if self._block is not None and getattr(_on_demand, "block", None) is self._block:
-            _on_demand.block = None
-            self._block = None
+        if getattr(_on_demand, "pending", None) is self:
+            _on_demand.pending, self._previous = self._previous, None
+            self._undo = None
 
     def end(self) -> None:
         """Undo the patches (once the cluster running now, if any, stops)."""
-        self.disarm()
-        block, self._block = self._block, None
-        if block is None:
+        if not self.patched:
+            self.disarm()
             return
-        host = _owner  # the block's (hosts do not nest)
+        undo, self._undo = self._undo, None
+        previous, self._previous = self._previous, None
+        self.patched = False
+        if getattr(_on_demand, "pending", None) is None:
+            _on_demand.pending = previous
+        assert undo is not None
+        host = _owner  # this object's (hosts do not nest)
         if host is not None and host._guest is not None:
-            host._end_after_guest = block.close
+            host._end_after_guest = undo.close
         else:
-            block.close()
+            undo.close()
 
 
 @contextlib.contextmanager
 def kept_on_demand() -> Iterator[None]:
     """``keep_virtual_time()`` from the first cluster started on virtual time
     inside this block (on this thread) to the block's end (``OnDemand``).
-    Nested blocks, and blocks entered while a cluster runs, are no-ops."""
+    Blocks entered while a cluster runs, or inside a block whose cluster has
+    patched, are no-ops."""
     on_demand = OnDemand()
     on_demand.arm()
     try:

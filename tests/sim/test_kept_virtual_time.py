@@ -15,7 +15,13 @@ import pytest
 from shimeji.exceptions import ConfigurationError
 from shimeji.rpc import RpcProxy, rpc
 from shimeji.sim import SimCluster
-from shimeji.sim.clock import VirtualTime, keep_virtual_time, kept_on_demand, real_perf_counter
+from shimeji.sim.clock import (
+    OnDemand,
+    VirtualTime,
+    keep_virtual_time,
+    kept_on_demand,
+    real_perf_counter,
+)
 
 from .test_virtual_time_patches import REAL, assert_no_patch_left, current
 
@@ -187,4 +193,22 @@ def test_a_block_entered_while_a_cluster_runs_is_a_no_op():
     with SimCluster() as cluster, kept_on_demand():
         cluster.add_service(Sleeper)
         assert cluster.rpc.sleeper.nap(1)["slept"] == 1
+    assert_no_patch_left()
+
+
+def test_a_block_entered_before_the_outer_one_patched_takes_its_place_until_it_ends():
+    """As a pytest session run inside a test (``pytester``) does: the inner
+    block's patches are undone at its end, and the outer one patches after."""
+    start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    outer = OnDemand()
+    assert outer.arm()
+    with kept_on_demand():
+        run(0, start, 1)
+        inner = current()
+        assert inner["time.sleep"] is not REAL["time.sleep"]
+        assert not outer.patched
+    assert current() == REAL  # the inner block undid its own patches
+    run(0, start, 1)
+    assert outer.patched and current()["time.sleep"] is not REAL["time.sleep"]
+    outer.end()
     assert_no_patch_left()
