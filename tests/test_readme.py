@@ -22,19 +22,24 @@ def blocks() -> dict[str, str]:
     return found
 
 
+def pytest_in(folder: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``pytest -q -p no:cacheprovider ARGS`` run in ``folder``, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def test_quickstart_runs_as_written(tmp_path):
     """services.py and test_services.py from the README pass, and print the trace shown."""
     files = blocks()
     assert set(files) >= {"services.py", "test_services.py"}
     for name, code in files.items():
         (tmp_path / name).write_text(code)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_services.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = pytest_in(tmp_path, "-s", "test_services.py", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     readme = (ROOT / "README.md").read_text()
     shown = re.search(r"```\n(    time  replica.*?)\n\.\.\.\n```", readme, re.DOTALL).group(1)
@@ -47,22 +52,7 @@ def test_failure_path_example_fails_shrinks_and_is_fixed(tmp_path):
     """The payments property fails as shown, shrunk to one duplicate; the fix passes."""
     code = blocks()["test_payments.py"]
     (tmp_path / "test_payments.py").write_text(code)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--hypothesis-seed=0",
-            "test_payments.py",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = pytest_in(tmp_path, "--hypothesis-seed=0", "test_payments.py")
     assert done.returncode == 1, done.stdout + done.stderr
     readme = (ROOT / "README.md").read_text()
     shown = re.search(r"```\n(E       fault plan:.*?)```", readme, re.DOTALL).group(1)
@@ -82,13 +72,7 @@ def test_failure_path_example_fails_shrinks_and_is_fixed(tmp_path):
     )
     assert fixed != code
     (tmp_path / "test_payments.py").write_text(fixed)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_payments.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = pytest_in(tmp_path, "test_payments.py")
     assert done.returncode == 0, done.stdout[-3000:]
 
 
@@ -126,21 +110,7 @@ def test_exploration_example_finds_saves_and_replays(tmp_path):
     files = blocks()
     for name in ("test_payments.py", "test_payments_explored.py"):
         (tmp_path / name).write_text(files[name])
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "test_payments_explored.py",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = pytest_in(tmp_path, "test_payments_explored.py")
     assert done.returncode == 1, done.stdout + done.stderr
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### Exploring") :]
