@@ -273,13 +273,14 @@ def _shimeji_virtual_time(request: pytest.FixtureRequest) -> Iterator[None]:
     docstring). An autouse fixture, so that it ends after the test's own; an
     undo that fails is an error of the set-up of the test it was undone for
     (or of the session's end)."""
-    config, item = request.config, request.node
+    config = request.config
+    per_cluster = _per_cluster(request.node)
     kept = config.stash.get(_KEPT, None)
-    if kept is not None and (_per_cluster(item) or "sim_cluster" not in request.fixturenames):
+    if kept is not None and (per_cluster or "sim_cluster" not in request.fixturenames):
         del config.stash[_KEPT]
         kept.end()  # this test starts from the process as it was
         kept = None
-    if _per_cluster(item):
+    if per_cluster:
         yield
         return
     on_demand = kept or OnDemand()
