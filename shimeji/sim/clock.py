@@ -464,9 +464,11 @@ class OnDemand:
 
     def disarm(self) -> None:
         """No cluster is to patch for this object any more (patches made stay)."""
+        if self.patched:
+            return
         if getattr(_on_demand, "pending", None) is self:
-            _on_demand.pending, self._previous = self._previous, None
-            self._undo = None
+            _on_demand.pending = self._previous
+        self._undo = self._previous = None
 
     def end(self) -> None:
         """Undo the patches (once the cluster running now, if any, stops)."""
@@ -476,7 +478,11 @@ class OnDemand:
         undo, self._undo = self._undo, None
         previous, self._previous = self._previous, None
         self.patched = False
-        if getattr(_on_demand, "pending", None) is None:
+        if (
+            getattr(_on_demand, "pending", None) is None
+            and previous is not None
+            and previous._undo is not None  # (still armed: not disarmed meanwhile)
+        ):
             _on_demand.pending = previous
         assert undo is not None
         host = _owner  # this object's (hosts do not nest)

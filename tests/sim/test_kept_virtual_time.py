@@ -212,3 +212,15 @@ def test_a_block_entered_before_the_outer_one_patched_takes_its_place_until_it_e
     assert outer.patched and current()["time.sleep"] is not REAL["time.sleep"]
     outer.end()
     assert_no_patch_left()
+
+
+def test_a_block_disarmed_while_another_took_its_place_is_not_armed_again():
+    start = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+    outer, inner = OnDemand(), OnDemand()
+    assert outer.arm() and inner.arm()
+    outer.disarm()  # out of order: the outer one gives up first
+    run(0, start, 1)
+    assert inner.patched and not outer.patched
+    inner.end()
+    run(0, start, 1)  # patches for itself, for no one
+    assert_no_patch_left()
